@@ -1,0 +1,552 @@
+// Beast + Asio (C++20 coroutines) implementation of http/server.h.
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including it.
+
+#include "http/server.h"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "core/log.h"
+#include "http/gzip.h"
+#include "obs/metrics.h"
+
+namespace infera::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+// ---- Request / Response helpers -------------------------------------------------
+
+std::string_view Request::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (beast::iequals(beast::string_view(k.data(), k.size()),
+                       beast::string_view(name.data(), name.size()))) {
+      return v;
+    }
+  }
+  return {};
+}
+
+Response Response::json(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+Response Response::error(int status, std::string_view message, std::string_view type,
+                         std::string_view code) {
+  std::string code_json = code.empty() ? "null" : "\"" + log::json_escape(code) + "\"";
+  return json(status, fmt::format("{{\"error\":{{\"message\":\"{}\",\"type\":\"{}\",\"code\":{}}}}}",
+                                  log::json_escape(message), log::json_escape(type), code_json));
+}
+
+// ---- Responder ------------------------------------------------------------------
+
+namespace {
+
+struct Event {
+  enum class Kind { kWhole, kStreamBegin, kChunk, kEnd } kind;
+  Response response;  // kWhole; kStreamBegin uses status, content_type, headers
+  std::string chunk;  // kChunk
+};
+
+}  // namespace
+
+struct Responder::State : std::enable_shared_from_this<Responder::State> {
+  explicit State(net::any_io_executor e) : executor(std::move(e)) {}
+  net::any_io_executor executor;  // the connection's strand
+  std::mutex mu;
+  std::deque<Event> events;
+  bool waiting = false;  // the connection is parked on `wake`
+  std::optional<net::steady_timer> wake;
+  std::atomic<bool> gone{false};
+
+  void push(Event ev) {
+    bool notify = false;
+    {
+      std::lock_guard lock(mu);
+      events.push_back(std::move(ev));
+      notify = waiting;
+      waiting = false;
+    }
+    if (notify) {
+      // The timer belongs to the connection's strand; cancel it there.
+      net::post(executor, [self = shared_from_this()] { self->wake->cancel(); });
+    }
+  }
+};
+
+void Responder::send(Response response) {
+  state_->push(Event{Event::Kind::kWhole, std::move(response), {}});
+}
+void Responder::begin_stream(int status, std::string content_type, Headers headers) {
+  Response r;
+  r.status = status;
+  r.content_type = std::move(content_type);
+  r.headers = std::move(headers);
+  state_->push(Event{Event::Kind::kStreamBegin, std::move(r), {}});
+}
+void Responder::write(std::string chunk) {
+  if (chunk.empty()) return;  // an empty chunk would end the chunked body
+  state_->push(Event{Event::Kind::kChunk, {}, std::move(chunk)});
+}
+void Responder::end() { state_->push(Event{Event::Kind::kEnd, {}, {}}); }
+bool Responder::client_gone() const { return state_->gone.load(std::memory_order_relaxed); }
+
+// ---- Server ---------------------------------------------------------------------
+
+namespace {
+
+struct RouteEntry {
+  std::string method;
+  std::string path;
+  Handler handler;
+  obs::Histogram* duration = nullptr;
+  std::array<std::atomic<obs::Counter*>, 600> by_status{};
+};
+
+std::string make_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  thread_local uint64_t prefix = rng();
+  thread_local uint64_t counter = 0;
+  return fmt::format("{:016x}{:08x}", prefix, static_cast<uint32_t>(++counter));
+}
+
+bool acceptable_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  Impl(ServerConfig c, obs::Registry& m)
+      : config(std::move(c)),
+        metrics(m),
+        acceptor(ioc),
+        connections(m.gauge("http_connections", "Open HTTP connections")),
+        in_flight_gauge(m.gauge("http_requests_in_flight", "HTTP requests being handled")) {}
+
+  ServerConfig config;
+  obs::Registry& metrics;
+  net::io_context ioc;
+  tcp::acceptor acceptor;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<RouteEntry>>> routes;
+  std::unique_ptr<RouteEntry> unmatched;
+  obs::Gauge& connections;
+  obs::Gauge& in_flight_gauge;
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<bool> draining{false};
+  std::atomic<bool> ready{false};
+  std::atomic<bool> stopped{false};
+
+  RouteEntry& add_route(const std::string& method, const std::string& path, Handler h) {
+    auto e = std::make_unique<RouteEntry>();
+    e->method = method;
+    e->path = path;
+    e->handler = std::move(h);
+    e->duration = &metrics.histogram("http_request_duration_seconds",
+                                     "Time from request headers read to response written",
+                                     {{"route", path}});
+    auto& ref = *e;
+    routes[path].push_back(std::move(e));
+    return ref;
+  }
+
+  void count(RouteEntry& route, int status, double seconds) {
+    size_t idx = status >= 0 && status < 600 ? static_cast<size_t>(status) : 0;
+    obs::Counter* c = route.by_status[idx].load(std::memory_order_acquire);
+    if (c == nullptr) {
+      c = &metrics.counter("http_requests_total", "HTTP requests by route, method and status",
+                           {{"route", route.path}, {"method", route.method},
+                            {"status", std::to_string(status)}});
+      route.by_status[idx].store(c, std::memory_order_release);
+    }
+    c->inc();
+    route.duration->observe(seconds);
+  }
+
+  net::awaitable<void> accept_loop();
+  net::awaitable<void> session(beast::tcp_stream stream);
+  net::awaitable<void> drain_watch();
+  void stop();
+};
+
+namespace {
+
+template <typename Body>
+void finish_headers(bhttp::response<Body>& res, const Request& req, Clock::time_point start,
+                    bool keep_alive) {
+  res.set("X-Request-ID", req.request_id);
+  double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  res.set("X-Response-Time", fmt::format("{:.3f}ms", ms));
+  res.keep_alive(keep_alive);
+}
+
+}  // namespace
+
+net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
+  connections.add(1);
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  auto token = net::redirect_error(net::use_awaitable, ec);
+  const auto header_timeout = std::chrono::milliseconds(config.header_timeout_ms);
+  const auto idle_timeout = std::chrono::milliseconds(config.idle_timeout_ms);
+
+  for (;;) {
+    // Idle: wait for the first byte of the next request.
+    if (buffer.size() == 0) {
+      stream.expires_after(idle_timeout);
+      size_t n = co_await stream.async_read_some(buffer.prepare(8192), token);
+      if (ec) break;
+      buffer.commit(n);
+    }
+    // Headers must arrive complete within the header timeout (slowloris guard).
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(64 * 1024);
+    parser.body_limit(config.max_content_length);
+    stream.expires_after(header_timeout);
+    co_await bhttp::async_read_header(stream, buffer, parser, token);
+    const Clock::time_point start = Clock::now();
+
+    Request req;
+    req.request_id = make_request_id();
+    std::optional<Response> early;  // answered without running a handler
+    bool close_after = false;
+    if (ec == beast::error::timeout || ec == net::error::eof ||
+        ec == net::error::connection_reset) {
+      if (ec == beast::error::timeout) {
+        log::info("http.header_timeout", "dropped a client that did not finish its headers in {} ms",
+                  config.header_timeout_ms);
+      }
+      break;
+    }
+    if (ec == bhttp::error::header_limit) {
+      early = Response::error(431, "request headers too large", "invalid_request_error",
+                              "headers_too_large");
+      close_after = true;
+    } else if (ec) {
+      early = Response::error(400, "malformed HTTP request: " + ec.message(),
+                              "invalid_request_error", "bad_http");
+      close_after = true;
+    } else {
+      auto cl = parser.content_length();
+      if (cl && *cl > config.max_content_length) {
+        early = Response::error(
+            413,
+            fmt::format("request body of {} bytes exceeds MAX_CONTENT_LENGTH ({} bytes)", *cl,
+                        config.max_content_length),
+            "invalid_request_error", "body_too_large");
+        close_after = true;
+      } else if (!parser.is_done()) {
+        stream.expires_after(idle_timeout);
+        co_await bhttp::async_read(stream, buffer, parser, token);
+        if (ec == bhttp::error::body_limit) {
+          early = Response::error(
+              413, fmt::format("request body exceeds MAX_CONTENT_LENGTH ({} bytes)",
+                               config.max_content_length),
+              "invalid_request_error", "body_too_large");
+          close_after = true;
+          ec = {};
+        } else if (ec) {
+          break;
+        }
+      }
+    }
+    stream.expires_never();
+
+    bool keep_alive = !close_after;
+    bool accept_gzip = false;
+    RouteEntry* route = unmatched.get();
+    if (parser.is_header_done()) {
+      auto& msg = parser.get();
+      req.method = std::string(msg.method_string());
+      std::string_view target(msg.target().data(), msg.target().size());
+      size_t q = target.find('?');
+      req.path = std::string(target.substr(0, q));
+      if (q != std::string_view::npos) req.query = std::string(target.substr(q + 1));
+      req.headers.reserve(8);
+      for (const auto& f : msg) {
+        req.headers.emplace_back(std::string(f.name_string().data(), f.name_string().size()),
+                                 std::string(f.value().data(), f.value().size()));
+      }
+      if (auto id = req.header("X-Request-ID"); acceptable_request_id(id)) {
+        req.request_id = std::string(id);
+      }
+      keep_alive = keep_alive && msg.keep_alive();
+      accept_gzip = accepts_gzip(req.header("Accept-Encoding"));
+      if (!early) req.body = std::move(msg.body());
+    }
+
+    if (!early) {
+      auto it = routes.find(req.path);
+      if (it == routes.end()) {
+        early = Response::error(404, "no route for " + req.method + " " + req.path,
+                                "invalid_request_error", "not_found");
+      } else {
+        route = nullptr;
+        for (auto& e : it->second) {
+          if (e->method == req.method) route = e.get();
+        }
+        if (route == nullptr) {
+          route = it->second.front().get();
+          early = Response::error(405, "method " + req.method + " not allowed on " + req.path,
+                                  "invalid_request_error", "method_not_allowed");
+        }
+      }
+      if (!early && draining.load(std::memory_order_relaxed)) {
+        early = Response::error(503, "server is shutting down", "server_error", "draining");
+        keep_alive = false;
+      }
+    }
+    if (draining.load(std::memory_order_relaxed)) keep_alive = false;
+
+    in_flight.fetch_add(1, std::memory_order_relaxed);
+    in_flight_gauge.add(1);
+    int status = 0;
+    bool write_failed = false;
+    if (early) {
+      status = early->status;
+      bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(early->status), 11};
+      res.set(bhttp::field::content_type, early->content_type);
+      res.body() = std::move(early->body);
+      finish_headers(res, req, start, keep_alive);
+      res.prepare_payload();
+      co_await bhttp::async_write(stream, res, token);
+      write_failed = static_cast<bool>(ec);
+    } else {
+      auto state = std::make_shared<Responder::State>(stream.get_executor());
+      try {
+        route->handler(req, Responder(state));
+      } catch (const std::exception& e) {
+        log::error("http.handler_exception", "handler for {} threw: {}", req.path, e.what());
+        Responder(state).send(Response::error(500, "internal error", "server_error", "internal"));
+      }
+      bool streaming = false;
+      for (bool done = false; !done;) {
+        std::optional<Event> ev;
+        {
+          std::lock_guard lock(state->mu);
+          if (state->events.empty()) {
+            state->waiting = true;
+          } else {
+            ev = std::move(state->events.front());
+            state->events.pop_front();
+          }
+        }
+        if (!ev) {
+          if (!state->wake) state->wake.emplace(stream.get_executor());
+          state->wake->expires_at(net::steady_timer::time_point::max());
+          beast::error_code wait_ec;
+          co_await state->wake->async_wait(net::redirect_error(net::use_awaitable, wait_ec));
+          continue;
+        }
+        switch (ev->kind) {
+          case Event::Kind::kWhole: {
+            Response& r = ev->response;
+            status = r.status;
+            bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
+            res.set(bhttp::field::content_type, r.content_type);
+            for (auto& [k, v] : r.headers) res.set(k, v);
+            if (accept_gzip && r.body.size() >= config.gzip_min_bytes) {
+              res.body() = gzip_compress(r.body);
+              res.set(bhttp::field::content_encoding, "gzip");
+              res.set(bhttp::field::vary, "Accept-Encoding");
+            } else {
+              res.body() = std::move(r.body);
+            }
+            finish_headers(res, req, start, keep_alive);
+            res.prepare_payload();
+            co_await bhttp::async_write(stream, res, token);
+            done = true;
+            break;
+          }
+          case Event::Kind::kStreamBegin: {
+            Response& r = ev->response;
+            status = r.status;
+            bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(r.status), 11};
+            res.set(bhttp::field::content_type, r.content_type);
+            res.set(bhttp::field::cache_control, "no-cache");
+            for (auto& [k, v] : r.headers) res.set(k, v);
+            finish_headers(res, req, start, keep_alive);
+            res.chunked(true);
+            bhttp::response_serializer<bhttp::empty_body> sr{res};
+            co_await bhttp::async_write_header(stream, sr, token);
+            streaming = true;
+            break;
+          }
+          case Event::Kind::kChunk:
+            if (streaming) {
+              co_await net::async_write(stream, bhttp::make_chunk(net::buffer(ev->chunk)), token);
+            }
+            break;
+          case Event::Kind::kEnd:
+            if (streaming) co_await net::async_write(stream, bhttp::make_chunk_last(), token);
+            done = true;
+            break;
+        }
+        if (ec) {
+          state->gone.store(true);
+          write_failed = true;
+          done = true;
+        }
+      }
+      if (write_failed) state->gone.store(true);
+    }
+    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    count(*route, status, seconds);
+    in_flight.fetch_sub(1, std::memory_order_relaxed);
+    in_flight_gauge.add(-1);
+    if (write_failed || !keep_alive) break;
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream.close();
+  connections.add(-1);
+}
+
+net::awaitable<void> Server::Impl::accept_loop() {
+  for (;;) {
+    beast::error_code ec;
+    tcp::socket socket = co_await acceptor.async_accept(net::make_strand(ioc),
+                                                        net::redirect_error(net::use_awaitable, ec));
+    if (ec) {
+      if (!acceptor.is_open()) co_return;
+      log::warn("http.accept_error", "accept failed: {}", ec.message());
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto executor = socket.get_executor();
+    net::co_spawn(executor, session(beast::tcp_stream(std::move(socket))), net::detached);
+  }
+}
+
+net::awaitable<void> Server::Impl::drain_watch() {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(config.drain_timeout_ms);
+  net::steady_timer timer(ioc);
+  while (in_flight.load() > 0 && Clock::now() < deadline) {
+    timer.expires_after(std::chrono::milliseconds(10));
+    beast::error_code ec;
+    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+  int64_t left = in_flight.load();
+  if (left > 0) {
+    log::warn("http.drain_timeout", "drain timed out with {} requests in flight", left);
+  } else {
+    log::info("http.drained", "all in-flight requests finished");
+  }
+  stop();
+}
+
+void Server::Impl::stop() {
+  if (stopped.exchange(true)) return;
+  beast::error_code ec;
+  acceptor.close(ec);
+  ioc.stop();
+}
+
+Server::Server(ServerConfig config, obs::Registry& metrics)
+    : impl_(std::make_unique<Impl>(std::move(config), metrics)) {
+  impl_->unmatched = std::make_unique<RouteEntry>();
+  impl_->unmatched->path = "unmatched";
+  impl_->unmatched->method = "any";
+  impl_->unmatched->duration = &metrics.histogram(
+      "http_request_duration_seconds", "Time from request headers read to response written",
+      {{"route", "unmatched"}});
+}
+
+Server::~Server() = default;
+
+void Server::route(const std::string& method, const std::string& path, Handler handler) {
+  impl_->add_route(method, path, std::move(handler));
+}
+
+void Server::route(const std::string& method, const std::string& path, SyncHandler handler) {
+  impl_->add_route(method, path,
+                   [h = std::move(handler)](const Request& req, Responder r) { r.send(h(req)); });
+}
+
+Status Server::start() {
+  beast::error_code ec;
+  auto address = net::ip::make_address(impl_->config.host, ec);
+  if (ec) {
+    return Status::InvalidArgument("INFERA_HOST '" + impl_->config.host +
+                                   "' is not an IP address: " + ec.message());
+  }
+  tcp::endpoint endpoint(address, impl_->config.port);
+  auto& acc = impl_->acceptor;
+  acc.open(endpoint.protocol(), ec);
+  if (!ec) acc.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(endpoint, ec);
+  if (!ec) acc.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::Unavailable(fmt::format("cannot listen on {}:{}: {}", impl_->config.host,
+                                           impl_->config.port, ec.message()));
+  }
+  net::co_spawn(impl_->ioc, impl_->accept_loop(), net::detached);
+  return Status::Ok();
+}
+
+uint16_t Server::port() const {
+  beast::error_code ec;
+  return impl_->acceptor.local_endpoint(ec).port();
+}
+
+void Server::run() {
+  net::signal_set signals(impl_->ioc, SIGINT, SIGTERM);
+  signals.async_wait([this](const beast::error_code& ec, int signo) {
+    if (ec) return;
+    log::info("http.signal", "received signal {}, draining", signo);
+    begin_drain();
+  });
+  std::vector<std::thread> threads;
+  for (int i = 1; i < impl_->config.io_threads; ++i) {
+    threads.emplace_back([this] { impl_->ioc.run(); });
+  }
+  impl_->ioc.run();
+  for (auto& t : threads) t.join();
+}
+
+void Server::begin_drain() {
+  net::post(impl_->ioc, [this] {
+    if (impl_->draining.exchange(true)) return;
+    impl_->ready.store(false);
+    net::co_spawn(impl_->ioc, impl_->drain_watch(), net::detached);
+  });
+}
+
+bool Server::draining() const { return impl_->draining.load(); }
+void Server::set_ready(bool ready) { impl_->ready.store(ready); }
+bool Server::ready() const { return impl_->ready.load() && !impl_->draining.load(); }
+
+}  // namespace infera::http

@@ -1,0 +1,119 @@
+// infera's HTTP/1.1 server: keep-alive, request body limit (413), header-read and
+// idle timeouts (slow clients are dropped), gzip for large bodies, X-Request-ID and
+// X-Response-Time on every response, streamed (chunked, SSE) responses, and a
+// graceful drain on SIGTERM/SIGINT (in-flight requests finish, new ones get 503).
+//
+// Handlers may answer at once or later from any thread through their Responder.
+// Errors are JSON in the OpenAI shape {"error":{"message","type","code"}}.
+//
+// Threads: `io_threads` threads run the event loop; each connection is confined to
+// one strand. Handlers run on an I/O thread and must not block: long work goes to
+// another thread, which answers through the Responder.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+
+namespace infera::obs {
+class Registry;
+}
+
+namespace infera::http {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";          // INFERA_HOST / --host / host
+  uint16_t port = 8080;                     // INFERA_PORT / --port / port (0 = any free port)
+  int io_threads = 1;                       // INFERA_IO_THREADS / --io-threads
+  uint64_t max_content_length = 1 << 20;   // MAX_CONTENT_LENGTH, bytes
+  int64_t header_timeout_ms = 10000;        // INFERA_HEADER_TIMEOUT_MS
+  int64_t idle_timeout_ms = 60000;          // INFERA_IDLE_TIMEOUT_MS
+  int64_t drain_timeout_ms = 30000;         // INFERA_DRAIN_TIMEOUT_MS
+  uint64_t gzip_min_bytes = 1024;           // INFERA_GZIP_MIN_BYTES
+};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct Request {
+  std::string method;
+  std::string path;    // target without the query string
+  std::string query;   // text after '?', may be empty
+  std::string body;
+  std::string request_id;
+  Headers headers;
+  // Case-insensitive header lookup; empty when absent.
+  std::string_view header(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  Headers headers;
+
+  static Response json(int status, std::string body);
+  // OpenAI-shaped error: {"error":{"message":..,"type":..,"code":..}}.
+  static Response error(int status, std::string_view message,
+                        std::string_view type = "invalid_request_error",
+                        std::string_view code = {});
+};
+
+// A handle for answering one request, copyable and usable from any thread. Exactly
+// one of send() or begin_stream()…end() must be called; the connection waits.
+class Responder {
+ public:
+  struct State;
+  explicit Responder(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+  void send(Response response);
+  // Chunked response; `content_type` e.g. "text/event-stream".
+  void begin_stream(int status, std::string content_type, Headers headers = {});
+  void write(std::string chunk);
+  void end();
+  // True once the client has disconnected (a write failed or the server stopped).
+  bool client_gone() const;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+using Handler = std::function<void(const Request&, Responder)>;
+using SyncHandler = std::function<Response(const Request&)>;
+
+class Server {
+ public:
+  Server(ServerConfig config, obs::Registry& metrics);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Registers a handler for an exact path. REQUIRES: before start().
+  void route(const std::string& method, const std::string& path, Handler handler);
+  void route(const std::string& method, const std::string& path, SyncHandler handler);
+
+  // Binds and listens; port() is known afterwards. Fails with a message naming
+  // the address when it cannot bind.
+  Status start();
+  uint16_t port() const;
+  // Runs the event loop until a drain (signal or begin_drain) completes.
+  void run();
+  // Starts a graceful drain; thread-safe. run() returns when in-flight requests
+  // have finished or drain_timeout_ms has passed.
+  void begin_drain();
+  bool draining() const;
+  // /ready answers 200 only when ready and not draining.
+  void set_ready(bool ready);
+  bool ready() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace infera::http
