@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include "api/api.h"
+#include "api/json_body.h"
+#include "core/log.h"
 #include "http/server.h"
 #include "obs/metrics.h"
 
@@ -22,6 +24,25 @@ void register_system_routes(http::Server& server, obs::Registry& metrics) {
     const char* why = server.draining() ? "draining" : "starting";
     return http::Response::error(503, fmt::format("server is not ready ({})", why),
                                  "server_error", why);
+  });
+
+  // Changes the log level at run time: {"level": "debug"}.
+  server.route("PUT", "/admin/log-level", [](const http::Request& req) {
+    http::Response error;
+    auto body = parse_json_object(req, error);
+    if (!body) return error;
+    auto it = body->find("level");
+    if (it == body->end() || !it->is_string()) {
+      return http::Response::error(400, "field 'level' is required and must be a string",
+                                   "invalid_request_error", "invalid_level");
+    }
+    std::string level = it->get<std::string>();
+    if (!log::set_level(level)) {
+      return http::Response::error(
+          400, "field 'level' must be one of trace, debug, info, warn, error, off; got '" + level + "'",
+          "invalid_request_error", "invalid_level");
+    }
+    return http::Response::json(200, fmt::format(R"({{"level":"{}"}})", level));
   });
 
   server.route("GET", "/metrics", [&metrics](const http::Request&) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 namespace infera::log {
@@ -94,6 +95,16 @@ std::shared_ptr<spdlog::logger>& logger() {
 
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
 
+std::optional<Level> parse_level(std::string_view name) {
+  static constexpr std::pair<const char*, Level> kLevels[] = {
+      {"trace", Level::kTrace}, {"debug", Level::kDebug}, {"info", Level::kInfo},
+      {"warn", Level::kWarn},   {"error", Level::kError}, {"off", Level::kOff}};
+  for (const auto& [n, l] : kLevels) {
+    if (name == n) return l;
+  }
+  return std::nullopt;
+}
+
 int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -155,18 +166,20 @@ void init_logging(const LogConfig& config) {
                                                    spdlog::async_overflow_policy::overrun_oldest);
   lg->set_pattern("{\"ts\":\"%Y-%m-%dT%H:%M:%S.%fZ\",\"level\":\"%l\",%v}",
                   spdlog::pattern_time_type::utc);
-  Level level = Level::kInfo;
-  static constexpr std::pair<const char*, Level> kLevels[] = {
-      {"trace", Level::kTrace}, {"debug", Level::kDebug}, {"info", Level::kInfo},
-      {"warn", Level::kWarn},   {"error", Level::kError}, {"off", Level::kOff}};
-  for (const auto& [name, l] : kLevels) {
-    if (config.level == name) level = l;
-  }
+  Level level = parse_level(config.level).value_or(Level::kInfo);
   lg->set_level(to_spdlog(level));
   lg->flush_on(spdlog::level::warn);
   g_level.store(static_cast<int>(level));
   limiter().set_limit(config.burst_limit);
   logger() = lg;
+}
+
+bool set_level(std::string_view name) {
+  auto level = parse_level(name);
+  if (!level) return false;
+  g_level.store(static_cast<int>(*level));
+  logger()->set_level(to_spdlog(*level));
+  return true;
 }
 
 bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }

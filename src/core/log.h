@@ -35,6 +35,8 @@ void flush();
 void shutdown();
 
 bool enabled(Level level);
+// Changes the level at run time; false (and no change) for an unknown name.
+bool set_level(std::string_view name);
 // `event` is the stable message key; `message` is free text (JSON-escaped here);
 // `fields_json` is either empty or comma-separated JSON members ("\"k\":1,\"s\":\"x\"").
 void write(Level level, std::string_view event, std::string_view message,

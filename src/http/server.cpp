@@ -238,6 +238,23 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
     stream.expires_after(header_timeout);
     co_await bhttp::async_read_header(stream, buffer, parser, token);
     const Clock::time_point start = Clock::now();
+    // A request is in flight from its complete headers until its response is
+    // written; a drain waits for it (a body still uploading included).
+    struct InFlight {
+      Impl& impl;
+      explicit InFlight(Impl& i) : impl(i) {
+        impl.in_flight.fetch_add(1, std::memory_order_relaxed);
+        impl.in_flight_gauge.add(1);
+      }
+      ~InFlight() {
+        impl.in_flight.fetch_sub(1, std::memory_order_relaxed);
+        impl.in_flight_gauge.add(-1);
+      }
+    };
+    std::optional<InFlight> in_flight_guard;
+    if (!ec) in_flight_guard.emplace(*this);
+    // Only requests that arrive after a drain began are refused.
+    const bool arrived_draining = draining.load(std::memory_order_relaxed);
 
     Request req;
     req.request_id = make_request_id();
@@ -251,7 +268,17 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
       }
       break;
     }
-    if (ec == bhttp::error::header_limit) {
+    auto too_large = [this] {
+      return Response::error(413,
+                             fmt::format("request body exceeds MAX_CONTENT_LENGTH ({} bytes)",
+                                         config.max_content_length),
+                             "invalid_request_error", "body_too_large");
+    };
+    if (ec == bhttp::error::body_limit) {
+      // Beast rejects a Content-Length over the limit as soon as the headers are in.
+      early = too_large();
+      close_after = true;
+    } else if (ec == bhttp::error::header_limit) {
       early = Response::error(431, "request headers too large", "invalid_request_error",
                               "headers_too_large");
       close_after = true;
@@ -260,22 +287,11 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
                               "invalid_request_error", "bad_http");
       close_after = true;
     } else {
-      auto cl = parser.content_length();
-      if (cl && *cl > config.max_content_length) {
-        early = Response::error(
-            413,
-            fmt::format("request body of {} bytes exceeds MAX_CONTENT_LENGTH ({} bytes)", *cl,
-                        config.max_content_length),
-            "invalid_request_error", "body_too_large");
-        close_after = true;
-      } else if (!parser.is_done()) {
+      if (!parser.is_done()) {
         stream.expires_after(idle_timeout);
         co_await bhttp::async_read(stream, buffer, parser, token);
         if (ec == bhttp::error::body_limit) {
-          early = Response::error(
-              413, fmt::format("request body exceeds MAX_CONTENT_LENGTH ({} bytes)",
-                               config.max_content_length),
-              "invalid_request_error", "body_too_large");
+          early = too_large();
           close_after = true;
           ec = {};
         } else if (ec) {
@@ -324,15 +340,13 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
                                   "invalid_request_error", "method_not_allowed");
         }
       }
-      if (!early && draining.load(std::memory_order_relaxed)) {
+      if (!early && arrived_draining) {
         early = Response::error(503, "server is shutting down", "server_error", "draining");
         keep_alive = false;
       }
     }
     if (draining.load(std::memory_order_relaxed)) keep_alive = false;
 
-    in_flight.fetch_add(1, std::memory_order_relaxed);
-    in_flight_gauge.add(1);
     int status = 0;
     bool write_failed = false;
     if (early) {
@@ -425,8 +439,6 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
     }
     double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     count(*route, status, seconds);
-    in_flight.fetch_sub(1, std::memory_order_relaxed);
-    in_flight_gauge.add(-1);
     if (write_failed || !keep_alive) break;
   }
   beast::error_code ignored;
