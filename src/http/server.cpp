@@ -128,8 +128,14 @@ struct RouteEntry {
   std::string method;
   std::string path;
   Handler handler;
-  obs::Histogram* duration = nullptr;
-  std::array<std::atomic<obs::Counter*>, 600> by_status{};
+  // Per status code, created on first use: the request counter and latency histogram.
+  struct StatusMetrics {
+    obs::Counter* requests;
+    obs::Histogram* duration;
+  };
+  std::array<std::atomic<StatusMetrics*>, 600> by_status{};
+  std::mutex create_mu;
+  std::vector<std::unique_ptr<StatusMetrics>> owned;
 };
 
 std::string make_request_id() {
@@ -175,9 +181,6 @@ struct Server::Impl {
     e->method = method;
     e->path = path;
     e->handler = std::move(h);
-    e->duration = &metrics.histogram("http_request_duration_seconds",
-                                     "Time from request headers read to response written",
-                                     {{"route", path}});
     auto& ref = *e;
     routes[path].push_back(std::move(e));
     return ref;
@@ -185,15 +188,24 @@ struct Server::Impl {
 
   void count(RouteEntry& route, int status, double seconds) {
     size_t idx = status >= 0 && status < 600 ? static_cast<size_t>(status) : 0;
-    obs::Counter* c = route.by_status[idx].load(std::memory_order_acquire);
-    if (c == nullptr) {
-      c = &metrics.counter("http_requests_total", "HTTP requests by route, method and status",
-                           {{"route", route.path}, {"method", route.method},
-                            {"status", std::to_string(status)}});
-      route.by_status[idx].store(c, std::memory_order_release);
+    RouteEntry::StatusMetrics* m = route.by_status[idx].load(std::memory_order_acquire);
+    if (m == nullptr) {
+      std::lock_guard lock(route.create_mu);
+      m = route.by_status[idx].load(std::memory_order_acquire);
+      if (m == nullptr) {
+        obs::Labels labels{{"route", route.path}, {"method", route.method},
+                           {"status", std::to_string(status)}};
+        route.owned.push_back(std::make_unique<RouteEntry::StatusMetrics>(RouteEntry::StatusMetrics{
+            &metrics.counter("http_requests_total", "HTTP requests by route, method and status",
+                             labels),
+            &metrics.histogram("http_request_duration_seconds",
+                               "Time from request headers read to response written", labels)}));
+        m = route.owned.back().get();
+        route.by_status[idx].store(m, std::memory_order_release);
+      }
     }
-    c->inc();
-    route.duration->observe(seconds);
+    m->requests->inc();
+    m->duration->observe(seconds);
   }
 
   net::awaitable<void> accept_loop();
@@ -492,9 +504,6 @@ Server::Server(ServerConfig config, obs::Registry& metrics)
   impl_->unmatched = std::make_unique<RouteEntry>();
   impl_->unmatched->path = "unmatched";
   impl_->unmatched->method = "any";
-  impl_->unmatched->duration = &metrics.histogram(
-      "http_request_duration_seconds", "Time from request headers read to response written",
-      {{"route", "unmatched"}});
 }
 
 Server::~Server() = default;

@@ -186,7 +186,8 @@ TEST(HttpServer, MetricsCountRequestsByRouteAndStatus) {
       << metrics->body;
   EXPECT_NE(metrics->body.find(R"(http_requests_total{route="unmatched",method="any",status="404"} 1)"),
             std::string::npos);
-  EXPECT_NE(metrics->body.find(R"(http_request_duration_seconds_count{route="/api/health"} 3)"),
+  EXPECT_NE(metrics->body.find(
+                R"(http_request_duration_seconds_count{route="/api/health",method="GET",status="200"} 3)"),
             std::string::npos);
 
   auto stats = http_request(server.port(), "GET", "/api/stats");
