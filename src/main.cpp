@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   infera::cli::add_serve_command(app);
   infera::cli::add_config_command(app);
+  infera::cli::add_bench_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

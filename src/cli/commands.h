@@ -10,5 +10,6 @@ namespace infera::cli {
 
 void add_serve_command(CLI::App& app);     // cli/serve.cpp
 void add_config_command(CLI::App& app);    // cli/config_command.cpp
+void add_bench_command(CLI::App& app);     // cli/bench.cpp
 
 }  // namespace infera::cli
