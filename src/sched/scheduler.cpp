@@ -1,0 +1,398 @@
+#include "sched/scheduler.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "core/log.h"
+#include "obs/metrics.h"
+#include "sched/stop_matcher.h"
+
+namespace infera::sched {
+
+const char* to_string(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kTimeout: return "timeout";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+  }
+  return "error";
+}
+
+namespace {
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+struct Waiting {
+  std::unique_ptr<Job> job;
+  uint64_t arrival = 0;
+  Clock::time_point submitted;
+};
+
+// A sequence being prefilled or decoded. Engine-loop thread only.
+struct Running {
+  std::unique_ptr<Job> job;
+  int32_t seq_id = 0;
+  Clock::time_point submitted;
+  Clock::time_point admitted;
+  Clock::time_point last_token_at;
+  int32_t n_past = 0;        // positions already in the KV cache
+  int32_t cached = 0;        // prompt tokens reused from the prefix cache
+  int32_t generated = 0;
+  int32_t next_token = -1;   // sampled, not yet evaluated
+  bool prefill_done = false;
+  double ttft_ms = 0;
+  std::unique_ptr<TokenSampler> sampler;
+  std::unique_ptr<TextStream> text;
+  std::unique_ptr<StopMatcher> stops;
+};
+
+}  // namespace
+
+struct Scheduler::Impl {
+  Impl(SchedulerConfig c, ModelRunner& r, obs::Registry& m)
+      : config(c),
+        runner(r),
+        ttft(m.histogram("infera_time_to_first_token_seconds", "Submit to first generated token")),
+        itl(m.histogram("infera_inter_token_seconds", "Time between generated tokens")),
+        e2e(m.histogram("infera_request_duration_seconds", "Submit to last token")),
+        queue_time(m.histogram("infera_queue_seconds", "Submit to admission")),
+        batch_tokens(m.histogram("infera_batch_tokens", "Tokens evaluated per engine step")),
+        batch_seqs(m.histogram("infera_batch_sequences", "Sequences in an engine step")),
+        step_time(m.histogram("infera_step_seconds", "Duration of one engine step")),
+        generated_tokens(m.counter("infera_generated_tokens_total", "Tokens generated")),
+        prompt_tokens(m.counter("infera_prompt_tokens_total", "Prompt tokens evaluated")),
+        prefix_hits(m.counter("infera_prefix_cache_hits_total", "Sequences that reused cached prompt KV blocks")),
+        prefix_tokens(m.counter("infera_prefix_cache_tokens_total", "Prompt tokens reused from the prefix cache")),
+        rejected(m.counter("infera_requests_rejected_total", "Requests refused because the queue was full")),
+        running_gauge(m.gauge("infera_sequences_running", "Sequences being prefilled or decoded")),
+        waiting_gauge(m.gauge("infera_sequences_waiting", "Requests waiting for admission")),
+        kv_used(m.gauge("infera_kv_blocks_used", "KV cache blocks in use")),
+        kv_free(m.gauge("infera_kv_blocks_free", "KV cache blocks free")),
+        metrics(m) {
+    publish_kv();
+    thread = std::thread([this] { loop(); });
+  }
+
+  SchedulerConfig config;
+  ModelRunner& runner;
+  obs::Histogram& ttft;
+  obs::Histogram& itl;
+  obs::Histogram& e2e;
+  obs::Histogram& queue_time;
+  obs::Histogram& batch_tokens;
+  obs::Histogram& batch_seqs;
+  obs::Histogram& step_time;
+  obs::Counter& generated_tokens;
+  obs::Counter& prompt_tokens;
+  obs::Counter& prefix_hits;
+  obs::Counter& prefix_tokens;
+  obs::Counter& rejected;
+  obs::Gauge& running_gauge;
+  obs::Gauge& waiting_gauge;
+  obs::Gauge& kv_used;
+  obs::Gauge& kv_free;
+  obs::Registry& metrics;
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Waiting> incoming;  // guarded by mu
+  std::atomic<int64_t> queued{0};  // submitted, not yet admitted or ended
+  bool stopping = false;         // guarded by mu
+  SchedulerStats shared_stats;   // guarded by mu
+
+  // Engine-loop state.
+  std::vector<Waiting> waiting;
+  std::vector<std::unique_ptr<Running>> running;
+  uint64_t next_arrival = 0;
+  int32_t next_seq_id = 0;
+  std::vector<BatchEntry> batch;
+  std::vector<Running*> batch_owner;  // per entry with logits
+  std::vector<const float*> logits;
+  std::thread thread;
+
+  void publish_kv() {
+    KvUsage kv = runner.kv_usage();
+    kv_used.set(static_cast<double>(kv.blocks_used));
+    kv_free.set(static_cast<double>(kv.blocks_total - kv.blocks_used));
+  }
+
+  void finish(Running& r, FinishReason reason, std::string error = {}) {
+    auto now = Clock::now();
+    if (r.text && reason != FinishReason::kCancelled) {
+      std::string tail = r.stops->push(r.text->flush());
+      tail += r.stops->flush();
+      if (!tail.empty() && r.job->on_text) r.job->on_text(tail);
+    }
+    runner.end_sequence(r.seq_id);
+    Completion c;
+    c.reason = reason;
+    c.prompt_tokens = static_cast<int32_t>(r.job->prompt.size());
+    c.cached_prompt_tokens = r.cached;
+    c.completion_tokens = r.generated;
+    c.queue_ms = ms_between(r.submitted, r.admitted);
+    c.ttft_ms = r.ttft_ms;
+    c.total_ms = ms_between(r.submitted, now);
+    c.error = std::move(error);
+    e2e.observe(c.total_ms / 1000.0);
+    if (r.job->on_done) r.job->on_done(c);
+    r.job.reset();
+  }
+
+  void finish_waiting(Waiting& w, FinishReason reason, std::string error = {}) {
+    queued.fetch_sub(1);
+    Completion c;
+    c.reason = reason;
+    c.error = std::move(error);
+    c.prompt_tokens = static_cast<int32_t>(w.job->prompt.size());
+    c.queue_ms = c.total_ms = ms_between(w.submitted, Clock::now());
+    if (w.job->on_done) w.job->on_done(c);
+    w.job.reset();
+  }
+
+  static bool cancelled(const Job& j) { return j.is_cancelled && j.is_cancelled(); }
+
+  // Ends cancelled and expired work, waiting or running.
+  void reap(Clock::time_point now) {
+    for (auto& r : running) {
+      if (cancelled(*r->job)) {
+        finish(*r, FinishReason::kCancelled);
+      } else if (now >= r->job->deadline) {
+        finish(*r, FinishReason::kTimeout);
+      }
+    }
+    std::erase_if(running, [](const auto& r) { return !r->job; });
+    for (auto& w : waiting) {
+      if (cancelled(*w.job)) {
+        finish_waiting(w, FinishReason::kCancelled);
+      } else if (now >= w.job->deadline) {
+        finish_waiting(w, FinishReason::kTimeout);
+      }
+    }
+    std::erase_if(waiting, [](const Waiting& w) { return !w.job; });
+  }
+
+  void admit(Clock::time_point now) {
+    // Highest priority first, then arrival order.
+    std::sort(waiting.begin(), waiting.end(), [](const Waiting& a, const Waiting& b) {
+      if (a.job->priority != b.job->priority) return a.job->priority > b.job->priority;
+      return a.arrival < b.arrival;
+    });
+    size_t taken = 0;
+    while (taken < waiting.size() && static_cast<int>(running.size()) < config.max_seqs) {
+      Waiting& w = waiting[taken];
+      int32_t seq_id = next_seq_id++;
+      int32_t reused = runner.begin_sequence(seq_id, w.job->prompt);
+      if (reused < 0 && running.empty()) {
+        // Even an empty cache cannot hold this prompt.
+        finish_waiting(w, FinishReason::kError, "the prompt does not fit in the KV cache");
+        ++taken;
+        continue;
+      }
+      if (reused < 0) break;  // no KV room: wait for running sequences to finish
+      queued.fetch_sub(1);
+      auto r = std::make_unique<Running>();
+      r->seq_id = seq_id;
+      r->submitted = w.submitted;
+      r->admitted = now;
+      r->n_past = reused;
+      r->cached = reused;
+      r->sampler = runner.make_sampler(w.job->sampling);
+      r->text = runner.make_text_stream();
+      r->stops = std::make_unique<StopMatcher>(w.job->stop);
+      r->job = std::move(w.job);
+      queue_time.observe(ms_between(r->submitted, now) / 1000.0);
+      if (reused > 0) {
+        prefix_hits.inc();
+        prefix_tokens.inc(static_cast<uint64_t>(reused));
+      }
+      running.push_back(std::move(r));
+      ++taken;
+    }
+    waiting.erase(waiting.begin(), waiting.begin() + static_cast<std::ptrdiff_t>(taken));
+  }
+
+  // Fills `batch`: one decode token per generating sequence, then prompt chunks.
+  void build_batch() {
+    batch.clear();
+    batch_owner.clear();
+    int budget = config.max_batch_tokens;
+    for (auto& r : running) {
+      if (!r->prefill_done || budget <= 0) continue;
+      if (!runner.reserve(r->seq_id, r->n_past + 1)) {
+        finish(*r, FinishReason::kLength, "KV cache full");
+        continue;
+      }
+      batch.push_back({r->seq_id, r->next_token, r->n_past, true});
+      batch_owner.push_back(r.get());
+      --budget;
+    }
+    for (auto& r : running) {
+      if (!r->job || r->prefill_done || budget <= 0) continue;
+      const auto& prompt = r->job->prompt;
+      int32_t remaining = static_cast<int32_t>(prompt.size()) - r->n_past;
+      int32_t n = std::min(remaining, budget);
+      if (!runner.reserve(r->seq_id, r->n_past + n)) continue;  // retry next step
+      for (int32_t i = 0; i < n; ++i) {
+        int32_t pos = r->n_past + i;
+        bool last = pos + 1 == static_cast<int32_t>(prompt.size());
+        batch.push_back({r->seq_id, prompt[static_cast<size_t>(pos)], pos, last});
+        if (last) batch_owner.push_back(r.get());
+      }
+      budget -= n;
+    }
+    std::erase_if(running, [](const auto& r) { return !r->job; });
+  }
+
+  void advance_positions() {
+    for (const auto& e : batch) {
+      for (auto& r : running) {
+        if (r->seq_id != e.seq_id) continue;
+        r->n_past = std::max(r->n_past, e.pos + 1);
+        if (!r->prefill_done) prompt_tokens.inc();
+        break;
+      }
+    }
+  }
+
+  void on_token(Running& r, int32_t token, Clock::time_point now) {
+    if (!r.prefill_done) {
+      r.prefill_done = true;
+      runner.publish_prefix(r.seq_id, r.job->prompt);
+    }
+    ++r.generated;
+    generated_tokens.inc();
+    if (r.generated == 1) {
+      r.ttft_ms = ms_between(r.submitted, now);
+      ttft.observe(r.ttft_ms / 1000.0);
+    } else {
+      itl.observe(std::chrono::duration<double>(now - r.last_token_at).count());
+    }
+    r.last_token_at = now;
+    if (runner.is_end_of_generation(token)) {
+      finish(r, FinishReason::kStop);
+      return;
+    }
+    std::string text = r.stops->push(r.text->push(token));
+    if (!text.empty() && r.job->on_text) r.job->on_text(text);
+    if (r.stops->stopped()) {
+      finish(r, FinishReason::kStop);
+    } else if (r.generated >= r.job->max_tokens || r.n_past + 1 >= runner.n_ctx()) {
+      finish(r, FinishReason::kLength);
+    } else {
+      r.next_token = token;
+    }
+  }
+
+  void step() {
+    auto start = Clock::now();
+    reap(start);
+    admit(start);
+    build_batch();
+    if (batch.empty()) return;
+    Status st = runner.eval(batch, logits);
+    if (!st.ok()) {
+      log::error("sched.eval_failed", "engine step failed: {}", st.message());
+      for (auto& r : running) finish(*r, FinishReason::kError, st.message());
+      running.clear();
+      return;
+    }
+    advance_positions();
+    auto now = Clock::now();
+    for (size_t i = 0; i < batch_owner.size(); ++i) {
+      Running& r = *batch_owner[i];
+      on_token(r, r.sampler->sample(logits[i]), now);
+    }
+    std::erase_if(running, [](const auto& r) { return !r->job; });
+    batch_tokens.observe(static_cast<double>(batch.size()));
+    batch_seqs.observe(static_cast<double>(batch_owner.size()));
+    step_time.observe(std::chrono::duration<double>(Clock::now() - start).count());
+  }
+
+  void loop() {
+    for (;;) {
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [this] { return stopping || !incoming.empty() || !running.empty() || !waiting.empty(); });
+        if (stopping) break;
+        while (!incoming.empty()) {
+          waiting.push_back(std::move(incoming.front()));
+          incoming.pop_front();
+        }
+      }
+      step();
+      publish();
+    }
+    for (auto& r : running) finish(*r, FinishReason::kCancelled);
+    running.clear();
+    std::lock_guard lock(mu);
+    for (auto& w : incoming) waiting.push_back(std::move(w));
+    incoming.clear();
+    for (auto& w : waiting) finish_waiting(w, FinishReason::kCancelled);
+    waiting.clear();
+  }
+
+  void publish() {
+    publish_kv();
+    running_gauge.set(static_cast<double>(running.size()));
+    std::lock_guard lock(mu);
+    waiting_gauge.set(static_cast<double>(waiting.size() + incoming.size()));
+    shared_stats.running = static_cast<int64_t>(running.size());
+    shared_stats.waiting = static_cast<int64_t>(waiting.size() + incoming.size());
+    shared_stats.kv = runner.kv_usage();
+    shared_stats.prefix_hits = static_cast<int64_t>(prefix_hits.value());
+    shared_stats.prefix_tokens_reused = static_cast<int64_t>(prefix_tokens.value());
+  }
+};
+
+Scheduler::Scheduler(SchedulerConfig config, ModelRunner& runner, obs::Registry& metrics)
+    : impl_(std::make_unique<Impl>(config, runner, metrics)) {}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  impl_->thread.join();
+}
+
+Status Scheduler::submit(std::unique_ptr<Job> job) {
+  if (job->prompt.empty()) return Status::InvalidArgument("the prompt is empty");
+  int64_t need = static_cast<int64_t>(job->prompt.size()) + 1;
+  if (need > impl_->runner.n_ctx()) {
+    return Status::InvalidArgument(fmt::format(
+        "the prompt has {} tokens; this model's context holds {}", job->prompt.size(),
+        impl_->runner.n_ctx()));
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->queued.load() >= impl_->config.max_queue) {
+      impl_->rejected.inc();
+      return Status::ResourceExhausted(fmt::format(
+          "the request queue is full ({} waiting); retry later", impl_->config.max_queue));
+    }
+    impl_->queued.fetch_add(1);
+    impl_->incoming.push_back(Waiting{std::move(job), impl_->next_arrival++, Clock::now()});
+  }
+  impl_->cv.notify_one();
+  return Status::Ok();
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard lock(impl_->mu);
+  SchedulerStats s = impl_->shared_stats;
+  s.waiting = impl_->queued.load();
+  return s;
+}
+
+}  // namespace infera::sched

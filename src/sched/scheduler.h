@@ -1,0 +1,91 @@
+// The scheduler: one engine loop that runs continuous batching over a ModelRunner.
+// Each step it admits waiting requests by priority then arrival (up to max_seqs
+// and while KV blocks last), mixes chunked prompt prefill with one decode token
+// for every running sequence, samples, streams text out, and ends sequences on
+// EOS, stop sequences, max_tokens, deadline or client cancellation — freeing their
+// KV blocks at once.
+//
+// Threads: submit() and stats() may be called from any thread; the callbacks of a
+// Job run on the engine-loop thread and must not block.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "sched/model_runner.h"
+
+namespace infera::obs {
+class Registry;
+}
+
+namespace infera::sched {
+
+using Clock = std::chrono::steady_clock;
+
+struct SchedulerConfig {
+  int max_seqs = 8;             // --max-seqs: sequences decoded together
+  int max_queue = 256;          // --max-queue: waiting requests before 429
+  int max_batch_tokens = 256;   // tokens evaluated per step (prefill chunking)
+};
+
+enum class FinishReason { kStop, kLength, kTimeout, kCancelled, kError };
+const char* to_string(FinishReason reason);
+
+struct Completion {
+  FinishReason reason = FinishReason::kStop;
+  int32_t prompt_tokens = 0;
+  int32_t cached_prompt_tokens = 0;  // reused from the prefix cache
+  int32_t completion_tokens = 0;
+  double queue_ms = 0;
+  double ttft_ms = 0;   // from submit to the first generated token
+  double total_ms = 0;
+  std::string error;    // for kError
+};
+
+struct Job {
+  std::vector<int32_t> prompt;  // REQUIRES: not empty
+  int32_t max_tokens = 256;
+  SamplingParams sampling;
+  std::vector<std::string> stop;
+  int priority = 0;                            // higher first
+  Clock::time_point deadline = Clock::time_point::max();
+  std::function<bool()> is_cancelled;          // polled every step; may be empty
+  std::function<void(std::string_view text)> on_text;  // streamed UTF-8 text
+  std::function<void(const Completion&)> on_done;      // exactly once, last
+};
+
+struct SchedulerStats {
+  int64_t running = 0;
+  int64_t waiting = 0;
+  KvUsage kv;
+  int64_t prefix_hits = 0;         // sequences that reused cached prompt blocks
+  int64_t prefix_tokens_reused = 0;
+  int64_t completed = 0;
+};
+
+class Scheduler {
+ public:
+  // Starts the engine-loop thread. REQUIRES: `runner` outlives the scheduler.
+  Scheduler(SchedulerConfig config, ModelRunner& runner, obs::Registry& metrics);
+  ~Scheduler();  // ends running jobs with kCancelled, then joins the loop
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues a job. ResourceExhausted when the queue is full (answer 429);
+  // InvalidArgument when the prompt cannot fit the model's context.
+  Status submit(std::unique_ptr<Job> job);
+
+  SchedulerStats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace infera::sched

@@ -1,0 +1,295 @@
+// Scheduler behaviour over a small deterministic model: token t is always
+// followed by t+1; token ids render as "<id> ". KV accounting is in blocks of 4.
+#include "sched/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "obs/metrics.h"
+
+namespace infera::sched {
+namespace {
+
+using namespace std::chrono_literals;
+
+class CountingModel : public ModelRunner {
+ public:
+  static constexpr int32_t kVocab = 64;
+  static constexpr int32_t kEos = 63;
+  static constexpr int32_t kBlock = 4;
+
+  explicit CountingModel(int64_t blocks, std::chrono::microseconds step_cost = 0us)
+      : blocks_total_(blocks), step_cost_(step_cost) {}
+
+  int32_t n_vocab() const override { return kVocab; }
+  int32_t n_ctx() const override { return 512; }
+  bool is_end_of_generation(int32_t t) const override { return t == kEos; }
+
+  int32_t begin_sequence(int32_t seq, std::span<const int32_t> prompt) override {
+    std::lock_guard lock(mu_);
+    int32_t reused = 0;
+    std::vector<int32_t> p(prompt.begin(), prompt.end());
+    for (const auto& known : prefixes_) {
+      size_t n = 0;
+      while (n < known.size() && n + 1 < p.size() && known[n] == p[n]) ++n;
+      reused = std::max(reused, static_cast<int32_t>(n / kBlock * kBlock));
+    }
+    int64_t need = blocks_for(static_cast<int32_t>(prompt.size()));
+    if (used_ + need > blocks_total_) return -1;
+    held_[seq] = 0;
+    if (!grow(seq, static_cast<int32_t>(prompt.size()))) return -1;
+    return reused;
+  }
+  bool reserve(int32_t seq, int32_t n) override {
+    std::lock_guard lock(mu_);
+    return grow(seq, n);
+  }
+  void publish_prefix(int32_t, std::span<const int32_t> prompt) override {
+    std::lock_guard lock(mu_);
+    prefixes_.emplace_back(prompt.begin(), prompt.end());
+  }
+  void end_sequence(int32_t seq) override {
+    std::lock_guard lock(mu_);
+    used_ -= held_[seq];
+    held_.erase(seq);
+  }
+  KvUsage kv_usage() const override {
+    std::lock_guard lock(mu_);
+    return {blocks_total_, used_, kBlock};
+  }
+  Status eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) override {
+    if (step_cost_.count() > 0) std::this_thread::sleep_for(step_cost_);
+    logits.clear();
+    rows_.resize(batch.size() * kVocab);
+    std::map<int32_t, int> seqs;
+    size_t row = 0;
+    for (const auto& e : batch) {
+      seqs[e.seq_id]++;
+      if (!e.want_logits) continue;
+      float* l = &rows_[row * kVocab];
+      std::fill(l, l + kVocab, 0.0f);
+      l[(e.token + 1) % kVocab] = 1.0f;
+      logits.push_back(l);
+      ++row;
+    }
+    max_seqs_in_batch_ = std::max(max_seqs_in_batch_.load(), static_cast<int>(seqs.size()));
+    return Status::Ok();
+  }
+  std::unique_ptr<TokenSampler> make_sampler(const SamplingParams&) override {
+    struct Argmax : TokenSampler {
+      int32_t sample(const float* l) override {
+        return static_cast<int32_t>(std::max_element(l, l + kVocab) - l);
+      }
+    };
+    return std::make_unique<Argmax>();
+  }
+  std::unique_ptr<TextStream> make_text_stream() override {
+    struct Ids : TextStream {
+      std::string push(int32_t t) override { return std::to_string(t) + " "; }
+      std::string flush() override { return {}; }
+    };
+    return std::make_unique<Ids>();
+  }
+
+  int max_seqs_in_batch() const { return max_seqs_in_batch_; }
+
+ private:
+  static int64_t blocks_for(int32_t n) { return (n + kBlock - 1) / kBlock; }
+  bool grow(int32_t seq, int32_t n) {
+    int64_t need = blocks_for(n) - held_[seq];
+    if (need <= 0) return true;
+    if (used_ + need > blocks_total_) return false;
+    used_ += need;
+    held_[seq] += need;
+    return true;
+  }
+
+  mutable std::mutex mu_;
+  int64_t blocks_total_;
+  int64_t used_ = 0;
+  std::map<int32_t, int64_t> held_;
+  std::vector<std::vector<int32_t>> prefixes_;
+  std::chrono::microseconds step_cost_;
+  std::vector<float> rows_;
+  std::atomic<int> max_seqs_in_batch_{0};
+};
+
+struct Outcome {
+  std::string text;
+  Completion completion;
+};
+
+// Submits a job and returns a future for its outcome.
+std::future<Outcome> submit(Scheduler& s, std::vector<int32_t> prompt, int max_tokens,
+                            Status* status = nullptr,
+                            std::function<void(Job&)> customize = nullptr) {
+  auto job = std::make_unique<Job>();
+  job->prompt = std::move(prompt);
+  job->max_tokens = max_tokens;
+  auto out = std::make_shared<Outcome>();
+  auto promise = std::make_shared<std::promise<Outcome>>();
+  job->on_text = [out](std::string_view t) { out->text += t; };
+  job->on_done = [out, promise](const Completion& c) {
+    out->completion = c;
+    promise->set_value(*out);
+  };
+  if (customize) customize(*job);
+  auto f = promise->get_future();
+  Status st = s.submit(std::move(job));
+  if (status) *status = st;
+  return f;
+}
+
+TEST(Scheduler, GeneratesUntilMaxTokens) {
+  obs::Registry metrics;
+  CountingModel model(64);
+  Scheduler s({}, model, metrics);
+  auto out = submit(s, {1, 2, 3}, 4).get();
+  EXPECT_EQ(out.text, "4 5 6 7 ");
+  EXPECT_EQ(out.completion.reason, FinishReason::kLength);
+  EXPECT_EQ(out.completion.completion_tokens, 4);
+  EXPECT_EQ(out.completion.prompt_tokens, 3);
+}
+
+TEST(Scheduler, StopsAtEndOfGenerationToken) {
+  obs::Registry metrics;
+  CountingModel model(64);
+  Scheduler s({}, model, metrics);
+  auto out = submit(s, {60}, 10).get();
+  EXPECT_EQ(out.text, "61 62 ");
+  EXPECT_EQ(out.completion.reason, FinishReason::kStop);
+}
+
+TEST(Scheduler, StopSequenceEndsGenerationWithoutLeakingIt) {
+  obs::Registry metrics;
+  CountingModel model(64);
+  Scheduler s({}, model, metrics);
+  auto out = submit(s, {1}, 20, nullptr, [](Job& j) { j.stop = {"5 6"}; }).get();
+  EXPECT_EQ(out.text, "2 3 4 ");
+  EXPECT_EQ(out.completion.reason, FinishReason::kStop);
+}
+
+TEST(Scheduler, RunsSequencesTogetherWithSameResultsAsAlone) {
+  obs::Registry metrics;
+  CountingModel model(256);
+  Scheduler s({.max_seqs = 8, .max_queue = 64, .max_batch_tokens = 16}, model, metrics);
+  std::vector<std::future<Outcome>> futures;
+  for (int i = 0; i < 8; ++i) futures.push_back(submit(s, {i, i + 1, i + 2, i + 3, i + 4}, 6));
+  for (int i = 0; i < 8; ++i) {
+    auto out = futures[static_cast<size_t>(i)].get();
+    std::string expect;
+    for (int t = i + 5; t < i + 11; ++t) expect += std::to_string(t) + " ";
+    EXPECT_EQ(out.text, expect);
+  }
+  EXPECT_GE(model.max_seqs_in_batch(), 2);
+}
+
+TEST(Scheduler, HigherPriorityIsAdmittedFirst) {
+  obs::Registry metrics;
+  CountingModel model(256, 200us);
+  Scheduler s({.max_seqs = 1, .max_queue = 64, .max_batch_tokens = 64}, model, metrics);
+  std::vector<std::string> order;
+  std::mutex mu;
+  auto record = [&](std::string name) {
+    return [&, name](Job& j) {
+      auto done = j.on_done;
+      j.on_done = [&, name, done](const Completion& c) {
+        {
+          std::lock_guard lock(mu);
+          order.push_back(name);
+        }
+        done(c);
+      };
+    };
+  };
+  auto busy = submit(s, {1}, 200, nullptr, record("busy"));
+  auto deadline = Clock::now() + 5s;
+  while (s.stats().running == 0 && Clock::now() < deadline) std::this_thread::sleep_for(100us);
+  ASSERT_EQ(s.stats().running, 1);
+  auto low = submit(s, {1}, 2, nullptr, [&](Job& j) { record("low")(j); j.priority = 0; });
+  auto high = submit(s, {1}, 2, nullptr, [&](Job& j) { record("high")(j); j.priority = 5; });
+  busy.get();
+  low.get();
+  high.get();
+  ASSERT_EQ(order.size(), 3u) << order[0] << order[1] << order[2];
+  EXPECT_EQ(order[1], "high");
+  EXPECT_EQ(order[2], "low");
+}
+
+TEST(Scheduler, DeadlineEndsWithTimeout) {
+  obs::Registry metrics;
+  CountingModel model(256, 1ms);
+  Scheduler s({}, model, metrics);
+  auto out = submit(s, {1}, 10000, nullptr, [](Job& j) {
+               j.deadline = Clock::now() + 50ms;
+             }).get();
+  EXPECT_EQ(out.completion.reason, FinishReason::kTimeout);
+  EXPECT_GT(out.completion.completion_tokens, 0);
+  EXPECT_LT(out.completion.total_ms, 2000);
+}
+
+TEST(Scheduler, FullQueueIsRefused) {
+  obs::Registry metrics;
+  CountingModel model(256, 1ms);
+  Scheduler s({.max_seqs = 1, .max_queue = 2, .max_batch_tokens = 64}, model, metrics);
+  std::vector<std::future<Outcome>> futures;
+  int refused = 0;
+  for (int i = 0; i < 6; ++i) {
+    Status st;
+    auto f = submit(s, {1}, 20, &st);
+    if (st.code() == StatusCode::kResourceExhausted) {
+      ++refused;
+    } else {
+      futures.push_back(std::move(f));
+    }
+  }
+  EXPECT_GE(refused, 3);
+  for (auto& f : futures) f.get();
+}
+
+TEST(Scheduler, CancellationFreesKvBlocksAtOnce) {
+  obs::Registry metrics;
+  CountingModel model(256, 1ms);
+  Scheduler s({}, model, metrics);
+  auto gone = std::make_shared<std::atomic<bool>>(false);
+  auto f = submit(s, {1, 2, 3, 4, 5, 6, 7, 8, 9}, 100000, nullptr,
+                  [gone](Job& j) { j.is_cancelled = [gone] { return gone->load(); }; });
+  auto deadline = Clock::now() + 5s;
+  while (model.kv_usage().blocks_used == 0 && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  ASSERT_GT(model.kv_usage().blocks_used, 0);
+  gone->store(true);
+  auto out = f.get();
+  EXPECT_EQ(out.completion.reason, FinishReason::kCancelled);
+  EXPECT_EQ(model.kv_usage().blocks_used, 0);
+}
+
+TEST(Scheduler, SharedPromptPrefixIsReused) {
+  obs::Registry metrics;
+  CountingModel model(256);
+  Scheduler s({}, model, metrics);
+  std::vector<int32_t> prompt = {5, 6, 7, 8, 9, 10, 11, 12, 13, 14};
+  auto first = submit(s, prompt, 2).get();
+  EXPECT_EQ(first.completion.cached_prompt_tokens, 0);
+  prompt.push_back(20);
+  auto second = submit(s, prompt, 2).get();
+  EXPECT_EQ(second.completion.cached_prompt_tokens, 8);
+  EXPECT_EQ(second.text, "21 22 ");
+  EXPECT_EQ(s.stats().prefix_hits, 1);
+}
+
+TEST(Scheduler, PromptLargerThanContextIsInvalid) {
+  obs::Registry metrics;
+  CountingModel model(256);
+  Scheduler s({}, model, metrics);
+  Status st;
+  submit(s, std::vector<int32_t>(600, 1), 4, &st);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace infera::sched
