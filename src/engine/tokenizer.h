@@ -53,9 +53,12 @@ class Tokenizer {
   // Out-of-range ids render as "".
   std::string token_to_piece(int32_t id, bool render_special = false) const;
 
-  // Text of a whole sequence. Like llama.cpp's detokenize: skip_special drops
-  // BOS/EOS/control tokens, and with SentencePiece the space the encoder put in
-  // front of the first word is removed.
+  // Text of a whole sequence, as llama.cpp's llama_detokenize with
+  // remove_special = skip_special and unparse_special = !skip_special: drops a leading
+  // BOS, a trailing EOS (when the model adds them) and control tokens; with
+  // SentencePiece the space the encoder put before the first word is removed
+  // unless the sequence starts with BOS; BPE models that ask for it get
+  // clean_up_tokenization_spaces (" ." -> ".").
   std::string decode(std::span<const int32_t> ids, bool skip_special = true) const;
 
   // The vocabulary entry as stored in the file (e.g. "▁Hello", "Ġworld", "<s>").
@@ -88,7 +91,8 @@ class Tokenizer {
 // Turns a stream of token ids into text one token at a time, holding back the
 // bytes of an incomplete UTF-8 character until it is complete, so every string
 // returned is valid UTF-8. Bytes that can never form a valid character are
-// replaced with U+FFFD. Leading-space handling follows Tokenizer::decode.
+// replaced with U+FFFD. Pieces are emitted as they are (a generation continues a
+// prompt, so the space before its first word is kept, as llama.cpp prints it).
 class StreamingDetokenizer {
  public:
   // REQUIRES: `tokenizer` outlives this object.
@@ -103,7 +107,6 @@ class StreamingDetokenizer {
  private:
   const Tokenizer& tokenizer_;
   bool skip_special_;
-  bool first_piece_ = true;
   std::string pending_;
 };
 
