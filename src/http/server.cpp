@@ -19,7 +19,10 @@
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -87,6 +90,7 @@ struct Responder::State : std::enable_shared_from_this<Responder::State> {
   bool waiting = false;  // the connection is parked on `wake`
   std::optional<net::steady_timer> wake;
   std::atomic<bool> gone{false};
+  bool response_done = false;  // strand-only: the session finished this request
 
   void push(Event ev) {
     bool notify = false;
@@ -223,6 +227,27 @@ void finish_headers(bhttp::response<Body>& res, const Request& req, Clock::time_
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   res.set("X-Response-Time", fmt::format("{:.3f}ms", ms));
   res.keep_alive(keep_alive);
+}
+
+}  // namespace
+
+namespace {
+
+// Marks the request's client as gone when its connection reaches EOF or fails.
+// Waits for readability without consuming data, so a pipelined next request is
+// left in the socket for the session to read.
+net::awaitable<void> watch_disconnect(tcp::socket& socket, std::shared_ptr<Responder::State> state) {
+  beast::error_code ec;
+  co_await socket.async_wait(tcp::socket::wait_read, net::redirect_error(net::use_awaitable, ec));
+  // After the response the session may already have closed the socket; both
+  // coroutines run on the connection's strand, so this flag is race-free.
+  if (ec == net::error::operation_aborted || state->response_done) co_return;
+  char probe;
+  ssize_t n = ::recv(socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (ec || n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+    state->gone.store(true);
+    if (state->wake) state->wake->cancel();
+  }
 }
 
 }  // namespace
@@ -391,7 +416,19 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
           }
         }
         if (!ev) {
-          if (!state->wake) state->wake.emplace(stream.get_executor());
+          if (state->gone.load()) {
+            // The client left while the handler was still working; nginx's 499.
+            status = 499;
+            write_failed = true;
+            break;
+          }
+          if (!state->wake) {
+            state->wake.emplace(stream.get_executor());
+            // Watch for the client hanging up while the handler works, so long
+            // generations are cancelled at once (the handler polls client_gone()).
+            net::co_spawn(stream.get_executor(), watch_disconnect(stream.socket(), state),
+                          net::detached);
+          }
           state->wake->expires_at(net::steady_timer::time_point::max());
           beast::error_code wait_ec;
           co_await state->wake->async_wait(net::redirect_error(net::use_awaitable, wait_ec));
@@ -448,6 +485,11 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
         }
       }
       if (write_failed) state->gone.store(true);
+      state->response_done = true;
+      if (state->wake) {
+        beast::error_code ignored;
+        stream.socket().cancel(ignored);  // ends the disconnect watcher's wait
+      }
     }
     double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     count(*route, status, seconds);
