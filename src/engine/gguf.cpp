@@ -161,9 +161,9 @@ Status read_value(Cursor& cur, const std::string& file, const std::string& where
   }
   const uint64_t min_elem = kv.array_type == GgufType::kString ? 8 : scalar_size(kv.array_type);
   if (count > cur.remaining() / min_elem) {
-    return Status::Corrupt(file + ": " + where + " claims " + std::to_string(count) +
-                           " array elements but only " + std::to_string(cur.remaining()) +
-                           " bytes are left in the file");
+    return Status::Corrupt(file + ": file truncated or corrupt: " + where + " claims " +
+                           std::to_string(count) + " array elements but only " +
+                           std::to_string(cur.remaining()) + " bytes are left");
   }
   kv.array_count = count;
   const uint64_t elems_start = cur.pos();
@@ -302,15 +302,11 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
   uint64_t n_kv = 0;
   if (!cur.read(n_tensors)) return cur.truncated("the tensor count");
   if (!cur.read(n_kv)) return cur.truncated("the metadata count");
-  if (n_kv > cur.remaining() / kMinKvBytes) {
-    return Status::Corrupt(name + ": metadata count " + std::to_string(n_kv) + " is impossible: the " +
-                           std::to_string(cur.remaining()) + " bytes left hold at most " +
-                           std::to_string(cur.remaining() / kMinKvBytes) + " entries");
-  }
-  if (n_tensors > cur.remaining() / kMinTensorInfoBytes) {
-    return Status::Corrupt(name + ": tensor count " + std::to_string(n_tensors) + " is impossible: the " +
-                           std::to_string(cur.remaining()) + " bytes left hold at most " +
-                           std::to_string(cur.remaining() / kMinTensorInfoBytes) + " tensor infos");
+  // Counts up to kReserveCap are checked entry by entry instead, which names the
+  // entry that is cut short; larger ones must at least fit in the file.
+  if (n_kv > kReserveCap && n_kv > cur.remaining() / kMinKvBytes) {
+    return Status::Corrupt(name + ": file truncated or corrupt: metadata count " + std::to_string(n_kv) +
+                           " cannot fit in the " + std::to_string(cur.remaining()) + " bytes left");
   }
 
   file->kvs_.reserve(std::min<uint64_t>(n_kv, kReserveCap));
@@ -347,6 +343,10 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
     file->alignment_ = alignment;
   }
 
+  if (n_tensors > kReserveCap && n_tensors > cur.remaining() / kMinTensorInfoBytes) {
+    return Status::Corrupt(name + ": file truncated or corrupt: tensor count " + std::to_string(n_tensors) +
+                           " cannot fit in the " + std::to_string(cur.remaining()) + " bytes left");
+  }
   file->tensors_.reserve(std::min<uint64_t>(n_tensors, kReserveCap));
   for (uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensor t{};
