@@ -134,9 +134,10 @@ void add_config_flags(CLI::App& app, FlagValues& flags) {
     flags[spec.flag];
     std::string help = spec.help + " [env " + spec.env + ", default " +
                        (spec.default_value.empty() ? "\"\"" : spec.default_value) + "]";
+    std::string names = "--" + spec.flag;
+    if (!spec.alias.empty()) names += ",--" + spec.alias;
     app.add_option_function<std::string>(
-        "--" + spec.flag, [&flags, flag = spec.flag](const std::string& v) { flags[flag] = v; },
-        help);
+        names, [&flags, flag = spec.flag](const std::string& v) { flags[flag] = v; }, help);
   }
 }
 

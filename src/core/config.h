@@ -38,6 +38,7 @@ struct OptionSpec {
   double max = 0;
   std::vector<std::string> choices;  // for kChoice
   std::string help;      // one line, with the unit
+  std::string alias;     // a second flag name, e.g. max-seqs for batch-size
 };
 
 // All options infera knows, in display order.

@@ -324,6 +324,13 @@ struct Scheduler::Impl {
         std::unique_lock lock(mu);
         cv.wait(lock, [this] { return stopping || !incoming.empty() || !running.empty() || !waiting.empty(); });
         if (stopping) break;
+        if (running.empty() && waiting.empty() && config.batch_timeout_ms > 0) {
+          // Idle engine: let a burst of requests arrive so they prefill together.
+          auto until = Clock::now() + std::chrono::milliseconds(config.batch_timeout_ms);
+          while (!stopping && static_cast<int>(incoming.size()) < config.max_seqs &&
+                 cv.wait_until(lock, until) != std::cv_status::timeout) {
+          }
+        }
         while (!incoming.empty()) {
           waiting.push_back(std::move(incoming.front()));
           incoming.pop_front();

@@ -29,7 +29,9 @@ namespace infera::sched {
 using Clock = std::chrono::steady_clock;
 
 struct SchedulerConfig {
-  int max_seqs = 8;             // --max-seqs: sequences decoded together
+  int max_seqs = 8;             // BATCH_SIZE / --max-seqs: sequences decoded together
+  int batch_timeout_ms = 0;     // BATCH_TIMEOUT: an idle engine waits this long for
+                                // more requests so their prompts prefill together
   int max_queue = 256;          // --max-queue: waiting requests before 429
   int max_batch_tokens = 256;   // tokens evaluated per step (prefill chunking)
 };
