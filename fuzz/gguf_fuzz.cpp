@@ -48,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)sink;
   auto tokenizer = infera::engine::Tokenizer::from_gguf(**file);
   if (tokenizer.ok()) {
-    const auto ids = (*tokenizer)->encode("Hello world, 123 'll \xE2\x96\x81 \xF0\x9F\xA6\x99 <s>", true, true);
+    const auto ids =
+        (*tokenizer)->encode("Hello world, 123 'll \xE2\x96\x81 \xF0\x9F\xA6\x99 <s>", true, true);
     const std::string text = (*tokenizer)->decode(ids, false);
     sink = text.size();
   }

@@ -15,8 +15,9 @@ namespace {
 
 // Smallest encodings, used to reject counts the remaining bytes cannot hold before
 // anything is allocated for them.
-constexpr uint64_t kMinKvBytes = 8 + 4 + 1;           // key length, value type, 1-byte value
-constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // name len, n_dims, 1 dim, type, offset
+constexpr uint64_t kMinKvBytes = 8 + 4 + 1;  // key length, value type, 1-byte value
+constexpr uint64_t kMinTensorInfoBytes =
+    8 + 4 + 8 + 4 + 8;                // name len, n_dims, 1 dim, type, offset
 constexpr size_t kReserveCap = 4096;  // never reserve more than this from a claimed count
 
 uint64_t scalar_size(GgufType type) {
@@ -142,7 +143,8 @@ Status read_value(Cursor& cur, const std::string& file, const std::string& where
     if (kv.type == GgufType::kBool) {
       uint8_t b = 0;
       if (!cur.read(b)) return cur.truncated(where);
-      if (b > 1) return Status::Corrupt(file + ": " + where + " is a bool with value " + std::to_string(b));
+      if (b > 1)
+        return Status::Corrupt(file + ": " + where + " is a bool with value " + std::to_string(b));
     } else if (!cur.skip(scalar_size(kv.type))) {
       return cur.truncated(where);
     }
@@ -153,11 +155,13 @@ Status read_value(Cursor& cur, const std::string& file, const std::string& where
   uint64_t count = 0;
   if (!cur.read(raw_elem) || !cur.read(count)) return cur.truncated(where);
   if (!valid_type(raw_elem)) {
-    return Status::Corrupt(file + ": " + where + " is an array of unknown type " + std::to_string(raw_elem));
+    return Status::Corrupt(file + ": " + where + " is an array of unknown type " +
+                           std::to_string(raw_elem));
   }
   kv.array_type = static_cast<GgufType>(raw_elem);
   if (kv.array_type == GgufType::kArray) {
-    return Status::Unsupported(file + ": " + where + " is an array of arrays, which is not supported");
+    return Status::Unsupported(file + ": " + where +
+                               " is an array of arrays, which is not supported");
   }
   const uint64_t min_elem = kv.array_type == GgufType::kString ? 8 : scalar_size(kv.array_type);
   if (count > cur.remaining() / min_elem) {
@@ -170,7 +174,8 @@ Status read_value(Cursor& cur, const std::string& file, const std::string& where
   if (kv.array_type == GgufType::kString) {
     for (uint64_t i = 0; i < count; ++i) {
       std::string_view s;
-      if (!cur.read_string(s)) return cur.truncated(where + ", string element " + std::to_string(i));
+      if (!cur.read_string(s))
+        return cur.truncated(where + ", string element " + std::to_string(i));
     }
   } else if (kv.array_type == GgufType::kBool) {
     for (uint64_t i = 0; i < count; ++i) {
@@ -195,17 +200,28 @@ uint64_t align_up(uint64_t v, uint64_t alignment) {
 
 template <typename T>
 constexpr GgufType gguf_type_of() {
-  if constexpr (std::is_same_v<T, uint8_t>) return GgufType::kUint8;
-  else if constexpr (std::is_same_v<T, int8_t>) return GgufType::kInt8;
-  else if constexpr (std::is_same_v<T, uint16_t>) return GgufType::kUint16;
-  else if constexpr (std::is_same_v<T, int16_t>) return GgufType::kInt16;
-  else if constexpr (std::is_same_v<T, uint32_t>) return GgufType::kUint32;
-  else if constexpr (std::is_same_v<T, int32_t>) return GgufType::kInt32;
-  else if constexpr (std::is_same_v<T, uint64_t>) return GgufType::kUint64;
-  else if constexpr (std::is_same_v<T, int64_t>) return GgufType::kInt64;
-  else if constexpr (std::is_same_v<T, float>) return GgufType::kFloat32;
-  else if constexpr (std::is_same_v<T, double>) return GgufType::kFloat64;
-  else if constexpr (std::is_same_v<T, bool>) return GgufType::kBool;
+  if constexpr (std::is_same_v<T, uint8_t>)
+    return GgufType::kUint8;
+  else if constexpr (std::is_same_v<T, int8_t>)
+    return GgufType::kInt8;
+  else if constexpr (std::is_same_v<T, uint16_t>)
+    return GgufType::kUint16;
+  else if constexpr (std::is_same_v<T, int16_t>)
+    return GgufType::kInt16;
+  else if constexpr (std::is_same_v<T, uint32_t>)
+    return GgufType::kUint32;
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return GgufType::kInt32;
+  else if constexpr (std::is_same_v<T, uint64_t>)
+    return GgufType::kUint64;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return GgufType::kInt64;
+  else if constexpr (std::is_same_v<T, float>)
+    return GgufType::kFloat32;
+  else if constexpr (std::is_same_v<T, double>)
+    return GgufType::kFloat64;
+  else if constexpr (std::is_same_v<T, bool>)
+    return GgufType::kBool;
   else {
     static_assert(std::is_same_v<T, std::string_view>, "unsupported GGUF value type");
     return GgufType::kString;
@@ -235,19 +251,32 @@ T decode(const uint8_t*& p) {
 
 std::string_view gguf_type_name(GgufType type) {
   switch (type) {
-    case GgufType::kUint8: return "u8";
-    case GgufType::kInt8: return "i8";
-    case GgufType::kUint16: return "u16";
-    case GgufType::kInt16: return "i16";
-    case GgufType::kUint32: return "u32";
-    case GgufType::kInt32: return "i32";
-    case GgufType::kFloat32: return "f32";
-    case GgufType::kBool: return "bool";
-    case GgufType::kString: return "string";
-    case GgufType::kArray: return "array";
-    case GgufType::kUint64: return "u64";
-    case GgufType::kInt64: return "i64";
-    case GgufType::kFloat64: return "f64";
+    case GgufType::kUint8:
+      return "u8";
+    case GgufType::kInt8:
+      return "i8";
+    case GgufType::kUint16:
+      return "u16";
+    case GgufType::kInt16:
+      return "i16";
+    case GgufType::kUint32:
+      return "u32";
+    case GgufType::kInt32:
+      return "i32";
+    case GgufType::kFloat32:
+      return "f32";
+    case GgufType::kBool:
+      return "bool";
+    case GgufType::kString:
+      return "string";
+    case GgufType::kArray:
+      return "array";
+    case GgufType::kUint64:
+      return "u64";
+    case GgufType::kInt64:
+      return "i64";
+    case GgufType::kFloat64:
+      return "f64";
   }
   return "unknown";
 }
@@ -282,7 +311,8 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
   uint32_t magic = 0;
   if (!cur.read(magic)) return cur.truncated("the magic number");
   if (magic != kGgufMagic) {
-    return Status::Corrupt(name + ": not a GGUF file (starts with " + quoted({reinterpret_cast<const char*>(file->bytes_.data()), 4}) +
+    return Status::Corrupt(name + ": not a GGUF file (starts with " +
+                           quoted({reinterpret_cast<const char*>(file->bytes_.data()), 4}) +
                            ", expected 'GGUF')");
   }
   uint32_t version = 0;
@@ -292,7 +322,8 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
     if (swapped >= 1 && swapped <= 3) {
       return Status::Unsupported(name + ": big-endian GGUF files are not supported");
     }
-    if (version == 1) return Status::Unsupported(name + ": GGUF version 1 is not supported (convert to v3)");
+    if (version == 1)
+      return Status::Unsupported(name + ": GGUF version 1 is not supported (convert to v3)");
     return Status::Unsupported(name + ": unsupported GGUF version " + std::to_string(version) +
                                " (supported: 2, 3)");
   }
@@ -305,8 +336,9 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
   // Counts up to kReserveCap are checked entry by entry instead, which names the
   // entry that is cut short; larger ones must at least fit in the file.
   if (n_kv > kReserveCap && n_kv > cur.remaining() / kMinKvBytes) {
-    return Status::Corrupt(name + ": file truncated or corrupt: metadata count " + std::to_string(n_kv) +
-                           " cannot fit in the " + std::to_string(cur.remaining()) + " bytes left");
+    return Status::Corrupt(name + ": file truncated or corrupt: metadata count " +
+                           std::to_string(n_kv) + " cannot fit in the " +
+                           std::to_string(cur.remaining()) + " bytes left");
   }
 
   file->kvs_.reserve(std::min<uint64_t>(n_kv, kReserveCap));
@@ -318,7 +350,8 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
     uint32_t raw_type = 0;
     if (!cur.read(raw_type)) return cur.truncated(key_where + " type");
     if (!valid_type(raw_type)) {
-      return Status::Corrupt(name + ": " + key_where + " has unknown value type " + std::to_string(raw_type));
+      return Status::Corrupt(name + ": " + key_where + " has unknown value type " +
+                             std::to_string(raw_type));
     }
     kv.type = static_cast<GgufType>(raw_type);
     kv.array_type = kv.type;
@@ -331,8 +364,8 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
 
   if (const GgufKv* a = file->find("general.alignment")) {
     if (a->type != GgufType::kUint32) {
-      return Status::Corrupt(name + ": general.alignment is " + std::string(gguf_type_name(a->type)) +
-                             ", expected u32");
+      return Status::Corrupt(name + ": general.alignment is " +
+                             std::string(gguf_type_name(a->type)) + ", expected u32");
     }
     uint32_t alignment = 0;
     std::memcpy(&alignment, a->payload.data(), 4);
@@ -344,8 +377,9 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
   }
 
   if (n_tensors > kReserveCap && n_tensors > cur.remaining() / kMinTensorInfoBytes) {
-    return Status::Corrupt(name + ": file truncated or corrupt: tensor count " + std::to_string(n_tensors) +
-                           " cannot fit in the " + std::to_string(cur.remaining()) + " bytes left");
+    return Status::Corrupt(name + ": file truncated or corrupt: tensor count " +
+                           std::to_string(n_tensors) + " cannot fit in the " +
+                           std::to_string(cur.remaining()) + " bytes left");
   }
   file->tensors_.reserve(std::min<uint64_t>(n_tensors, kReserveCap));
   for (uint64_t i = 0; i < n_tensors; ++i) {
@@ -377,7 +411,8 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
     if (!cur.read(raw_type)) return cur.truncated(tw + " type");
     const GgmlTypeInfo* info = ggml_type_info(raw_type);
     if (info == nullptr) {
-      return Status::Unsupported(name + ": " + tw + " has unknown ggml type " + std::to_string(raw_type));
+      return Status::Unsupported(name + ": " + tw + " has unknown ggml type " +
+                                 std::to_string(raw_type));
     }
     t.type = info->type;
     if (!cur.read(t.offset)) return cur.truncated(tw + " offset");
@@ -393,7 +428,8 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
     }
     if (t.offset % file->alignment_ != 0) {
       return Status::Corrupt(name + ": " + tw + " offset " + std::to_string(t.offset) +
-                             " is not a multiple of the alignment " + std::to_string(file->alignment_));
+                             " is not a multiple of the alignment " +
+                             std::to_string(file->alignment_));
     }
     if (!file->tensor_index_.emplace(t.name, file->tensors_.size()).second) {
       return Status::Corrupt(name + ": duplicate tensor name " + quoted(t.name));
@@ -404,16 +440,17 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
   const uint64_t size = file->bytes_.size();
   file->data_offset_ = align_up(cur.pos(), file->alignment_);
   if (n_tensors > 0 && file->data_offset_ > size) {
-    return Status::Corrupt(name + ": file truncated before the tensor data (data would start at byte " +
-                           std::to_string(file->data_offset_) + ", file is " + std::to_string(size) +
-                           " bytes)");
+    return Status::Corrupt(
+        name + ": file truncated before the tensor data (data would start at byte " +
+        std::to_string(file->data_offset_) + ", file is " + std::to_string(size) + " bytes)");
   }
   const uint64_t data_size = n_tensors > 0 ? size - file->data_offset_ : 0;
   for (GgufTensor& t : file->tensors_) {
     if (t.offset > data_size || t.n_bytes > data_size - t.offset) {
-      return Status::Corrupt(name + ": tensor " + quoted(t.name) + " extends past end of file (offset " +
-                             human_bytes(file->data_offset_ + t.offset) + ", size " + human_bytes(t.n_bytes) +
-                             ", file " + human_bytes(size) + ")");
+      return Status::Corrupt(name + ": tensor " + quoted(t.name) +
+                             " extends past end of file (offset " +
+                             human_bytes(file->data_offset_ + t.offset) + ", size " +
+                             human_bytes(t.n_bytes) + ", file " + human_bytes(size) + ")");
     }
     t.data = file->bytes_.data() + file->data_offset_ + t.offset;
   }
@@ -426,8 +463,9 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(std::unique_ptr<GgufFile> file
     const GgufTensor& a = *by_offset[i - 1];
     const GgufTensor& b = *by_offset[i];
     if (a.offset + a.n_bytes > b.offset) {
-      return Status::Corrupt(name + ": tensors " + quoted(a.name) + " (bytes " + std::to_string(a.offset) +
-                             ".." + std::to_string(a.offset + a.n_bytes) + ") and " + quoted(b.name) +
+      return Status::Corrupt(name + ": tensors " + quoted(a.name) + " (bytes " +
+                             std::to_string(a.offset) + ".." +
+                             std::to_string(a.offset + a.n_bytes) + ") and " + quoted(b.name) +
                              " (from " + std::to_string(b.offset) + ") overlap");
     }
   }
@@ -452,9 +490,10 @@ Status missing_key(const std::string& file, std::string_view key) {
 
 Status wrong_type(const std::string& file, const GgufKv& kv, std::string expected) {
   std::string actual(gguf_type_name(kv.type));
-  if (kv.type == GgufType::kArray) actual = "array of " + std::string(gguf_type_name(kv.array_type));
-  return Status::InvalidArgument(file + ": metadata key '" + std::string(kv.key) + "' is " + actual +
-                                 ", expected " + expected);
+  if (kv.type == GgufType::kArray)
+    actual = "array of " + std::string(gguf_type_name(kv.array_type));
+  return Status::InvalidArgument(file + ": metadata key '" + std::string(kv.key) + "' is " +
+                                 actual + ", expected " + expected);
 }
 
 }  // namespace
@@ -484,13 +523,20 @@ Result<int64_t> GgufFile::get_integer(std::string_view key) const {
   if (kv == nullptr) return missing_key(name_, key);
   const uint8_t* p = kv->payload.data();
   switch (kv->type) {
-    case GgufType::kUint8: return static_cast<int64_t>(decode<uint8_t>(p));
-    case GgufType::kInt8: return static_cast<int64_t>(decode<int8_t>(p));
-    case GgufType::kUint16: return static_cast<int64_t>(decode<uint16_t>(p));
-    case GgufType::kInt16: return static_cast<int64_t>(decode<int16_t>(p));
-    case GgufType::kUint32: return static_cast<int64_t>(decode<uint32_t>(p));
-    case GgufType::kInt32: return static_cast<int64_t>(decode<int32_t>(p));
-    case GgufType::kInt64: return decode<int64_t>(p);
+    case GgufType::kUint8:
+      return static_cast<int64_t>(decode<uint8_t>(p));
+    case GgufType::kInt8:
+      return static_cast<int64_t>(decode<int8_t>(p));
+    case GgufType::kUint16:
+      return static_cast<int64_t>(decode<uint16_t>(p));
+    case GgufType::kInt16:
+      return static_cast<int64_t>(decode<int16_t>(p));
+    case GgufType::kUint32:
+      return static_cast<int64_t>(decode<uint32_t>(p));
+    case GgufType::kInt32:
+      return static_cast<int64_t>(decode<int32_t>(p));
+    case GgufType::kInt64:
+      return decode<int64_t>(p);
     case GgufType::kUint64: {
       const uint64_t v = decode<uint64_t>(p);
       if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
@@ -519,9 +565,9 @@ Result<std::vector<T>> GgufFile::get_array(std::string_view key) const {
   return out;
 }
 
-#define INFERA_GGUF_INSTANTIATE(T)                                                 \
-  template Result<T> GgufFile::get<T>(std::string_view) const;                     \
-  template Result<T> GgufFile::get_or<T>(std::string_view, T) const;               \
+#define INFERA_GGUF_INSTANTIATE(T)                                   \
+  template Result<T> GgufFile::get<T>(std::string_view) const;       \
+  template Result<T> GgufFile::get_or<T>(std::string_view, T) const; \
   template Result<std::vector<T>> GgufFile::get_array<T>(std::string_view) const;
 
 INFERA_GGUF_INSTANTIATE(uint8_t)

@@ -26,16 +26,26 @@ void append_string(std::vector<uint8_t>& out, std::string_view s) {
 
 template <typename T>
 constexpr GgufType type_of() {
-  if constexpr (std::is_same_v<T, uint8_t>) return GgufType::kUint8;
-  else if constexpr (std::is_same_v<T, int8_t>) return GgufType::kInt8;
-  else if constexpr (std::is_same_v<T, uint16_t>) return GgufType::kUint16;
-  else if constexpr (std::is_same_v<T, int16_t>) return GgufType::kInt16;
-  else if constexpr (std::is_same_v<T, uint32_t>) return GgufType::kUint32;
-  else if constexpr (std::is_same_v<T, int32_t>) return GgufType::kInt32;
-  else if constexpr (std::is_same_v<T, uint64_t>) return GgufType::kUint64;
-  else if constexpr (std::is_same_v<T, int64_t>) return GgufType::kInt64;
-  else if constexpr (std::is_same_v<T, float>) return GgufType::kFloat32;
-  else if constexpr (std::is_same_v<T, double>) return GgufType::kFloat64;
+  if constexpr (std::is_same_v<T, uint8_t>)
+    return GgufType::kUint8;
+  else if constexpr (std::is_same_v<T, int8_t>)
+    return GgufType::kInt8;
+  else if constexpr (std::is_same_v<T, uint16_t>)
+    return GgufType::kUint16;
+  else if constexpr (std::is_same_v<T, int16_t>)
+    return GgufType::kInt16;
+  else if constexpr (std::is_same_v<T, uint32_t>)
+    return GgufType::kUint32;
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return GgufType::kInt32;
+  else if constexpr (std::is_same_v<T, uint64_t>)
+    return GgufType::kUint64;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return GgufType::kInt64;
+  else if constexpr (std::is_same_v<T, float>)
+    return GgufType::kFloat32;
+  else if constexpr (std::is_same_v<T, double>)
+    return GgufType::kFloat64;
   else {
     static_assert(std::is_same_v<T, bool>, "unsupported GGUF scalar type");
     return GgufType::kBool;
@@ -106,7 +116,8 @@ void GgufWriter::set_string_array(std::string_view key, std::span<const std::str
   set_string_array(key, std::span<const std::string_view>(views));
 }
 
-void GgufWriter::copy_metadata(const GgufFile& src, const std::function<bool(std::string_view)>& keep) {
+void GgufWriter::copy_metadata(const GgufFile& src,
+                               const std::function<bool(std::string_view)>& keep) {
   for (const GgufKv& in : src.metadata()) {
     if (keep && !keep(in.key)) continue;
     Kv& kv = slot(in.key);
@@ -128,7 +139,9 @@ bool GgufWriter::has(std::string_view key) const {
   return false;
 }
 
-void GgufWriter::set_alignment(uint32_t alignment) { set<uint32_t>("general.alignment", alignment); }
+void GgufWriter::set_alignment(uint32_t alignment) {
+  set<uint32_t>("general.alignment", alignment);
+}
 
 uint64_t GgufWriter::alignment() const {
   for (const Kv& kv : kvs_) {
@@ -145,18 +158,21 @@ Status GgufWriter::check_tensor(std::string_view name, GgmlType type, std::span<
                                 uint64_t& n_bytes) const {
   const std::string what = "tensor '" + std::string(name) + "'";
   if (name.empty() || name.size() > kMaxTensorNameBytes) {
-    return Status::InvalidArgument(what + ": name must be 1 to " + std::to_string(kMaxTensorNameBytes) +
-                                   " bytes");
+    return Status::InvalidArgument(what + ": name must be 1 to " +
+                                   std::to_string(kMaxTensorNameBytes) + " bytes");
   }
   for (const Tensor& t : tensors_) {
     if (t.name == name) return Status::InvalidArgument(what + ": duplicate name");
   }
   if (dims.empty() || dims.size() > kGgufMaxDims) {
-    return Status::InvalidArgument(what + ": needs 1 to 4 dimensions, got " + std::to_string(dims.size()));
+    return Status::InvalidArgument(what + ": needs 1 to 4 dimensions, got " +
+                                   std::to_string(dims.size()));
   }
   uint64_t rows = 1;
   for (size_t d = 0; d < dims.size(); ++d) {
-    if (dims[d] <= 0) return Status::InvalidArgument(what + ": dimension " + std::to_string(d) + " is not positive");
+    if (dims[d] <= 0)
+      return Status::InvalidArgument(what + ": dimension " + std::to_string(d) +
+                                     " is not positive");
     if (d > 0 && __builtin_mul_overflow(rows, static_cast<uint64_t>(dims[d]), &rows)) {
       return Status::InvalidArgument(what + ": too many elements");
     }
@@ -167,7 +183,8 @@ Status GgufWriter::check_tensor(std::string_view name, GgmlType type, std::span<
                                    " elements is not a whole number of " +
                                    std::string(ggml_type_name(type)) + " blocks");
   }
-  if (__builtin_mul_overflow(*row, rows, &n_bytes)) return Status::InvalidArgument(what + ": too large");
+  if (__builtin_mul_overflow(*row, rows, &n_bytes))
+    return Status::InvalidArgument(what + ": too large");
   return Status::Ok();
 }
 
@@ -176,11 +193,16 @@ Status GgufWriter::add_tensor(std::string_view name, GgmlType type, std::span<co
   uint64_t n_bytes = 0;
   if (Status s = check_tensor(name, type, dims, n_bytes); !s.ok()) return s;
   if (bytes.size() != n_bytes) {
-    return Status::InvalidArgument("tensor '" + std::string(name) + "': " + std::to_string(bytes.size()) +
-                                   " bytes given, its shape and type need " + std::to_string(n_bytes));
+    return Status::InvalidArgument(
+        "tensor '" + std::string(name) + "': " + std::to_string(bytes.size()) +
+        " bytes given, its shape and type need " + std::to_string(n_bytes));
   }
-  tensors_.push_back(Tensor{std::string(name), type, {dims.begin(), dims.end()}, n_bytes,
-                            {bytes.begin(), bytes.end()}, {}});
+  tensors_.push_back(Tensor{std::string(name),
+                            type,
+                            {dims.begin(), dims.end()},
+                            n_bytes,
+                            {bytes.begin(), bytes.end()},
+                            {}});
   return Status::Ok();
 }
 
@@ -189,8 +211,8 @@ Status GgufWriter::add_tensor(std::string_view name, GgmlType type, std::span<co
   uint64_t n_bytes = 0;
   if (Status s = check_tensor(name, type, dims, n_bytes); !s.ok()) return s;
   if (!fill) return Status::InvalidArgument("tensor '" + std::string(name) + "': empty filler");
-  tensors_.push_back(Tensor{std::string(name), type, {dims.begin(), dims.end()}, n_bytes, {},
-                            std::move(fill)});
+  tensors_.push_back(
+      Tensor{std::string(name), type, {dims.begin(), dims.end()}, n_bytes, {}, std::move(fill)});
   return Status::Ok();
 }
 
@@ -250,9 +272,11 @@ Status GgufWriter::write(const std::string& path) const {
     }
     return Status::Ok();
   });
-  if (s.ok() && std::fflush(f.get()) != 0) s = Status::IoError(tmp + ": write failed: " + std::strerror(errno));
+  if (s.ok() && std::fflush(f.get()) != 0)
+    s = Status::IoError(tmp + ": write failed: " + std::strerror(errno));
   std::FILE* raw = f.release();
-  if (std::fclose(raw) != 0 && s.ok()) s = Status::IoError(tmp + ": close failed: " + std::strerror(errno));
+  if (std::fclose(raw) != 0 && s.ok())
+    s = Status::IoError(tmp + ": close failed: " + std::strerror(errno));
   if (s.ok() && std::rename(tmp.c_str(), path.c_str()) != 0) {
     s = Status::IoError(path + ": cannot rename from " + tmp + ": " + std::strerror(errno));
   }
@@ -270,8 +294,8 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
   return out;
 }
 
-#define INFERA_GGUF_WRITER_INSTANTIATE(T)                               \
-  template void GgufWriter::set<T>(std::string_view, T);                \
+#define INFERA_GGUF_WRITER_INSTANTIATE(T)                \
+  template void GgufWriter::set<T>(std::string_view, T); \
   template void GgufWriter::set_array<T>(std::string_view, std::span<const T>);
 
 INFERA_GGUF_WRITER_INSTANTIATE(uint8_t)

@@ -31,11 +31,13 @@ Result<std::unique_ptr<MappedFile>> MappedFile::open(const std::string& path) {
   if (fd < 0) {
     const int err = errno;
     std::string message = path + ": cannot open: " + std::strerror(err);
-    return err == ENOENT ? Status::NotFound(std::move(message)) : Status::IoError(std::move(message));
+    return err == ENOENT ? Status::NotFound(std::move(message))
+                         : Status::IoError(std::move(message));
   }
   FdCloser closer(fd);
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return Status::IoError(path + ": cannot stat: " + std::strerror(errno));
+  if (::fstat(fd, &st) != 0)
+    return Status::IoError(path + ": cannot stat: " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) return Status::IoError(path + ": not a regular file");
   const size_t size = static_cast<size_t>(st.st_size);
   if (size == 0) return std::unique_ptr<MappedFile>(new MappedFile(nullptr, 0));

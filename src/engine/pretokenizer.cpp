@@ -157,7 +157,14 @@ size_t match_punct_run(const View& v, size_t p, bool with_backtick) {
   return run(v, p, [&](const View& w, size_t q) {
     if (w.flags(q) & kPunctuation) return true;
     switch (w.cpt(q)) {
-      case '$': case '+': case '<': case '=': case '>': case '^': case '~': case '|':
+      case '$':
+      case '+':
+      case '<':
+      case '=':
+      case '>':
+      case '^':
+      case '~':
+      case '|':
         return true;
       case '`':
         return with_backtick;
@@ -190,37 +197,52 @@ void stage_gpt2(const Text& t, Piece p, std::vector<Piece>& out) { split_gpt2(t,
 void stage_llama3(const Text& t, Piece p, std::vector<Piece>& out) { split_llama3(t, p, 3, out); }
 void stage_qwen2(const Text& t, Piece p, std::vector<Piece>& out) { split_llama3(t, p, 1, out); }
 void stage_punct(const Text& t, Piece p, std::vector<Piece>& out) {
-  split_by(t, p, [](const View& v, size_t q) { return match_punct_run(v, q, false); }, out);
+  split_by(
+      t, p, [](const View& v, size_t q) { return match_punct_run(v, q, false); }, out);
 }
 void stage_punct_backtick(const Text& t, Piece p, std::vector<Piece>& out) {
-  split_by(t, p, [](const View& v, size_t q) { return match_punct_run(v, q, true); }, out);
+  split_by(
+      t, p, [](const View& v, size_t q) { return match_punct_run(v, q, true); }, out);
 }
 void stage_digits3(const Text& t, Piece p, std::vector<Piece>& out) {
-  split_by(t, p, [](const View& v, size_t q) -> size_t {
-    return is_ascii_digit(v, q) && is_ascii_digit(v, q + 1) && is_ascii_digit(v, q + 2) ? 3 : 0;
-  }, out);
+  split_by(
+      t, p,
+      [](const View& v, size_t q) -> size_t {
+        return is_ascii_digit(v, q) && is_ascii_digit(v, q + 1) && is_ascii_digit(v, q + 2) ? 3 : 0;
+      },
+      out);
 }
 void stage_number_run(const Text& t, Piece p, std::vector<Piece>& out) {
-  split_by(t, p, [](const View& v, size_t q) {
-    return run(v, q, [](const View& w, size_t r) { return (w.flags(r) & kNumber) != 0; });
-  }, out);
+  split_by(
+      t, p,
+      [](const View& v, size_t q) {
+        return run(v, q, [](const View& w, size_t r) { return (w.flags(r) & kNumber) != 0; });
+      },
+      out);
 }
 void stage_number_single(const Text& t, Piece p, std::vector<Piece>& out) {
-  split_by(t, p, [](const View& v, size_t q) -> size_t { return (v.flags(q) & kNumber) ? 1 : 0; }, out);
+  split_by(
+      t, p, [](const View& v, size_t q) -> size_t { return (v.flags(q) & kNumber) ? 1 : 0; }, out);
 }
 void stage_newline(const Text& t, Piece p, std::vector<Piece>& out) {
-  split_by(t, p, [](const View& v, size_t q) -> size_t {
-    return v.cpt(q) == '\r' || v.cpt(q) == '\n' ? 1 : 0;
-  }, out);
+  split_by(
+      t, p,
+      [](const View& v, size_t q) -> size_t {
+        return v.cpt(q) == '\r' || v.cpt(q) == '\n' ? 1 : 0;
+      },
+      out);
 }
 void stage_space_letters(const Text& t, Piece p, std::vector<Piece>& out) {
-  split_by(t, p, [](const View& v, size_t q) { return match_space_opt_run(v, q, kLetter); }, out);
+  split_by(
+      t, p, [](const View& v, size_t q) { return match_space_opt_run(v, q, kLetter); }, out);
 }
 void stage_space_punct(const Text& t, Piece p, std::vector<Piece>& out) {
-  split_by(t, p, [](const View& v, size_t q) { return match_space_opt_run(v, q, kPunctuation); }, out);
+  split_by(
+      t, p, [](const View& v, size_t q) { return match_space_opt_run(v, q, kPunctuation); }, out);
 }
 void stage_cjk(const Text& t, Piece p, std::vector<Piece>& out) {
-  split_by(t, p, [](const View& v, size_t q) { return match_cjk_run(v, q); }, out);
+  split_by(
+      t, p, [](const View& v, size_t q) { return match_cjk_run(v, q); }, out);
 }
 
 // The regex sequence of each pre-tokenizer (llama.cpp's llm_tokenizer_bpe lists
@@ -236,7 +258,8 @@ std::vector<Stage> stages_of(PreTokenizer pre) {
     case PreTokenizer::kQwen2:
       return {stage_qwen2};
     case PreTokenizer::kDeepseekCoder:
-      return {stage_newline, stage_space_letters, stage_space_punct, stage_cjk, stage_number_single};
+      return {stage_newline, stage_space_letters, stage_space_punct, stage_cjk,
+              stage_number_single};
     case PreTokenizer::kFalcon:
       return {stage_punct_backtick, stage_gpt2, stage_digits3};
   }

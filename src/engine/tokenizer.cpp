@@ -18,9 +18,9 @@ constexpr std::string_view kSpmSpace = "\xE2\x96\x81";  // U+2581 "▁"
 
 // Texts llama.cpp treats as end-of-generation (and therefore control) tokens.
 constexpr std::string_view kEogTexts[] = {
-    "<|eot_id|>", "<|im_end|>",   "<|end|>",   "<end_of_turn>",   "<|endoftext|>",
-    "</s>",       "<|eom_id|>",   "<EOT>",     "<|end_of_text|>", "<|return|>",
-    "<|call|>",   "<eos>",        "[EOT]",     "[EOS]",
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",   "<|endoftext|>",
+    "</s>",       "<|eom_id|>", "<EOT>",   "<|end_of_text|>", "<|return|>",
+    "<|call|>",   "<eos>",      "[EOT]",   "[EOS]",
 };
 
 int hex_digit(char c) {
@@ -57,8 +57,10 @@ void append_sanitized(std::string& out, std::string_view in) {
     size_t n = 0;
     uint8_t lo = 0x80;
     uint8_t hi = 0xBF;
-    if (b0 < 0x80) n = 1;
-    else if (b0 >= 0xC2 && b0 <= 0xDF) n = 2;
+    if (b0 < 0x80)
+      n = 1;
+    else if (b0 >= 0xC2 && b0 <= 0xDF)
+      n = 2;
     else if (b0 >= 0xE0 && b0 <= 0xEF) {
       n = 3;
       if (b0 == 0xE0) lo = 0xA0;
@@ -102,7 +104,8 @@ std::string clean_spaces(const std::string& s) {
           i += 2;
           continue;
         }
-        if (n2 == 's' || n2 == 'm' || (n2 == 'r' && n3 == 'e') || (n2 == 'v' && n3 == 'e')) continue;
+        if (n2 == 's' || n2 == 'm' || (n2 == 'r' && n3 == 'e') || (n2 == 'v' && n3 == 'e'))
+          continue;
       }
     }
     out += c;
@@ -133,7 +136,8 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& f) {
   auto texts = f.get_array<std::string_view>("tokenizer.ggml.tokens");
   if (!texts.ok()) return texts.status();
   if (texts->empty() || texts->size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
-    return Status::Corrupt(file + ": tokenizer.ggml.tokens has " + std::to_string(texts->size()) + " entries");
+    return Status::Corrupt(file + ": tokenizer.ggml.tokens has " + std::to_string(texts->size()) +
+                           " entries");
   }
   const auto n = static_cast<int32_t>(texts->size());
 
@@ -159,8 +163,9 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& f) {
     if (!t.ok()) return t.status();
     types = std::move(t).value();
     if (types.size() < texts->size()) {
-      return Status::Corrupt(file + ": tokenizer.ggml.token_type has " + std::to_string(types.size()) +
-                             " entries for " + std::to_string(n) + " tokens");
+      return Status::Corrupt(file + ": tokenizer.ggml.token_type has " +
+                             std::to_string(types.size()) + " entries for " + std::to_string(n) +
+                             " tokens");
     }
   }
 
@@ -264,14 +269,16 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& f) {
       vocab->special_tokens.push_back(i);
     }
   }
-  std::stable_sort(vocab->special_tokens.begin(), vocab->special_tokens.end(), [&](int32_t a, int32_t b) {
-    return vocab->tokens[a].text.size() > vocab->tokens[b].text.size();
-  });
+  std::stable_sort(vocab->special_tokens.begin(), vocab->special_tokens.end(),
+                   [&](int32_t a, int32_t b) {
+                     return vocab->tokens[a].text.size() > vocab->tokens[b].text.size();
+                   });
 
   return spm ? make_spm_tokenizer(std::move(vocab)) : make_bpe_tokenizer(std::move(vocab));
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
+                                       bool parse_special) const {
   // Split the text around special-token texts, longest first, as llama.cpp's
   // tokenizer_st_partition does. User-defined tokens are always matched;
   // control and unknown ones only when parse_special.

@@ -70,8 +70,8 @@ class Tokenizer {
   int32_t eos() const;
   int32_t unk() const;
   int32_t pad() const;
-  bool add_bos_default() const;  // tokenizer.ggml.add_bos_token
-  bool add_eos_default() const;  // tokenizer.ggml.add_eos_token
+  bool add_bos_default() const;   // tokenizer.ggml.add_bos_token
+  bool add_eos_default() const;   // tokenizer.ggml.add_eos_token
   bool add_space_prefix() const;  // SentencePiece: encoder prepends "▁" to the text
   bool is_eog(int32_t id) const;  // end of generation: EOS, EOT, EOM and the like
   bool is_control(int32_t id) const;

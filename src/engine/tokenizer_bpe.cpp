@@ -16,7 +16,8 @@ class BpeTokenizer final : public Tokenizer {
   explicit BpeTokenizer(std::unique_ptr<Vocab> vocab) : Tokenizer(std::move(vocab)) {}
 
  protected:
-  void encode_run(std::string_view text, bool at_text_start, std::vector<int32_t>& out) const override;
+  void encode_run(std::string_view text, bool at_text_start,
+                  std::vector<int32_t>& out) const override;
 
  private:
   struct Symbol {
@@ -40,12 +41,12 @@ class BpeTokenizer final : public Tokenizer {
   using Queue = std::priority_queue<Bigram, std::vector<Bigram>, Later>;
 
   void encode_word(const std::string& word, std::vector<int32_t>& out) const;
-  void try_add_bigram(const std::string& word, const std::vector<Symbol>& symbols, int left, int right,
-                      std::string& scratch, Queue& queue) const;
+  void try_add_bigram(const std::string& word, const std::vector<Symbol>& symbols, int left,
+                      int right, std::string& scratch, Queue& queue) const;
 };
 
-void BpeTokenizer::try_add_bigram(const std::string& word, const std::vector<Symbol>& symbols, int left,
-                                  int right, std::string& scratch, Queue& queue) const {
+void BpeTokenizer::try_add_bigram(const std::string& word, const std::vector<Symbol>& symbols,
+                                  int left, int right, std::string& scratch, Queue& queue) const {
   if (left < 0 || right < 0) return;
   const Symbol& l = symbols[left];
   const Symbol& r = symbols[right];
@@ -67,7 +68,8 @@ void BpeTokenizer::encode_word(const std::string& word, std::vector<int32_t>& ou
   std::vector<Symbol> symbols;
   symbols.reserve(word.size());
   for (size_t pos = 0; pos < word.size();) {
-    const size_t len = std::min(unicode::sequence_length(static_cast<uint8_t>(word[pos])), word.size() - pos);
+    const size_t len =
+        std::min(unicode::sequence_length(static_cast<uint8_t>(word[pos])), word.size() - pos);
     const int index = static_cast<int>(symbols.size());
     symbols.push_back({pos, len, index - 1, pos + len == word.size() ? -1 : index + 1});
     pos += len;
@@ -109,13 +111,15 @@ void BpeTokenizer::encode_word(const std::string& word, std::vector<int32_t>& ou
   }
 }
 
-void BpeTokenizer::encode_run(std::string_view text, bool /*at_text_start*/, std::vector<int32_t>& out) const {
+void BpeTokenizer::encode_run(std::string_view text, bool /*at_text_start*/,
+                              std::vector<int32_t>& out) const {
   std::vector<std::string> words;
   pre_tokenize(text, vocab_->pre, words);
   std::string encoded;
   for (const std::string& word : words) {
     encoded.clear();
-    for (char c : word) unicode::append_utf8(encoded, unicode::byte_to_codepoint(static_cast<uint8_t>(c)));
+    for (char c : word)
+      unicode::append_utf8(encoded, unicode::byte_to_codepoint(static_cast<uint8_t>(c)));
     encode_word(encoded, out);
   }
 }

@@ -18,7 +18,8 @@ class SpmTokenizer final : public Tokenizer {
   explicit SpmTokenizer(std::unique_ptr<Vocab> vocab) : Tokenizer(std::move(vocab)) {}
 
  protected:
-  void encode_run(std::string_view text, bool at_text_start, std::vector<int32_t>& out) const override;
+  void encode_run(std::string_view text, bool at_text_start,
+                  std::vector<int32_t>& out) const override;
 
  private:
   // One symbol of the text being merged: a byte range, linked to its live neighbours.
@@ -42,12 +43,12 @@ class SpmTokenizer final : public Tokenizer {
   };
   using Queue = std::priority_queue<Bigram, std::vector<Bigram>, Lower>;
 
-  void try_add_bigram(std::string_view text, const std::vector<Symbol>& symbols, int left, int right,
-                      Queue& queue) const;
+  void try_add_bigram(std::string_view text, const std::vector<Symbol>& symbols, int left,
+                      int right, Queue& queue) const;
 };
 
-void SpmTokenizer::try_add_bigram(std::string_view text, const std::vector<Symbol>& symbols, int left,
-                                  int right, Queue& queue) const {
+void SpmTokenizer::try_add_bigram(std::string_view text, const std::vector<Symbol>& symbols,
+                                  int left, int right, Queue& queue) const {
   if (left < 0 || right < 0) return;
   const Symbol& l = symbols[left];
   const Symbol& r = symbols[right];
@@ -56,7 +57,8 @@ void SpmTokenizer::try_add_bigram(std::string_view text, const std::vector<Symbo
   queue.push({left, right, vocab_->tokens[id].score, l.size + r.size});
 }
 
-void SpmTokenizer::encode_run(std::string_view raw, bool at_text_start, std::vector<int32_t>& out) const {
+void SpmTokenizer::encode_run(std::string_view raw, bool at_text_start,
+                              std::vector<int32_t>& out) const {
   std::string text;
   text.reserve(raw.size() * 2 + kSpmSpace.size());
   if (vocab_->add_space_prefix && at_text_start) text += kSpmSpace;
@@ -73,14 +75,16 @@ void SpmTokenizer::encode_run(std::string_view raw, bool at_text_start, std::vec
   std::vector<Symbol> symbols;
   symbols.reserve(text.size());
   for (size_t pos = 0; pos < text.size();) {
-    const size_t len = std::min(unicode::sequence_length(static_cast<uint8_t>(text[pos])), text.size() - pos);
+    const size_t len =
+        std::min(unicode::sequence_length(static_cast<uint8_t>(text[pos])), text.size() - pos);
     const int index = static_cast<int>(symbols.size());
     symbols.push_back({pos, len, index - 1, pos + len == text.size() ? -1 : index + 1});
     pos += len;
   }
 
   Queue queue;
-  for (int i = 1; i < static_cast<int>(symbols.size()); ++i) try_add_bigram(text, symbols, i - 1, i, queue);
+  for (int i = 1; i < static_cast<int>(symbols.size()); ++i)
+    try_add_bigram(text, symbols, i - 1, i, queue);
   while (!queue.empty()) {
     const Bigram b = queue.top();
     queue.pop();

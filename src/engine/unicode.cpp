@@ -65,7 +65,12 @@ uint16_t flags(uint32_t cpt) {
 uint32_t decode(std::string_view text, size_t& pos) {
   const auto byte = [&](size_t i) { return static_cast<uint8_t>(text[i]); };
   const uint8_t lead = byte(pos);
-  const size_t n = lead < 0x80 ? 1 : (lead & 0x40) == 0 ? 0 : (lead & 0x20) == 0 ? 2 : (lead & 0x10) == 0 ? 3 : (lead & 0x08) == 0 ? 4 : 0;
+  const size_t n = lead < 0x80          ? 1
+                   : (lead & 0x40) == 0 ? 0
+                   : (lead & 0x20) == 0 ? 2
+                   : (lead & 0x10) == 0 ? 3
+                   : (lead & 0x08) == 0 ? 4
+                                        : 0;
   if (n == 0 || pos + n > text.size()) {
     ++pos;
     return kReplacementCharacter;
@@ -119,9 +124,12 @@ size_t complete_prefix_length(std::string_view bytes) {
     const auto c = static_cast<uint8_t>(bytes[n - back]);
     if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
     size_t need = 0;
-    if ((c & 0xE0) == 0xC0) need = 2;
-    else if ((c & 0xF0) == 0xE0) need = 3;
-    else if ((c & 0xF8) == 0xF0) need = 4;
+    if ((c & 0xE0) == 0xC0)
+      need = 2;
+    else if ((c & 0xF0) == 0xE0)
+      need = 3;
+    else if ((c & 0xF8) == 0xF0)
+      need = 4;
     // A lead whose sequence is still short is held back; anything else is final.
     return (need > back) ? n - back : n;
   }

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -49,7 +49,7 @@ struct Vocab {
   // Tokens matched verbatim in input text before tokenizing (control, unknown and
   // user-defined), longest text first.
   std::vector<int32_t> special_tokens;
-  std::vector<bool> eog;  // per id
+  std::vector<bool> eog;                  // per id
   std::array<int32_t, 256> byte_token{};  // SentencePiece <0xNN> ids, -1 when absent
 
   int32_t bos = -1;

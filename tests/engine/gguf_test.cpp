@@ -3,7 +3,6 @@
 #include "engine/gguf.h"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <bit>
@@ -131,7 +130,9 @@ TEST(GgufReader, EveryTruncationIsACorruptErrorNamingTheFile) {
 
 TEST(GgufReader, TruncationAtEachSectionBoundarySaysWhere) {
   const Raw r = valid_file();
-  const auto cut = [&](size_t n) { return std::vector<uint8_t>(r.bytes.begin(), r.bytes.begin() + n); };
+  const auto cut = [&](size_t n) {
+    return std::vector<uint8_t>(r.bytes.begin(), r.bytes.begin() + n);
+  };
   const size_t kv_end = 24 + (8 + 3) + 4 + 4;
   const size_t t0_end = kv_end + (8 + 2) + 4 + 8 + 4 + 8;
   const size_t t1_end = t0_end + (8 + 2) + 4 + 16 + 4 + 8;
@@ -217,7 +218,10 @@ TEST(GgufReader, RejectsBadStringsAndValues) {
   align.header(0, 1).kv_u32("general.alignment", 24);
   expect_error(align.bytes, StatusCode::kCorrupt, "general.alignment 24 is not a power of two");
   Raw align_type;
-  align_type.header(0, 1).str("general.alignment").u32(static_cast<uint32_t>(GgufType::kUint64)).u64(32);
+  align_type.header(0, 1)
+      .str("general.alignment")
+      .u32(static_cast<uint32_t>(GgufType::kUint64))
+      .u64(32);
   expect_error(align_type.bytes, StatusCode::kCorrupt, "general.alignment is u64, expected u32");
 }
 
@@ -230,7 +234,8 @@ std::vector<uint8_t> one_tensor(std::vector<uint64_t> dims, uint32_t type, uint6
 }
 
 TEST(GgufReader, RejectsBadTensorInfos) {
-  expect_error(one_tensor({8}, 4, 0), StatusCode::kUnsupported, "tensor 'w' has unknown ggml type 4");
+  expect_error(one_tensor({8}, 4, 0), StatusCode::kUnsupported,
+               "tensor 'w' has unknown ggml type 4");
   expect_error(one_tensor({8}, 99, 0), StatusCode::kUnsupported, "unknown ggml type 99");
   expect_error(one_tensor({}, kF32, 0), StatusCode::kCorrupt, "has 0 dimensions");
   expect_error(one_tensor({1, 1, 1, 1, 1}, kF32, 0), StatusCode::kCorrupt, "has 5 dimensions");
@@ -240,14 +245,19 @@ TEST(GgufReader, RejectsBadTensorInfos) {
                "too many elements");
   expect_error(one_tensor({16}, static_cast<uint32_t>(GgmlType::kQ4_0), 0), StatusCode::kCorrupt,
                "not a multiple of the Q4_0 block size 32");
-  expect_error(one_tensor({8}, kF32, 16), StatusCode::kCorrupt, "offset 16 is not a multiple of the alignment 32");
-  expect_error(one_tensor({8}, kF32, 64), StatusCode::kCorrupt, "tensor 'w' extends past end of file");
-  expect_error(one_tensor({8}, kF32, uint64_t{1} << 62), StatusCode::kCorrupt, "extends past end of file");
-  expect_error(one_tensor({uint64_t{1} << 40}, kF32, 0), StatusCode::kCorrupt, "extends past end of file");
+  expect_error(one_tensor({8}, kF32, 16), StatusCode::kCorrupt,
+               "offset 16 is not a multiple of the alignment 32");
+  expect_error(one_tensor({8}, kF32, 64), StatusCode::kCorrupt,
+               "tensor 'w' extends past end of file");
+  expect_error(one_tensor({8}, kF32, uint64_t{1} << 62), StatusCode::kCorrupt,
+               "extends past end of file");
+  expect_error(one_tensor({uint64_t{1} << 40}, kF32, 0), StatusCode::kCorrupt,
+               "extends past end of file");
 
   Raw overlap;
   overlap.header(2, 0).tensor("a", {16}, kF32, 0).tensor("b", {8}, kF32, 32).pad_to(32).zeros(96);
-  expect_error(overlap.bytes, StatusCode::kCorrupt, "tensors 'a' (bytes 0..64) and 'b' (from 32) overlap");
+  expect_error(overlap.bytes, StatusCode::kCorrupt,
+               "tensors 'a' (bytes 0..64) and 'b' (from 32) overlap");
   Raw dup;
   dup.header(2, 0).tensor("a", {8}, kF32, 0).tensor("a", {8}, kF32, 32).pad_to(32).zeros(64);
   expect_error(dup.bytes, StatusCode::kCorrupt, "duplicate tensor name 'a'");
@@ -365,7 +375,8 @@ TEST(GgufRoundTrip, WriterOutputReadsBackExactly) {
   auto mem = GgufFile::from_memory(image, "mem");
   ASSERT_TRUE(mem.ok()) << mem.status().message();
   for (const GgufTensor& t : (*mem)->tensors()) {
-    EXPECT_EQ(t.data, image.data() + (*mem)->data_offset() + t.offset) << "zero-copy view of " << t.name;
+    EXPECT_EQ(t.data, image.data() + (*mem)->data_offset() + t.offset)
+        << "zero-copy view of " << t.name;
   }
   std::filesystem::remove(path);
 }
@@ -425,7 +436,8 @@ TEST(GgufTypes, BlockSizesMatchGgml) {
 
 TEST(GgufSharedModels, ReadsLlama2TinyRandom) {
   const std::string path = kModels + "/llama-2-tiny-random.gguf";
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found (../shared/models absent)";
+  if (!std::filesystem::exists(path))
+    GTEST_SKIP() << path << " not found (../shared/models absent)";
   auto f = GgufFile::open(path);
   ASSERT_TRUE(f.ok()) << f.status().message();
   const GgufFile& g = **f;
@@ -450,7 +462,8 @@ TEST(GgufSharedModels, ReadsLlama2TinyRandom) {
 
 TEST(GgufSharedModels, ReadsStories260KWeightsAsFiniteFloats) {
   const std::string path = kModels + "/stories260K.gguf";
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found (../shared/models absent)";
+  if (!std::filesystem::exists(path))
+    GTEST_SKIP() << path << " not found (../shared/models absent)";
   auto f = GgufFile::open(path);
   ASSERT_TRUE(f.ok()) << f.status().message();
   EXPECT_EQ((*f)->tensors().size(), 48u);
@@ -471,8 +484,9 @@ TEST(GgufSharedModels, ReadsStories260KWeightsAsFiniteFloats) {
 
 TEST(GgufSharedModels, EveryVocabFileOpensAndCopiesIntoTheWriter) {
   int seen = 0;
-  for (const char* name : {"ggml-vocab-llama-spm.gguf", "ggml-vocab-phi-3.gguf", "ggml-vocab-gpt-2.gguf",
-                           "ggml-vocab-deepseek-coder.gguf", "ggml-vocab-falcon.gguf"}) {
+  for (const char* name :
+       {"ggml-vocab-llama-spm.gguf", "ggml-vocab-phi-3.gguf", "ggml-vocab-gpt-2.gguf",
+        "ggml-vocab-deepseek-coder.gguf", "ggml-vocab-falcon.gguf"}) {
     const std::string path = kModels + "/" + name;
     if (!std::filesystem::exists(path)) continue;
     ++seen;

@@ -77,7 +77,8 @@ class VocabVectors : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(VocabVectors, MatchesLlamaCppTokenIds) {
   const std::string base = kModels + "/" + GetParam();
-  if (!std::filesystem::exists(base)) GTEST_SKIP() << base << " not found (../shared/models absent)";
+  if (!std::filesystem::exists(base))
+    GTEST_SKIP() << base << " not found (../shared/models absent)";
   Loaded l = load(GetParam());
   ASSERT_NE(l.tokenizer, nullptr);
   const Vectors v = read_vectors(base);
@@ -95,7 +96,8 @@ TEST_P(VocabVectors, MatchesLlamaCppTokenIds) {
 
 INSTANTIATE_TEST_SUITE_P(SharedModels, VocabVectors,
                          ::testing::Values("ggml-vocab-llama-spm.gguf", "ggml-vocab-phi-3.gguf",
-                                           "ggml-vocab-gpt-2.gguf", "ggml-vocab-deepseek-coder.gguf",
+                                           "ggml-vocab-gpt-2.gguf",
+                                           "ggml-vocab-deepseek-coder.gguf",
                                            "ggml-vocab-falcon.gguf"),
                          [](const auto& info) {
                            std::string n = info.param.substr(11, info.param.size() - 16);
@@ -109,7 +111,11 @@ INSTANTIATE_TEST_SUITE_P(SharedModels, VocabVectors,
 bool is_valid_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     const auto b = static_cast<uint8_t>(s[i]);
-    size_t n = b < 0x80 ? 1 : (b >= 0xC2 && b <= 0xDF) ? 2 : (b >= 0xE0 && b <= 0xEF) ? 3 : (b >= 0xF0 && b <= 0xF4) ? 4 : 0;
+    size_t n = b < 0x80                   ? 1
+               : (b >= 0xC2 && b <= 0xDF) ? 2
+               : (b >= 0xE0 && b <= 0xEF) ? 3
+               : (b >= 0xF0 && b <= 0xF4) ? 4
+                                          : 0;
     if (n == 0 || i + n > s.size()) return false;
     uint32_t cpt = n == 1 ? b : (b & (0x7F >> n));
     for (size_t k = 1; k < n; ++k) {
@@ -117,7 +123,8 @@ bool is_valid_utf8(std::string_view s) {
       if ((c & 0xC0) != 0x80) return false;
       cpt = (cpt << 6) | (c & 0x3F);
     }
-    if ((n == 3 && (cpt < 0x800 || (cpt >= 0xD800 && cpt <= 0xDFFF))) || (n == 4 && (cpt < 0x10000 || cpt > 0x10FFFF))) {
+    if ((n == 3 && (cpt < 0x800 || (cpt >= 0xD800 && cpt <= 0xDFFF))) ||
+        (n == 4 && (cpt < 0x10000 || cpt > 0x10FFFF))) {
       return false;
     }
     i += n;
@@ -127,7 +134,8 @@ bool is_valid_utf8(std::string_view s) {
 
 TEST_P(VocabVectors, DecodingReproducesEveryTestText) {
   const std::string base = kModels + "/" + GetParam();
-  if (!std::filesystem::exists(base)) GTEST_SKIP() << base << " not found (../shared/models absent)";
+  if (!std::filesystem::exists(base))
+    GTEST_SKIP() << base << " not found (../shared/models absent)";
   Loaded l = load(GetParam());
   ASSERT_NE(l.tokenizer, nullptr);
   for (const std::string& text : read_vectors(base).texts) {
@@ -222,7 +230,9 @@ TEST(StreamingDetokenizer, ReplacesBytesThatCanNeverBeValid) {
   EXPECT_EQ(stream.push(byte(0x82)), "");
   EXPECT_EQ(stream.push(byte(0xAC)), "\xE2\x82\xAC");  // the euro sign, once complete
   EXPECT_EQ(stream.push(byte(0xE2)), "");
-  EXPECT_EQ(stream.push(byte('A')), "\xEF\xBF\xBD" "A");  // an interrupted sequence
+  EXPECT_EQ(stream.push(byte('A')),
+            "\xEF\xBF\xBD"
+            "A");  // an interrupted sequence
   EXPECT_EQ(stream.push(byte(0xF0)), "");
   EXPECT_EQ(stream.flush(), "\xEF\xBF\xBD");
   EXPECT_EQ(stream.flush(), "");
@@ -240,7 +250,8 @@ TEST(BpeTokenizer, Gpt2SpecialIdsAndPieces) {
   EXPECT_EQ(ids, (std::vector<int32_t>{15496, 995}));  // GPT-2 adds no BOS
   EXPECT_EQ(t.token_text(995), "\xC4\xA0world");
   EXPECT_EQ(t.token_to_piece(995), " world");
-  EXPECT_EQ(t.decode(t.encode("Hello , world .", false, false)), "Hello, world.");  // clean-up spaces
+  EXPECT_EQ(t.decode(t.encode("Hello , world .", false, false)),
+            "Hello, world.");  // clean-up spaces
   const std::vector<int32_t> special = t.encode("a<|endoftext|>b", false, true);
   EXPECT_EQ(std::count(special.begin(), special.end(), 50256), 1);
   const std::vector<int32_t> plain = t.encode("a<|endoftext|>b", false, false);
@@ -258,7 +269,8 @@ using Words = std::vector<std::string>;
 TEST(PreTokenizer, Llama3GroupsDigitsByThreeAndKeepsNewlinesWithPunctuation) {
   EXPECT_EQ(split("Hello world's 12345 !!\n\n  x", PreTokenizer::kLlama3),
             (Words{"Hello", " world", "'s", " ", "123", "45", " !!\n\n", " ", " x"}));
-  EXPECT_EQ(split("I'LL go\r\n\nnow", PreTokenizer::kLlama3), (Words{"I", "'LL", " go", "\r\n\n", "now"}));
+  EXPECT_EQ(split("I'LL go\r\n\nnow", PreTokenizer::kLlama3),
+            (Words{"I", "'LL", " go", "\r\n\n", "now"}));
 }
 
 TEST(PreTokenizer, Qwen2SplitsEveryDigit) {
@@ -291,7 +303,8 @@ std::unique_ptr<GgufFile> tiny_bpe(std::string_view pre, std::vector<uint8_t>& i
   GgufWriter w;
   w.set_string("tokenizer.ggml.model", "gpt2");
   w.set_string("tokenizer.ggml.pre", pre);
-  const std::vector<std::string> tokens = {"H", "e", "l", "o", "He", "ll", "Hell", "Hello", "<|eot_id|>"};
+  const std::vector<std::string> tokens = {"H",  "e",    "l",     "o",         "He",
+                                           "ll", "Hell", "Hello", "<|eot_id|>"};
   w.set_string_array("tokenizer.ggml.tokens", tokens);
   const std::vector<std::string> merges = {"H e", "l l", "He ll"};
   w.set_string_array("tokenizer.ggml.merges", merges);
