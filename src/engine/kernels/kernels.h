@@ -1,0 +1,134 @@
+// The engine's compute kernels behind one dispatch table.
+//
+// A table of plain function pointers is chosen once at start-up from CPU detection
+// (scalar reference, x86 AVX2+FMA+F16C, x86 AVX-512 with VNNI/BF16; ARM NEON later).
+// Model code calls only this table, never an intrinsic. Every SIMD kernel has a
+// scalar reference it is tested against (tests/engine/kernels_test.cpp).
+//
+// Conventions: plain pointers, element counts and row strides in BYTES. Kernels never
+// allocate; scratch buffers are the caller's. Every kernel may be called from any
+// thread at once on disjoint outputs. Each (activation row, weight row) dot product
+// is computed the same way whatever n and the row range, so a sequence's results do
+// not depend on what else is in the batch.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "engine/ggml_types.h"
+#include "engine/kernels/block_types.h"
+
+namespace infera::engine::kernels {
+
+enum class Level { kScalar, kAvx2, kAvx512 };
+
+// Y[n x rows] = X[n x k] * W[rows x k]^T, for weight rows [r0, r1) only:
+//   y(i, r) = sum_j W(r, j) * X(i, j),  i in [0, n), r in [r0, r1).
+// W row r starts at w + r * w_stride, in its GGUF layout (F32, F16, BF16, Q8_0, Q4_0).
+// X row i starts at x + i * x_stride: f32 for F32/F16/BF16 weights; for Q8_0/Q4_0
+// weights a Q8 activation row made by `quantize_q8` (x_stride >= q8_row_bytes(k)).
+// y(i, r) is stored at (float*)((char*)y + i * y_stride) + r.
+// REQUIRES: k % 32 == 0 for Q8_0/Q4_0 (any k > 0 for float types). All strides and
+// pointers may be unaligned. Callers split [0, rows) into ranges across threads.
+struct MatmulArgs {
+  const void* w;
+  size_t w_stride;
+  const void* x;
+  size_t x_stride;
+  float* y;
+  size_t y_stride;
+  int n;  // activation rows
+  int k;  // inner dimension (elements)
+};
+using MatmulFn = void (*)(const MatmulArgs& args, int r0, int r1);
+
+// Q8 activation row for k elements (k % 32 == 0): k int8 values, then k/32 float
+// scales, then k/32 int32 block sums (value = q * scale). Opaque to callers apart
+// from its size; multiple of 64 bytes so rows stay cache-line aligned in a buffer.
+inline constexpr size_t q8_row_bytes(int k) {
+  const size_t raw = static_cast<size_t>(k) + 8 * static_cast<size_t>(k / 32);
+  return (raw + 63) / 64 * 64;
+}
+
+enum class RopeStyle {
+  kNormal,  // rotates pairs (2i, 2i+1) (llama, mistral)
+  kNeox,    // rotates pairs (i, i + rot_dim/2) (qwen2, gpt-neox, phi)
+};
+
+struct Kernels {
+  const char* name;  // "scalar", "avx2", "avx512"
+  Level level;
+
+  // ---- matrix products (see MatmulArgs) -------------------------------------------
+  MatmulFn matmul_f32;
+  MatmulFn matmul_f16;
+  MatmulFn matmul_bf16;
+  MatmulFn matmul_q8_0;
+  MatmulFn matmul_q4_0;
+  // Quantizes k floats (k % 32 == 0) into one Q8 activation row at `out`
+  // (q8_row_bytes(k) bytes). Done once per matmul; the row is read-only afterwards
+  // and can be shared by all threads.
+  void (*quantize_q8)(const float* x, void* out, int k);
+
+  // ---- small f32 ops (y may alias x / a where noted) ---------------------------------
+  // y = x / sqrt(mean(x^2) + eps) * w; w may be null (no weight). y may alias x.
+  void (*rmsnorm)(const float* x, const float* w, float* y, int n, float eps);
+  // In place: x = exp(x - max) / sum. n > 0.
+  void (*softmax)(float* x, int n);
+  // y = silu(a) * b, silu(a) = a / (1 + exp(-a)). y may alias a or b.
+  void (*silu_mul)(const float* a, const float* b, float* y, int n);
+  // y = a + b. y may alias a or b.
+  void (*add)(const float* a, const float* b, float* y, int n);
+  // x *= s.
+  void (*scale)(float* x, float s, int n);
+  // Rotates the first rot_dim elements of each of n_heads heads (head i at
+  // x + i * head_dim) by the angles whose cos/sin are given (rot_dim/2 each, see
+  // rope_angles). rot_dim even, rot_dim <= head_dim.
+  void (*rope)(float* x, int n_heads, int head_dim, int rot_dim, const float* cos,
+               const float* sin, RopeStyle style);
+  float (*dot_f32)(const float* a, const float* b, int n);
+  void (*axpy_f32)(float alpha, const float* x, float* y, int n);  // y += alpha * x
+
+  // ---- F16 KV cache --------------------------------------------------------------------
+  float (*dot_f16)(const uint16_t* a, const float* b, int n);
+  void (*axpy_f16)(float alpha, const uint16_t* x, float* y, int n);  // y += alpha * x
+  // out[r] = scale * dot(q, K row r), K row r at (char*)k + r * k_stride, d elements.
+  void (*dot_f16_rows)(const float* q, const uint16_t* k, size_t k_stride, int n_rows, int d,
+                       float scale, float* out);
+  // y += sum_r p[r] * V row r, V row r at (char*)v + r * v_stride, d elements.
+  void (*axpy_f16_rows)(const float* p, const uint16_t* v, size_t v_stride, int n_rows, int d,
+                        float* y);
+  void (*f32_to_f16)(const float* x, uint16_t* out, int n);  // round to nearest even
+  void (*f16_to_f32)(const uint16_t* x, float* out, int n);
+};
+
+// The table in use: the best this CPU supports, unless INFERA_KERNELS names one
+// ("scalar", "avx2", "avx512"; a debugging and benchmark override, ignored when the
+// CPU cannot run it) or force() was called. Thread-safe; cheap (one atomic load).
+const Kernels& active();
+// A specific table, or nullptr when this CPU (or this build) cannot run it.
+const Kernels* by_level(Level level);
+const Kernels* by_name(std::string_view name);
+// Makes `name` the active table. Returns false (and changes nothing) when unknown or
+// unsupported here. Call before any compute starts (tests, benchmarks, --kernels).
+bool force(std::string_view name);
+// The best level this CPU supports.
+Level detected_level();
+
+// The table's matmul for a weight type, or nullptr if the type is not supported.
+MatmulFn matmul_for(const Kernels& table, GgmlType type);
+// True for Q8_0/Q4_0: X must be quantized with quantize_q8 first.
+bool matmul_takes_q8(GgmlType type);
+
+// cos/sin of pos * freq_scale * base^(-2i/rot_dim) for i in [0, rot_dim/2): the
+// angles for rope at one position (compute once, use for q and k of all heads).
+void rope_angles(int pos, int rot_dim, float base, float freq_scale, float* cos, float* sin);
+
+// Decodes n elements of a row of a supported type into floats (embeddings lookup).
+// REQUIRES: n % 32 == 0 for Q8_0/Q4_0. Returns false for unsupported types.
+bool dequantize_row(GgmlType type, const void* row, float* out, int n);
+// Encodes floats into a row of `type` as ggml does (infera synth, tests).
+bool quantize_row(GgmlType type, const float* x, void* out, int n);
+
+}  // namespace infera::engine::kernels
