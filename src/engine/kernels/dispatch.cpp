@@ -1,0 +1,238 @@
+// CPU detection, building the tables, choosing the active one; and the type-generic
+// helpers (row (de)quantization, rope angles) that are not hot enough to dispatch.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/kernels/tables.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
+namespace infera::engine::kernels {
+namespace {
+
+#if defined(__x86_64__) || defined(_M_X64)
+struct X86Features {
+  bool avx2 = false;    // AVX, AVX2, FMA, F16C and the OS saves YMM state
+  bool avx512 = false;  // F, BW, VL, DQ, VNNI, BF16 and the OS saves ZMM state
+};
+
+X86Features detect_x86() {
+  X86Features f;
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d) == 0) return f;
+  const bool fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+  if (!(fma && osxsave && avx && f16c)) return f;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 0x6) != 0x6) return f;  // XMM and YMM state
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return f;
+  f.avx2 = (b >> 5) & 1;
+  const bool avx512f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+  const bool vnni = (c >> 11) & 1;
+  const bool zmm_state = (xcr0_lo & 0xe0) == 0xe0;  // opmask, ZMM0-15 upper, ZMM16-31
+  unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
+  const bool bf16 = __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1) != 0 && ((a1 >> 5) & 1);
+  f.avx512 = f.avx2 && avx512f && dq && bw && vl && vnni && bf16 && zmm_state;
+  return f;
+}
+#endif
+
+struct Tables {
+  Kernels scalar{};
+  Kernels avx2{};
+  Kernels avx512{};
+  bool has_avx2 = false;
+  bool has_avx512 = false;
+};
+
+const Tables& tables() {
+  static const Tables t = [] {
+    Tables r;
+    fill_scalar_matmul(r.scalar);
+    fill_scalar_ops(r.scalar);
+    r.scalar.name = "scalar";
+    r.scalar.level = Level::kScalar;
+#if defined(__x86_64__) || defined(_M_X64)
+    const X86Features f = detect_x86();
+    r.has_avx2 = f.avx2;
+    r.has_avx512 = f.avx512;
+    r.avx2 = r.scalar;
+    fill_avx2(r.avx2);
+    r.avx2.name = "avx2";
+    r.avx2.level = Level::kAvx2;
+    r.avx512 = r.avx2;
+    fill_avx512(r.avx512);
+    r.avx512.name = "avx512";
+    r.avx512.level = Level::kAvx512;
+#endif
+    return r;
+  }();
+  return t;
+}
+
+std::atomic<const Kernels*> g_active{nullptr};
+
+const Kernels& choose() {
+  if (const char* forced = std::getenv("INFERA_KERNELS")) {
+    if (const Kernels* k = by_name(forced)) return *k;
+  }
+  return *by_level(detected_level());
+}
+
+}  // namespace
+
+Level detected_level() {
+  const Tables& t = tables();
+  if (t.has_avx512) return Level::kAvx512;
+  if (t.has_avx2) return Level::kAvx2;
+  return Level::kScalar;
+}
+
+const Kernels* by_level(Level level) {
+  const Tables& t = tables();
+  switch (level) {
+    case Level::kScalar: return &t.scalar;
+    case Level::kAvx2: return t.has_avx2 ? &t.avx2 : nullptr;
+    case Level::kAvx512: return t.has_avx512 ? &t.avx512 : nullptr;
+  }
+  return nullptr;
+}
+
+const Kernels* by_name(std::string_view name) {
+  if (name == "scalar") return by_level(Level::kScalar);
+  if (name == "avx2") return by_level(Level::kAvx2);
+  if (name == "avx512") return by_level(Level::kAvx512);
+  return nullptr;
+}
+
+const Kernels& active() {
+  const Kernels* k = g_active.load(std::memory_order_acquire);
+  if (k != nullptr) return *k;
+  const Kernels* chosen = &choose();
+  const Kernels* expected = nullptr;
+  g_active.compare_exchange_strong(expected, chosen, std::memory_order_acq_rel);
+  return *g_active.load(std::memory_order_acquire);
+}
+
+bool force(std::string_view name) {
+  const Kernels* k = by_name(name);
+  if (k == nullptr) return false;
+  g_active.store(k, std::memory_order_release);
+  return true;
+}
+
+MatmulFn matmul_for(const Kernels& t, GgmlType type) {
+  switch (type) {
+    case GgmlType::kF32: return t.matmul_f32;
+    case GgmlType::kF16: return t.matmul_f16;
+    case GgmlType::kBF16: return t.matmul_bf16;
+    case GgmlType::kQ8_0: return t.matmul_q8_0;
+    case GgmlType::kQ4_0: return t.matmul_q4_0;
+    default: return nullptr;
+  }
+}
+
+bool matmul_takes_q8(GgmlType type) { return type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0; }
+
+void rope_angles(int pos, int rot_dim, float base, float freq_scale, float* cos, float* sin) {
+  // theta_i = pos * base^(-2i/rot_dim), as the RoFormer paper (arXiv:2104.09864) and ggml.
+  const float p = static_cast<float>(pos) * freq_scale;
+  for (int i = 0; i < rot_dim / 2; ++i) {
+    const float theta = p * std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(rot_dim));
+    cos[i] = std::cos(theta);
+    sin[i] = std::sin(theta);
+  }
+}
+
+bool dequantize_row(GgmlType type, const void* row, float* out, int n) {
+  const auto* p = static_cast<const uint8_t*>(row);
+  switch (type) {
+    case GgmlType::kF32: std::memcpy(out, p, 4 * static_cast<size_t>(n)); return true;
+    case GgmlType::kF16:
+    case GgmlType::kBF16:
+      for (int i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * static_cast<size_t>(i), 2);
+        out[i] = type == GgmlType::kF16 ? fp16_to_f32(h) : bf16_to_f32(h);
+      }
+      return true;
+    case GgmlType::kQ8_0:
+      for (int b = 0; b < n / kBlockElems; ++b) {
+        BlockQ8_0 blk;
+        std::memcpy(&blk, p + sizeof(BlockQ8_0) * static_cast<size_t>(b), sizeof blk);
+        const float d = fp16_to_f32(blk.d);
+        for (int j = 0; j < kBlockElems; ++j) out[b * kBlockElems + j] = d * blk.qs[j];
+      }
+      return true;
+    case GgmlType::kQ4_0:
+      for (int b = 0; b < n / kBlockElems; ++b) {
+        BlockQ4_0 blk;
+        std::memcpy(&blk, p + sizeof(BlockQ4_0) * static_cast<size_t>(b), sizeof blk);
+        const float d = fp16_to_f32(blk.d);
+        float* o = out + b * kBlockElems;
+        for (int j = 0; j < kBlockElems / 2; ++j) {
+          o[j] = d * static_cast<float>((blk.qs[j] & 0x0f) - 8);
+          o[j + kBlockElems / 2] = d * static_cast<float>((blk.qs[j] >> 4) - 8);
+        }
+      }
+      return true;
+    default: return false;
+  }
+}
+
+bool quantize_row(GgmlType type, const float* x, void* out, int n) {
+  auto* p = static_cast<uint8_t*>(out);
+  switch (type) {
+    case GgmlType::kF32: std::memcpy(p, x, 4 * static_cast<size_t>(n)); return true;
+    case GgmlType::kF16:
+    case GgmlType::kBF16:
+      for (int i = 0; i < n; ++i) {
+        const uint16_t h = type == GgmlType::kF16 ? f32_to_fp16(x[i]) : f32_to_bf16(x[i]);
+        std::memcpy(p + 2 * static_cast<size_t>(i), &h, 2);
+      }
+      return true;
+    case GgmlType::kQ8_0:  // ggml's quantize_row_q8_0_ref: d = amax/127, q = round(x/d)
+      for (int b = 0; b < n / kBlockElems; ++b) {
+        const float* xb = x + b * kBlockElems;
+        float amax = 0;
+        for (int j = 0; j < kBlockElems; ++j) amax = std::max(amax, std::fabs(xb[j]));
+        const float d = amax / 127.0f;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        BlockQ8_0 blk;
+        blk.d = f32_to_fp16(d);
+        for (int j = 0; j < kBlockElems; ++j) blk.qs[j] = static_cast<int8_t>(std::round(xb[j] * id));
+        std::memcpy(p + sizeof blk * static_cast<size_t>(b), &blk, sizeof blk);
+      }
+      return true;
+    case GgmlType::kQ4_0:  // ggml's quantize_row_q4_0_ref: the largest |x| maps to -8
+      for (int b = 0; b < n / kBlockElems; ++b) {
+        const float* xb = x + b * kBlockElems;
+        float amax = 0, max = 0;
+        for (int j = 0; j < kBlockElems; ++j) {
+          if (amax < std::fabs(xb[j])) {
+            amax = std::fabs(xb[j]);
+            max = xb[j];
+          }
+        }
+        const float d = max / -8.0f;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        BlockQ4_0 blk;
+        blk.d = f32_to_fp16(d);
+        for (int j = 0; j < kBlockElems / 2; ++j) {
+          const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>(xb[j] * id + 8.5f)));
+          const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>(xb[j + 16] * id + 8.5f)));
+          blk.qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
+        }
+        std::memcpy(p + sizeof blk * static_cast<size_t>(b), &blk, sizeof blk);
+      }
+      return true;
+    default: return false;
+  }
+}
+
+}  // namespace infera::engine::kernels

@@ -1,0 +1,118 @@
+// Scalar reference matrix products and activation quantization: plain loops, the
+// ground truth the SIMD paths are tested against, and the fallback on any CPU.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "engine/kernels/tables.h"
+
+namespace infera::engine::kernels {
+namespace {
+
+const uint8_t* row_at(const void* base, size_t stride, int i) {
+  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
+}
+float* y_at(const MatmulArgs& a, int i) {
+  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) + static_cast<size_t>(i) * a.y_stride);
+}
+
+float load_f32(const uint8_t* row, int j) {
+  float v;
+  std::memcpy(&v, row + 4 * static_cast<size_t>(j), 4);
+  return v;
+}
+float load_f16(const uint8_t* row, int j) {
+  uint16_t h;
+  std::memcpy(&h, row + 2 * static_cast<size_t>(j), 2);
+  return fp16_to_f32(h);
+}
+float load_bf16(const uint8_t* row, int j) {
+  uint16_t h;
+  std::memcpy(&h, row + 2 * static_cast<size_t>(j), 2);
+  return bf16_to_f32(h);
+}
+
+template <float (*kLoad)(const uint8_t*, int)>
+void matmul_float(const MatmulArgs& a, int r0, int r1) {
+  for (int i = 0; i < a.n; ++i) {
+    const float* x = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i));
+    float* y = y_at(a, i);
+    for (int r = r0; r < r1; ++r) {
+      const uint8_t* w = row_at(a.w, a.w_stride, r);
+      float sum = 0;
+      for (int j = 0; j < a.k; ++j) sum += kLoad(w, j) * x[j];
+      y[r] = sum;
+    }
+  }
+}
+
+// Integer dot of one weight block with 32 activation values.
+int block_dot(const BlockQ8_0& b, const int8_t* x) {
+  int sum = 0;
+  for (int j = 0; j < kBlockElems; ++j) sum += b.qs[j] * x[j];
+  return sum;
+}
+int block_dot(const BlockQ4_0& b, const int8_t* x) {
+  int sum = 0;
+  for (int j = 0; j < kBlockElems / 2; ++j) {
+    sum += ((b.qs[j] & 0x0f) - 8) * x[j];
+    sum += ((b.qs[j] >> 4) - 8) * x[j + kBlockElems / 2];
+  }
+  return sum;
+}
+
+template <typename Block>
+void matmul_quant(const MatmulArgs& a, int r0, int r1) {
+  const int nb = a.k / kBlockElems;
+  for (int i = 0; i < a.n; ++i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8_values(xrow);
+    const float* xd = q8_scales(xrow, a.k);
+    float* y = y_at(a, i);
+    for (int r = r0; r < r1; ++r) {
+      const Block* w = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r));
+      float sum = 0;
+      for (int b = 0; b < nb; ++b) {
+        sum += fp16_to_f32(w[b].d) * xd[b] * static_cast<float>(block_dot(w[b], xq + b * kBlockElems));
+      }
+      y[r] = sum;
+    }
+  }
+}
+
+// As ggml's q8_0: d = amax / 127 (stored as a half, so it is rounded to half precision
+// here too), q = round(x / d) to nearest even (as the SIMD paths do).
+void quantize_q8(const float* x, void* out, int k) {
+  const int nb = k / kBlockElems;
+  auto* q = static_cast<int8_t*>(out);
+  auto* scales = reinterpret_cast<float*>(static_cast<uint8_t*>(out) + k);
+  auto* sums = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(out) + k + 4 * nb);
+  for (int b = 0; b < nb; ++b) {
+    const float* xb = x + b * kBlockElems;
+    float amax = 0;
+    for (int j = 0; j < kBlockElems; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 127.0f / amax : 0.0f;
+    int32_t sum = 0;
+    for (int j = 0; j < kBlockElems; ++j) {
+      const int v = static_cast<int>(std::nearbyint(xb[j] * id));
+      q[b * kBlockElems + j] = static_cast<int8_t>(v);
+      sum += v;
+    }
+    scales[b] = fp16_to_f32(f32_to_fp16(d));
+    sums[b] = sum;
+  }
+}
+
+}  // namespace
+
+void fill_scalar_matmul(Kernels& t) {
+  t.matmul_f32 = matmul_float<load_f32>;
+  t.matmul_f16 = matmul_float<load_f16>;
+  t.matmul_bf16 = matmul_float<load_bf16>;
+  t.matmul_q8_0 = matmul_quant<BlockQ8_0>;
+  t.matmul_q4_0 = matmul_quant<BlockQ4_0>;
+  t.quantize_q8 = quantize_q8;
+}
+
+}  // namespace infera::engine::kernels

@@ -1,0 +1,29 @@
+// Internal to kernels/: how each implementation fills the dispatch table.
+//
+// dispatch.cpp builds every table once: it starts from the scalar entries and lets
+// each ISA overwrite the entries it implements, so an ISA file need only provide
+// what it speeds up (ARM NEON will add fill_neon the same way).
+#pragma once
+
+#include "engine/kernels/kernels.h"
+
+namespace infera::engine::kernels {
+
+void fill_scalar_matmul(Kernels& table);  // scalar/matmul_scalar.cpp
+void fill_scalar_ops(Kernels& table);     // scalar/ops_scalar.cpp
+#if defined(__x86_64__) || defined(_M_X64)
+void fill_avx2(Kernels& table);
+void fill_avx512(Kernels& table);
+#endif
+
+// Q8 activation row parts (see q8_row_bytes): k int8 values, then k/32 float scales,
+// then k/32 int32 block sums.
+inline const int8_t* q8_values(const void* row) { return static_cast<const int8_t*>(row); }
+inline const float* q8_scales(const void* row, int k) {
+  return reinterpret_cast<const float*>(static_cast<const uint8_t*>(row) + k);
+}
+inline const int32_t* q8_sums(const void* row, int k) {
+  return reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(row) + k + 4 * (k / 32));
+}
+
+}  // namespace infera::engine::kernels
