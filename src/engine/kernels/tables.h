@@ -12,7 +12,8 @@ namespace infera::engine::kernels {
 void fill_scalar_matmul(Kernels& table);  // scalar/matmul_scalar.cpp
 void fill_scalar_ops(Kernels& table);     // scalar/ops_scalar.cpp
 #if defined(__x86_64__) || defined(_M_X64)
-void fill_avx2(Kernels& table);
+void fill_avx2(Kernels& table);      // x86/matmul_avx2.cpp, calls fill_avx2_ops
+void fill_avx2_ops(Kernels& table);  // x86/ops_avx2.cpp
 void fill_avx512(Kernels& table);
 #endif
 

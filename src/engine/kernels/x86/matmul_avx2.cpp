@@ -1,8 +1,254 @@
-// avx2 kernels (in progress).
+// AVX2 + FMA + F16C matrix products and activation quantization. Compiled with
+// -mavx2 -mfma -mf16c (CMakeLists.txt, by file name); only called after dispatch.cpp
+// has seen those features.
+//
+// Every (activation row, weight row) pair owns one 8-lane accumulator that walks k in
+// the same order whatever the tile shape or row range, so a row's result does not
+// depend on the batch. Tiles reuse each weight load across up to 4 activation rows
+// (prefill) or read 4-8 weight rows at once (decode, bandwidth bound).
+#include <immintrin.h>
+
+#include <cstring>
+
 #include "engine/kernels/tables.h"
 
 namespace infera::engine::kernels {
+namespace {
 
-void fill_avx2(Kernels& t) { (void)t; }
+float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+const uint8_t* row_at(const void* base, size_t stride, int i) {
+  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
+}
+float* y_at(const MatmulArgs& a, int i) {
+  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) + static_cast<size_t>(i) * a.y_stride);
+}
+
+// Activation rows per chunk so that a chunk stays in L2 while weight tiles sweep it.
+int x_chunk_rows(size_t x_stride) {
+  const size_t rows = (size_t{256} << 10) / (x_stride == 0 ? 1 : x_stride);
+  return static_cast<int>(rows < 4 ? 4 : rows / 4 * 4);
+}
+
+// ---- float weight types ----------------------------------------------------------
+
+struct F32W {
+  static constexpr size_t kBytes = 4;
+  static __m256 load8(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
+  static float load1(const uint8_t* p) {
+    float v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
+};
+struct F16W {
+  static constexpr size_t kBytes = 2;
+  static __m256 load8(const uint8_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static float load1(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+  }
+};
+struct BF16W {
+  static constexpr size_t kBytes = 2;
+  static __m256 load8(const uint8_t* p) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  }
+  static float load1(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return bf16_to_f32(h);
+  }
+};
+
+// TX activation rows (starting at i) x TR weight rows (starting at r).
+template <typename W, int TX, int TR>
+void float_tile(const MatmulArgs& a, int i, int r) {
+  const uint8_t* w[TR];
+  const float* x[TX];
+  for (int t = 0; t < TR; ++t) w[t] = row_at(a.w, a.w_stride, r + t);
+  for (int s = 0; s < TX; ++s) x[s] = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i + s));
+  __m256 acc[TX][TR];
+  for (int s = 0; s < TX; ++s)
+    for (int t = 0; t < TR; ++t) acc[s][t] = _mm256_setzero_ps();
+  const int k8 = a.k / 8 * 8;
+  for (int j = 0; j < k8; j += 8) {
+    __m256 wv[TR];
+    for (int t = 0; t < TR; ++t) wv[t] = W::load8(w[t] + j * W::kBytes);
+    for (int s = 0; s < TX; ++s) {
+      const __m256 xv = _mm256_loadu_ps(x[s] + j);
+      for (int t = 0; t < TR; ++t) acc[s][t] = _mm256_fmadd_ps(wv[t], xv, acc[s][t]);
+    }
+  }
+  for (int s = 0; s < TX; ++s) {
+    float* y = y_at(a, i + s);
+    for (int t = 0; t < TR; ++t) {
+      float sum = hsum(acc[s][t]);
+      for (int j = k8; j < a.k; ++j) sum += W::load1(w[t] + j * W::kBytes) * x[s][j];
+      y[r + t] = sum;
+    }
+  }
+}
+
+// The shared tiling driver: chunks of activation rows, weight tiles of TR_BIG rows
+// over 4-row activation tiles, single rows for the remainders.
+template <void (*kTile4x3)(const MatmulArgs&, int, int), void (*kTile4x1)(const MatmulArgs&, int, int),
+          void (*kTile1x4)(const MatmulArgs&, int, int), void (*kTile1x1)(const MatmulArgs&, int, int)>
+void tiled(const MatmulArgs& a, int r0, int r1) {
+  const int chunk = x_chunk_rows(a.x_stride);
+  for (int c0 = 0; c0 < a.n; c0 += chunk) {
+    const int c1 = c0 + chunk < a.n ? c0 + chunk : a.n;
+    const int c4 = c0 + (c1 - c0) / 4 * 4;
+    int r = r0;
+    for (; r + 3 <= r1; r += 3) {
+      for (int i = c0; i < c4; i += 4) kTile4x3(a, i, r);
+    }
+    for (; r < r1; ++r) {
+      for (int i = c0; i < c4; i += 4) kTile4x1(a, i, r);
+    }
+    for (int i = c4; i < c1; ++i) {
+      int rr = r0;
+      for (; rr + 4 <= r1; rr += 4) kTile1x4(a, i, rr);
+      for (; rr < r1; ++rr) kTile1x1(a, i, rr);
+    }
+  }
+}
+
+template <typename W>
+void matmul_float(const MatmulArgs& a, int r0, int r1) {
+  tiled<float_tile<W, 4, 3>, float_tile<W, 4, 1>, float_tile<W, 1, 4>, float_tile<W, 1, 1>>(a, r0, r1);
+}
+
+// ---- quantized weight types ------------------------------------------------------
+
+// Q4_0: the 32 nibbles as unsigned bytes 0..15 in element order; the -8 offset is
+// applied through the activation block sums.
+struct Q4W {
+  using Block = BlockQ4_0;
+  static __m256i unpack(const Block* b) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs));
+    const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+  }
+  // 8 int32 lanes summing to dot(w - 8, x).
+  static __m256i dot(__m256i w, const int8_t* x, const int32_t* sum) {
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), _mm256_set1_epi16(1));
+    return _mm256_sub_epi32(p, _mm256_set1_epi32(*sum));  // 8 lanes x sum = 8 * sum
+  }
+};
+// Q8_0: signed x signed via the sign trick (|w| unsigned, x takes w's sign).
+struct Q8W {
+  using Block = BlockQ8_0;
+  static __m256i unpack(const Block* b) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs));
+  }
+  static __m256i dot(__m256i w, const int8_t* x, const int32_t*) {
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+  }
+};
+
+template <typename Q, int TX, int TR>
+void quant_tile(const MatmulArgs& a, int i, int r) {
+  using Block = typename Q::Block;
+  const Block* w[TR];
+  const int8_t* xq[TX];
+  const float* xd[TX];
+  const int32_t* xs[TX];
+  for (int t = 0; t < TR; ++t) w[t] = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r + t));
+  for (int s = 0; s < TX; ++s) {
+    const void* row = row_at(a.x, a.x_stride, i + s);
+    xq[s] = q8_values(row);
+    xd[s] = q8_scales(row, a.k);
+    xs[s] = q8_sums(row, a.k);
+  }
+  __m256 acc[TX][TR];
+  for (int s = 0; s < TX; ++s)
+    for (int t = 0; t < TR; ++t) acc[s][t] = _mm256_setzero_ps();
+  const int nb = a.k / kBlockElems;
+  for (int b = 0; b < nb; ++b) {
+    __m256i wv[TR];
+    __m256 wd[TR];
+    for (int t = 0; t < TR; ++t) {
+      wv[t] = Q::unpack(w[t] + b);
+      wd[t] = _mm256_set1_ps(_cvtsh_ss(w[t][b].d));
+    }
+    for (int s = 0; s < TX; ++s) {
+      const __m256 dx = _mm256_broadcast_ss(xd[s] + b);
+      for (int t = 0; t < TR; ++t) {
+        const __m256 p = _mm256_cvtepi32_ps(Q::dot(wv[t], xq[s] + b * kBlockElems, xs[s] + b));
+        acc[s][t] = _mm256_fmadd_ps(p, _mm256_mul_ps(wd[t], dx), acc[s][t]);
+      }
+    }
+  }
+  for (int s = 0; s < TX; ++s) {
+    float* y = y_at(a, i + s);
+    for (int t = 0; t < TR; ++t) y[r + t] = hsum(acc[s][t]);
+  }
+}
+
+template <typename Q>
+void matmul_quant(const MatmulArgs& a, int r0, int r1) {
+  tiled<quant_tile<Q, 4, 3>, quant_tile<Q, 4, 1>, quant_tile<Q, 1, 4>, quant_tile<Q, 1, 1>>(a, r0, r1);
+}
+
+// Same results as the scalar quantize_q8 (same float operations, nearest-even rounding).
+void quantize_q8(const float* x, void* out, int k) {
+  const int nb = k / kBlockElems;
+  auto* q = static_cast<int8_t*>(out);
+  auto* scales = reinterpret_cast<float*>(static_cast<uint8_t*>(out) + k);
+  auto* sums = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(out) + k + 4 * nb);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int b = 0; b < nb; ++b) {
+    const float* xb = x + b * kBlockElems;
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm256_loadu_ps(xb + 8 * j);
+      amax = _mm256_max_ps(amax, _mm256_and_ps(v[j], abs_mask));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float max = _mm_cvtss_f32(m);
+    const float d = max / 127.0f;
+    const __m256 id = _mm256_set1_ps(d != 0 ? 127.0f / max : 0.0f);
+    __m256i qi[4];
+    for (int j = 0; j < 4; ++j) qi[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], id));
+    const __m256i s4 = _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
+    s = _mm_hadd_epi32(s, s);
+    s = _mm_hadd_epi32(s, s);
+    // packs interleave 128-bit lanes; the permute restores element order.
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kBlockElems),
+                        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    scales[b] = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+    sums[b] = _mm_cvtsi128_si32(s);
+  }
+}
+
+}  // namespace
+
+void fill_avx2(Kernels& t) {
+  t.matmul_f32 = matmul_float<F32W>;
+  t.matmul_f16 = matmul_float<F16W>;
+  t.matmul_bf16 = matmul_float<BF16W>;
+  t.matmul_q8_0 = matmul_quant<Q8W>;
+  t.matmul_q4_0 = matmul_quant<Q4W>;
+  t.quantize_q8 = quantize_q8;
+  fill_avx2_ops(t);
+}
 
 }  // namespace infera::engine::kernels

@@ -1,0 +1,487 @@
+// Every SIMD kernel against its scalar reference on random data, odd sizes and
+// several row counts; the scalar reference against a double-precision dequantized
+// product; fp16/bf16 conversions against F16C; dispatch.
+//
+// Tolerances: quantized products compute exact integer block dots, so SIMD and scalar
+// differ only in float summation order: |simd - ref| <= 2e-6 * sum_j |w_j * x_j|.
+// Float products accumulate in f32 in different orders: 1e-5 * sum |w x|. Small ops
+// with exp: relative 1e-5.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/kernels/kernels.h"
+
+namespace infera::engine::kernels {
+namespace {
+
+std::vector<const Kernels*> simd_tables() {
+  std::vector<const Kernels*> out;
+  for (const char* name : {"avx2", "avx512"}) {
+    if (const Kernels* k = by_name(name)) out.push_back(k);
+  }
+  return out;
+}
+
+const Kernels& ref() { return *by_level(Level::kScalar); }
+
+std::vector<float> random_floats(std::mt19937& rng, size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+size_t row_bytes(GgmlType type, int k) {
+  switch (type) {
+    case GgmlType::kF32: return 4 * static_cast<size_t>(k);
+    case GgmlType::kF16:
+    case GgmlType::kBF16: return 2 * static_cast<size_t>(k);
+    case GgmlType::kQ8_0: return sizeof(BlockQ8_0) * static_cast<size_t>(k / 32);
+    case GgmlType::kQ4_0: return sizeof(BlockQ4_0) * static_cast<size_t>(k / 32);
+    default: return 0;
+  }
+}
+
+// A weight matrix of `rows` rows with a padded stride (to exercise strides), plus
+// its dequantized values.
+struct Weights {
+  std::vector<uint8_t> bytes;
+  size_t stride = 0;
+  std::vector<float> values;  // rows x k, dequantized
+};
+
+Weights make_weights(std::mt19937& rng, GgmlType type, int rows, int k) {
+  Weights w;
+  w.stride = row_bytes(type, k) + 6;
+  w.bytes.assign(w.stride * static_cast<size_t>(rows), 0);
+  w.values.resize(static_cast<size_t>(rows) * static_cast<size_t>(k));
+  for (int r = 0; r < rows; ++r) {
+    std::vector<float> src = random_floats(rng, static_cast<size_t>(k), 0.05f);
+    EXPECT_TRUE(quantize_row(type, src.data(), w.bytes.data() + w.stride * static_cast<size_t>(r), k));
+    EXPECT_TRUE(dequantize_row(type, w.bytes.data() + w.stride * static_cast<size_t>(r),
+                               w.values.data() + static_cast<size_t>(r) * static_cast<size_t>(k), k));
+  }
+  return w;
+}
+
+// Activations: f32 rows (stride padded) and their Q8 rows quantized by `table`.
+struct Activations {
+  std::vector<float> f32;
+  size_t f32_stride = 0;  // bytes
+  std::vector<uint8_t> q8;
+  size_t q8_stride = 0;
+};
+
+Activations make_activations(std::mt19937& rng, const Kernels& table, int n, int k) {
+  Activations a;
+  const size_t floats_per_row = static_cast<size_t>(k) + 3;
+  a.f32_stride = 4 * floats_per_row;
+  a.f32 = random_floats(rng, floats_per_row * static_cast<size_t>(n));
+  if (k % 32 == 0) {
+    a.q8_stride = q8_row_bytes(k) + 64;
+    a.q8.assign(a.q8_stride * static_cast<size_t>(n), 0);
+    for (int i = 0; i < n; ++i) {
+      table.quantize_q8(a.f32.data() + floats_per_row * static_cast<size_t>(i),
+                        a.q8.data() + a.q8_stride * static_cast<size_t>(i), k);
+    }
+  }
+  return a;
+}
+
+// y (n x rows, stride rows + 2 floats) from `table`'s matmul on rows [r0, r1).
+std::vector<float> run_matmul(const Kernels& table, GgmlType type, const Weights& w,
+                              const Activations& x, int n, int rows, int k, int r0, int r1) {
+  const size_t ldy = static_cast<size_t>(rows) + 2;
+  std::vector<float> y(ldy * static_cast<size_t>(n), -12345.0f);
+  MatmulArgs args{};
+  args.w = w.bytes.data();
+  args.w_stride = w.stride;
+  const bool q8 = matmul_takes_q8(type);
+  args.x = q8 ? static_cast<const void*>(x.q8.data()) : static_cast<const void*>(x.f32.data());
+  args.x_stride = q8 ? x.q8_stride : x.f32_stride;
+  args.y = y.data();
+  args.y_stride = 4 * ldy;
+  args.n = n;
+  args.k = k;
+  matmul_for(table, type)(args, r0, r1);
+  return y;
+}
+
+// sum_j |w_j x_j| for the tolerance.
+double abs_dot(const Weights& w, const Activations& x, int i, int r, int k) {
+  double s = 0;
+  const float* xr = x.f32.data() + (x.f32_stride / 4) * static_cast<size_t>(i);
+  for (int j = 0; j < k; ++j) s += std::fabs(w.values[static_cast<size_t>(r) * static_cast<size_t>(k) + static_cast<size_t>(j)] * xr[j]);
+  return s;
+}
+
+const GgmlType kTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0};
+
+std::vector<int> ks_for(GgmlType type) {
+  if (matmul_takes_q8(type)) return {32, 64, 96, 288, 2048};
+  return {1, 7, 8, 17, 33, 100, 288};
+}
+
+TEST(Kernels, EverySimdMatmulMatchesScalarOnOddShapes) {
+  std::mt19937 rng(42);
+  for (const Kernels* simd : simd_tables()) {
+    for (GgmlType type : kTypes) {
+      const double tol = matmul_takes_q8(type) ? 2e-6 : 1e-5;
+      for (int k : ks_for(type)) {
+        for (int n : {1, 2, 3, 4, 5, 7, 9}) {
+          for (int rows : {1, 3, 4, 5, 7, 13}) {
+            SCOPED_TRACE(std::string(simd->name) + " type " + std::to_string(static_cast<int>(type)) +
+                         " k " + std::to_string(k) + " n " + std::to_string(n) + " rows " + std::to_string(rows));
+            Weights w = make_weights(rng, type, rows, k);
+            Activations x = make_activations(rng, ref(), n, k);
+            std::vector<float> want = run_matmul(ref(), type, w, x, n, rows, k, 0, rows);
+            std::vector<float> got = run_matmul(*simd, type, w, x, n, rows, k, 0, rows);
+            const size_t ldy = static_cast<size_t>(rows) + 2;
+            for (int i = 0; i < n; ++i) {
+              for (int r = 0; r < rows; ++r) {
+                const size_t at = static_cast<size_t>(i) * ldy + static_cast<size_t>(r);
+                ASSERT_NEAR(got[at], want[at], tol * abs_dot(w, x, i, r, k) + 1e-30) << "i " << i << " r " << r;
+              }
+              // Columns past `rows` (the y stride padding) are untouched.
+              ASSERT_EQ(got[static_cast<size_t>(i) * ldy + static_cast<size_t>(rows)], -12345.0f);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Kernels, RowRangesWriteOnlyTheirColumnsAndResultsDoNotDependOnTheBatch) {
+  std::mt19937 rng(7);
+  std::vector<const Kernels*> tables = simd_tables();
+  tables.push_back(&ref());
+  for (const Kernels* t : tables) {
+    for (GgmlType type : kTypes) {
+      const int k = 96, rows = 11, n = 9;
+      SCOPED_TRACE(std::string(t->name) + " type " + std::to_string(static_cast<int>(type)));
+      Weights w = make_weights(rng, type, rows, k);
+      Activations x = make_activations(rng, *t, n, k);
+      std::vector<float> full = run_matmul(*t, type, w, x, n, rows, k, 0, rows);
+      std::vector<float> part = run_matmul(*t, type, w, x, n, rows, k, 2, 7);
+      const size_t ldy = static_cast<size_t>(rows) + 2;
+      for (int i = 0; i < n; ++i) {
+        for (int r = 0; r < rows; ++r) {
+          const size_t at = static_cast<size_t>(i) * ldy + static_cast<size_t>(r);
+          if (r >= 2 && r < 7) {
+            ASSERT_EQ(part[at], full[at]);
+          } else {
+            ASSERT_EQ(part[at], -12345.0f);
+          }
+        }
+      }
+      // Each activation row alone gives bit-identical results to the batch.
+      for (int i = 0; i < n; ++i) {
+        Activations one;
+        one.f32_stride = x.f32_stride;
+        one.f32.assign(x.f32.begin() + static_cast<ptrdiff_t>(x.f32_stride / 4 * static_cast<size_t>(i)),
+                       x.f32.begin() + static_cast<ptrdiff_t>(x.f32_stride / 4 * static_cast<size_t>(i + 1)));
+        one.q8_stride = x.q8_stride;
+        one.q8.assign(x.q8.begin() + static_cast<ptrdiff_t>(x.q8_stride * static_cast<size_t>(i)),
+                      x.q8.begin() + static_cast<ptrdiff_t>(x.q8_stride * static_cast<size_t>(i + 1)));
+        std::vector<float> alone = run_matmul(*t, type, w, one, 1, rows, k, 0, rows);
+        for (int r = 0; r < rows; ++r) {
+          ASSERT_EQ(alone[static_cast<size_t>(r)], full[static_cast<size_t>(i) * ldy + static_cast<size_t>(r)])
+              << "i " << i << " r " << r;
+        }
+      }
+    }
+  }
+}
+
+TEST(Kernels, ScalarQuantizedMatmulEqualsDequantizedProduct) {
+  std::mt19937 rng(3);
+  const int k = 256, rows = 5, n = 3;
+  for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0}) {
+    Weights w = make_weights(rng, type, rows, k);
+    Activations x = make_activations(rng, ref(), n, k);
+    std::vector<float> y = run_matmul(ref(), type, w, x, n, rows, k, 0, rows);
+    std::vector<float> xd(static_cast<size_t>(k));
+    for (int i = 0; i < n; ++i) {
+      // Dequantize the Q8 row by hand from its documented layout.
+      const uint8_t* row = x.q8.data() + x.q8_stride * static_cast<size_t>(i);
+      const auto* q = reinterpret_cast<const int8_t*>(row);
+      const auto* d = reinterpret_cast<const float*>(row + k);
+      const auto* sums = reinterpret_cast<const int32_t*>(row + k + 4 * (k / 32));
+      for (int b = 0; b < k / 32; ++b) {
+        int s = 0;
+        for (int j = 0; j < 32; ++j) {
+          xd[static_cast<size_t>(b * 32 + j)] = d[b] * q[b * 32 + j];
+          s += q[b * 32 + j];
+        }
+        ASSERT_EQ(s, sums[b]);
+      }
+      for (int r = 0; r < rows; ++r) {
+        double want = 0, mag = 0;
+        for (int j = 0; j < k; ++j) {
+          const double p = static_cast<double>(w.values[static_cast<size_t>(r * k + j)]) * xd[static_cast<size_t>(j)];
+          want += p;
+          mag += std::fabs(p);
+        }
+        EXPECT_NEAR(y[static_cast<size_t>(i) * (rows + 2) + static_cast<size_t>(r)], want, 1e-6 * mag);
+      }
+    }
+  }
+}
+
+TEST(Kernels, SimdQuantizeQ8IsBitIdenticalToScalar) {
+  std::mt19937 rng(11);
+  for (const Kernels* simd : simd_tables()) {
+    for (int k : {32, 64, 288, 5632}) {
+      std::vector<float> x = random_floats(rng, static_cast<size_t>(k), 3.0f);
+      x[5] = 0.5f;  // ties are rounded to nearest even by both
+      std::fill(x.begin(), x.begin() + 32 < x.end() ? x.begin() + 32 : x.end(), 0.0f);  // an all-zero block
+      std::vector<uint8_t> a(q8_row_bytes(k), 0), b(q8_row_bytes(k), 0);
+      ref().quantize_q8(x.data(), a.data(), k);
+      simd->quantize_q8(x.data(), b.data(), k);
+      EXPECT_EQ(a, b) << simd->name << " k " << k;
+    }
+  }
+}
+
+TEST(Kernels, QuantizeRowFollowsGgmlBlockLayouts) {
+  // Q4_0: the element of largest magnitude (-4) maps to nibble 0, d = -4 / -8 = 0.5;
+  // element j in the low nibble of qs[j], element j + 16 in the high nibble.
+  std::vector<float> x(32, 0.0f);
+  x[0] = -4.0f;
+  x[1] = 1.0f;
+  x[16] = 3.5f;
+  BlockQ4_0 q4;
+  ASSERT_TRUE(quantize_row(GgmlType::kQ4_0, x.data(), &q4, 32));
+  EXPECT_EQ(fp16_to_f32(q4.d), 0.5f);
+  EXPECT_EQ(q4.qs[0], (0) | (15 << 4));  // -4 -> 0; 3.5 -> 7 + 8 = 15
+  EXPECT_EQ(q4.qs[1] & 0x0f, 10);        // 1.0 / 0.5 + 8
+  std::vector<float> back(32);
+  ASSERT_TRUE(dequantize_row(GgmlType::kQ4_0, &q4, back.data(), 32));
+  EXPECT_EQ(back[0], -4.0f);
+  EXPECT_EQ(back[1], 1.0f);
+  EXPECT_EQ(back[16], 3.5f);
+  // Q8_0: d = amax / 127.
+  x[0] = -127.0f;
+  BlockQ8_0 q8;
+  ASSERT_TRUE(quantize_row(GgmlType::kQ8_0, x.data(), &q8, 32));
+  EXPECT_EQ(fp16_to_f32(q8.d), 1.0f);
+  EXPECT_EQ(q8.qs[0], -127);
+  EXPECT_EQ(q8.qs[16], 4);  // 3.5 rounds away from zero, as ggml's roundf
+  EXPECT_FALSE(quantize_row(GgmlType::kQ4_K, x.data(), &q8, 32));
+}
+
+TEST(Kernels, HalfConversionsAreExactAndMatchF16c) {
+  const Kernels* simd = by_name("avx2");
+  if (simd == nullptr) GTEST_SKIP() << "no F16C on this CPU";
+  std::vector<uint16_t> all(65536);
+  for (int i = 0; i < 65536; ++i) all[static_cast<size_t>(i)] = static_cast<uint16_t>(i);
+  std::vector<float> hw(65536);
+  simd->f16_to_f32(all.data(), hw.data(), 65536);
+  for (int i = 0; i < 65536; ++i) {
+    const float sw = fp16_to_f32(static_cast<uint16_t>(i));
+    if (std::isnan(sw)) {
+      ASSERT_TRUE(std::isnan(hw[static_cast<size_t>(i)]));
+    } else {
+      ASSERT_EQ(std::memcmp(&sw, &hw[static_cast<size_t>(i)], 4), 0) << i;
+      ASSERT_EQ(f32_to_fp16(sw), i) << i;  // round trip
+    }
+  }
+  std::mt19937 rng(5);
+  std::vector<float> f(1 << 20);
+  for (float& v : f) {
+    uint32_t bits = rng();
+    std::memcpy(&v, &bits, 4);
+  }
+  // Also every float near the half range's edges and rounding ties.
+  for (uint32_t bits = 0x33000000; bits < 0x33000000 + 4096; ++bits) std::memcpy(&f[bits - 0x33000000], &bits, 4);
+  for (uint32_t bits = 0x477fe000; bits < 0x477fe000 + 8192; ++bits) std::memcpy(&f[bits - 0x477fe000 + 4096], &bits, 4);
+  std::vector<uint16_t> h(f.size());
+  simd->f32_to_f16(f.data(), h.data(), static_cast<int>(f.size()));
+  for (size_t i = 0; i < f.size(); ++i) {
+    if (std::isnan(f[i])) continue;
+    ASSERT_EQ(f32_to_fp16(f[i]), h[i]) << f[i];
+  }
+}
+
+TEST(Kernels, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
+  uint32_t bits = 0x3f808000;  // exactly halfway between 0x3f80 and 0x3f81: to even
+  float f;
+  std::memcpy(&f, &bits, 4);
+  EXPECT_EQ(f32_to_bf16(f), 0x3f80);
+  bits = 0x3f818000;  // halfway, odd below: rounds up
+  std::memcpy(&f, &bits, 4);
+  EXPECT_EQ(f32_to_bf16(f), 0x3f82);
+  EXPECT_EQ(bf16_to_f32(0x4049), 3.140625f);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::nanf("")))));
+}
+
+// |got - want| <= rel * (|want| + floor); floor ~ the inputs' magnitude where a result
+// can cancel to near zero (sums of products of values around 1).
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel,
+                  const std::string& what, double floor = 1e-3) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], rel * (std::fabs(want[i]) + floor)) << what << " at " << i;
+  }
+}
+
+TEST(Kernels, EverySimdSmallOpMatchesScalar) {
+  std::mt19937 rng(9);
+  for (const Kernels* simd : simd_tables()) {
+    for (int n : {1, 5, 8, 16, 17, 63, 64, 100, 2048}) {
+      const std::string tag = std::string(simd->name) + " n " + std::to_string(n);
+      std::vector<float> a = random_floats(rng, static_cast<size_t>(n), 4.0f);
+      std::vector<float> b = random_floats(rng, static_cast<size_t>(n));
+      std::vector<float> w = random_floats(rng, static_cast<size_t>(n));
+      std::vector<float> y1(static_cast<size_t>(n)), y2(static_cast<size_t>(n));
+
+      ref().rmsnorm(a.data(), w.data(), y1.data(), n, 1e-5f);
+      simd->rmsnorm(a.data(), w.data(), y2.data(), n, 1e-5f);
+      expect_close(y2, y1, 1e-5, "rmsnorm " + tag);
+      ref().rmsnorm(a.data(), nullptr, y1.data(), n, 1e-6f);
+      simd->rmsnorm(a.data(), nullptr, y2.data(), n, 1e-6f);
+      expect_close(y2, y1, 1e-5, "rmsnorm no weight " + tag);
+
+      y1 = a;
+      y2 = a;
+      y1[0] = 50.0f;  // a large logit: exp of very negative differences
+      y2[0] = 50.0f;
+      ref().softmax(y1.data(), n);
+      simd->softmax(y2.data(), n);
+      expect_close(y2, y1, 1e-5, "softmax " + tag);
+
+      ref().silu_mul(a.data(), b.data(), y1.data(), n);
+      simd->silu_mul(a.data(), b.data(), y2.data(), n);
+      expect_close(y2, y1, 1e-5, "silu_mul " + tag);
+
+      ref().add(a.data(), b.data(), y1.data(), n);
+      simd->add(a.data(), b.data(), y2.data(), n);
+      expect_close(y2, y1, 0, "add " + tag);
+
+      y1 = a;
+      y2 = a;
+      ref().scale(y1.data(), 0.125f, n);
+      simd->scale(y2.data(), 0.125f, n);
+      expect_close(y2, y1, 0, "scale " + tag);
+
+      std::vector<uint16_t> h(static_cast<size_t>(n));
+      ref().f32_to_f16(b.data(), h.data(), n);
+      double mag = 0;
+      for (int i = 0; i < n; ++i) mag += std::fabs(a[static_cast<size_t>(i)] * b[static_cast<size_t>(i)]);
+      EXPECT_NEAR(simd->dot_f32(a.data(), b.data(), n), ref().dot_f32(a.data(), b.data(), n), 1e-6 * mag) << tag;
+      EXPECT_NEAR(simd->dot_f16(h.data(), a.data(), n), ref().dot_f16(h.data(), a.data(), n), 1e-6 * mag) << tag;
+
+      y1 = w;
+      y2 = w;
+      ref().axpy_f32(0.7f, a.data(), y1.data(), n);
+      simd->axpy_f32(0.7f, a.data(), y2.data(), n);
+      expect_close(y2, y1, 1e-6, "axpy_f32 " + tag, 1.0);
+      y1 = w;
+      y2 = w;
+      ref().axpy_f16(-0.3f, h.data(), y1.data(), n);
+      simd->axpy_f16(-0.3f, h.data(), y2.data(), n);
+      expect_close(y2, y1, 1e-6, "axpy_f16 " + tag, 1.0);
+
+      std::vector<float> back1(static_cast<size_t>(n)), back2(static_cast<size_t>(n));
+      ref().f16_to_f32(h.data(), back1.data(), n);
+      simd->f16_to_f32(h.data(), back2.data(), n);
+      expect_close(back2, back1, 0, "f16_to_f32 " + tag);
+    }
+  }
+}
+
+TEST(Kernels, EverySimdAttentionHelperMatchesScalar) {
+  std::mt19937 rng(13);
+  for (const Kernels* simd : simd_tables()) {
+    for (int d : {1, 8, 33, 64, 128}) {
+      for (int rows : {1, 3, 4, 7, 17}) {
+        const std::string tag = std::string(simd->name) + " d " + std::to_string(d) + " rows " + std::to_string(rows);
+        const size_t stride = 2 * static_cast<size_t>(d) + 10;  // bytes, padded
+        std::vector<uint16_t> kv(stride / 2 * static_cast<size_t>(rows));
+        std::vector<float> src = random_floats(rng, kv.size());
+        ref().f32_to_f16(src.data(), kv.data(), static_cast<int>(kv.size()));
+        std::vector<float> q = random_floats(rng, static_cast<size_t>(d));
+        std::vector<float> s1(static_cast<size_t>(rows)), s2(static_cast<size_t>(rows));
+        ref().dot_f16_rows(q.data(), kv.data(), stride, rows, d, 0.125f, s1.data());
+        simd->dot_f16_rows(q.data(), kv.data(), stride, rows, d, 0.125f, s2.data());
+        expect_close(s2, s1, 1e-5, "dot_f16_rows " + tag, 1.0);
+        std::vector<float> p = random_floats(rng, static_cast<size_t>(rows));
+        std::vector<float> y1 = random_floats(rng, static_cast<size_t>(d)), y2 = y1;
+        ref().axpy_f16_rows(p.data(), kv.data(), stride, rows, d, y1.data());
+        simd->axpy_f16_rows(p.data(), kv.data(), stride, rows, d, y2.data());
+        expect_close(y2, y1, 1e-5, "axpy_f16_rows " + tag, 1.0);
+      }
+    }
+  }
+}
+
+TEST(Kernels, RopeRotatesNormalAndNeoxPairs) {
+  const int head_dim = 8, rot_dim = 8;
+  std::vector<float> cos(rot_dim / 2), sin(rot_dim / 2);
+  rope_angles(3, rot_dim, 10000.0f, 1.0f, cos.data(), sin.data());
+  EXPECT_FLOAT_EQ(cos[0], std::cos(3.0f));
+  EXPECT_FLOAT_EQ(sin[1], std::sin(3.0f * std::pow(10000.0f, -2.0f / 8)));
+  for (const Kernels* t : {&ref()}) {
+    std::vector<float> x = {1, 0, 0, 0, 0, 0, 0, 0};
+    t->rope(x.data(), 1, head_dim, rot_dim, cos.data(), sin.data(), RopeStyle::kNormal);
+    EXPECT_FLOAT_EQ(x[0], cos[0]);
+    EXPECT_FLOAT_EQ(x[1], sin[0]);  // pair (0, 1)
+    x = {1, 0, 0, 0, 0, 0, 0, 0};
+    t->rope(x.data(), 1, head_dim, rot_dim, cos.data(), sin.data(), RopeStyle::kNeox);
+    EXPECT_FLOAT_EQ(x[0], cos[0]);
+    EXPECT_FLOAT_EQ(x[4], sin[0]);  // pair (0, 4)
+    EXPECT_EQ(x[1], 0.0f);
+  }
+  // Partial rotation leaves the tail of each head alone; SIMD tables agree.
+  std::mt19937 rng(17);
+  std::vector<float> c2(16), s2(16);
+  rope_angles(77, 32, 500000.0f, 0.5f, c2.data(), s2.data());
+  for (const Kernels* simd : simd_tables()) {
+    for (RopeStyle style : {RopeStyle::kNormal, RopeStyle::kNeox}) {
+      std::vector<float> x = random_floats(rng, 3 * 40), y = x, orig = x;
+      ref().rope(x.data(), 3, 40, 32, c2.data(), s2.data(), style);
+      simd->rope(y.data(), 3, 40, 32, c2.data(), s2.data(), style);
+      expect_close(y, x, 1e-6, std::string("rope ") + simd->name);
+      for (int h = 0; h < 3; ++h) {
+        for (int j = 32; j < 40; ++j) EXPECT_EQ(x[static_cast<size_t>(h * 40 + j)], orig[static_cast<size_t>(h * 40 + j)]);
+      }
+    }
+  }
+}
+
+TEST(Kernels, DispatchPicksTheBestSupportedTableAndCanBeForced) {
+  EXPECT_EQ(by_name("no-such-level"), nullptr);
+  ASSERT_NE(by_name("scalar"), nullptr);
+  const Kernels* best = by_level(detected_level());
+  ASSERT_NE(best, nullptr);
+  if (std::getenv("INFERA_KERNELS") == nullptr) {
+    EXPECT_EQ(&active(), best);
+  }
+  EXPECT_FALSE(force("no-such-level"));
+  EXPECT_TRUE(force("scalar"));
+  EXPECT_STREQ(active().name, "scalar");
+  EXPECT_TRUE(force(best->name));
+  EXPECT_EQ(matmul_for(active(), GgmlType::kQ4_K), nullptr);
+  EXPECT_TRUE(matmul_takes_q8(GgmlType::kQ4_0));
+  EXPECT_FALSE(matmul_takes_q8(GgmlType::kF16));
+  // Every entry of every table is filled.
+  for (const Kernels* t : {by_name("scalar"), by_name("avx2"), by_name("avx512")}) {
+    if (t == nullptr) continue;
+    const auto* p = reinterpret_cast<const unsigned char*>(t);
+    for (size_t off = offsetof(Kernels, matmul_f32); off < sizeof(Kernels); off += sizeof(void*)) {
+      void* fn;
+      std::memcpy(&fn, p + off, sizeof fn);
+      EXPECT_NE(fn, nullptr) << t->name << " entry at byte " << off;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace infera::engine::kernels
