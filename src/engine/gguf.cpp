@@ -488,7 +488,7 @@ Status missing_key(const std::string& file, std::string_view key) {
   return Status::NotFound(file + ": metadata key '" + std::string(key) + "' not found");
 }
 
-Status wrong_type(const std::string& file, const GgufKv& kv, std::string expected) {
+Status wrong_type(const std::string& file, const GgufKv& kv, const std::string& expected) {
   std::string actual(gguf_type_name(kv.type));
   if (kv.type == GgufType::kArray)
     actual = "array of " + std::string(gguf_type_name(kv.array_type));
