@@ -123,7 +123,7 @@ double abs_dot(const Weights& w, const Activations& x, int i, int r, int k) {
 const GgmlType kTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0};
 
 std::vector<int> ks_for(GgmlType type) {
-  if (matmul_takes_q8(type)) return {32, 64, 96, 288, 2048};
+  if (matmul_takes_q8(type)) return {32, 64, 96, 288, 544, 2048};
   return {1, 7, 8, 17, 33, 100, 288};
 }
 
@@ -163,7 +163,7 @@ TEST(Kernels, RowRangesWriteOnlyTheirColumnsAndResultsDoNotDependOnTheBatch) {
   tables.push_back(&ref());
   for (const Kernels* t : tables) {
     for (GgmlType type : kTypes) {
-      const int k = 96, rows = 11, n = 9;
+      const int k = 544, rows = 11, n = 9;
       SCOPED_TRACE(std::string(t->name) + " type " + std::to_string(static_cast<int>(type)));
       Weights w = make_weights(rng, type, rows, k);
       Activations x = make_activations(rng, *t, n, k);

@@ -1,0 +1,189 @@
+// Microbenchmark of the matmul kernels on TinyLlama-1.1B shapes: decode (n = 1,
+// bandwidth bound: GB/s of weights streamed) and prefill (n = 128, compute bound:
+// GFLOP/s), per kernel table and thread count, beside a plain read-bandwidth figure.
+//
+// Not part of the CMake build (it only needs infera_engine):
+//   cmake --build build --target infera_engine
+//   g++ -std=c++20 -O3 -Isrc bench/kernels_bench.cpp build/libinfera_engine.a -pthread -o kernels_bench
+//   ./kernels_bench [threads=1] [tables=scalar,avx2,avx512]
+// Rates are per CPU second (process CPU time / threads), so that other processes on a
+// shared machine do not distort them. Decode streams distinct matrices (more than the L3 cache) so weights come from
+// memory, as in a real forward pass.
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/kernels/kernels.h"
+#include "engine/thread_pool.h"
+
+namespace kern = infera::engine::kernels;
+using infera::engine::GgmlType;
+using infera::engine::ThreadPool;
+
+namespace {
+
+// CPU seconds of this process (all threads), divided by the thread count: on a shared
+// machine wall time counts other processes' time slices, CPU time does not.
+int g_threads = 1;
+double now_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec)) / g_threads;
+}
+
+size_t row_bytes(GgmlType type, int k) {
+  switch (type) {
+    case GgmlType::kF32: return 4 * static_cast<size_t>(k);
+    case GgmlType::kF16:
+    case GgmlType::kBF16: return 2 * static_cast<size_t>(k);
+    case GgmlType::kQ8_0: return 34 * static_cast<size_t>(k / 32);
+    case GgmlType::kQ4_0: return 18 * static_cast<size_t>(k / 32);
+    default: return 0;
+  }
+}
+
+const char* type_name(GgmlType t) {
+  switch (t) {
+    case GgmlType::kF32: return "F32";
+    case GgmlType::kF16: return "F16";
+    case GgmlType::kBF16: return "BF16";
+    case GgmlType::kQ8_0: return "Q8_0";
+    case GgmlType::kQ4_0: return "Q4_0";
+    default: return "?";
+  }
+}
+
+struct Matrix {
+  std::vector<uint8_t> bytes;
+  size_t stride;
+};
+
+Matrix make_matrix(GgmlType type, int rows, int k, std::mt19937& rng) {
+  Matrix m{std::vector<uint8_t>(row_bytes(type, k) * static_cast<size_t>(rows)), row_bytes(type, k)};
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  std::vector<float> src(static_cast<size_t>(k));
+  for (int r = 0; r < rows; ++r) {
+    for (float& f : src) f = dist(rng);
+    kern::quantize_row(type, src.data(), m.bytes.data() + m.stride * static_cast<size_t>(r), k);
+  }
+  return m;
+}
+
+// One matmul split in row tasks of 64 rows over the pool.
+void matmul(ThreadPool& pool, kern::MatmulFn fn, const kern::MatmulArgs& args, int rows) {
+  const int per_task = 64;
+  const int tasks = (rows + per_task - 1) / per_task;
+  pool.parallel_for(tasks, [&](int t, int) { fn(args, t * per_task, std::min(rows, (t + 1) * per_task)); });
+}
+
+void bench_table(const kern::Kernels& table, ThreadPool& pool) {
+  std::mt19937 rng(1);
+  const int k = 2048, rows = 5632;  // TinyLlama FFN up/gate shape
+  std::printf("\n== %s, %d thread(s), W %d x %d ==\n", table.name, pool.size(), rows, k);
+  for (GgmlType type : {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kF16, GgmlType::kBF16, GgmlType::kF32}) {
+    // Decode: n = 1 over distinct matrices (> L3) so each read comes from DRAM.
+    const size_t mat_bytes = row_bytes(type, k) * rows;
+    const int copies = static_cast<int>(std::max<size_t>(2, (size_t{160} << 20) / mat_bytes));
+    std::vector<Matrix> mats;
+    for (int c = 0; c < copies; ++c) mats.push_back(make_matrix(type, rows, k, rng));
+    const int n_max = 128;
+    std::vector<float> x(static_cast<size_t>(n_max) * k);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    for (float& f : x) f = dist(rng);
+    const size_t qstride = kern::q8_row_bytes(k);
+    std::vector<uint8_t> xq(qstride * n_max);
+    for (int i = 0; i < n_max; ++i) table.quantize_q8(x.data() + static_cast<size_t>(i) * k, xq.data() + qstride * i, k);
+    std::vector<float> y(static_cast<size_t>(n_max) * rows);
+    const bool q8 = kern::matmul_takes_q8(type);
+    kern::MatmulFn fn = kern::matmul_for(table, type);
+    auto args_for = [&](const Matrix& m, int n) {
+      kern::MatmulArgs a{};
+      a.w = m.bytes.data();
+      a.w_stride = m.stride;
+      a.x = q8 ? static_cast<const void*>(xq.data()) : static_cast<const void*>(x.data());
+      a.x_stride = q8 ? qstride : 4 * static_cast<size_t>(k);
+      a.y = y.data();
+      a.y_stride = 4 * static_cast<size_t>(rows);
+      a.n = n;
+      a.k = k;
+      return a;
+    };
+    const bool slow = table.level == kern::Level::kScalar;
+    // Decode.
+    const int reps = slow ? 1 : 4;
+    for (const Matrix& m : mats) matmul(pool, fn, args_for(m, 1), rows);  // warm-up
+    double t0 = now_s();
+    for (int r = 0; r < reps; ++r)
+      for (const Matrix& m : mats) matmul(pool, fn, args_for(m, 1), rows);
+    double dt = now_s() - t0;
+    const double decode_gbs = static_cast<double>(mat_bytes) * copies * reps / dt / 1e9;
+    // Decode from cache (one matrix repeatedly): the kernel's own ceiling.
+    const int hot_reps = slow ? 2 : 40;
+    t0 = now_s();
+    for (int r = 0; r < hot_reps; ++r) matmul(pool, fn, args_for(mats[0], 1), rows);
+    dt = now_s() - t0;
+    const double hot_gbs = static_cast<double>(mat_bytes) * hot_reps / dt / 1e9;
+    // Prefill n = 128 (activation quantization included for quantized types).
+    const int n = slow ? 8 : n_max;
+    const int pre_reps = slow ? 1 : 3;
+    t0 = now_s();
+    for (int r = 0; r < pre_reps; ++r) {
+      if (q8) {
+        pool.parallel_for(n, [&](int i, int) {
+          table.quantize_q8(x.data() + static_cast<size_t>(i) * k, xq.data() + qstride * i, k);
+        });
+      }
+      matmul(pool, fn, args_for(mats[static_cast<size_t>(r) % mats.size()], n), rows);
+    }
+    dt = now_s() - t0;
+    const double gflops = 2.0 * n * rows * static_cast<double>(k) * pre_reps / dt / 1e9;
+    std::printf("%-5s decode n=1: %6.1f GB/s from memory (%5.1f GB/s from cache) | prefill n=%d: %6.1f GFLOP/s\n",
+                type_name(type), decode_gbs, hot_gbs, n, gflops);
+  }
+}
+
+// Plain read bandwidth: sum of a 512 MiB f32 buffer with dot_f32 against itself in
+// pool-sized slices (two loads of the same line: one stream).
+void bench_read(const kern::Kernels& table, ThreadPool& pool) {
+  const size_t n = size_t{128} << 20;
+  std::vector<float> buf(n, 1.0f);
+  const int tasks = 64;
+  const size_t per = n / tasks;
+  std::vector<float> out(tasks);
+  double best = 0;
+  for (int r = 0; r < 3; ++r) {
+    const double t0 = now_s();
+    pool.parallel_for(tasks, [&](int t, int) {
+      out[static_cast<size_t>(t)] = table.dot_f32(buf.data() + per * t, buf.data() + per * t, static_cast<int>(per));
+    });
+    best = std::max(best, 4.0 * static_cast<double>(n) / (now_s() - t0) / 1e9);
+  }
+  std::printf("read bandwidth (%s dot_f32 over 512 MiB, %d thread(s)): %.1f GB/s\n", table.name, pool.size(), best);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
+  const std::string names = argc > 2 ? argv[2] : "avx2,avx512";
+  g_threads = threads;
+  ThreadPool pool(threads, 0);  // no spinning: idle spin would count as CPU time
+  bench_read(kern::active(), pool);
+  size_t start = 0;
+  while (start <= names.size()) {
+    const size_t end = std::min(names.find(',', start), names.size());
+    const std::string name = names.substr(start, end - start);
+    if (const kern::Kernels* t = kern::by_name(name)) {
+      bench_table(*t, pool);
+    } else {
+      std::printf("\n== %s: not supported here ==\n", name.c_str());
+    }
+    start = end + 1;
+  }
+  return 0;
+}
