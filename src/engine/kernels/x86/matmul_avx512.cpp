@@ -2,8 +2,8 @@
 // (CMakeLists.txt, by file name); only called after dispatch.cpp has seen F, BW, VL,
 // DQ, VNNI and BF16 and the OS's ZMM state support.
 //
-// Quantized weights: two 32-element blocks per 512-bit vpdpbusd (unsigned weight
-// bytes x signed activation bytes). The weight bytes are made unsigned (Q4_0 nibbles
+// Quantized weights: 512-bit vpdpbusd (unsigned weight bytes x signed activation
+// bytes) over 2 (Q8_0) or 4 (Q4_0) blocks a step. The weight bytes are made unsigned (Q4_0 nibbles
 // 0..15; Q8_0 q + 128) and the offset is removed with the activation block sums:
 // dot(w - c, x) = dot(w, x) - c * sum(x). Scales are handled 16 blocks at a time: the
 // 16 weight scales are gathered (stride 18 or 34 bytes) and multiplied by the 16
@@ -126,25 +126,52 @@ void matmul_float(const MatmulArgs& a, int r0, int r1) {
 
 // ---- quantized weight types ------------------------------------------------------
 
-// Q4_0: weight bytes are the nibbles; offset 8. Two blocks load as
-// [A lo nibbles | B lo | A hi | B hi] (16 bytes each), so the activation pair
-// [A 0..31 | B 0..31] is permuted to [A 0..15 | B 0..15 | A 16..31 | B 16..31], and
-// dpbusd lanes 0-3 and 8-11 belong to block A, 4-7 and 12-15 to block B.
+// Each step covers kStep blocks: the weights as one or two vectors of unsigned bytes
+// (Wv) against the activations arranged to match (Xv); dot() returns 16 int32 lanes,
+// lane l belonging to block lane_block(l) of the step.
+
+// Q4_0, 4 blocks a step, offset 8: the low nibbles of blocks A..D (elements 0..15 of
+// each) in one vector, the high nibbles (16..31) in another, against activations
+// rearranged to [A 0..15 | B 0..15 | C 0..15 | D 0..15] and [A 16..31 | ... ]. Two
+// chained vpdpbusd give lanes 0-3 for A, 4-7 B, 8-11 C, 12-15 D.
 struct Q4W {
   using Block = BlockQ4_0;
   static constexpr int kOffset = 8;
-  static __m512i unpack2(const Block* b) {
-    const __m128i qa = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs));
-    const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(qa),
-                                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)), 1);
-    const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
-    return _mm512_and_si512(both, _mm512_set1_epi8(0x0f));
+  static constexpr int kStep = 4;
+  struct Wv {
+    __m512i lo, hi;
+  };
+  struct Xv {
+    __m512i lo, hi;
+  };
+  // The 4 blocks span 72 bytes; their nibble bytes (words 1-8, 10-17, 19-26, 28-35)
+  // are gathered with one word permute. The second load is masked to the 4 words
+  // it needs, so it never reads past the 4 blocks.
+  static Wv unpack(const Block* b) {
+    const auto* words = reinterpret_cast<const uint16_t*>(b);
+    const __m512i v0 = _mm512_loadu_si512(words);
+    const __m512i v1 = _mm512_maskz_loadu_epi16(0xf, words + 32);
+    static constexpr int16_t kWords[32] = {1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12, 13, 14, 15, 16, 17,
+                                           19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35};
+    const __m512i idx = _mm512_loadu_si512(kWords);
+    const __m512i q = _mm512_permutex2var_epi16(v0, idx, v1);
+    const __m512i mask = _mm512_set1_epi8(0x0f);
+    return {_mm512_and_si512(q, mask), _mm512_and_si512(_mm512_srli_epi16(q, 4), mask)};
   }
-  static __m512i arrange_x(__m512i x) { return _mm512_shuffle_i64x2(x, x, _MM_SHUFFLE(3, 1, 2, 0)); }
-  // Scale lane index for block pair p (blocks 2p, 2p+1 of a group of 16).
-  static __m512i pair_index(int p) {
-    const int a = 2 * p, b = 2 * p + 1;
-    return _mm512_setr_epi32(a, a, a, a, b, b, b, b, a, a, a, a, b, b, b, b);
+  static Xv arrange_x(const int8_t* x) {
+    const __m512i v0 = _mm512_loadu_si512(x);       // A lo, A hi, B lo, B hi
+    const __m512i v1 = _mm512_loadu_si512(x + 64);  // C lo, C hi, D lo, D hi
+    return {_mm512_permutex2var_epi64(v0, _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13), v1),
+            _mm512_permutex2var_epi64(v0, _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15), v1)};
+  }
+  static __m512i dot(const Wv& w, const Xv& x) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w.lo, x.lo), w.hi, x.hi);
+  }
+  // Scale lanes for step s (blocks 4s..4s+3 of a group of 16).
+  static __m512i scale_index(int s) {
+    const int a = 4 * s;
+    return _mm512_setr_epi32(a, a, a, a, a + 1, a + 1, a + 1, a + 1, a + 2, a + 2, a + 2, a + 2, a + 3, a + 3,
+                             a + 3, a + 3);
   }
   // One block as 32 unsigned bytes in element order (tail path).
   static __m256i unpack1(const Block* b) {
@@ -154,20 +181,28 @@ struct Q4W {
   }
 };
 
-// Q8_0: weight bytes q + 128 (unsigned); offset 128. Blocks are already in
-// activation order, dpbusd lanes 0-7 belong to block A, 8-15 to block B.
+// Q8_0, 2 blocks a step, offset 128: weight bytes q + 128 (unsigned); blocks are in
+// activation order, lanes 0-7 belong to block A, 8-15 to block B.
 struct Q8W {
   using Block = BlockQ8_0;
   static constexpr int kOffset = 128;
-  static __m512i unpack2(const Block* b) {
+  static constexpr int kStep = 2;
+  struct Wv {
+    __m512i q;
+  };
+  struct Xv {
+    __m512i q;
+  };
+  static Wv unpack(const Block* b) {
     const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].qs));
     const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(qa),
                                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].qs)), 1);
-    return _mm512_xor_si512(q, _mm512_set1_epi8(static_cast<char>(0x80)));
+    return {_mm512_xor_si512(q, _mm512_set1_epi8(static_cast<char>(0x80)))};
   }
-  static __m512i arrange_x(__m512i x) { return x; }
-  static __m512i pair_index(int p) {
-    const int a = 2 * p, b = 2 * p + 1;
+  static Xv arrange_x(const int8_t* x) { return {_mm512_loadu_si512(x)}; }
+  static __m512i dot(const Wv& w, const Xv& x) { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.q, x.q); }
+  static __m512i scale_index(int s) {
+    const int a = 2 * s, b = 2 * s + 1;
     return _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b);
   }
   static __m256i unpack1(const Block* b) {
@@ -176,14 +211,45 @@ struct Q8W {
   }
 };
 
-// The 16 weight scales of blocks [b, b + 16) of a row, as floats.
+// The 16 weight scales of blocks [b, b + 16) of a row, as floats. Block j's scale is
+// 16-bit word j * S of the group (S = block size in words: 9 for Q4_0, 17 for Q8_0);
+// word permutes over 64-word windows pick them (hardware gathers are slow on some
+// cores). Masked loads never touch memory past the group.
+template <int kStrideWords>
+struct ScaleWindows {
+  static constexpr int kGroupWords = 16 * kStrideWords;
+  static constexpr int kWindows = (15 * kStrideWords) / 64 + 1;
+  int16_t index[kWindows][32] = {};
+  uint32_t lanes[kWindows] = {};
+  constexpr ScaleWindows() {
+    for (int j = 0; j < 16; ++j) {
+      const int word = j * kStrideWords;
+      index[word / 64][j] = static_cast<int16_t>(word % 64);
+      lanes[word / 64] |= 1u << j;
+    }
+  }
+};
+
 template <typename Block>
 __m512 gather_scales16(const Block* row, int b) {
-  const __m512i offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                             _mm512_set1_epi32(static_cast<int>(sizeof(Block))));
-  const __m512i words = _mm512_i32gather_epi32(offsets, row + b, 1);
-  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words));
+  constexpr int kStride = static_cast<int>(sizeof(Block) / 2);
+  static constexpr ScaleWindows<kStride> kWin{};
+  const auto* words = reinterpret_cast<const uint16_t*>(row + b);
+  __m512i result = _mm512_setzero_si512();
+  for (int w = 0; w < kWin.kWindows; ++w) {
+    auto valid = [](int first) -> __mmask32 {
+      const int left = kWin.kGroupWords - first;
+      return left >= 32 ? ~__mmask32{0} : left <= 0 ? __mmask32{0} : static_cast<__mmask32>((1u << left) - 1);
+    };
+    const __m512i lo = _mm512_maskz_loadu_epi16(valid(64 * w), words + 64 * w);
+    const __m512i hi = _mm512_maskz_loadu_epi16(valid(64 * w + 32), words + 64 * w + 32);
+    const __m512i idx = _mm512_loadu_si512(kWin.index[w]);
+    result = _mm512_mask_blend_epi16(kWin.lanes[w], result, _mm512_permutex2var_epi16(lo, idx, hi));
+  }
+  return _mm512_cvtph_ps(_mm512_castsi512_si256(result));
 }
+
+constexpr size_t kPrefetchBytes = 1024;
 
 template <typename Q, int TX, int TR>
 void quant_tile(const MatmulArgs& a, int i, int r) {
@@ -207,7 +273,13 @@ void quant_tile(const MatmulArgs& a, int i, int r) {
   const __m512 neg_offset = _mm512_set1_ps(-static_cast<float>(Q::kOffset));
   for (int b = 0; b < nb16; b += 16) {
     __m512 wd[TR];
-    for (int t = 0; t < TR; ++t) wd[t] = gather_scales16(w[t], b);
+    for (int t = 0; t < TR; ++t) {
+      // Weights stream once: fetch a few groups ahead (the lines past the row end
+      // are harmless hints).
+      const char* ahead = reinterpret_cast<const char*>(w[t] + b) + kPrefetchBytes;
+      for (size_t off = 0; off < 16 * sizeof(Block); off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
+      wd[t] = gather_scales16(w[t], b);
+    }
     __m512 scale[TX][TR];
     for (int s = 0; s < TX; ++s) {
       const __m512 dx = _mm512_loadu_ps(xd[s] + b);
@@ -218,15 +290,17 @@ void quant_tile(const MatmulArgs& a, int i, int r) {
         acc[s][t] = _mm512_fmadd_ps(scale[s][t], corr, acc[s][t]);
       }
     }
-    for (int p = 0; p < 8; ++p) {
-      const __m512i idx = Q::pair_index(p);
-      __m512i wv[TR];
-      for (int t = 0; t < TR; ++t) wv[t] = Q::unpack2(w[t] + b + 2 * p);
+#pragma GCC unroll 8
+    for (int step = 0; step < 16 / Q::kStep; ++step) {
+      const int blk = b + step * Q::kStep;
+      const __m512i idx = Q::scale_index(step);
+      typename Q::Wv wv[TR];
+      for (int t = 0; t < TR; ++t) wv[t] = Q::unpack(w[t] + blk);
       for (int s = 0; s < TX; ++s) {
-        const __m512i xv = Q::arrange_x(_mm512_loadu_si512(xq[s] + (b + 2 * p) * kBlockElems));
+        const typename Q::Xv xv = Q::arrange_x(xq[s] + blk * kBlockElems);
         for (int t = 0; t < TR; ++t) {
-          const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[t], xv);
-          acc[s][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, scale[s][t]), acc[s][t]);
+          const __m512 dot = _mm512_cvtepi32_ps(Q::dot(wv[t], xv));
+          acc[s][t] = _mm512_fmadd_ps(dot, _mm512_permutexvar_ps(idx, scale[s][t]), acc[s][t]);
         }
       }
     }
