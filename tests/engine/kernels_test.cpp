@@ -123,7 +123,7 @@ double abs_dot(const Weights& w, const Activations& x, int i, int r, int k) {
 const GgmlType kTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0};
 
 std::vector<int> ks_for(GgmlType type) {
-  if (matmul_takes_q8(type)) return {32, 64, 96, 288, 544, 2048};
+  if (matmul_takes_q8(type)) return {32, 64, 96, 288, 544, 2048, 2592};
   return {1, 7, 8, 17, 33, 100, 288};
 }
 
@@ -134,7 +134,7 @@ TEST(Kernels, EverySimdMatmulMatchesScalarOnOddShapes) {
       const double tol = matmul_takes_q8(type) ? 2e-6 : 1e-5;
       for (int k : ks_for(type)) {
         for (int n : {1, 2, 3, 4, 5, 7, 9}) {
-          for (int rows : {1, 3, 4, 5, 7, 13}) {
+          for (int rows : {1, 3, 4, 5, 7, 13, 16, 33}) {
             SCOPED_TRACE(std::string(simd->name) + " type " + std::to_string(static_cast<int>(type)) +
                          " k " + std::to_string(k) + " n " + std::to_string(n) + " rows " + std::to_string(rows));
             Weights w = make_weights(rng, type, rows, k);

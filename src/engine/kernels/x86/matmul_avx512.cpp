@@ -2,14 +2,16 @@
 // (CMakeLists.txt, by file name); only called after dispatch.cpp has seen F, BW, VL,
 // DQ, VNNI and BF16 and the OS's ZMM state support.
 //
-// Quantized weights: 512-bit vpdpbusd (unsigned weight bytes x signed activation
-// bytes) over 2 (Q8_0) or 4 (Q4_0) blocks a step. The weight bytes are made unsigned (Q4_0 nibbles
-// 0..15; Q8_0 q + 128) and the offset is removed with the activation block sums:
-// dot(w - c, x) = dot(w, x) - c * sum(x). Scales are handled 16 blocks at a time: the
-// 16 weight scales are gathered (stride 18 or 34 bytes) and multiplied by the 16
-// activation scales in one vector; each block pair then picks its scales with a lane
-// permute. Every (activation row, weight row) pair owns one 16-lane accumulator that
-// walks k in the same order whatever the tile, so results do not depend on the batch.
+// Q8_0 weights: 512-bit vpdpbusd (unsigned weight bytes x signed activation bytes),
+// two blocks a step; Q4_0 has its own kernel (matmul_q4_0_avx512.cpp). The weight
+// bytes are made unsigned (q + 128) and the offset is removed with the activation
+// block sums: dot(w - 128, x) = dot(w, x) - 128 * sum(x). Scales are handled 16 blocks
+// at a time: the 16 weight scales are picked out of the row with word permutes and
+// multiplied by the 16 activation scales in one vector; each step then picks its
+// blocks' scales with a lane permute. Every (activation row, weight row) pair owns one
+// 16-lane accumulator that walks k in the same order whatever the tile, so results do
+// not depend on the batch. Float types: 16-lane FMA tiles with masked tails.
+//
 // GCC 12's AVX-512 intrinsics pass an intentionally undefined vector as the masked-off
 // source, which its own -W(maybe-)uninitialized then report (GCC bug 105593).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -126,60 +128,9 @@ void matmul_float(const MatmulArgs& a, int r0, int r1) {
 
 // ---- quantized weight types ------------------------------------------------------
 
-// Each step covers kStep blocks: the weights as one or two vectors of unsigned bytes
-// (Wv) against the activations arranged to match (Xv); dot() returns 16 int32 lanes,
-// lane l belonging to block lane_block(l) of the step.
-
-// Q4_0, 4 blocks a step, offset 8: the low nibbles of blocks A..D (elements 0..15 of
-// each) in one vector, the high nibbles (16..31) in another, against activations
-// rearranged to [A 0..15 | B 0..15 | C 0..15 | D 0..15] and [A 16..31 | ... ]. Two
-// chained vpdpbusd give lanes 0-3 for A, 4-7 B, 8-11 C, 12-15 D.
-struct Q4W {
-  using Block = BlockQ4_0;
-  static constexpr int kOffset = 8;
-  static constexpr int kStep = 4;
-  struct Wv {
-    __m512i lo, hi;
-  };
-  struct Xv {
-    __m512i lo, hi;
-  };
-  // The 4 blocks span 72 bytes; their nibble bytes (words 1-8, 10-17, 19-26, 28-35)
-  // are gathered with one word permute. The second load is masked to the 4 words
-  // it needs, so it never reads past the 4 blocks.
-  static Wv unpack(const Block* b) {
-    const auto* words = reinterpret_cast<const uint16_t*>(b);
-    const __m512i v0 = _mm512_loadu_si512(words);
-    const __m512i v1 = _mm512_maskz_loadu_epi16(0xf, words + 32);
-    static constexpr int16_t kWords[32] = {1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12, 13, 14, 15, 16, 17,
-                                           19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35};
-    const __m512i idx = _mm512_loadu_si512(kWords);
-    const __m512i q = _mm512_permutex2var_epi16(v0, idx, v1);
-    const __m512i mask = _mm512_set1_epi8(0x0f);
-    return {_mm512_and_si512(q, mask), _mm512_and_si512(_mm512_srli_epi16(q, 4), mask)};
-  }
-  static Xv arrange_x(const int8_t* x) {
-    const __m512i v0 = _mm512_loadu_si512(x);       // A lo, A hi, B lo, B hi
-    const __m512i v1 = _mm512_loadu_si512(x + 64);  // C lo, C hi, D lo, D hi
-    return {_mm512_permutex2var_epi64(v0, _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13), v1),
-            _mm512_permutex2var_epi64(v0, _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15), v1)};
-  }
-  static __m512i dot(const Wv& w, const Xv& x) {
-    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w.lo, x.lo), w.hi, x.hi);
-  }
-  // Scale lanes for step s (blocks 4s..4s+3 of a group of 16).
-  static __m512i scale_index(int s) {
-    const int a = 4 * s;
-    return _mm512_setr_epi32(a, a, a, a, a + 1, a + 1, a + 1, a + 1, a + 2, a + 2, a + 2, a + 2, a + 3, a + 3,
-                             a + 3, a + 3);
-  }
-  // One block as 32 unsigned bytes in element order (tail path).
-  static __m256i unpack1(const Block* b) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs));
-    const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-  }
-};
+// Each step covers kStep blocks: the weights as unsigned bytes (Wv) against the
+// activations arranged to match (Xv); dot() returns 16 int32 lanes whose blocks
+// scale_index() names.
 
 // Q8_0, 2 blocks a step, offset 128: weight bytes q + 128 (unsigned); blocks are in
 // activation order, lanes 0-7 belong to block A, 8-15 to block B.
@@ -347,7 +298,7 @@ void fill_avx512(Kernels& t) {
   t.matmul_f16 = matmul_float<F16W>;
   t.matmul_bf16 = matmul_float<BF16W>;
   t.matmul_q8_0 = matmul_quant<Q8W>;
-  t.matmul_q4_0 = matmul_quant<Q4W>;
+  t.matmul_q4_0 = matmul_q4_0_avx512;
 }
 
 }  // namespace infera::engine::kernels
