@@ -113,6 +113,50 @@ std::string clean_spaces(const std::string& s) {
   return out;
 }
 
+// The bytes a token stands for when special tokens are not rendered.
+std::string render_piece(const Vocab& vocab, const VocabToken& tok) {
+  switch (tok.type) {
+    case TokenType::kControl:
+    case TokenType::kUnknown:
+    case TokenType::kUnused:
+    case TokenType::kUndefined:
+      return {};
+    case TokenType::kUserDefined:
+      return tok.text;
+    case TokenType::kByte: {
+      const int b = parse_byte_token(tok.text);
+      return b < 0 ? std::string() : std::string(1, static_cast<char>(b));
+    }
+    case TokenType::kNormal:
+      break;
+  }
+  std::string piece;
+  if (vocab.kind == TokenizerKind::kSentencePiece) {
+    piece.reserve(tok.text.size());
+    for (size_t i = 0; i < tok.text.size();) {
+      if (tok.text.compare(i, kSpmSpace.size(), kSpmSpace) == 0) {
+        piece += ' ';
+        i += kSpmSpace.size();
+      } else {
+        piece += tok.text[i++];
+      }
+    }
+    return piece;
+  }
+  // Byte-level BPE: every code point of the token stands for one byte.
+  for (size_t pos = 0; pos < tok.text.size();) {
+    const size_t start = pos;
+    const uint32_t cpt = unicode::decode(tok.text, pos);
+    const int b = unicode::codepoint_to_byte(cpt);
+    if (b >= 0) {
+      piece += static_cast<char>(b);
+    } else {
+      piece.append(tok.text, start, pos - start);  // not a byte-level token; keep its text
+    }
+  }
+  return piece;
+}
+
 }  // namespace
 
 Tokenizer::Tokenizer(std::unique_ptr<Vocab> vocab) : vocab_(std::move(vocab)) {}
@@ -274,6 +318,10 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& f) {
                      return vocab->tokens[a].text.size() > vocab->tokens[b].text.size();
                    });
 
+  // Pieces are rendered once so that streaming a token is a copy, not a decode.
+  vocab->pieces.reserve(vocab->tokens.size());
+  for (const VocabToken& tok : vocab->tokens) vocab->pieces.push_back(render_piece(*vocab, tok));
+
   return spm ? make_spm_tokenizer(std::move(vocab)) : make_bpe_tokenizer(std::move(vocab));
 }
 
@@ -330,49 +378,19 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
 }
 
 std::string Tokenizer::token_to_piece(int32_t id, bool render_special) const {
-  if (id < 0 || id >= n_vocab()) return {};
-  const VocabToken& tok = vocab_->tokens[id];
-  switch (tok.type) {
-    case TokenType::kControl:
-    case TokenType::kUnknown:
-      return render_special ? tok.text : std::string();
-    case TokenType::kUserDefined:
-      return tok.text;
-    case TokenType::kByte: {
-      const int b = parse_byte_token(tok.text);
-      return b < 0 ? std::string() : std::string(1, static_cast<char>(b));
-    }
-    case TokenType::kNormal:
-      break;
-    case TokenType::kUnused:
-    case TokenType::kUndefined:
-      return {};
-  }
   std::string piece;
-  if (vocab_->kind == TokenizerKind::kSentencePiece) {
-    piece.reserve(tok.text.size());
-    for (size_t i = 0; i < tok.text.size();) {
-      if (tok.text.compare(i, kSpmSpace.size(), kSpmSpace) == 0) {
-        piece += ' ';
-        i += kSpmSpace.size();
-      } else {
-        piece += tok.text[i++];
-      }
-    }
-    return piece;
-  }
-  // Byte-level BPE: every code point of the token stands for one byte.
-  for (size_t pos = 0; pos < tok.text.size();) {
-    const size_t start = pos;
-    const uint32_t cpt = unicode::decode(tok.text, pos);
-    const int b = unicode::codepoint_to_byte(cpt);
-    if (b >= 0) {
-      piece += static_cast<char>(b);
-    } else {
-      piece.append(tok.text, start, pos - start);  // not a byte-level token; keep its text
-    }
-  }
+  append_piece(id, piece, render_special);
   return piece;
+}
+
+void Tokenizer::append_piece(int32_t id, std::string& out, bool render_special) const {
+  if (id < 0 || id >= n_vocab()) return;
+  const TokenType type = vocab_->tokens[id].type;
+  if (render_special && (type == TokenType::kControl || type == TokenType::kUnknown)) {
+    out += vocab_->tokens[id].text;
+  } else {
+    out += vocab_->pieces[id];
+  }
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
@@ -386,10 +404,9 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
   }
   std::string text;
   for (int32_t id : ids) {
-    std::string piece = token_to_piece(id, !skip_special);
-    if (remove_space && !piece.empty() && piece.front() == ' ') piece.erase(0, 1);
+    append_piece(id, text, !skip_special);
+    if (remove_space && !text.empty() && text.front() == ' ') text.erase(0, 1);
     remove_space = false;
-    text += piece;
   }
   return vocab_->clean_spaces ? clean_spaces(text) : text;
 }
@@ -416,7 +433,7 @@ StreamingDetokenizer::StreamingDetokenizer(const Tokenizer& tokenizer, bool skip
     : tokenizer_(tokenizer), skip_special_(skip_special) {}
 
 std::string StreamingDetokenizer::push(int32_t id) {
-  pending_ += tokenizer_.token_to_piece(id, !skip_special_);
+  tokenizer_.append_piece(id, pending_, !skip_special_);
   const size_t complete = unicode::complete_prefix_length(pending_);
   std::string out;
   append_sanitized(out, std::string_view(pending_).substr(0, complete));

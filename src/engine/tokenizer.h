@@ -53,6 +53,10 @@ class Tokenizer {
   // Out-of-range ids render as "".
   std::string token_to_piece(int32_t id, bool render_special = false) const;
 
+  // token_to_piece appended to `out`, without allocating when `out` has room
+  // (pieces are rendered once at load). For per-token loops.
+  void append_piece(int32_t id, std::string& out, bool render_special = false) const;
+
   // Text of a whole sequence, as llama.cpp's llama_detokenize with
   // remove_special = skip_special and unparse_special = !skip_special: drops a leading
   // BOS, a trailing EOS (when the model adds them) and control tokens; with

@@ -49,6 +49,7 @@ struct Vocab {
   // Tokens matched verbatim in input text before tokenizing (control, unknown and
   // user-defined), longest text first.
   std::vector<int32_t> special_tokens;
+  std::vector<std::string> pieces;        // per id: token_to_piece without special rendering
   std::vector<bool> eog;                  // per id
   std::array<int32_t, 256> byte_token{};  // SentencePiece <0xNN> ids, -1 when absent
 
