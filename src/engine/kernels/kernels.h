@@ -29,8 +29,12 @@ enum class Level { kScalar, kAvx2, kAvx512 };
 // X row i starts at x + i * x_stride: f32 for F32/F16/BF16 weights; for Q8_0/Q4_0
 // weights a Q8 activation row made by `quantize_q8` (x_stride >= q8_row_bytes(k)).
 // y(i, r) is stored at (float*)((char*)y + i * y_stride) + r.
-// REQUIRES: k % 32 == 0 for Q8_0/Q4_0 (any k > 0 for float types). All strides and
-// pointers may be unaligned. Callers split [0, rows) into ranges across threads.
+// REQUIRES: k % 32 == 0 for Q8_0/Q4_0 (any k > 0 for float types). Strides and
+// pointers may be unaligned, except Q8 activation rows (4-byte aligned). Callers split
+// [0, rows) into ranges across threads; any range is correct, ranges that start at
+// multiples of kMatmulRowMultiple are fastest (some kernels work on 16 rows at once).
+// Cost: decode (n = 1) streams W once and is memory bound; larger n reuses each
+// weight load across activation rows, so prefill should pass many rows at once.
 struct MatmulArgs {
   const void* w;
   size_t w_stride;
@@ -42,6 +46,7 @@ struct MatmulArgs {
   int k;  // inner dimension (elements)
 };
 using MatmulFn = void (*)(const MatmulArgs& args, int r0, int r1);
+inline constexpr int kMatmulRowMultiple = 16;
 
 // Q8 activation row for k elements (k % 32 == 0): k int8 values, then k/32 float
 // scales, then k/32 int32 block sums (value = q * scale). Opaque to callers apart

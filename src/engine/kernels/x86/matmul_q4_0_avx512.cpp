@@ -160,8 +160,8 @@ void matmul_q4_0_avx512(const MatmulArgs& a, int r0, int r1) {
       w[t] = reinterpret_cast<const BlockQ4_0*>(static_cast<const uint8_t*>(a.w) +
                                                 static_cast<size_t>(r + row) * a.w_stride);
     }
-    if (a.n < 4) {  // decode: transpose each block in registers, no buffer round trip
-      for (int i = 0; i < a.n; ++i) run_rows_direct(a, w, nb, i, r, lanes);
+    if (a.n == 1) {  // decode: transpose each block in registers, no buffer round trip
+      run_rows_direct(a, w, nb, 0, r, lanes);
       continue;
     }
     for (int b0 = 0; b0 < nb; b0 += kChunkBlocks) {
@@ -169,7 +169,12 @@ void matmul_q4_0_avx512(const MatmulArgs& a, int r0, int r1) {
       pack(w, b0, count, packed);
       int i = 0;
       for (; i + 4 <= a.n; i += 4) run_rows<4>(a, packed, b0, count, i, r, lanes);
-      for (; i < a.n; ++i) run_rows<1>(a, packed, b0, count, i, r, lanes);
+      switch (a.n - i) {
+        case 3: run_rows<3>(a, packed, b0, count, i, r, lanes); break;
+        case 2: run_rows<2>(a, packed, b0, count, i, r, lanes); break;
+        case 1: run_rows<1>(a, packed, b0, count, i, r, lanes); break;
+        default: break;
+      }
     }
   }
 }
