@@ -52,6 +52,14 @@ void register_system_routes(http::Server& server, obs::Registry& metrics) {
     return r;
   });
 
+  // Views of the same registry for dashboards: HTTP latency and AI inference.
+  server.route("GET", "/api/v1/metrics/performance", [&metrics](const http::Request&) {
+    return http::Response::json(200, metrics.json({"http_"}));
+  });
+  server.route("GET", "/api/v1/metrics/ai-inference", [&metrics](const http::Request&) {
+    return http::Response::json(200, metrics.json({"infera_"}));
+  });
+
   server.route("GET", "/api/stats", [&metrics, started](const http::Request&) {
     double uptime =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

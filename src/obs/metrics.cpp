@@ -179,11 +179,14 @@ std::string Registry::prometheus_text() const {
   return out;
 }
 
-std::string Registry::json() const {
+std::string Registry::json(const std::vector<std::string>& prefixes) const {
   std::lock_guard lock(mu_);
   std::string out = "{";
   bool first_family = true;
   for (const auto& [name, fam] : families_) {
+    bool wanted = prefixes.empty();
+    for (const auto& p : prefixes) wanted = wanted || name.rfind(p, 0) == 0;
+    if (!wanted) continue;
     if (!first_family) out += ',';
     first_family = false;
     out += fmt::format("\"{}\":[", name);

@@ -79,7 +79,8 @@ class Registry {
   std::string prometheus_text() const;
   // {"name": [{"labels":{...}, "value": v} or {"labels", "count", "sum", "mean",
   //  "p50", "p95", "p99"}], ...}
-  std::string json() const;
+  // Only families whose name starts with one of `prefixes` (all when empty).
+  std::string json(const std::vector<std::string>& prefixes = {}) const;
 
   static Registry& global();
 

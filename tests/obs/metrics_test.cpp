@@ -77,6 +77,9 @@ TEST(Registry, JsonHasQuantilesAndSameMetricIsReturnedTwice) {
   EXPECT_EQ(doc["ttft_seconds"][0]["count"], 1);
   EXPECT_NEAR(doc["ttft_seconds"][0]["p99"].get<double>(), 0.05, 0.01);
   EXPECT_THROW(r.gauge("hits_total", "x"), std::logic_error);
+  auto filtered = nlohmann::json::parse(r.json({"ttft_"}));
+  EXPECT_TRUE(filtered.contains("ttft_seconds"));
+  EXPECT_FALSE(filtered.contains("hits_total"));
 }
 
 }  // namespace
