@@ -31,19 +31,20 @@ class Tokenizer {
   // Reads tokenizer.ggml.* from `file` (tokens, scores, token_type, merges,
   // special ids, add_bos/add_eos, pre). Everything needed is copied, so the
   // tokenizer may outlive `file`. Errors name the file and the bad key, e.g. an
-  // unknown tokenizer.ggml.model or a merge naming a token not in the vocab.
+  // unknown tokenizer.ggml.model or .pre, a wrongly typed array, a malformed merge.
   static Result<std::unique_ptr<Tokenizer>> from_gguf(const GgufFile& file);
 
   virtual ~Tokenizer();
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;
 
-  // Token ids for `text` (any bytes; invalid UTF-8 is tokenized byte by byte).
+  // Token ids for `text`, which may be any bytes: as in llama.cpp, SentencePiece
+  // spells malformed UTF-8 as byte tokens and byte-level BPE reads it as U+FFFD.
   // add_bos adds the model's own special tokens as llama.cpp's add_special does:
   // BOS when add_bos_default() (tokenizer.ggml.add_bos_token; true by default for
   // SentencePiece), EOS when add_eos_default().
-  // parse_special matches control and user-defined token texts (e.g.
-  // "<|im_start|>") in `text` as single tokens; otherwise they are plain text.
+  // User-defined tokens in `text` always become single tokens; parse_special also
+  // matches control tokens (e.g. "<|im_start|>", "<s>"), else they are plain text.
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;
 
   // The bytes a token stands for: SentencePiece "▁" becomes a space and byte
