@@ -83,7 +83,8 @@ class GgufFile {
  public:
   // Maps and validates the file at `path`. Errors name the file and the problem
   // (kNotFound / kIoError for the OS, kCorrupt for bad contents, kUnsupported for
-  // a well-formed feature we do not read, e.g. big-endian files or GGUF v1).
+  // what may be well-formed but is not read here: big-endian files, GGUF v1,
+  // arrays of arrays, tensor types missing from ggml_types.h).
   static Result<std::unique_ptr<GgufFile>> open(const std::string& path);
 
   // Validates a GGUF image already in memory; `name` is used in error messages.
