@@ -1,0 +1,75 @@
+// The embedded inference engine's public interface: load a GGUF model (llama
+// family and qwen2) and evaluate batches of (sequence, token, position) entries
+// over a paged KV cache — chunked prompt prefill and multi-sequence decode in one
+// call — for the scheduler's continuous batching.
+//
+// A sequence's logits do not depend on what else is in the batch: every kernel
+// computes each row the same way whatever the batch size.
+//
+// Thread: one thread (the engine loop) calls eval() and the KV methods; eval()
+// uses the model's own compute pool internally.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/ggml_types.h"
+#include "engine/kv_cache.h"
+#include "engine/tokenizer.h"
+
+namespace infera::engine {
+
+struct ModelOptions {
+  int threads = 1;          // MAX_WORKERS / --max-workers
+  int ctx_tokens = 4096;    // --ctx-size: KV cache positions shared by all sequences
+  int block_tokens = 16;    // positions per KV block
+  int max_batch = 512;      // most entries in one eval() (scratch is sized for it)
+};
+
+struct ModelInfo {
+  std::string path;
+  std::string arch;          // "llama" or "qwen2"
+  std::string name;          // general.name, may be empty
+  int32_t n_vocab = 0;
+  int32_t n_ctx_train = 0;
+  int32_t dim = 0;
+  int32_t n_layers = 0;
+  int32_t n_heads = 0;
+  int32_t n_kv_heads = 0;
+  int32_t head_dim = 0;
+  int32_t ffn_dim = 0;
+  std::string chat_template;  // tokenizer.chat_template, may be empty
+  GgmlType weight_type = GgmlType::kF32;  // of the attention/FFN matrices
+  uint64_t weight_bytes = 0;  // bytes of weights read per generated token
+};
+
+struct BatchEntry {
+  int32_t seq_id;
+  int32_t token;
+  int32_t pos;
+  bool want_logits;
+};
+
+class Model {
+ public:
+  // Loads and validates the model. Errors name the file and the problem
+  // (unsupported architecture or tensor type, missing or misshapen tensor).
+  static Result<std::unique_ptr<Model>> load(const std::string& path, const ModelOptions& options);
+  virtual ~Model() = default;
+
+  virtual const ModelInfo& info() const = 0;
+  virtual const Tokenizer& tokenizer() const = 0;
+  virtual KvCache& kv() = 0;
+
+  // Evaluates `batch` (REQUIRES: every seq_id begun in kv() with room reserved for
+  // its positions; positions of a sequence in the batch are consecutive and
+  // follow what its KV already holds). `logits` receives one pointer to n_vocab
+  // floats per entry with want_logits, in order; valid until the next eval().
+  virtual Status eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) = 0;
+};
+
+}  // namespace infera::engine

@@ -1,0 +1,130 @@
+#include "engine/kv_cache.h"
+
+#include <algorithm>
+
+namespace infera::engine {
+namespace {
+
+// Hash of a block's tokens chained with the hash of everything before it, so a
+// block matches only after the same full prefix (FNV-1a over 32-bit tokens).
+uint64_t chain_hash(uint64_t previous, std::span<const int32_t> tokens) {
+  uint64_t h = previous ^ 0x9e3779b97f4a7c15ull;
+  for (int32_t t : tokens) {
+    h ^= static_cast<uint32_t>(t);
+    h *= 0x100000001b3ull;
+    h ^= h >> 29;
+  }
+  return h;
+}
+
+}  // namespace
+
+KvCache::KvCache(int n_layers, int kv_dim, int64_t n_blocks, int block_tokens)
+    : n_layers_(n_layers), kv_dim_(kv_dim), n_blocks_(n_blocks), block_tokens_(block_tokens) {
+  size_t total = static_cast<size_t>(n_layers) * static_cast<size_t>(n_blocks) *
+                 static_cast<size_t>(block_tokens) * static_cast<size_t>(kv_dim);
+  k_.assign(total, 0);
+  v_.assign(total, 0);
+  refs_.assign(static_cast<size_t>(n_blocks), 0);
+  free_.reserve(static_cast<size_t>(n_blocks));
+  for (int64_t b = n_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
+}
+
+int32_t KvCache::alloc_block() {
+  if (free_.empty()) {
+    // Evict the least recently used prefix entry nobody else holds.
+    for (auto it = lru_.rbegin(); it != lru_.rend(); ++it) {
+      if (refs_[static_cast<size_t>(it->block)] == 1) {
+        int32_t block = it->block;
+        prefix_.erase(it->hash);
+        lru_.erase(std::next(it).base());
+        release_block(block);
+        break;
+      }
+    }
+    if (free_.empty()) return -1;
+  }
+  int32_t b = free_.back();
+  free_.pop_back();
+  refs_[static_cast<size_t>(b)] = 1;
+  return b;
+}
+
+void KvCache::release_block(int32_t block) {
+  if (--refs_[static_cast<size_t>(block)] == 0) free_.push_back(block);
+}
+
+int32_t KvCache::begin_sequence(int32_t seq, std::span<const int32_t> prompt) {
+  end_sequence(seq);
+  auto& table = tables_[seq];
+  int32_t n = static_cast<int32_t>(prompt.size());
+  // Reuse whole blocks, but leave the last prompt token to be evaluated.
+  uint64_t h = 0;
+  int32_t reused = 0;
+  while ((reused + block_tokens_) <= n - 1) {
+    h = chain_hash(h, prompt.subspan(static_cast<size_t>(reused), static_cast<size_t>(block_tokens_)));
+    auto it = prefix_.find(h);
+    if (it == prefix_.end()) break;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    ++refs_[static_cast<size_t>(it->second->block)];
+    table.push_back(it->second->block);
+    reused += block_tokens_;
+  }
+  if (!reserve(seq, n)) {
+    end_sequence(seq);
+    return -1;
+  }
+  return reused;
+}
+
+bool KvCache::reserve(int32_t seq, int32_t n_tokens) {
+  auto& table = tables_[seq];
+  size_t need = static_cast<size_t>((n_tokens + block_tokens_ - 1) / block_tokens_);
+  while (table.size() < need) {
+    int32_t b = alloc_block();
+    if (b < 0) return false;
+    table.push_back(b);
+  }
+  return true;
+}
+
+void KvCache::publish_prefix(int32_t seq, std::span<const int32_t> prompt) {
+  auto found = tables_.find(seq);
+  if (found == tables_.end()) return;
+  const auto& table = found->second;
+  uint64_t h = 0;
+  size_t full = prompt.size() / static_cast<size_t>(block_tokens_);
+  for (size_t i = 0; i < full && i < table.size(); ++i) {
+    h = chain_hash(h, prompt.subspan(i * static_cast<size_t>(block_tokens_), static_cast<size_t>(block_tokens_)));
+    auto it = prefix_.find(h);
+    if (it != prefix_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+      continue;
+    }
+    ++refs_[static_cast<size_t>(table[i])];
+    lru_.push_front(CacheEntry{h, table[i]});
+    prefix_[h] = lru_.begin();
+  }
+}
+
+void KvCache::end_sequence(int32_t seq) {
+  auto it = tables_.find(seq);
+  if (it == tables_.end()) return;
+  for (int32_t b : it->second) release_block(b);
+  tables_.erase(it);
+}
+
+KvUsage KvCache::usage() const {
+  KvUsage u;
+  u.blocks_total = n_blocks_;
+  u.block_tokens = block_tokens_;
+  int64_t cached_only = 0;
+  for (const auto& e : lru_) {
+    if (refs_[static_cast<size_t>(e.block)] == 1) ++cached_only;
+  }
+  u.blocks_cached = cached_only;
+  u.blocks_used = n_blocks_ - static_cast<int64_t>(free_.size()) - cached_only;
+  return u;
+}
+
+}  // namespace infera::engine

@@ -1,0 +1,423 @@
+// Forward pass of the llama family (Llama 2/3, TinyLlama, Mistral, SmolLM) and qwen2:
+// RMSNorm, RoPE (adjacent pairs for llama, NeoX halves for qwen2), grouped-query
+// attention over the paged F16 KV cache, SwiGLU FFN, optional QKV bias (qwen2),
+// tied embeddings when output.weight is absent.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+#include "engine/engine.h"
+#include "engine/gguf.h"
+#include "engine/kernels/block_types.h"
+#include "engine/kernels/kernels.h"
+#include "engine/thread_pool.h"
+
+namespace infera::engine {
+namespace {
+
+namespace k = kernels;
+
+template <typename... Args>
+std::string str(const Args&... args) {
+  std::ostringstream out;
+  (out << ... << args);
+  return out.str();
+}
+
+// A weight matrix: rows of `cols` elements in `type`, zero-copy from the file.
+struct Matrix {
+  const uint8_t* data = nullptr;
+  GgmlType type = GgmlType::kF32;
+  int rows = 0;
+  int cols = 0;
+  size_t row_bytes = 0;
+};
+
+struct Layer {
+  const float* attn_norm = nullptr;
+  const float* ffn_norm = nullptr;
+  Matrix wq, wk, wv, wo, w_gate, w_up, w_down;
+  const float* bq = nullptr;
+  const float* bk = nullptr;
+  const float* bv = nullptr;
+};
+
+size_t row_bytes_of(GgmlType type, int cols) {
+  const GgmlTypeInfo& info = ggml_type_info(type);
+  return static_cast<size_t>(cols) / info.block_size * info.bytes_per_block;
+}
+
+class LlamaModel final : public Model {
+ public:
+  const ModelInfo& info() const override { return info_; }
+  const Tokenizer& tokenizer() const override { return *tokenizer_; }
+  KvCache& kv() override { return *kv_; }
+  Status eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) override;
+
+  static Result<std::unique_ptr<Model>> load(const std::string& path, const ModelOptions& options);
+
+ private:
+  Status load_weights();
+  Status matrix(const std::string& name, int rows, int cols, Matrix& out, bool optional = false);
+  Status vector(const std::string& name, int n, const float*& out, bool optional = false);
+
+  // y[n][m.rows] = x[n][m.cols] . m^T, split over the pool.
+  void matmul(const Matrix& m, const float* x, int n, float* y);
+  void attention(std::span<const BatchEntry> batch, int layer);
+
+  std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<KvCache> kv_;
+  std::unique_ptr<ThreadPool> pool_;
+  const k::Kernels* kernels_ = nullptr;
+  ModelInfo info_;
+  ModelOptions options_;
+  float rms_eps_ = 1e-5f;
+  float rope_base_ = 10000.0f;
+  int rope_dims_ = 0;
+  bool rope_neox_ = false;
+  Matrix embeddings_, output_;
+  const float* output_norm_ = nullptr;
+  std::vector<Layer> layers_;
+
+  // Scratch, sized for options_.max_batch entries.
+  std::vector<float> x_, xn_, q_, kk_, vv_, att_, gate_, up_, logits_;
+  std::vector<uint8_t> xq_;  // Q8 activation rows
+  std::vector<float> xround_;
+  std::vector<float> scores_;  // per thread: ctx positions
+  std::vector<float> qhalf_;   // per thread: one head of q rounded to F16
+  std::vector<float> rope_cos_, rope_sin_;
+};
+
+Status LlamaModel::vector(const std::string& name, int n, const float*& out, bool optional) {
+  const GgufTensor* t = file_->find_tensor(name);
+  if (t == nullptr) {
+    if (optional) return Status::Ok();
+    return Status::Corrupt(str(info_.path, ": tensor ", name, " is missing"));
+  }
+  if (t->type != GgmlType::kF32 || t->n_elements() != n) {
+    return Status::Corrupt(str(info_.path, ": tensor ", name, " must be F32 with ", n, " elements"));
+  }
+  out = reinterpret_cast<const float*>(t->data);
+  return Status::Ok();
+}
+
+Status LlamaModel::matrix(const std::string& name, int rows, int cols, Matrix& out, bool optional) {
+  const GgufTensor* t = file_->find_tensor(name);
+  if (t == nullptr) {
+    if (optional) return Status::Ok();
+    return Status::Corrupt(str(info_.path, ": tensor ", name, " is missing"));
+  }
+  if (t->dims[0] != cols || t->dims[1] != rows || t->n_dims > 2) {
+    return Status::Corrupt(str(info_.path, ": tensor ", name, " has shape [", t->dims[0], ", ", t->dims[1], "], expected [", cols, ", ", rows, "]"));
+  }
+  if (k::matmul_for(k::active(), t->type) == nullptr) {
+    return Status::Unsupported(str(info_.path, ": tensor ", name, " has type ", ggml_type_info(t->type).name, ", which this engine does not run yet"));
+  }
+  if (k::matmul_takes_q8(t->type) && cols % k::kBlockElems != 0) {
+    return Status::Corrupt(str(info_.path, ": tensor ", name, " rows are not whole blocks"));
+  }
+  out = Matrix{t->data, t->type, rows, cols, row_bytes_of(t->type, cols)};
+  return Status::Ok();
+}
+
+#define INFERA_TRY(expr)        \
+  do {                          \
+    Status _s = (expr);         \
+    if (!_s.ok()) return _s;    \
+  } while (0)
+
+Status LlamaModel::load_weights() {
+  const int d = info_.dim, hd = info_.head_dim, kvd = info_.n_kv_heads * hd;
+  INFERA_TRY(matrix("token_embd.weight", info_.n_vocab, d, embeddings_));
+  INFERA_TRY(vector("output_norm.weight", d, output_norm_));
+  INFERA_TRY(matrix("output.weight", info_.n_vocab, d, output_, /*optional=*/true));
+  if (output_.data == nullptr) output_ = embeddings_;  // tied embeddings
+  layers_.resize(static_cast<size_t>(info_.n_layers));
+  uint64_t bytes = output_.row_bytes * static_cast<uint64_t>(output_.rows);
+  for (int l = 0; l < info_.n_layers; ++l) {
+    Layer& L = layers_[static_cast<size_t>(l)];
+    std::string p = str("blk.", l, ".");
+    INFERA_TRY(vector(p + "attn_norm.weight", d, L.attn_norm));
+    INFERA_TRY(vector(p + "ffn_norm.weight", d, L.ffn_norm));
+    INFERA_TRY(matrix(p + "attn_q.weight", info_.n_heads * hd, d, L.wq));
+    INFERA_TRY(matrix(p + "attn_k.weight", kvd, d, L.wk));
+    INFERA_TRY(matrix(p + "attn_v.weight", kvd, d, L.wv));
+    INFERA_TRY(matrix(p + "attn_output.weight", d, info_.n_heads * hd, L.wo));
+    INFERA_TRY(matrix(p + "ffn_gate.weight", info_.ffn_dim, d, L.w_gate));
+    INFERA_TRY(matrix(p + "ffn_up.weight", info_.ffn_dim, d, L.w_up));
+    INFERA_TRY(matrix(p + "ffn_down.weight", d, info_.ffn_dim, L.w_down));
+    INFERA_TRY(vector(p + "attn_q.bias", info_.n_heads * hd, L.bq, true));
+    INFERA_TRY(vector(p + "attn_k.bias", kvd, L.bk, true));
+    INFERA_TRY(vector(p + "attn_v.bias", kvd, L.bv, true));
+    for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      bytes += m->row_bytes * static_cast<uint64_t>(m->rows);
+    }
+  }
+  info_.weight_type = layers_.empty() ? output_.type : layers_[0].wq.type;
+  info_.weight_bytes = bytes;
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path, const ModelOptions& options) {
+  auto file = GgufFile::open(path);
+  if (!file.ok()) return file.status();
+  auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
+  model->file_ = std::move(file).value();
+  model->options_ = options;
+  GgufFile& f = *model->file_;
+  ModelInfo& info = model->info_;
+  info.path = path;
+  auto arch = f.get<std::string_view>("general.architecture");
+  if (!arch.ok()) return arch.status();
+  info.arch = std::string(*arch);
+  if (info.arch != "llama" && info.arch != "qwen2" && info.arch != "mistral") {
+    return Status::Unsupported(str(path, ": architecture '", info.arch, "' is not supported (llama, mistral and qwen2 are)"));
+  }
+  model->rope_neox_ = info.arch == "qwen2";
+  auto get_int = [&](const std::string& key, int64_t fallback, bool required) -> Result<int32_t> {
+    auto v = f.get_integer(info.arch + "." + key);
+    if (!v.ok()) {
+      if (!required && v.status().code() == StatusCode::kNotFound) return static_cast<int32_t>(fallback);
+      return v.status();
+    }
+    if (*v <= 0 || *v > (int64_t{1} << 30)) {
+      return Status::Corrupt(str(path, ": ", info.arch, ".", key, " = ", *v, " is out of range"));
+    }
+    return static_cast<int32_t>(*v);
+  };
+  auto dim = get_int("embedding_length", 0, true);
+  auto layers = get_int("block_count", 0, true);
+  auto ffn = get_int("feed_forward_length", 0, true);
+  auto heads = get_int("attention.head_count", 0, true);
+  for (auto* r : {&dim, &layers, &ffn, &heads}) {
+    if (!r->ok()) return r->status();
+  }
+  info.dim = *dim;
+  info.n_layers = *layers;
+  info.ffn_dim = *ffn;
+  info.n_heads = *heads;
+  auto kv_heads = get_int("attention.head_count_kv", info.n_heads, false);
+  auto ctx = get_int("context_length", 2048, false);
+  if (!kv_heads.ok()) return kv_heads.status();
+  if (!ctx.ok()) return ctx.status();
+  info.n_kv_heads = *kv_heads;
+  info.n_ctx_train = *ctx;
+  if (info.dim % info.n_heads != 0 || info.n_heads % info.n_kv_heads != 0) {
+    return Status::Corrupt(str(path, ": ", info.n_heads, " heads and ", info.n_kv_heads, " KV heads do not divide dim ", info.dim));
+  }
+  info.head_dim = info.dim / info.n_heads;
+  auto rope_dims = get_int("rope.dimension_count", info.head_dim, false);
+  if (!rope_dims.ok()) return rope_dims.status();
+  model->rope_dims_ = std::min(*rope_dims, info.head_dim);
+  if (auto eps = f.get_or<float>(info.arch + ".attention.layer_norm_rms_epsilon", 1e-5f); eps.ok()) {
+    model->rms_eps_ = *eps;
+  } else {
+    return eps.status();
+  }
+  if (auto base = f.get_or<float>(info.arch + ".rope.freq_base", 10000.0f); base.ok()) {
+    model->rope_base_ = *base;
+  } else {
+    return base.status();
+  }
+  if (auto name = f.get_or<std::string_view>("general.name", ""); name.ok()) info.name = std::string(*name);
+  if (auto tmpl = f.get_or<std::string_view>("tokenizer.chat_template", ""); tmpl.ok()) {
+    info.chat_template = std::string(*tmpl);
+  }
+  auto tok = Tokenizer::from_gguf(f);
+  if (!tok.ok()) return tok.status();
+  model->tokenizer_ = std::move(tok).value();
+  info.n_vocab = model->tokenizer_->n_vocab();
+  if (const GgufTensor* emb = f.find_tensor("token_embd.weight"); emb != nullptr && emb->dims[1] != info.n_vocab) {
+    info.n_vocab = static_cast<int32_t>(emb->dims[1]);
+  }
+  INFERA_TRY(model->load_weights());
+
+  model->kernels_ = &k::active();
+  model->pool_ = std::make_unique<ThreadPool>(std::max(1, options.threads));
+  int64_t blocks = (options.ctx_tokens + options.block_tokens - 1) / options.block_tokens;
+  model->kv_ = std::make_unique<KvCache>(info.n_layers, info.n_kv_heads * info.head_dim, blocks,
+                                         options.block_tokens);
+  const size_t nb = static_cast<size_t>(options.max_batch);
+  const size_t d = static_cast<size_t>(info.dim);
+  const size_t qd = static_cast<size_t>(info.n_heads * info.head_dim);
+  const size_t kvd = static_cast<size_t>(info.n_kv_heads * info.head_dim);
+  const size_t widest = std::max({d, qd, static_cast<size_t>(info.ffn_dim)});
+  model->x_.resize(nb * d);
+  model->xn_.resize(nb * widest);
+  model->q_.resize(nb * qd);
+  model->kk_.resize(nb * kvd);
+  model->vv_.resize(nb * kvd);
+  model->att_.resize(nb * qd);
+  model->gate_.resize(nb * static_cast<size_t>(info.ffn_dim));
+  model->up_.resize(nb * static_cast<size_t>(info.ffn_dim));
+  model->xq_.resize(nb * k::q8_row_bytes(static_cast<int>((widest + 31) / 32 * 32)));
+  model->xround_.resize(nb * widest);
+  model->scores_.resize(static_cast<size_t>(model->pool_->size()) *
+                        static_cast<size_t>(blocks * options.block_tokens));
+  model->qhalf_.resize(static_cast<size_t>(model->pool_->size()) * static_cast<size_t>(info.head_dim));
+  model->rope_cos_.resize(static_cast<size_t>(model->rope_dims_ / 2 + 1));
+  model->rope_sin_.resize(static_cast<size_t>(model->rope_dims_ / 2 + 1));
+  return std::unique_ptr<Model>(std::move(model));
+}
+
+void LlamaModel::matmul(const Matrix& m, const float* x, int n, float* y) {
+  const void* xin = x;
+  size_t x_stride = static_cast<size_t>(m.cols) * sizeof(float);
+  const int threads = pool_->size();
+  if (k::matmul_takes_q8(m.type)) {
+    x_stride = k::q8_row_bytes(m.cols);
+    uint8_t* q8 = xq_.data();
+    pool_->parallel_for(n, [&](int i, int) {
+      kernels_->quantize_q8(x + static_cast<size_t>(i) * m.cols, q8 + static_cast<size_t>(i) * x_stride, m.cols);
+    });
+    xin = q8;
+  } else if (m.type == GgmlType::kF16 || m.type == GgmlType::kBF16) {
+    // ggml rounds activations to the weight's 16-bit type before the dot product;
+    // doing the same keeps results close to llama.cpp's.
+    const bool f16 = m.type == GgmlType::kF16;
+    const size_t total = static_cast<size_t>(n) * static_cast<size_t>(m.cols);
+    for (size_t i = 0; i < total; ++i) {
+      xround_[i] = f16 ? k::fp16_to_f32(k::f32_to_fp16(x[i])) : k::bf16_to_f32(k::f32_to_bf16(x[i]));
+    }
+    xin = xround_.data();
+  }
+  k::MatmulFn fn = k::matmul_for(*kernels_, m.type);
+  const k::MatmulArgs args{m.data, m.row_bytes, xin, x_stride, y,
+                           static_cast<size_t>(m.rows) * sizeof(float), n, m.cols};
+  // Row ranges aligned to the kernels' tile; a few per thread so they balance.
+  const int unit = k::kMatmulRowMultiple;
+  const int units = (m.rows + unit - 1) / unit;
+  const int n_tasks = std::min(units, threads * 4);
+  pool_->parallel_for(n_tasks, [&](int task, int) {
+    int r0 = static_cast<int>(static_cast<int64_t>(units) * task / n_tasks) * unit;
+    int r1 = std::min(m.rows, static_cast<int>(static_cast<int64_t>(units) * (task + 1) / n_tasks) * unit);
+    if (r1 > r0) fn(args, r0, r1);
+  });
+}
+
+void LlamaModel::attention(std::span<const BatchEntry> batch, int layer) {
+  const int hd = info_.head_dim, n_heads = info_.n_heads;
+  const int group = info_.n_heads / info_.n_kv_heads;
+  const int kvd = info_.n_kv_heads * hd;
+  const int bt = kv_->block_tokens();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int total = static_cast<int>(batch.size()) * n_heads;
+  const size_t per_thread = scores_.size() / static_cast<size_t>(pool_->size());
+  const size_t kv_stride = static_cast<size_t>(kvd) * sizeof(uint16_t);
+  pool_->parallel_for(total, [&](int idx, int thread) {
+    float* scores = scores_.data() + static_cast<size_t>(thread) * per_thread;
+    float* qh = qhalf_.data() + static_cast<size_t>(thread) * static_cast<size_t>(hd);
+    const int i = idx / n_heads, h = idx % n_heads;
+    const BatchEntry& entry = batch[static_cast<size_t>(i)];
+    const size_t head_offset = static_cast<size_t>(h / group) * static_cast<size_t>(hd);
+    const float* q = &q_[static_cast<size_t>(i) * n_heads * hd + static_cast<size_t>(h) * hd];
+    // K is stored in F16; round q the same way, as ggml does for F16 dot products.
+    for (int j = 0; j < hd; ++j) qh[j] = k::fp16_to_f32(k::f32_to_fp16(q[j]));
+    const auto& table = kv_->table(entry.seq_id);
+    const int n_pos = entry.pos + 1;
+    for (int p0 = 0; p0 < n_pos; p0 += bt) {
+      const int rows = std::min(bt, n_pos - p0);
+      const uint16_t* kb = kv_->k_block(layer, table[static_cast<size_t>(p0 / bt)]) + head_offset;
+      kernels_->dot_f16_rows(qh, kb, kv_stride, rows, hd, scale, scores + p0);
+    }
+    kernels_->softmax(scores, n_pos);
+    float* out = &att_[static_cast<size_t>(i) * n_heads * hd + static_cast<size_t>(h) * hd];
+    std::fill(out, out + hd, 0.0f);
+    for (int p0 = 0; p0 < n_pos; p0 += bt) {
+      const int rows = std::min(bt, n_pos - p0);
+      const uint16_t* vb = kv_->v_block(layer, table[static_cast<size_t>(p0 / bt)]) + head_offset;
+      kernels_->axpy_f16_rows(scores + p0, vb, kv_stride, rows, hd, out);
+    }
+  });
+}
+
+Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) {
+  logits.clear();
+  if (batch.empty()) return Status::Ok();
+  if (static_cast<int>(batch.size()) > options_.max_batch) {
+    // Split into chunks that fit the scratch buffers; positions stay in order.
+    std::vector<const float*> part;
+    std::vector<float> kept;
+    std::vector<size_t> offsets;
+    for (size_t start = 0; start < batch.size(); start += static_cast<size_t>(options_.max_batch)) {
+      size_t n = std::min(batch.size() - start, static_cast<size_t>(options_.max_batch));
+      INFERA_TRY(eval(batch.subspan(start, n), part));
+      for (const float* l : part) {
+        offsets.push_back(kept.size());
+        kept.insert(kept.end(), l, l + info_.n_vocab);
+      }
+    }
+    logits_ = std::move(kept);
+    for (size_t off : offsets) logits.push_back(logits_.data() + off);
+    return Status::Ok();
+  }
+  const int n = static_cast<int>(batch.size());
+  const int d = info_.dim, hd = info_.head_dim, qd = info_.n_heads * hd, kvd = info_.n_kv_heads * hd;
+  for (const auto& e : batch) {
+    if (e.token < 0 || e.token >= info_.n_vocab) {
+      return Status::InvalidArgument(str("token id ", e.token, " is outside the vocabulary (", info_.n_vocab, " tokens)"));
+    }
+    if (!kv_->has_sequence(e.seq_id) ||
+        static_cast<size_t>(e.pos / kv_->block_tokens()) >= kv_->table(e.seq_id).size()) {
+      return Status::InvalidArgument(str("sequence ", e.seq_id, " has no KV room for position ", e.pos));
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    const BatchEntry& e = batch[static_cast<size_t>(i)];
+    (void)k::dequantize_row(embeddings_.type, embeddings_.data + static_cast<size_t>(e.token) * embeddings_.row_bytes,
+                      &x_[static_cast<size_t>(i) * d], d);
+  }
+  for (int l = 0; l < info_.n_layers; ++l) {
+    const Layer& L = layers_[static_cast<size_t>(l)];
+    for (int i = 0; i < n; ++i) kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], L.attn_norm, &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
+    matmul(L.wq, xn_.data(), n, q_.data());
+    matmul(L.wk, xn_.data(), n, kk_.data());
+    matmul(L.wv, xn_.data(), n, vv_.data());
+    for (int i = 0; i < n; ++i) {
+      float* q = &q_[static_cast<size_t>(i) * qd];
+      float* kr = &kk_[static_cast<size_t>(i) * kvd];
+      float* vr = &vv_[static_cast<size_t>(i) * kvd];
+      if (L.bq) for (int j = 0; j < qd; ++j) q[j] += L.bq[j];
+      if (L.bk) for (int j = 0; j < kvd; ++j) kr[j] += L.bk[j];
+      if (L.bv) for (int j = 0; j < kvd; ++j) vr[j] += L.bv[j];
+      k::rope_angles(batch[static_cast<size_t>(i)].pos, rope_dims_, rope_base_, 1.0f,
+                     rope_cos_.data(), rope_sin_.data());
+      const auto style = rope_neox_ ? k::RopeStyle::kNeox : k::RopeStyle::kNormal;
+      kernels_->rope(q, info_.n_heads, hd, rope_dims_, rope_cos_.data(), rope_sin_.data(), style);
+      kernels_->rope(kr, info_.n_kv_heads, hd, rope_dims_, rope_cos_.data(), rope_sin_.data(), style);
+      const BatchEntry& e = batch[static_cast<size_t>(i)];
+      kernels_->f32_to_f16(kr, kv_->k_row(l, e.seq_id, e.pos), kvd);
+      kernels_->f32_to_f16(vr, kv_->v_row(l, e.seq_id, e.pos), kvd);
+    }
+    attention(batch, l);
+    matmul(L.wo, att_.data(), n, xn_.data());
+    kernels_->add(x_.data(), xn_.data(), x_.data(), n * d);
+    for (int i = 0; i < n; ++i) kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], L.ffn_norm, &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
+    matmul(L.w_gate, xn_.data(), n, gate_.data());
+    matmul(L.w_up, xn_.data(), n, up_.data());
+    kernels_->silu_mul(gate_.data(), up_.data(), gate_.data(), n * info_.ffn_dim);
+    matmul(L.w_down, gate_.data(), n, xn_.data());
+    kernels_->add(x_.data(), xn_.data(), x_.data(), n * d);
+  }
+  // Final norm and output only for the rows that want logits.
+  int n_out = 0;
+  for (int i = 0; i < n; ++i) {
+    if (!batch[static_cast<size_t>(i)].want_logits) continue;
+    kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], output_norm_, &xn_[static_cast<size_t>(n_out) * d], d, rms_eps_);
+    ++n_out;
+  }
+  logits_.resize(static_cast<size_t>(n_out) * info_.n_vocab);
+  if (n_out > 0) matmul(output_, xn_.data(), n_out, logits_.data());
+  for (int i = 0; i < n_out; ++i) logits.push_back(logits_.data() + static_cast<size_t>(i) * info_.n_vocab);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelOptions& options) {
+  return LlamaModel::load(path, options);
+}
+
+}  // namespace infera::engine
