@@ -38,6 +38,21 @@ int x_chunk_rows(size_t x_stride) {
   return static_cast<int>(rows < 4 ? 4 : rows / 4 * 4);
 }
 
+// Decode reads a few short weight rows at once, too many short streams for the
+// hardware prefetchers: each step hints into L2 the cache lines that start within
+// bytes [offset, offset + span) of the next tile's `count` rows (each line once over
+// a row). Into L2, not L1: that many outstanding L1 misses stall (see the Q4_0 kernel).
+// Prefetches never fault, so rows past the matrix are harmless.
+void prefetch_next_rows(const MatmulArgs& a, int r_next, int count, size_t offset, size_t span) {
+  const uintptr_t base = reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r_next) * a.w_stride;
+  for (int t = 0; t < count; ++t) {
+    const uintptr_t lo = base + static_cast<size_t>(t) * a.w_stride + offset;
+    for (uintptr_t line = (lo + 63) & ~uintptr_t{63}; line < lo + span; line += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+    }
+  }
+}
+
 // Runs tiles of TX x TR over chunks of activation rows; n = 1 (decode) uses 1 x TR1.
 template <typename Tiles>
 void tiled(const MatmulArgs& a, int r0, int r1) {
@@ -92,6 +107,7 @@ void float_tile(const MatmulArgs& a, int i, int r) {
     for (int t = 0; t < TR; ++t) acc[s][t] = _mm512_setzero_ps();
   const int k16 = a.k / 16 * 16;
   for (int j = 0; j < k16; j += 16) {
+    if (TX == 1) prefetch_next_rows(a, r + TR, TR, j * W::kBytes, 16 * W::kBytes);
     __m512 wv[TR];
     for (int t = 0; t < TR; ++t) wv[t] = W::load16(w[t] + j * W::kBytes);
     for (int s = 0; s < TX; ++s) {
@@ -244,6 +260,7 @@ void quant_tile(const MatmulArgs& a, int i, int r) {
 #pragma GCC unroll 8
     for (int step = 0; step < 16 / Q::kStep; ++step) {
       const int blk = b + step * Q::kStep;
+      if (TX == 1) prefetch_next_rows(a, r + TR, TR, blk * sizeof(Block), Q::kStep * sizeof(Block));
       const __m512i idx = Q::scale_index(step);
       typename Q::Wv wv[TR];
       for (int t = 0; t < TR; ++t) wv[t] = Q::unpack(w[t] + blk);
