@@ -3,12 +3,17 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <condition_variable>
 #include <iostream>
 #include <mutex>
 #include <thread>
 
 #include "api/api.h"
+#include "api/generation.h"
+#include "engine/engine.h"
+#include "sched/engine_runner.h"
+#include "sched/scheduler.h"
 #include "cli/commands.h"
 #include "cli/settings.h"
 #include "core/config.h"
@@ -55,6 +60,40 @@ int run_serve(const core::FlagValues& flags) {
   obs::Registry& metrics = obs::Registry::global();
   http::Server server(server_config_from(*config), metrics);
   api::register_system_routes(server, metrics);
+
+  // The model, its scheduler and the generation endpoints (when a model is given).
+  std::unique_ptr<engine::Model> model;
+  std::unique_ptr<sched::ModelRunner> runner;
+  std::unique_ptr<sched::Scheduler> scheduler;
+  if (const std::string& path = config->get_string("model"); !path.empty()) {
+    auto loaded = engine::Model::load(path, model_options_from(*config));
+    if (!loaded.ok()) {
+      log::error("model.load_failed", "{}", loaded.status().message());
+      log::shutdown();
+      std::cerr << "infera: " << loaded.status().message() << "\n";
+      return 1;
+    }
+    model = std::move(loaded).value();
+    const engine::ModelInfo& info = model->info();
+    api::GenerationConfig gen = generation_config_from(*config);
+    if (gen.model_id.empty()) gen.model_id = std::filesystem::path(path).stem().string();
+    if (config->get_string("chat_template") == "auto") {
+      gen.chat_format = api::detect_chat_format(info.chat_template);
+      if (gen.chat_format == api::ChatFormat::kPlain) {
+        log::warn("model.chat_template", "{}: no known chat template{}; using a plain format",
+                  path, info.chat_template.empty() ? "" : " (unrecognized)");
+      }
+    }
+    log::info("model.loaded", "{}: {} {} layers, dim {}, {} ({} MiB of weights), chat format {}",
+              path, info.arch, info.n_layers, info.dim, engine::ggml_type_info(info.weight_type).name,
+              info.weight_bytes >> 20, api::chat_format_name(gen.chat_format));
+    runner = sched::make_engine_runner(*model, static_cast<int32_t>(config->get_int("ctx_size")));
+    scheduler = std::make_unique<sched::Scheduler>(scheduler_config_from(*config), *runner, metrics);
+    const engine::Tokenizer& tokenizer = model->tokenizer();
+    api::register_generation_routes(server, gen, *scheduler, [&tokenizer](const std::string& text) {
+      return tokenizer.encode(text, /*add_bos=*/true, /*parse_special=*/true);
+    });
+  }
   if (Status st = server.start(); !st.ok()) {
     log::error("server.start_failed", "{}", st.message());
     log::shutdown();

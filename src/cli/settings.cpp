@@ -23,4 +23,34 @@ log::LogConfig log_config_from(const core::Config& c) {
   return l;
 }
 
+engine::ModelOptions model_options_from(const core::Config& c) {
+  engine::ModelOptions m;
+  m.threads = static_cast<int>(c.get_int("max_workers"));
+  m.ctx_tokens = static_cast<int>(c.get_int("ctx_size"));
+  m.max_batch = static_cast<int>(c.get_int("max_batch_tokens"));
+  return m;
+}
+
+sched::SchedulerConfig scheduler_config_from(const core::Config& c) {
+  sched::SchedulerConfig s;
+  s.max_seqs = static_cast<int>(c.get_int("batch_size"));
+  s.max_queue = static_cast<int>(c.get_int("max_queue"));
+  s.max_batch_tokens = static_cast<int>(c.get_int("max_batch_tokens"));
+  s.batch_timeout_ms = static_cast<int>(c.get_int("batch_timeout"));
+  return s;
+}
+
+api::GenerationConfig generation_config_from(const core::Config& c) {
+  api::GenerationConfig g;
+  g.model_id = c.get_string("model_name");
+  if (const std::string& name = c.get_string("chat_template"); name != "auto") {
+    api::chat_format_from_name(name, g.chat_format);
+  }
+  g.default_max_tokens = static_cast<int>(c.get_int("default_max_tokens"));
+  g.request_timeout_s = c.get_double("request_timeout");
+  g.student_system_prompt = c.get_string("student_prompt");
+  g.teacher_system_prompt = c.get_string("teacher_prompt");
+  return g;
+}
+
 }  // namespace infera::cli

@@ -1,7 +1,10 @@
 // Copies the effective configuration into each subsystem's own Config struct.
 #pragma once
 
+#include "api/generation.h"
 #include "core/config.h"
+#include "engine/engine.h"
+#include "sched/scheduler.h"
 #include "core/log.h"
 #include "http/server.h"
 
@@ -9,5 +12,9 @@ namespace infera::cli {
 
 http::ServerConfig server_config_from(const core::Config& config);
 log::LogConfig log_config_from(const core::Config& config);
+engine::ModelOptions model_options_from(const core::Config& config);
+sched::SchedulerConfig scheduler_config_from(const core::Config& config);
+// Everything but the model id and the detected chat format.
+api::GenerationConfig generation_config_from(const core::Config& config);
 
 }  // namespace infera::cli
