@@ -8,6 +8,7 @@
 // (prefill) or read 4-8 weight rows at once (decode, bandwidth bound).
 #include <immintrin.h>
 
+#include <cstdint>
 #include <cstring>
 
 #include "engine/kernels/tables.h"
@@ -33,6 +34,21 @@ float* y_at(const MatmulArgs& a, int i) {
 int x_chunk_rows(size_t x_stride) {
   const size_t rows = (size_t{256} << 10) / (x_stride == 0 ? 1 : x_stride);
   return static_cast<int>(rows < 4 ? 4 : rows / 4 * 4);
+}
+
+// Decode reads a few short weight rows at once, too many short streams for the
+// hardware prefetchers: each step hints into L2 the cache lines that start within
+// bytes [offset, offset + span) of the next tile's `count` rows (each line once over
+// a row). Into L2, not L1: that many outstanding L1 misses stall. Prefetches never
+// fault, so rows past the matrix are harmless.
+void prefetch_next_rows(const MatmulArgs& a, int r_next, int count, size_t offset, size_t span) {
+  const uintptr_t base = reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r_next) * a.w_stride;
+  for (int t = 0; t < count; ++t) {
+    const uintptr_t lo = base + static_cast<size_t>(t) * a.w_stride + offset;
+    for (uintptr_t line = (lo + 63) & ~uintptr_t{63}; line < lo + span; line += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+    }
+  }
 }
 
 // ---- float weight types ----------------------------------------------------------
@@ -82,6 +98,7 @@ void float_tile(const MatmulArgs& a, int i, int r) {
     for (int t = 0; t < TR; ++t) acc[s][t] = _mm256_setzero_ps();
   const int k8 = a.k / 8 * 8;
   for (int j = 0; j < k8; j += 8) {
+    if (TX == 1) prefetch_next_rows(a, r + TR, TR, j * W::kBytes, 8 * W::kBytes);
     __m256 wv[TR];
     for (int t = 0; t < TR; ++t) wv[t] = W::load8(w[t] + j * W::kBytes);
     for (int s = 0; s < TX; ++s) {
@@ -178,6 +195,7 @@ void quant_tile(const MatmulArgs& a, int i, int r) {
     for (int t = 0; t < TR; ++t) acc[s][t] = _mm256_setzero_ps();
   const int nb = a.k / kBlockElems;
   for (int b = 0; b < nb; ++b) {
+    if (TX == 1) prefetch_next_rows(a, r + TR, TR, b * sizeof(Block), sizeof(Block));
     __m256i wv[TR];
     __m256 wd[TR];
     for (int t = 0; t < TR; ++t) {
