@@ -59,13 +59,13 @@ void tiled(const MatmulArgs& a, int r0, int r1) {
   const int chunk = x_chunk_rows(a.x_stride);
   for (int c0 = 0; c0 < a.n; c0 += chunk) {
     const int c1 = c0 + chunk < a.n ? c0 + chunk : a.n;
-    const int c4 = c0 + (c1 - c0) / 4 * 4;
+    const int c4 = c0 + (c1 - c0) / Tiles::kTX * Tiles::kTX;
     int r = r0;
     for (; r + Tiles::kTR4 <= r1; r += Tiles::kTR4) {
-      for (int i = c0; i < c4; i += 4) Tiles::tile4xN(a, i, r);
+      for (int i = c0; i < c4; i += Tiles::kTX) Tiles::tile4xN(a, i, r);
     }
     for (; r < r1; ++r) {
-      for (int i = c0; i < c4; i += 4) Tiles::tile4x1(a, i, r);
+      for (int i = c0; i < c4; i += Tiles::kTX) Tiles::tile4x1(a, i, r);
     }
     for (int i = c4; i < c1; ++i) {
       int rr = r0;
@@ -130,9 +130,9 @@ void float_tile(const MatmulArgs& a, int i, int r) {
 
 template <typename W>
 struct FloatTiles {
-  static constexpr int kTR4 = 4, kTR1 = 8;
-  static void tile4xN(const MatmulArgs& a, int i, int r) { float_tile<W, 4, 4>(a, i, r); }
-  static void tile4x1(const MatmulArgs& a, int i, int r) { float_tile<W, 4, 1>(a, i, r); }
+  static constexpr int kTX = 4, kTR4 = 4, kTR1 = 8;
+  static void tile4xN(const MatmulArgs& a, int i, int r) { float_tile<W, kTX, kTR4>(a, i, r); }
+  static void tile4x1(const MatmulArgs& a, int i, int r) { float_tile<W, kTX, 1>(a, i, r); }
   static void tile1xN(const MatmulArgs& a, int i, int r) { float_tile<W, 1, 8>(a, i, r); }
   static void tile1x1(const MatmulArgs& a, int i, int r) { float_tile<W, 1, 1>(a, i, r); }
 };
@@ -296,9 +296,9 @@ void quant_tile(const MatmulArgs& a, int i, int r) {
 
 template <typename Q>
 struct QuantTiles {
-  static constexpr int kTR4 = 4, kTR1 = 4;
-  static void tile4xN(const MatmulArgs& a, int i, int r) { quant_tile<Q, 4, 4>(a, i, r); }
-  static void tile4x1(const MatmulArgs& a, int i, int r) { quant_tile<Q, 4, 1>(a, i, r); }
+  static constexpr int kTX = 4, kTR4 = 4, kTR1 = 4;
+  static void tile4xN(const MatmulArgs& a, int i, int r) { quant_tile<Q, kTX, kTR4>(a, i, r); }
+  static void tile4x1(const MatmulArgs& a, int i, int r) { quant_tile<Q, kTX, 1>(a, i, r); }
   static void tile1xN(const MatmulArgs& a, int i, int r) { quant_tile<Q, 1, 4>(a, i, r); }
   static void tile1x1(const MatmulArgs& a, int i, int r) { quant_tile<Q, 1, 1>(a, i, r); }
 };
