@@ -33,8 +33,10 @@ enum class Level { kScalar, kAvx2, kAvx512 };
 // pointers may be unaligned, except Q8 activation rows (4-byte aligned). Callers split
 // [0, rows) into ranges across threads; any range is correct, ranges that start at
 // multiples of kMatmulRowMultiple are fastest (some kernels work on 16 rows at once).
-// Cost: decode (n = 1) streams W once and is memory bound; larger n reuses each
-// weight load across activation rows, so prefill should pass many rows at once.
+// Cost: decode (n = 1) streams W once and is memory bound (kernels prefetch the
+// rows that follow in the same call, so give each thread long ranges, e.g. one per
+// thread or several hundred rows); larger n reuses each weight load across activation
+// rows, so prefill should pass all its rows in one call.
 struct MatmulArgs {
   const void* w;
   size_t w_stride;

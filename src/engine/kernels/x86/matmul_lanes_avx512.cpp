@@ -151,21 +151,22 @@ void run_rows(const MatmulArgs& a, const PackedBlock* packed, int b0, int count,
   for (int s = 0; s < TX; ++s) _mm512_mask_storeu_ps(y[s], lanes, acc[s]);
 }
 
-// One activation row against all blocks of the 16 rows, each block transposed into
-// registers just before use. Same arithmetic as pack + multiply.
 // Hints the block-b part of the next tile's 16 rows into L2. Weight rows are short
-// (1152 bytes for k = 2048) and a tile reads 16 of them at once, too many short
-// streams for the hardware prefetchers. Measured decode from DRAM, one thread: 6 GB/s
-// without, 9 GB/s prefetching into L1 (too many outstanding misses), 21 GB/s into L2.
+// (1152 bytes for Q4_0 and k = 2048) and a tile reads 16 of them at once, too many
+// short streams for the hardware prefetchers. Measured decode from DRAM, one thread,
+// Q4_0: 6 GB/s without, 9 GB/s prefetching into L1 (too many outstanding misses),
+// 21 GB/s into L2; also prefetching the first tile's own rows ahead made it slower.
 // Prefetches never fault, so rows past the matrix are harmless.
 template <typename Block>
 void prefetch_next_tile(const MatmulArgs& a, int r, int b) {
   const size_t offset = static_cast<size_t>(b) * sizeof(Block);
-  if (offset % 64 >= sizeof(Block) && sizeof(Block) < 64) return;  // no new cache line here
+  if (offset % 64 >= sizeof(Block)) return;  // block b starts no new cache line
   const char* next = static_cast<const char*>(a.w) + static_cast<size_t>(r + kLanes) * a.w_stride + offset;
   for (int t = 0; t < kLanes; ++t) _mm_prefetch(next + static_cast<size_t>(t) * a.w_stride, _MM_HINT_T1);
 }
 
+// One activation row against all blocks of the 16 rows, each block transposed into
+// registers just before use. Same arithmetic as pack + multiply.
 template <typename W>
 void run_rows_direct(const MatmulArgs& a, const typename W::Block* const* w, int nb, int i, int r,
                      __mmask16 lanes) {
