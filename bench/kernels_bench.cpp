@@ -4,16 +4,17 @@
 //
 // Not part of the CMake build (it only needs infera_engine):
 //   cmake --build build --target infera_engine
-//   g++ -std=c++20 -O3 -Isrc bench/kernels_bench.cpp build/libinfera_engine.a -pthread -o kernels_bench
+//   g++ -std=c++20 -O3 -Isrc bench/kernels_bench.cpp build/libinfera_engine.a -pthread -o
+//   kernels_bench
 //   ./kernels_bench [threads=1] [tables=scalar,avx2,avx512]
 // Rates are per CPU second (process CPU time / threads), so that other processes on a
-// shared machine do not distort them. Decode streams distinct matrices (more than the L3 cache) so weights come from
-// memory, as in a real forward pass.
+// shared machine do not distort them. Decode streams distinct matrices (more than the L3 cache) so
+// weights come from memory, as in a real forward pass.
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <random>
 #include <string>
 #include <vector>
@@ -38,23 +39,34 @@ double now_s() {
 
 size_t row_bytes(GgmlType type, int k) {
   switch (type) {
-    case GgmlType::kF32: return 4 * static_cast<size_t>(k);
+    case GgmlType::kF32:
+      return 4 * static_cast<size_t>(k);
     case GgmlType::kF16:
-    case GgmlType::kBF16: return 2 * static_cast<size_t>(k);
-    case GgmlType::kQ8_0: return 34 * static_cast<size_t>(k / 32);
-    case GgmlType::kQ4_0: return 18 * static_cast<size_t>(k / 32);
-    default: return 0;
+    case GgmlType::kBF16:
+      return 2 * static_cast<size_t>(k);
+    case GgmlType::kQ8_0:
+      return 34 * static_cast<size_t>(k / 32);
+    case GgmlType::kQ4_0:
+      return 18 * static_cast<size_t>(k / 32);
+    default:
+      return 0;
   }
 }
 
 const char* type_name(GgmlType t) {
   switch (t) {
-    case GgmlType::kF32: return "F32";
-    case GgmlType::kF16: return "F16";
-    case GgmlType::kBF16: return "BF16";
-    case GgmlType::kQ8_0: return "Q8_0";
-    case GgmlType::kQ4_0: return "Q4_0";
-    default: return "?";
+    case GgmlType::kF32:
+      return "F32";
+    case GgmlType::kF16:
+      return "F16";
+    case GgmlType::kBF16:
+      return "BF16";
+    case GgmlType::kQ8_0:
+      return "Q8_0";
+    case GgmlType::kQ4_0:
+      return "Q4_0";
+    default:
+      return "?";
   }
 }
 
@@ -64,7 +76,8 @@ struct Matrix {
 };
 
 Matrix make_matrix(GgmlType type, int rows, int k, std::mt19937& rng) {
-  Matrix m{std::vector<uint8_t>(row_bytes(type, k) * static_cast<size_t>(rows)), row_bytes(type, k)};
+  Matrix m{std::vector<uint8_t>(row_bytes(type, k) * static_cast<size_t>(rows)),
+           row_bytes(type, k)};
   std::normal_distribution<float> dist(0.0f, 0.02f);
   std::vector<float> src(static_cast<size_t>(k));
   for (int r = 0; r < rows; ++r) {
@@ -78,14 +91,16 @@ Matrix make_matrix(GgmlType type, int rows, int k, std::mt19937& rng) {
 void matmul(ThreadPool& pool, kern::MatmulFn fn, const kern::MatmulArgs& args, int rows) {
   const int per_task = 64;
   const int tasks = (rows + per_task - 1) / per_task;
-  pool.parallel_for(tasks, [&](int t, int) { fn(args, t * per_task, std::min(rows, (t + 1) * per_task)); });
+  pool.parallel_for(
+      tasks, [&](int t, int) { fn(args, t * per_task, std::min(rows, (t + 1) * per_task)); });
 }
 
 void bench_table(const kern::Kernels& table, ThreadPool& pool) {
   std::mt19937 rng(1);
   const int k = 2048, rows = 5632;  // TinyLlama FFN up/gate shape
   std::printf("\n== %s, %d thread(s), W %d x %d ==\n", table.name, pool.size(), rows, k);
-  for (GgmlType type : {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kF16, GgmlType::kBF16, GgmlType::kF32}) {
+  for (GgmlType type :
+       {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kF16, GgmlType::kBF16, GgmlType::kF32}) {
     // Decode: n = 1 over distinct matrices (> L3) so each read comes from DRAM.
     const size_t mat_bytes = row_bytes(type, k) * rows;
     const int copies = static_cast<int>(std::max<size_t>(2, (size_t{160} << 20) / mat_bytes));
@@ -97,7 +112,8 @@ void bench_table(const kern::Kernels& table, ThreadPool& pool) {
     for (float& f : x) f = dist(rng);
     const size_t qstride = kern::q8_row_bytes(k);
     std::vector<uint8_t> xq(qstride * n_max);
-    for (int i = 0; i < n_max; ++i) table.quantize_q8(x.data() + static_cast<size_t>(i) * k, xq.data() + qstride * i, k);
+    for (int i = 0; i < n_max; ++i)
+      table.quantize_q8(x.data() + static_cast<size_t>(i) * k, xq.data() + qstride * i, k);
     std::vector<float> y(static_cast<size_t>(n_max) * rows);
     const bool q8 = kern::matmul_takes_q8(type);
     kern::MatmulFn fn = kern::matmul_for(table, type);
@@ -147,8 +163,10 @@ void bench_table(const kern::Kernels& table, ThreadPool& pool) {
       best = std::min(best, now_s() - t0);
     }
     const double gflops = 2.0 * n * rows * static_cast<double>(k) / best / 1e9;
-    std::printf("%-5s decode n=1: %6.1f GB/s from memory (%5.1f GB/s from cache) | prefill n=%d: %6.1f GFLOP/s\n",
-                type_name(type), decode_gbs, hot_gbs, n, gflops);
+    std::printf(
+        "%-5s decode n=1: %6.1f GB/s from memory (%5.1f GB/s from cache) | prefill n=%d: %6.1f "
+        "GFLOP/s\n",
+        type_name(type), decode_gbs, hot_gbs, n, gflops);
   }
 }
 
@@ -164,11 +182,13 @@ void bench_read(const kern::Kernels& table, ThreadPool& pool) {
   for (int r = 0; r < 5; ++r) {
     const double t0 = now_s();
     pool.parallel_for(tasks, [&](int t, int) {
-      out[static_cast<size_t>(t)] = table.dot_f32(buf.data() + per * t, buf.data() + per * t, static_cast<int>(per));
+      out[static_cast<size_t>(t)] =
+          table.dot_f32(buf.data() + per * t, buf.data() + per * t, static_cast<int>(per));
     });
     best = std::max(best, 4.0 * static_cast<double>(n) / (now_s() - t0) / 1e9);
   }
-  std::printf("read bandwidth (%s dot_f32 over 512 MiB, %d thread(s)): %.1f GB/s\n", table.name, pool.size(), best);
+  std::printf("read bandwidth (%s dot_f32 over 512 MiB, %d thread(s)): %.1f GB/s\n", table.name,
+              pool.size(), best);
 }
 
 }  // namespace

@@ -38,7 +38,8 @@ class ThreadPool {
   // fn(int task, int thread), e.g. a lambda capturing by reference.
   template <typename Fn>
   void parallel_for(int n_tasks, Fn&& fn) {
-    run(n_tasks, [](void* c, int task, int thread) { (*static_cast<Fn*>(c))(task, thread); },
+    run(
+        n_tasks, [](void* c, int task, int thread) { (*static_cast<Fn*>(c))(task, thread); },
         const_cast<void*>(static_cast<const void*>(&fn)));
   }
 

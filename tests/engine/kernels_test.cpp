@@ -6,6 +6,8 @@
 // differ only in float summation order: |simd - ref| <= 2e-6 * sum_j |w_j * x_j|.
 // Float products accumulate in f32 in different orders: 1e-5 * sum |w x|. Small ops
 // with exp: relative 1e-5.
+#include "engine/kernels/kernels.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,8 +15,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include "engine/kernels/kernels.h"
 
 namespace infera::engine::kernels {
 namespace {
@@ -38,12 +38,17 @@ std::vector<float> random_floats(std::mt19937& rng, size_t n, float scale = 1.0f
 
 size_t row_bytes(GgmlType type, int k) {
   switch (type) {
-    case GgmlType::kF32: return 4 * static_cast<size_t>(k);
+    case GgmlType::kF32:
+      return 4 * static_cast<size_t>(k);
     case GgmlType::kF16:
-    case GgmlType::kBF16: return 2 * static_cast<size_t>(k);
-    case GgmlType::kQ8_0: return sizeof(BlockQ8_0) * static_cast<size_t>(k / 32);
-    case GgmlType::kQ4_0: return sizeof(BlockQ4_0) * static_cast<size_t>(k / 32);
-    default: return 0;
+    case GgmlType::kBF16:
+      return 2 * static_cast<size_t>(k);
+    case GgmlType::kQ8_0:
+      return sizeof(BlockQ8_0) * static_cast<size_t>(k / 32);
+    case GgmlType::kQ4_0:
+      return sizeof(BlockQ4_0) * static_cast<size_t>(k / 32);
+    default:
+      return 0;
   }
 }
 
@@ -62,9 +67,11 @@ Weights make_weights(std::mt19937& rng, GgmlType type, int rows, int k) {
   w.values.resize(static_cast<size_t>(rows) * static_cast<size_t>(k));
   for (int r = 0; r < rows; ++r) {
     std::vector<float> src = random_floats(rng, static_cast<size_t>(k), 0.05f);
-    EXPECT_TRUE(quantize_row(type, src.data(), w.bytes.data() + w.stride * static_cast<size_t>(r), k));
+    EXPECT_TRUE(
+        quantize_row(type, src.data(), w.bytes.data() + w.stride * static_cast<size_t>(r), k));
     EXPECT_TRUE(dequantize_row(type, w.bytes.data() + w.stride * static_cast<size_t>(r),
-                               w.values.data() + static_cast<size_t>(r) * static_cast<size_t>(k), k));
+                               w.values.data() + static_cast<size_t>(r) * static_cast<size_t>(k),
+                               k));
   }
   return w;
 }
@@ -116,11 +123,14 @@ std::vector<float> run_matmul(const Kernels& table, GgmlType type, const Weights
 double abs_dot(const Weights& w, const Activations& x, int i, int r, int k) {
   double s = 0;
   const float* xr = x.f32.data() + (x.f32_stride / 4) * static_cast<size_t>(i);
-  for (int j = 0; j < k; ++j) s += std::fabs(w.values[static_cast<size_t>(r) * static_cast<size_t>(k) + static_cast<size_t>(j)] * xr[j]);
+  for (int j = 0; j < k; ++j)
+    s += std::fabs(
+        w.values[static_cast<size_t>(r) * static_cast<size_t>(k) + static_cast<size_t>(j)] * xr[j]);
   return s;
 }
 
-const GgmlType kTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0};
+const GgmlType kTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0,
+                           GgmlType::kQ4_0};
 
 std::vector<int> ks_for(GgmlType type) {
   if (matmul_takes_q8(type)) return {32, 64, 96, 288, 544, 2048, 2592};
@@ -135,8 +145,9 @@ TEST(Kernels, EverySimdMatmulMatchesScalarOnOddShapes) {
       for (int k : ks_for(type)) {
         for (int n : {1, 2, 3, 4, 5, 7, 9}) {
           for (int rows : {1, 3, 4, 5, 7, 13, 16, 33}) {
-            SCOPED_TRACE(std::string(simd->name) + " type " + std::to_string(static_cast<int>(type)) +
-                         " k " + std::to_string(k) + " n " + std::to_string(n) + " rows " + std::to_string(rows));
+            SCOPED_TRACE(std::string(simd->name) + " type " +
+                         std::to_string(static_cast<int>(type)) + " k " + std::to_string(k) +
+                         " n " + std::to_string(n) + " rows " + std::to_string(rows));
             Weights w = make_weights(rng, type, rows, k);
             Activations x = make_activations(rng, ref(), n, k);
             std::vector<float> want = run_matmul(ref(), type, w, x, n, rows, k, 0, rows);
@@ -145,7 +156,8 @@ TEST(Kernels, EverySimdMatmulMatchesScalarOnOddShapes) {
             for (int i = 0; i < n; ++i) {
               for (int r = 0; r < rows; ++r) {
                 const size_t at = static_cast<size_t>(i) * ldy + static_cast<size_t>(r);
-                ASSERT_NEAR(got[at], want[at], tol * abs_dot(w, x, i, r, k) + 1e-30) << "i " << i << " r " << r;
+                ASSERT_NEAR(got[at], want[at], tol * abs_dot(w, x, i, r, k) + 1e-30)
+                    << "i " << i << " r " << r;
               }
               // Columns past `rows` (the y stride padding) are untouched.
               ASSERT_EQ(got[static_cast<size_t>(i) * ldy + static_cast<size_t>(rows)], -12345.0f);
@@ -184,14 +196,17 @@ TEST(Kernels, RowRangesWriteOnlyTheirColumnsAndResultsDoNotDependOnTheBatch) {
       for (int i = 0; i < n; ++i) {
         Activations one;
         one.f32_stride = x.f32_stride;
-        one.f32.assign(x.f32.begin() + static_cast<ptrdiff_t>(x.f32_stride / 4 * static_cast<size_t>(i)),
-                       x.f32.begin() + static_cast<ptrdiff_t>(x.f32_stride / 4 * static_cast<size_t>(i + 1)));
+        one.f32.assign(
+            x.f32.begin() + static_cast<ptrdiff_t>(x.f32_stride / 4 * static_cast<size_t>(i)),
+            x.f32.begin() + static_cast<ptrdiff_t>(x.f32_stride / 4 * static_cast<size_t>(i + 1)));
         one.q8_stride = x.q8_stride;
-        one.q8.assign(x.q8.begin() + static_cast<ptrdiff_t>(x.q8_stride * static_cast<size_t>(i)),
-                      x.q8.begin() + static_cast<ptrdiff_t>(x.q8_stride * static_cast<size_t>(i + 1)));
+        one.q8.assign(
+            x.q8.begin() + static_cast<ptrdiff_t>(x.q8_stride * static_cast<size_t>(i)),
+            x.q8.begin() + static_cast<ptrdiff_t>(x.q8_stride * static_cast<size_t>(i + 1)));
         std::vector<float> alone = run_matmul(*t, type, w, one, 1, rows, k, 0, rows);
         for (int r = 0; r < rows; ++r) {
-          ASSERT_EQ(alone[static_cast<size_t>(r)], full[static_cast<size_t>(i) * ldy + static_cast<size_t>(r)])
+          ASSERT_EQ(alone[static_cast<size_t>(r)],
+                    full[static_cast<size_t>(i) * ldy + static_cast<size_t>(r)])
               << "i " << i << " r " << r;
         }
       }
@@ -224,11 +239,13 @@ TEST(Kernels, ScalarQuantizedMatmulEqualsDequantizedProduct) {
       for (int r = 0; r < rows; ++r) {
         double want = 0, mag = 0;
         for (int j = 0; j < k; ++j) {
-          const double p = static_cast<double>(w.values[static_cast<size_t>(r * k + j)]) * xd[static_cast<size_t>(j)];
+          const double p = static_cast<double>(w.values[static_cast<size_t>(r * k + j)]) *
+                           xd[static_cast<size_t>(j)];
           want += p;
           mag += std::fabs(p);
         }
-        EXPECT_NEAR(y[static_cast<size_t>(i) * (rows + 2) + static_cast<size_t>(r)], want, 1e-6 * mag);
+        EXPECT_NEAR(y[static_cast<size_t>(i) * (rows + 2) + static_cast<size_t>(r)], want,
+                    1e-6 * mag);
       }
     }
   }
@@ -240,7 +257,8 @@ TEST(Kernels, SimdQuantizeQ8IsBitIdenticalToScalar) {
     for (int k : {32, 64, 288, 5632}) {
       std::vector<float> x = random_floats(rng, static_cast<size_t>(k), 3.0f);
       x[5] = 0.5f;  // ties are rounded to nearest even by both
-      std::fill(x.begin(), x.begin() + 32 < x.end() ? x.begin() + 32 : x.end(), 0.0f);  // an all-zero block
+      std::fill(x.begin(), x.begin() + 32 < x.end() ? x.begin() + 32 : x.end(),
+                0.0f);  // an all-zero block
       std::vector<uint8_t> a(q8_row_bytes(k), 0), b(q8_row_bytes(k), 0);
       ref().quantize_q8(x.data(), a.data(), k);
       simd->quantize_q8(x.data(), b.data(), k);
@@ -299,8 +317,10 @@ TEST(Kernels, HalfConversionsAreExactAndMatchF16c) {
     std::memcpy(&v, &bits, 4);
   }
   // Also every float near the half range's edges and rounding ties.
-  for (uint32_t bits = 0x33000000; bits < 0x33000000 + 4096; ++bits) std::memcpy(&f[bits - 0x33000000], &bits, 4);
-  for (uint32_t bits = 0x477fe000; bits < 0x477fe000 + 8192; ++bits) std::memcpy(&f[bits - 0x477fe000 + 4096], &bits, 4);
+  for (uint32_t bits = 0x33000000; bits < 0x33000000 + 4096; ++bits)
+    std::memcpy(&f[bits - 0x33000000], &bits, 4);
+  for (uint32_t bits = 0x477fe000; bits < 0x477fe000 + 8192; ++bits)
+    std::memcpy(&f[bits - 0x477fe000 + 4096], &bits, 4);
   std::vector<uint16_t> h(f.size());
   simd->f32_to_f16(f.data(), h.data(), static_cast<int>(f.size()));
   for (size_t i = 0; i < f.size(); ++i) {
@@ -374,9 +394,14 @@ TEST(Kernels, EverySimdSmallOpMatchesScalar) {
       std::vector<uint16_t> h(static_cast<size_t>(n));
       ref().f32_to_f16(b.data(), h.data(), n);
       double mag = 0;
-      for (int i = 0; i < n; ++i) mag += std::fabs(a[static_cast<size_t>(i)] * b[static_cast<size_t>(i)]);
-      EXPECT_NEAR(simd->dot_f32(a.data(), b.data(), n), ref().dot_f32(a.data(), b.data(), n), 1e-6 * mag) << tag;
-      EXPECT_NEAR(simd->dot_f16(h.data(), a.data(), n), ref().dot_f16(h.data(), a.data(), n), 1e-6 * mag) << tag;
+      for (int i = 0; i < n; ++i)
+        mag += std::fabs(a[static_cast<size_t>(i)] * b[static_cast<size_t>(i)]);
+      EXPECT_NEAR(simd->dot_f32(a.data(), b.data(), n), ref().dot_f32(a.data(), b.data(), n),
+                  1e-6 * mag)
+          << tag;
+      EXPECT_NEAR(simd->dot_f16(h.data(), a.data(), n), ref().dot_f16(h.data(), a.data(), n),
+                  1e-6 * mag)
+          << tag;
 
       y1 = w;
       y2 = w;
@@ -402,7 +427,8 @@ TEST(Kernels, EverySimdAttentionHelperMatchesScalar) {
   for (const Kernels* simd : simd_tables()) {
     for (int d : {1, 8, 33, 64, 128}) {
       for (int rows : {1, 3, 4, 7, 17}) {
-        const std::string tag = std::string(simd->name) + " d " + std::to_string(d) + " rows " + std::to_string(rows);
+        const std::string tag =
+            std::string(simd->name) + " d " + std::to_string(d) + " rows " + std::to_string(rows);
         const size_t stride = 2 * static_cast<size_t>(d) + 10;  // bytes, padded
         std::vector<uint16_t> kv(stride / 2 * static_cast<size_t>(rows));
         std::vector<float> src = random_floats(rng, kv.size());
@@ -450,7 +476,8 @@ TEST(Kernels, RopeRotatesNormalAndNeoxPairs) {
       simd->rope(y.data(), 3, 40, 32, c2.data(), s2.data(), style);
       expect_close(y, x, 1e-6, std::string("rope ") + simd->name);
       for (int h = 0; h < 3; ++h) {
-        for (int j = 32; j < 40; ++j) EXPECT_EQ(x[static_cast<size_t>(h * 40 + j)], orig[static_cast<size_t>(h * 40 + j)]);
+        for (int j = 32; j < 40; ++j)
+          EXPECT_EQ(x[static_cast<size_t>(h * 40 + j)], orig[static_cast<size_t>(h * 40 + j)]);
       }
     }
   }

@@ -22,7 +22,8 @@ TEST(ThreadPool, RunsEveryTaskExactlyOnceOnEveryPoolSize) {
         ASSERT_LT(thread, threads);
         hits[static_cast<size_t>(task)].fetch_add(1);
       });
-      for (int i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << threads << " " << n;
+      for (int i = 0; i < n; ++i)
+        ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << threads << " " << n;
     }
   }
 }
@@ -65,7 +66,8 @@ TEST(ThreadPool, BackToBackLoopsNeverLoseAWakeUp) {
     std::atomic<long> sum{0};
     const int loops = spin_us == 0 ? 2000 : 5000;
     for (int i = 0; i < loops; ++i) {
-      pool.parallel_for(4, [&](int task, int) { sum.fetch_add(task + 1, std::memory_order_relaxed); });
+      pool.parallel_for(4,
+                        [&](int task, int) { sum.fetch_add(task + 1, std::memory_order_relaxed); });
     }
     EXPECT_EQ(sum.load(), 10L * loops) << "spin_us " << spin_us;
   }
@@ -88,7 +90,8 @@ TEST(ThreadPool, ForkJoinCostIsSmall) {
   for (int i = 0; i < loops; ++i) {
     pool.parallel_for(2, [&](int task, int) { sink.fetch_add(task, std::memory_order_relaxed); });
   }
-  const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  const double us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
   std::printf("fork-join of 2 threads: %.2f us per parallel_for\n", us / loops);
   // Informational on a shared machine; a generous bound catches a sleep per loop.
   EXPECT_LT(us / loops, 200.0);

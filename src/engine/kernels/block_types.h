@@ -61,8 +61,8 @@ inline uint16_t f32_to_fp16(float f) {
     return static_cast<uint16_t>(sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0));
   }
   if (abs >= 0x477ff000) return static_cast<uint16_t>(sign | 0x7c00);  // rounds to inf
-  if (abs < 0x38800000) {  // subnormal half (or zero)
-    if (abs < 0x33000000) return static_cast<uint16_t>(sign);  // rounds to zero
+  if (abs < 0x38800000) {                                              // subnormal half (or zero)
+    if (abs < 0x33000000) return static_cast<uint16_t>(sign);          // rounds to zero
     uint32_t e = abs >> 23;
     uint32_t m = (abs & 0x7fffff) | 0x800000;
     uint32_t shift = 126 - e;  // 14 + (113 - e) - 1 ... places the value in 10 bits

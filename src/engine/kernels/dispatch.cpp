@@ -25,7 +25,8 @@ X86Features detect_x86() {
   X86Features f;
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid(1, &a, &b, &c, &d) == 0) return f;
-  const bool fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+  const bool fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1,
+             f16c = (c >> 29) & 1;
   if (!(fma && osxsave && avx && f16c)) return f;
   unsigned xcr0_lo = 0, xcr0_hi = 0;
   __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
@@ -96,9 +97,12 @@ Level detected_level() {
 const Kernels* by_level(Level level) {
   const Tables& t = tables();
   switch (level) {
-    case Level::kScalar: return &t.scalar;
-    case Level::kAvx2: return t.has_avx2 ? &t.avx2 : nullptr;
-    case Level::kAvx512: return t.has_avx512 ? &t.avx512 : nullptr;
+    case Level::kScalar:
+      return &t.scalar;
+    case Level::kAvx2:
+      return t.has_avx2 ? &t.avx2 : nullptr;
+    case Level::kAvx512:
+      return t.has_avx512 ? &t.avx512 : nullptr;
   }
   return nullptr;
 }
@@ -128,12 +132,18 @@ bool force(std::string_view name) {
 
 MatmulFn matmul_for(const Kernels& t, GgmlType type) {
   switch (type) {
-    case GgmlType::kF32: return t.matmul_f32;
-    case GgmlType::kF16: return t.matmul_f16;
-    case GgmlType::kBF16: return t.matmul_bf16;
-    case GgmlType::kQ8_0: return t.matmul_q8_0;
-    case GgmlType::kQ4_0: return t.matmul_q4_0;
-    default: return nullptr;
+    case GgmlType::kF32:
+      return t.matmul_f32;
+    case GgmlType::kF16:
+      return t.matmul_f16;
+    case GgmlType::kBF16:
+      return t.matmul_bf16;
+    case GgmlType::kQ8_0:
+      return t.matmul_q8_0;
+    case GgmlType::kQ4_0:
+      return t.matmul_q4_0;
+    default:
+      return nullptr;
   }
 }
 
@@ -143,7 +153,8 @@ void rope_angles(int pos, int rot_dim, float base, float freq_scale, float* cos,
   // theta_i = pos * base^(-2i/rot_dim), as the RoFormer paper (arXiv:2104.09864) and ggml.
   const float p = static_cast<float>(pos) * freq_scale;
   for (int i = 0; i < rot_dim / 2; ++i) {
-    const float theta = p * std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(rot_dim));
+    const float theta =
+        p * std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(rot_dim));
     cos[i] = std::cos(theta);
     sin[i] = std::sin(theta);
   }
@@ -152,7 +163,9 @@ void rope_angles(int pos, int rot_dim, float base, float freq_scale, float* cos,
 bool dequantize_row(GgmlType type, const void* row, float* out, int n) {
   const auto* p = static_cast<const uint8_t*>(row);
   switch (type) {
-    case GgmlType::kF32: std::memcpy(out, p, 4 * static_cast<size_t>(n)); return true;
+    case GgmlType::kF32:
+      std::memcpy(out, p, 4 * static_cast<size_t>(n));
+      return true;
     case GgmlType::kF16:
     case GgmlType::kBF16:
       for (int i = 0; i < n; ++i) {
@@ -181,14 +194,17 @@ bool dequantize_row(GgmlType type, const void* row, float* out, int n) {
         }
       }
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 
 bool quantize_row(GgmlType type, const float* x, void* out, int n) {
   auto* p = static_cast<uint8_t*>(out);
   switch (type) {
-    case GgmlType::kF32: std::memcpy(p, x, 4 * static_cast<size_t>(n)); return true;
+    case GgmlType::kF32:
+      std::memcpy(p, x, 4 * static_cast<size_t>(n));
+      return true;
     case GgmlType::kF16:
     case GgmlType::kBF16:
       for (int i = 0; i < n; ++i) {
@@ -205,7 +221,8 @@ bool quantize_row(GgmlType type, const float* x, void* out, int n) {
         const float id = d != 0 ? 1.0f / d : 0.0f;
         BlockQ8_0 blk;
         blk.d = f32_to_fp16(d);
-        for (int j = 0; j < kBlockElems; ++j) blk.qs[j] = static_cast<int8_t>(std::round(xb[j] * id));
+        for (int j = 0; j < kBlockElems; ++j)
+          blk.qs[j] = static_cast<int8_t>(std::round(xb[j] * id));
         std::memcpy(p + sizeof blk * static_cast<size_t>(b), &blk, sizeof blk);
       }
       return true;
@@ -225,13 +242,15 @@ bool quantize_row(GgmlType type, const float* x, void* out, int n) {
         blk.d = f32_to_fp16(d);
         for (int j = 0; j < kBlockElems / 2; ++j) {
           const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>(xb[j] * id + 8.5f)));
-          const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>(xb[j + 16] * id + 8.5f)));
+          const int q1 =
+              std::min(15, static_cast<int>(static_cast<int8_t>(xb[j + 16] * id + 8.5f)));
           blk.qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
         }
         std::memcpy(p + sizeof blk * static_cast<size_t>(b), &blk, sizeof blk);
       }
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 

@@ -92,8 +92,8 @@ struct Kernels {
   // Rotates the first rot_dim elements of each of n_heads heads (head i at
   // x + i * head_dim) by the angles whose cos/sin are given (rot_dim/2 each, see
   // rope_angles). rot_dim even, rot_dim <= head_dim.
-  void (*rope)(float* x, int n_heads, int head_dim, int rot_dim, const float* cos,
-               const float* sin, RopeStyle style);
+  void (*rope)(float* x, int n_heads, int head_dim, int rot_dim, const float* cos, const float* sin,
+               RopeStyle style);
   float (*dot_f32)(const float* a, const float* b, int n);
   void (*axpy_f32)(float alpha, const float* x, float* y, int n);  // y += alpha * x
 

@@ -13,7 +13,8 @@ const uint8_t* row_at(const void* base, size_t stride, int i) {
   return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
 }
 float* y_at(const MatmulArgs& a, int i) {
-  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) + static_cast<size_t>(i) * a.y_stride);
+  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
+                                  static_cast<size_t>(i) * a.y_stride);
 }
 
 float load_f32(const uint8_t* row, int j) {
@@ -73,7 +74,8 @@ void matmul_quant(const MatmulArgs& a, int r0, int r1) {
       const Block* w = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r));
       float sum = 0;
       for (int b = 0; b < nb; ++b) {
-        sum += fp16_to_f32(w[b].d) * xd[b] * static_cast<float>(block_dot(w[b], xq + b * kBlockElems));
+        sum +=
+            fp16_to_f32(w[b].d) * xd[b] * static_cast<float>(block_dot(w[b], xq + b * kBlockElems));
       }
       y[r] = sum;
     }

@@ -84,8 +84,8 @@ const uint16_t* row16(const uint16_t* base, size_t stride, int r) {
                                            static_cast<size_t>(r) * stride);
 }
 
-void dot_f16_rows(const float* q, const uint16_t* k, size_t k_stride, int n_rows, int d,
-                  float s, float* out) {
+void dot_f16_rows(const float* q, const uint16_t* k, size_t k_stride, int n_rows, int d, float s,
+                  float* out) {
   for (int r = 0; r < n_rows; ++r) out[r] = s * dot_f16(row16(k, k_stride, r), q, d);
 }
 

@@ -27,7 +27,8 @@ const uint8_t* row_at(const void* base, size_t stride, int i) {
   return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
 }
 float* y_at(const MatmulArgs& a, int i) {
-  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) + static_cast<size_t>(i) * a.y_stride);
+  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
+                                  static_cast<size_t>(i) * a.y_stride);
 }
 
 // Activation rows per chunk so that a chunk stays in L2 while weight tiles sweep it.
@@ -42,7 +43,8 @@ int x_chunk_rows(size_t x_stride) {
 // a row). Into L2, not L1: that many outstanding L1 misses stall. Prefetches never
 // fault, so rows past the matrix are harmless.
 void prefetch_next_rows(const MatmulArgs& a, int r_next, int count, size_t offset, size_t span) {
-  const uintptr_t base = reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r_next) * a.w_stride;
+  const uintptr_t base =
+      reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r_next) * a.w_stride;
   for (int t = 0; t < count; ++t) {
     const uintptr_t lo = base + static_cast<size_t>(t) * a.w_stride + offset;
     for (uintptr_t line = (lo + 63) & ~uintptr_t{63}; line < lo + span; line += 64) {
@@ -55,7 +57,9 @@ void prefetch_next_rows(const MatmulArgs& a, int r_next, int count, size_t offse
 
 struct F32W {
   static constexpr size_t kBytes = 4;
-  static __m256 load8(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
+  static __m256 load8(const uint8_t* p) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+  }
   static float load1(const uint8_t* p) {
     float v;
     std::memcpy(&v, p, 4);
@@ -92,7 +96,8 @@ void float_tile(const MatmulArgs& a, int i, int r) {
   const uint8_t* w[TR];
   const float* x[TX];
   for (int t = 0; t < TR; ++t) w[t] = row_at(a.w, a.w_stride, r + t);
-  for (int s = 0; s < TX; ++s) x[s] = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i + s));
+  for (int s = 0; s < TX; ++s)
+    x[s] = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i + s));
   __m256 acc[TX][TR];
   for (int s = 0; s < TX; ++s)
     for (int t = 0; t < TR; ++t) acc[s][t] = _mm256_setzero_ps();
@@ -118,8 +123,9 @@ void float_tile(const MatmulArgs& a, int i, int r) {
 
 // The shared tiling driver: chunks of activation rows, weight tiles of TR_BIG rows
 // over 4-row activation tiles, single rows for the remainders.
-template <void (*kTile4x3)(const MatmulArgs&, int, int), void (*kTile4x1)(const MatmulArgs&, int, int),
-          void (*kTile1x4)(const MatmulArgs&, int, int), void (*kTile1x1)(const MatmulArgs&, int, int)>
+template <
+    void (*kTile4x3)(const MatmulArgs&, int, int), void (*kTile4x1)(const MatmulArgs&, int, int),
+    void (*kTile1x4)(const MatmulArgs&, int, int), void (*kTile1x1)(const MatmulArgs&, int, int)>
 void tiled(const MatmulArgs& a, int r0, int r1) {
   const int chunk = x_chunk_rows(a.x_stride);
   for (int c0 = 0; c0 < a.n; c0 += chunk) {
@@ -142,7 +148,8 @@ void tiled(const MatmulArgs& a, int r0, int r1) {
 
 template <typename W>
 void matmul_float(const MatmulArgs& a, int r0, int r1) {
-  tiled<float_tile<W, 4, 3>, float_tile<W, 4, 1>, float_tile<W, 1, 4>, float_tile<W, 1, 1>>(a, r0, r1);
+  tiled<float_tile<W, 4, 3>, float_tile<W, 4, 1>, float_tile<W, 1, 4>, float_tile<W, 1, 1>>(a, r0,
+                                                                                            r1);
 }
 
 // ---- quantized weight types ------------------------------------------------------
@@ -153,7 +160,8 @@ struct Q4W {
   using Block = BlockQ4_0;
   static __m256i unpack(const Block* b) {
     const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs));
-    const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+    const __m256i both =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
     return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
   }
   // 8 int32 lanes summing to dot(w - 8, x).
@@ -183,7 +191,8 @@ void quant_tile(const MatmulArgs& a, int i, int r) {
   const int8_t* xq[TX];
   const float* xd[TX];
   const int32_t* xs[TX];
-  for (int t = 0; t < TR; ++t) w[t] = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r + t));
+  for (int t = 0; t < TR; ++t)
+    w[t] = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r + t));
   for (int s = 0; s < TX; ++s) {
     const void* row = row_at(a.x, a.x_stride, i + s);
     xq[s] = q8_values(row);
@@ -218,7 +227,8 @@ void quant_tile(const MatmulArgs& a, int i, int r) {
 
 template <typename Q>
 void matmul_quant(const MatmulArgs& a, int r0, int r1) {
-  tiled<quant_tile<Q, 4, 3>, quant_tile<Q, 4, 1>, quant_tile<Q, 1, 4>, quant_tile<Q, 1, 1>>(a, r0, r1);
+  tiled<quant_tile<Q, 4, 3>, quant_tile<Q, 4, 1>, quant_tile<Q, 1, 4>, quant_tile<Q, 1, 1>>(a, r0,
+                                                                                            r1);
 }
 
 // Same results as the scalar quantize_q8 (same float operations, nearest-even rounding).
@@ -244,12 +254,14 @@ void quantize_q8(const float* x, void* out, int k) {
     const __m256 id = _mm256_set1_ps(d != 0 ? 127.0f / max : 0.0f);
     __m256i qi[4];
     for (int j = 0; j < 4; ++j) qi[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], id));
-    const __m256i s4 = _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
+    const __m256i s4 =
+        _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
     s = _mm_hadd_epi32(s, s);
     s = _mm_hadd_epi32(s, s);
     // packs interleave 128-bit lanes; the permute restores element order.
-    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+    const __m256i p =
+        _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kBlockElems),
                         _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
     scales[b] = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));

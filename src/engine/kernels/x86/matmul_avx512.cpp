@@ -26,7 +26,8 @@ const uint8_t* row_at(const void* base, size_t stride, int i) {
   return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
 }
 float* y_at(const MatmulArgs& a, int i) {
-  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) + static_cast<size_t>(i) * a.y_stride);
+  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
+                                  static_cast<size_t>(i) * a.y_stride);
 }
 int x_chunk_rows(size_t x_stride) {
   const size_t rows = (size_t{256} << 10) / (x_stride == 0 ? 1 : x_stride);
@@ -39,7 +40,8 @@ int x_chunk_rows(size_t x_stride) {
 // a row). Into L2, not L1: that many outstanding L1 misses stall (see the Q4_0 kernel).
 // Prefetches never fault, so rows past the matrix are harmless.
 void prefetch_next_rows(const MatmulArgs& a, int r_next, int count, size_t offset, size_t span) {
-  const uintptr_t base = reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r_next) * a.w_stride;
+  const uintptr_t base =
+      reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r_next) * a.w_stride;
   for (int t = 0; t < count; ++t) {
     const uintptr_t lo = base + static_cast<size_t>(t) * a.w_stride + offset;
     for (uintptr_t line = (lo + 63) & ~uintptr_t{63}; line < lo + span; line += 64) {
@@ -82,13 +84,21 @@ struct F16W {
   static __m512 load16(const uint8_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
-  static __m512 load_tail(const uint8_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+  static __m512 load_tail(const uint8_t* p, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  }
 };
 struct BF16W {
   static constexpr size_t kBytes = 2;
-  static __m512 widen(__m256i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16)); }
-  static __m512 load16(const uint8_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
-  static __m512 load_tail(const uint8_t* p, __mmask16 m) { return widen(_mm256_maskz_loadu_epi16(m, p)); }
+  static __m512 widen(__m256i v) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+  }
+  static __m512 load16(const uint8_t* p) {
+    return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static __m512 load_tail(const uint8_t* p, __mmask16 m) {
+    return widen(_mm256_maskz_loadu_epi16(m, p));
+  }
 };
 
 template <typename W, int TX, int TR>
@@ -96,7 +106,8 @@ void float_tile(const MatmulArgs& a, int i, int r) {
   const uint8_t* w[TR];
   const float* x[TX];
   for (int t = 0; t < TR; ++t) w[t] = row_at(a.w, a.w_stride, r + t);
-  for (int s = 0; s < TX; ++s) x[s] = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i + s));
+  for (int s = 0; s < TX; ++s)
+    x[s] = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i + s));
   __m512 acc[TX][TR];
   for (int s = 0; s < TX; ++s)
     for (int t = 0; t < TR; ++t) acc[s][t] = _mm512_setzero_ps();
@@ -114,7 +125,8 @@ void float_tile(const MatmulArgs& a, int i, int r) {
     const __mmask16 m = static_cast<__mmask16>((1u << (a.k - k16)) - 1);
     for (int t = 0; t < TR; ++t) {
       const __m512 wv = W::load_tail(w[t] + k16 * W::kBytes, m);
-      for (int s = 0; s < TX; ++s) acc[s][t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[s] + k16), acc[s][t]);
+      for (int s = 0; s < TX; ++s)
+        acc[s][t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[s] + k16), acc[s][t]);
     }
   }
   for (int s = 0; s < TX; ++s) {

@@ -29,8 +29,8 @@
 namespace infera::engine::kernels {
 namespace {
 
-constexpr int kLanes = 16;         // weight rows per tile
-constexpr int kChunkBlocks = 64;   // blocks transposed at a time (36 KiB of stack)
+constexpr int kLanes = 16;        // weight rows per tile
+constexpr int kChunkBlocks = 64;  // blocks transposed at a time (36 KiB of stack)
 
 struct alignas(64) PackedBlock {
   __m512i g[8];  // lane r: row r's unsigned weight bytes for elements 4j..4j+3
@@ -42,7 +42,8 @@ struct alignas(64) PackedBlock {
 template <typename Block>
 void transpose16(const Block* const* w, int b, size_t offset, __m512i* t) {
   auto piece = [&](int row) {
-    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint8_t*>(&w[row][b]) + offset));
+    return _mm_loadu_si128(
+        reinterpret_cast<const __m128i*>(reinterpret_cast<const uint8_t*>(&w[row][b]) + offset));
   };
   __m512i a[4];  // a[q], 128-bit lane L: the piece of row 4L + q
   for (int q = 0; q < 4; ++q) {
@@ -70,10 +71,12 @@ __m512 scales16(const Block* const* w, int b) {
   uint64_t d4[4];
   for (int g = 0; g < 4; ++g) {
     d4[g] = static_cast<uint64_t>(w[4 * g][b].d) | static_cast<uint64_t>(w[4 * g + 1][b].d) << 16 |
-            static_cast<uint64_t>(w[4 * g + 2][b].d) << 32 | static_cast<uint64_t>(w[4 * g + 3][b].d) << 48;
+            static_cast<uint64_t>(w[4 * g + 2][b].d) << 32 |
+            static_cast<uint64_t>(w[4 * g + 3][b].d) << 48;
   }
-  return _mm512_cvtph_ps(_mm256_setr_epi64x(static_cast<long long>(d4[0]), static_cast<long long>(d4[1]),
-                                            static_cast<long long>(d4[2]), static_cast<long long>(d4[3])));
+  return _mm512_cvtph_ps(
+      _mm256_setr_epi64x(static_cast<long long>(d4[0]), static_cast<long long>(d4[1]),
+                         static_cast<long long>(d4[2]), static_cast<long long>(d4[3])));
 }
 
 // Q4_0: low nibbles are elements 0..15, high nibbles 16..31; offset 8.
@@ -113,8 +116,8 @@ int32_t load_i32(const int8_t* p) {
 
 // TX activation rows (xq/xd/xs) against one packed chunk; acc in/out.
 template <typename W, int TX>
-void multiply(const PackedBlock* packed, int b0, int count, const int8_t* const* xq, const float* const* xd,
-              const int32_t* const* xs, __m512* acc) {
+void multiply(const PackedBlock* packed, int b0, int count, const int8_t* const* xq,
+              const float* const* xd, const int32_t* const* xs, __m512* acc) {
   for (int bi = 0; bi < count; ++bi) {
     const PackedBlock& p = packed[bi];
     const int b = b0 + bi;
@@ -133,7 +136,8 @@ void multiply(const PackedBlock* packed, int b0, int count, const int8_t* const*
 }
 
 template <typename W, int TX>
-void run_rows(const MatmulArgs& a, const PackedBlock* packed, int b0, int count, int i, int r, __mmask16 lanes) {
+void run_rows(const MatmulArgs& a, const PackedBlock* packed, int b0, int count, int i, int r,
+              __mmask16 lanes) {
   const int8_t* xq[TX];
   const float* xd[TX];
   const int32_t* xs[TX];
@@ -144,7 +148,9 @@ void run_rows(const MatmulArgs& a, const PackedBlock* packed, int b0, int count,
     xq[s] = q8_values(row);
     xd[s] = q8_scales(row, a.k);
     xs[s] = q8_sums(row, a.k);
-    y[s] = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) + static_cast<size_t>(i + s) * a.y_stride) + r;
+    y[s] = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
+                                    static_cast<size_t>(i + s) * a.y_stride) +
+           r;
     acc[s] = b0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(lanes, y[s]);
   }
   multiply<W, TX>(packed, b0, count, xq, xd, xs, acc);
@@ -161,8 +167,10 @@ template <typename Block>
 void prefetch_next_tile(const MatmulArgs& a, int r, int b) {
   const size_t offset = static_cast<size_t>(b) * sizeof(Block);
   if (offset % 64 >= sizeof(Block)) return;  // block b starts no new cache line
-  const char* next = static_cast<const char*>(a.w) + static_cast<size_t>(r + kLanes) * a.w_stride + offset;
-  for (int t = 0; t < kLanes; ++t) _mm_prefetch(next + static_cast<size_t>(t) * a.w_stride, _MM_HINT_T1);
+  const char* next =
+      static_cast<const char*>(a.w) + static_cast<size_t>(r + kLanes) * a.w_stride + offset;
+  for (int t = 0; t < kLanes; ++t)
+    _mm_prefetch(next + static_cast<size_t>(t) * a.w_stride, _MM_HINT_T1);
 }
 
 // One activation row against all blocks of the 16 rows, each block transposed into
@@ -181,10 +189,11 @@ void run_rows_direct(const MatmulArgs& a, const typename W::Block* const* w, int
     W::pack_block(w, b, p);
     multiply<W, 1>(&p, b, 1, xq, xd, xs, acc);
   }
-  float* y = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) + static_cast<size_t>(i) * a.y_stride) + r;
+  float* y = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
+                                      static_cast<size_t>(i) * a.y_stride) +
+             r;
   _mm512_mask_storeu_ps(y, lanes, acc[0]);
 }
-
 
 template <typename W>
 void matmul_lanes(const MatmulArgs& a, int r0, int r1) {
@@ -198,7 +207,8 @@ void matmul_lanes(const MatmulArgs& a, int r0, int r1) {
     const Block* w[kLanes];
     for (int t = 0; t < kLanes; ++t) {
       const int row = t < rows ? t : rows - 1;
-      w[t] = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(a.w) + static_cast<size_t>(r + row) * a.w_stride);
+      w[t] = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(a.w) +
+                                            static_cast<size_t>(r + row) * a.w_stride);
     }
     if (a.n == 1) {  // decode: transpose each block in registers, no buffer round trip
       run_rows_direct<W>(a, w, nb, 0, r, lanes);
@@ -213,10 +223,17 @@ void matmul_lanes(const MatmulArgs& a, int r0, int r1) {
       int i = 0;
       for (; i + 4 <= a.n; i += 4) run_rows<W, 4>(a, packed, b0, count, i, r, lanes);
       switch (a.n - i) {
-        case 3: run_rows<W, 3>(a, packed, b0, count, i, r, lanes); break;
-        case 2: run_rows<W, 2>(a, packed, b0, count, i, r, lanes); break;
-        case 1: run_rows<W, 1>(a, packed, b0, count, i, r, lanes); break;
-        default: break;
+        case 3:
+          run_rows<W, 3>(a, packed, b0, count, i, r, lanes);
+          break;
+        case 2:
+          run_rows<W, 2>(a, packed, b0, count, i, r, lanes);
+          break;
+        case 1:
+          run_rows<W, 1>(a, packed, b0, count, i, r, lanes);
+          break;
+        default:
+          break;
       }
     }
   }

@@ -44,8 +44,10 @@ __m256 exp8(__m256 x) {
   const __m256i ni = _mm256_cvtps_epi32(n);
   const __m256i n1 = _mm256_srai_epi32(ni, 1);
   const __m256i n2 = _mm256_sub_epi32(ni, n1);
-  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
-  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+  const __m256 s1 =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+  const __m256 s2 =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
   const __m256 result = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
   return _mm256_andnot_ps(too_small, result);
 }
@@ -103,7 +105,8 @@ void dot_f16_rows(const float* q, const uint16_t* k, size_t k_stride, int n_rows
 }
 
 // Four value rows per pass over y, so y is loaded and stored a quarter as often.
-void axpy_f16_rows(const float* p, const uint16_t* v, size_t v_stride, int n_rows, int d, float* y) {
+void axpy_f16_rows(const float* p, const uint16_t* v, size_t v_stride, int n_rows, int d,
+                   float* y) {
   int r = 0;
   for (; r + 4 <= n_rows; r += 4) {
     const uint16_t* v0 = row16(v, v_stride, r);
@@ -160,7 +163,8 @@ void rmsnorm(const float* x, const float* w, float* y, int n, float eps) {
   i = 0;
   if (w != nullptr) {
     for (; i + 8 <= n; i += 8) {
-      _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), iv), _mm256_loadu_ps(w + i)));
+      _mm256_storeu_ps(
+          y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), iv), _mm256_loadu_ps(w + i)));
     }
     for (; i < n; ++i) y[i] = x[i] * inv * w[i];
   } else {
