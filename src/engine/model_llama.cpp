@@ -43,6 +43,9 @@ struct Layer {
   const float* bv = nullptr;
 };
 
+// Below this many multiply-adds a step runs on the calling thread alone.
+constexpr int64_t kMinParallelWork = 1 << 17;
+
 size_t row_bytes_of(GgmlType type, int cols) {
   const GgmlTypeInfo& info = ggml_type_info(type);
   return static_cast<size_t>(cols) / info.block_size * info.bytes_per_block;
@@ -269,9 +272,9 @@ void LlamaModel::matmul(const Matrix& m, const float* x, int n, float* y) {
   if (k::matmul_takes_q8(m.type)) {
     x_stride = k::q8_row_bytes(m.cols);
     uint8_t* q8 = xq_.data();
-    pool_->parallel_for(n, [&](int i, int) {
+    for (int i = 0; i < n; ++i) {
       kernels_->quantize_q8(x + static_cast<size_t>(i) * m.cols, q8 + static_cast<size_t>(i) * x_stride, m.cols);
-    });
+    }
     xin = q8;
   } else if (m.type == GgmlType::kF16 || m.type == GgmlType::kBF16) {
     // ggml rounds activations to the weight's 16-bit type before the dot product;
@@ -286,6 +289,11 @@ void LlamaModel::matmul(const Matrix& m, const float* x, int n, float* y) {
   k::MatmulFn fn = k::matmul_for(*kernels_, m.type);
   const k::MatmulArgs args{m.data, m.row_bytes, xin, x_stride, y,
                            static_cast<size_t>(m.rows) * sizeof(float), n, m.cols};
+  // Small products (tiny models, single tokens) cost less than waking the pool.
+  if (static_cast<int64_t>(m.rows) * m.cols * n < kMinParallelWork) {
+    fn(args, 0, m.rows);
+    return;
+  }
   // Row ranges aligned to the kernels' tile; a few per thread so they balance.
   const int unit = k::kMatmulRowMultiple;
   const int units = (m.rows + unit - 1) / unit;
@@ -306,7 +314,7 @@ void LlamaModel::attention(std::span<const BatchEntry> batch, int layer) {
   const int total = static_cast<int>(batch.size()) * n_heads;
   const size_t per_thread = scores_.size() / static_cast<size_t>(pool_->size());
   const size_t kv_stride = static_cast<size_t>(kvd) * sizeof(uint16_t);
-  pool_->parallel_for(total, [&](int idx, int thread) {
+  auto head = [&](int idx, int thread) {
     float* scores = scores_.data() + static_cast<size_t>(thread) * per_thread;
     float* qh = qhalf_.data() + static_cast<size_t>(thread) * static_cast<size_t>(hd);
     const int i = idx / n_heads, h = idx % n_heads;
@@ -330,7 +338,14 @@ void LlamaModel::attention(std::span<const BatchEntry> batch, int layer) {
       const uint16_t* vb = kv_->v_block(layer, table[static_cast<size_t>(p0 / bt)]) + head_offset;
       kernels_->axpy_f16_rows(scores + p0, vb, kv_stride, rows, hd, out);
     }
-  });
+  };
+  int64_t work = 0;
+  for (const auto& e : batch) work += static_cast<int64_t>(e.pos + 1) * n_heads * hd;
+  if (work < kMinParallelWork) {
+    for (int idx = 0; idx < total; ++idx) head(idx, 0);
+  } else {
+    pool_->parallel_for(total, std::move(head));
+  }
 }
 
 Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) {
