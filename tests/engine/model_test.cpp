@@ -1,0 +1,242 @@
+// Model forward: llama.cpp's greedy ids on the shared models, batch invariance,
+// prefix sharing, and quantized forwards against an F32 one on synthetic models.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "engine/synth.h"
+
+namespace infera::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kModels = INFERA_SHARED_MODELS;
+
+std::unique_ptr<Model> load_or_fail(const std::string& path, ModelOptions options = {}) {
+  auto model = Model::load(path, options);
+  EXPECT_TRUE(model.ok()) << model.status().message();
+  return model.ok() ? std::move(model).value() : nullptr;
+}
+
+std::vector<int32_t> greedy(Model& model, const std::vector<int32_t>& prompt, int n, int32_t seq = 0) {
+  GenerateOptions options;
+  options.max_tokens = n;
+  options.stop_at_end_of_generation = false;
+  options.seq_id = seq;
+  auto result = generate(model, prompt, options);
+  EXPECT_TRUE(result.ok()) << result.status().message();
+  return result.ok() ? result->generated_ids : std::vector<int32_t>{};
+}
+
+TEST(Model, GreedyMatchesLlamaCppReference) {
+  const std::string ref_path = kModels + "/reference-greedy.jsonl";
+  if (!fs::exists(ref_path)) GTEST_SKIP() << "shared models absent: " << ref_path;
+  std::map<std::string, std::unique_ptr<Model>> models;
+  std::ifstream in(ref_path);
+  std::string line;
+  int checked = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto ref = nlohmann::json::parse(line);
+    const std::string name = ref["model"];
+    auto& model = models[name];
+    if (!model) model = load_or_fail(kModels + "/" + name + ".gguf", {.threads = 2});
+    ASSERT_NE(model, nullptr);
+    const std::string prompt = ref["prompt"];
+    auto ids = model->tokenizer().encode(prompt, /*add_bos=*/true, /*parse_special=*/false);
+    auto expected = ref["tokens"].get<std::vector<int32_t>>();
+    EXPECT_EQ(greedy(*model, ids, static_cast<int>(expected.size())), expected)
+        << name << " prompt \"" << prompt << "\"";
+    ++checked;
+  }
+  EXPECT_GE(checked, 7);
+}
+
+// Runs several sequences together: their prompts in chunks interleaved with the
+// decode steps of sequences already generating.
+std::vector<std::vector<int32_t>> greedy_batched(Model& model,
+                                                 const std::vector<std::vector<int32_t>>& prompts,
+                                                 int n, int chunk) {
+  const size_t m = prompts.size();
+  std::vector<std::vector<int32_t>> out(m);
+  std::vector<int32_t> fed(m, 0);       // prompt tokens evaluated
+  std::vector<int32_t> next_token(m, -1);
+  for (size_t s = 0; s < m; ++s) {
+    EXPECT_EQ(model.kv().begin_sequence(static_cast<int32_t>(s), {}), 0);
+    EXPECT_TRUE(model.kv().reserve(static_cast<int32_t>(s),
+                                   static_cast<int32_t>(prompts[s].size()) + n));
+  }
+  std::vector<BatchEntry> batch;
+  std::vector<const float*> logits;
+  for (int step = 0; step < 1000; ++step) {
+    batch.clear();
+    std::vector<size_t> owners;
+    for (size_t s = 0; s < m; ++s) {
+      const int32_t seq = static_cast<int32_t>(s);
+      const int32_t np = static_cast<int32_t>(prompts[s].size());
+      // Sequence s starts s steps late, so prefill and decode mix.
+      if (step < static_cast<int>(s) || static_cast<int>(out[s].size()) >= n) continue;
+      if (fed[s] < np) {
+        const int32_t end = std::min(np, fed[s] + chunk);
+        for (int32_t p = fed[s]; p < end; ++p) batch.push_back({seq, prompts[s][static_cast<size_t>(p)], p, p == np - 1});
+        if (end == np) owners.push_back(s);
+        fed[s] = end;
+      } else {
+        batch.push_back({seq, next_token[s], np + static_cast<int32_t>(out[s].size()) - 1, true});
+        owners.push_back(s);
+      }
+    }
+    if (batch.empty()) break;
+    Status st = model.eval(batch, logits);
+    EXPECT_TRUE(st.ok()) << st.message();
+    if (!st.ok()) break;
+    EXPECT_EQ(logits.size(), owners.size());
+    for (size_t i = 0; i < owners.size(); ++i) {
+      const float* l = logits[i];
+      int32_t best = 0;
+      for (int32_t v = 1; v < model.info().n_vocab; ++v) {
+        if (l[v] > l[best]) best = v;
+      }
+      out[owners[i]].push_back(best);
+      next_token[owners[i]] = best;
+    }
+  }
+  for (size_t s = 0; s < m; ++s) model.kv().end_sequence(static_cast<int32_t>(s));
+  return out;
+}
+
+TEST(Model, GreedyOutputDoesNotDependOnTheBatch) {
+  const std::string path = kModels + "/stories260K.gguf";
+  if (!fs::exists(path)) GTEST_SKIP() << "shared models absent: " << path;
+  auto model = load_or_fail(path, {.threads = 2, .ctx_tokens = 2048, .block_tokens = 16});
+  ASSERT_NE(model, nullptr);
+  const std::vector<std::string> texts = {"Once upon a time", "", "The little dog ran to the park and",
+                                          "Lily", "One day, a girl named Sue found a big red ball"};
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& t : texts) prompts.push_back(model->tokenizer().encode(t, true, false));
+  std::vector<std::vector<int32_t>> alone;
+  for (const auto& p : prompts) alone.push_back(greedy(*model, p, 24));
+  for (int chunk : {1, 3, 64}) {
+    EXPECT_EQ(greedy_batched(*model, prompts, 24, chunk), alone) << "prefill chunk " << chunk;
+  }
+  EXPECT_EQ(model->kv().usage().blocks_used, 0);
+}
+
+TEST(Model, SharedPrefixGivesTheSameTokensAsRecomputing) {
+  const std::string path = kModels + "/stories260K.gguf";
+  if (!fs::exists(path)) GTEST_SKIP() << "shared models absent: " << path;
+  auto model = load_or_fail(path, {.threads = 2, .ctx_tokens = 1024, .block_tokens = 4});
+  ASSERT_NE(model, nullptr);
+  auto prompt = model->tokenizer().encode("Once upon a time there was a little girl named Lily who", true, false);
+  const auto fresh = greedy(*model, prompt, 16, 0);
+  // Publish the prompt's blocks, then start another sequence with the same prompt.
+  KvCache& kv = model->kv();
+  ASSERT_EQ(kv.begin_sequence(1, prompt), 0);
+  std::vector<BatchEntry> batch;
+  for (size_t i = 0; i < prompt.size(); ++i) batch.push_back({1, prompt[i], static_cast<int32_t>(i), false});
+  std::vector<const float*> logits;
+  ASSERT_TRUE(model->eval(batch, logits).ok());
+  kv.publish_prefix(1, prompt);
+  kv.end_sequence(1);
+  EXPECT_GT(kv.usage().blocks_cached, 0);
+  GenerateOptions options;
+  options.max_tokens = 16;
+  options.stop_at_end_of_generation = false;
+  options.seq_id = 2;
+  auto shared = generate(*model, prompt, options);
+  ASSERT_TRUE(shared.ok());
+  EXPECT_LT(shared->timings.prompt_tokens, static_cast<int>(prompt.size()));  // blocks were reused
+  EXPECT_EQ(shared->generated_ids, fresh);
+}
+
+TEST(Model, RejectsTokensOutsideTheVocabularyAndUnreservedPositions) {
+  const std::string path = kModels + "/stories260K.gguf";
+  if (!fs::exists(path)) GTEST_SKIP() << "shared models absent: " << path;
+  auto model = load_or_fail(path);
+  ASSERT_NE(model, nullptr);
+  ASSERT_EQ(model->kv().begin_sequence(0, {}), 0);
+  ASSERT_TRUE(model->kv().reserve(0, 4));
+  std::vector<const float*> logits;
+  BatchEntry bad_token{0, model->info().n_vocab, 0, true};
+  EXPECT_EQ(model->eval(std::span(&bad_token, 1), logits).code(), StatusCode::kInvalidArgument);
+  BatchEntry no_room{0, 1, 100, true};
+  EXPECT_EQ(model->eval(std::span(&no_room, 1), logits).code(), StatusCode::kInvalidArgument);
+  BatchEntry no_seq{7, 1, 0, true};
+  EXPECT_EQ(model->eval(std::span(&no_seq, 1), logits).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(Model, LoadReportsAMissingFile) {
+  auto model = Model::load("/nonexistent/model.gguf", {});
+  ASSERT_FALSE(model.ok());
+  EXPECT_NE(model.status().message().find("/nonexistent/model.gguf"), std::string::npos);
+}
+
+// Logits of the last prompt position for a synthetic model of `type`.
+std::vector<float> last_logits(const std::string& path, const std::vector<int32_t>& prompt) {
+  auto model = load_or_fail(path, {.threads = 2, .ctx_tokens = 256});
+  if (!model) return {};
+  EXPECT_GE(model->kv().begin_sequence(0, prompt), 0);
+  std::vector<BatchEntry> batch;
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    batch.push_back({0, prompt[i], static_cast<int32_t>(i), i + 1 == prompt.size()});
+  }
+  std::vector<const float*> logits;
+  Status s = model->eval(batch, logits);
+  EXPECT_TRUE(s.ok()) << s.message();
+  if (!s.ok()) return {};
+  return std::vector<float>(logits[0], logits[0] + model->info().n_vocab);
+}
+
+// Error of `got` relative to the spread of `ref`: RMS(got - ref) / RMS(ref).
+double relative_rms_error(const std::vector<float>& ref, const std::vector<float>& got) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    diff += (got[i] - ref[i]) * static_cast<double>(got[i] - ref[i]);
+    norm += ref[i] * static_cast<double>(ref[i]);
+  }
+  return std::sqrt(diff / norm);
+}
+
+TEST(Model, QuantizedForwardsAgreeWithF32) {
+  const std::string vocab = kModels + "/ggml-vocab-llama-spm.gguf";
+  if (!fs::exists(vocab)) GTEST_SKIP() << "shared models absent: " << vocab;
+  const fs::path dir = fs::temp_directory_path() / ("infera_model_test_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  SynthShape shape{.name = "test", .dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ffn_dim = 256};
+  std::map<GgmlType, std::vector<float>> logits;
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back(1 + (i * 7919) % 31999);
+  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0}) {
+    const std::string path = (dir / (std::string(ggml_type_info(type).name) + ".gguf")).string();
+    SynthOptions options{.shape = shape, .type = type, .vocab_path = vocab, .seed = 5};
+    Status s = write_synthetic_model(options, path);
+    ASSERT_TRUE(s.ok()) << s.message();
+    logits[type] = last_logits(path, prompt);
+    ASSERT_FALSE(logits[type].empty());
+  }
+  fs::remove_all(dir);
+  // Bounds: a few times the error each type's rounding of weights and activations
+  // causes in one layer (F16 ~2^-11, BF16 ~2^-8, Q8_0 ~1/254 per weight and per
+  // activation, Q4_0 ~1/16 per weight, compounding over ~15 matmuls in quadrature),
+  // measured on this model (F16 0.0007, BF16 0.006, Q8_0 0.021, Q4_0 0.21) with margin.
+  const std::map<GgmlType, double> bound = {{GgmlType::kF16, 0.005}, {GgmlType::kBF16, 0.03},
+                                            {GgmlType::kQ8_0, 0.03}, {GgmlType::kQ4_0, 0.30}};
+  for (const auto& [type, max_error] : bound) {
+    const double error = relative_rms_error(logits[GgmlType::kF32], logits[type]);
+    EXPECT_LT(error, max_error) << ggml_type_info(type).name;
+    std::printf("%s: relative RMS error of logits vs F32 = %.5f (bound %.3f)\n",
+                std::string(ggml_type_info(type).name).c_str(), error, max_error);
+  }
+}
+
+}  // namespace
+}  // namespace infera::engine
