@@ -1,0 +1,125 @@
+#include "cache/disk_cache.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <filesystem>
+
+namespace infera::cache {
+
+namespace {
+
+rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
+
+}  // namespace
+
+Result<std::unique_ptr<DiskCache>> DiskCache::open(const DiskCacheOptions& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec) {
+    return Status::IoError("cache dir " + options.dir + ": " + ec.message());
+  }
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.compaction_style = rocksdb::kCompactionStyleFIFO;
+  db_options.compaction_options_fifo.max_table_files_size = options.max_bytes;
+  db_options.ttl = static_cast<std::uint64_t>(std::max<std::int64_t>(1, options.ttl.count()));
+  db_options.write_buffer_size = std::clamp<std::uint64_t>(options.max_bytes / 8, 1u << 20, 64u << 20);
+  db_options.max_background_jobs = 1;
+  db_options.keep_log_file_num = 2;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options.dir, &raw);
+  if (!s.ok()) {
+    return Status::IoError("cache dir " + options.dir + ": RocksDB open failed: " + s.ToString());
+  }
+  return std::make_unique<DiskCache>(OpenToken(), std::unique_ptr<rocksdb::DB>(raw));
+}
+
+DiskCache::DiskCache(OpenToken, std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+
+DiskCache::~DiskCache() {
+  if (db_) {
+    // Flush so a restart does not depend on WAL replay; errors only cost cached entries.
+    (void)db_->Flush(rocksdb::FlushOptions());
+    (void)db_->Close();
+  }
+}
+
+std::optional<StoredValue> DiskCache::get(std::string_view key) {
+  std::string bytes;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), slice(key), &bytes);
+  if (s.IsNotFound()) {
+    ++misses_;
+    return std::nullopt;
+  }
+  if (!s.ok()) {
+    ++errors_;
+    ++misses_;
+    return std::nullopt;
+  }
+  Result<StoredValue> entry = decode_entry(key, bytes);
+  if (!entry.ok()) {
+    ++corrupt_;
+    ++misses_;
+    (void)erase(key);
+    return std::nullopt;
+  }
+  if (entry->expires_unix_ms <= now_unix_ms()) {
+    ++expired_;
+    ++misses_;
+    (void)erase(key);
+    return std::nullopt;
+  }
+  ++hits_;
+  return std::move(entry).value();
+}
+
+Status DiskCache::put(std::string_view key, std::string_view value, std::int64_t expires_unix_ms) {
+  rocksdb::WriteOptions write_options;
+  write_options.sync = false;
+  rocksdb::Status s =
+      db_->Put(write_options, slice(key), encode_entry(key, value, expires_unix_ms));
+  if (!s.ok()) {
+    ++errors_;
+    return Status::IoError("L2 put: " + s.ToString());
+  }
+  return Status::Ok();
+}
+
+Status DiskCache::erase(std::string_view key) {
+  rocksdb::Status s = db_->Delete(rocksdb::WriteOptions(), slice(key));
+  if (!s.ok()) {
+    ++errors_;
+    return Status::IoError("L2 delete: " + s.ToString());
+  }
+  return Status::Ok();
+}
+
+Status DiskCache::clear() {
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) batch.Delete(it->key());
+  if (!it->status().ok()) return Status::IoError("L2 clear: " + it->status().ToString());
+  rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok()) return Status::IoError("L2 clear: " + s.ToString());
+  return Status::Ok();
+}
+
+TierStats DiskCache::stats() const {
+  TierStats s;
+  s.enabled = true;
+  s.hits = hits_.load();
+  s.misses = misses_.load();
+  s.expired = expired_.load();
+  s.corrupt = corrupt_.load();
+  s.errors = errors_.load();
+  std::uint64_t value = 0;
+  if (db_->GetIntProperty("rocksdb.estimate-num-keys", &value)) s.entries = value;
+  if (db_->GetIntProperty("rocksdb.total-sst-files-size", &value)) s.bytes = value;
+  if (db_->GetIntProperty("rocksdb.cur-size-all-mem-tables", &value)) s.bytes += value;
+  return s;
+}
+
+}  // namespace infera::cache

@@ -1,0 +1,62 @@
+// L2: RocksDB directory of checksummed entries (entry_codec.h) that survives restarts.
+// Size is bounded by FIFO compaction: once the table files exceed max_bytes the oldest
+// files are dropped whole, and files older than the TTL are dropped too; the bound is
+// therefore approximate (plus the memtable). TTL is also checked on every read, and an
+// entry failing its checksum is deleted and reported as a miss.
+// Thread-safe: RocksDB serializes internally; no lock of ours is held across I/O.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "cache/entry_codec.h"
+#include "cache/stats.h"
+#include "core/status.h"
+
+namespace rocksdb {
+class DB;
+}
+
+namespace infera::cache {
+
+struct DiskCacheOptions {
+  std::string dir;
+  std::uint64_t max_bytes = 1ull << 30;
+  std::chrono::seconds ttl{3600};  // coarse file-level TTL; per-entry expiry is exact
+};
+
+class DiskCache {
+ public:
+  // Creates the directory if needed. kIoError when RocksDB cannot open it (e.g. locked).
+  static Result<std::unique_ptr<DiskCache>> open(const DiskCacheOptions& options);
+  ~DiskCache();
+  DiskCache(const DiskCache&) = delete;
+  DiskCache& operator=(const DiskCache&) = delete;
+
+  // A miss for absent, expired and corrupt entries alike (counted apart in stats).
+  std::optional<StoredValue> get(std::string_view key);
+  Status put(std::string_view key, std::string_view value, std::int64_t expires_unix_ms);
+  Status erase(std::string_view key);
+  Status clear();
+  TierStats stats() const;
+
+ private:
+  struct OpenToken {
+    explicit OpenToken() = default;
+  };
+
+ public:
+  DiskCache(OpenToken, std::unique_ptr<rocksdb::DB> db);  // use open()
+
+ private:
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::atomic<std::uint64_t> hits_{0}, misses_{0}, expired_{0}, corrupt_{0}, errors_{0};
+};
+
+}  // namespace infera::cache
