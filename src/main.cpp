@@ -9,6 +9,8 @@ int main(int argc, char** argv) {
   infera::cli::add_serve_command(app);
   infera::cli::add_config_command(app);
   infera::cli::add_bench_command(app);
+  infera::cli::add_generate_command(app);
+  infera::cli::add_synth_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

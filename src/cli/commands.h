@@ -11,5 +11,7 @@ namespace infera::cli {
 void add_serve_command(CLI::App& app);     // cli/serve.cpp
 void add_config_command(CLI::App& app);    // cli/config_command.cpp
 void add_bench_command(CLI::App& app);     // cli/bench.cpp
+void add_generate_command(CLI::App& app);  // cli/generate.cpp
+void add_synth_command(CLI::App& app);     // cli/synth.cpp
 
 }  // namespace infera::cli
