@@ -130,7 +130,7 @@ class Runner {
   std::string body_for(int64_t n) const {
     const std::string& prompt = opt_.prompts[static_cast<size_t>(n) % opt_.prompts.size()];
     json b;
-    b["model"] = opt_.model;
+    if (!opt_.model.empty()) b["model"] = opt_.model;
     b["max_tokens"] = opt_.max_tokens;
     b["temperature"] = opt_.temperature;
     b["stream"] = opt_.stream;

@@ -23,7 +23,7 @@ namespace infera::loadgen {
 struct Options {
   std::string url = "http://127.0.0.1:8080";  // base URL of the server
   std::string endpoint = "/v1/chat/completions";  // or /v1/completions
-  std::string model = "default";
+  std::string model;  // sent as "model" when not empty
   int concurrency = 1;        // closed loop: simultaneous users
   double rate_per_s = 0;      // > 0: open loop at this request rate
   double duration_s = 0;      // stop issuing after this long (0 = no bound)
