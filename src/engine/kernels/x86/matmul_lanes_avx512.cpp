@@ -41,8 +41,10 @@ struct alignas(64) PackedBlock {
 
 // Transposes 16 rows' 16-byte pieces (at byte `offset` of each row's block b) so that
 // lane r of t[j] is dword j of row r's piece.
+// The helpers below must inline into the block loops: called, they pass vectors
+// through memory (measured: GCC left transpose16 and scales16 out of line).
 template <typename Block>
-void transpose16(const Block* const* w, int b, size_t offset, __m512i* t) {
+[[gnu::always_inline]] inline void transpose16(const Block* const* w, int b, size_t offset, __m512i* t) {
   auto piece = [&](int row) {
     return _mm_loadu_si128(
         reinterpret_cast<const __m128i*>(reinterpret_cast<const uint8_t*>(&w[row][b]) + offset));
@@ -69,7 +71,7 @@ void transpose16(const Block* const* w, int b, size_t offset, __m512i* t) {
 // ports are idle here; a hardware gather costs more than the whole transpose on some
 // cores).
 template <typename Block>
-__m512 scales16(const Block* const* w, int b) {
+[[gnu::always_inline]] inline __m512 scales16(const Block* const* w, int b) {
   uint64_t d4[4];
   for (int g = 0; g < 4; ++g) {
     d4[g] = static_cast<uint64_t>(w[4 * g][b].d) | static_cast<uint64_t>(w[4 * g + 1][b].d) << 16 |
@@ -88,7 +90,7 @@ struct Q4 {
   using Block = BlockQ4_0;
   static constexpr int kOffset = 8;
   static constexpr int kHighShift = 4;
-  static void pack_block(const Block* const* w, int b, PackedBlock& p) {
+  [[gnu::always_inline]] static void pack_block(const Block* const* w, int b, PackedBlock& p) {
     const __m512i low = _mm512_set1_epi8(0x0f);
     const __m512i high = _mm512_set1_epi8(static_cast<char>(0xf0));
     __m512i t[4];
@@ -106,7 +108,7 @@ struct Q8 {
   using Block = BlockQ8_0;
   static constexpr int kOffset = 128;
   static constexpr int kHighShift = 0;
-  static void pack_block(const Block* const* w, int b, PackedBlock& p) {
+  [[gnu::always_inline]] static void pack_block(const Block* const* w, int b, PackedBlock& p) {
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     transpose16(w, b, offsetof(Block, qs), p.g);
     transpose16(w, b, offsetof(Block, qs) + 16, p.g + 4);
