@@ -3,6 +3,8 @@
 // attention over the paged F16 KV cache, SwiGLU FFN, optional QKV bias (qwen2),
 // tied embeddings when output.weight is absent.
 #include <algorithm>
+#include <array>
+#include <initializer_list>
 #include <cmath>
 #include <cstring>
 #include <sstream>
@@ -65,8 +67,16 @@ class LlamaModel final : public Model {
   Status matrix(const std::string& name, int rows, int cols, Matrix& out, bool optional = false);
   Status vector(const std::string& name, int n, const float*& out, bool optional = false);
 
-  // y[n][m.rows] = x[n][m.cols] . m^T, split over the pool.
-  void matmul(const Matrix& m, const float* x, int n, float* y);
+  struct MatmulJob {
+    const Matrix* m;
+    float* y;  // n rows of m->rows floats
+  };
+  // For each job (at most 4, sharing the input x[n][cols]): y[n][m.rows] = x . m^T.
+  // The input is encoded for the weight type once, and all the jobs' rows are split
+  // over the pool in one parallel loop.
+  void matmul(std::initializer_list<MatmulJob> jobs, const float* x, int n);
+  // Encodes x for matrices of `type`: Q8 rows, values rounded to F16/BF16, or x.
+  const void* prepare_input(GgmlType type, const float* x, int n, int cols, size_t& x_stride);
   void attention(std::span<const BatchEntry> batch, int layer);
 
   std::unique_ptr<GgufFile> file_;
@@ -255,7 +265,9 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path, const M
   model->att_.resize(nb * qd);
   model->gate_.resize(nb * static_cast<size_t>(info.ffn_dim));
   model->up_.resize(nb * static_cast<size_t>(info.ffn_dim));
-  model->xq_.resize(nb * k::q8_row_bytes(static_cast<int>((widest + 31) / 32 * 32)));
+  // Q8 activation rows, or F16 copies of the activations for F16 weights.
+  model->xq_.resize(nb * std::max(k::q8_row_bytes(static_cast<int>((widest + 31) / 32 * 32)),
+                                  widest * sizeof(uint16_t)));
   model->xround_.resize(nb * widest);
   model->scores_.resize(static_cast<size_t>(model->pool_->size()) *
                         static_cast<size_t>(blocks * options.block_tokens));
@@ -265,43 +277,81 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path, const M
   return std::unique_ptr<Model>(std::move(model));
 }
 
-void LlamaModel::matmul(const Matrix& m, const float* x, int n, float* y) {
-  const void* xin = x;
-  size_t x_stride = static_cast<size_t>(m.cols) * sizeof(float);
-  const int threads = pool_->size();
-  if (k::matmul_takes_q8(m.type)) {
-    x_stride = k::q8_row_bytes(m.cols);
+const void* LlamaModel::prepare_input(GgmlType type, const float* x, int n, int cols,
+                                      size_t& x_stride) {
+  x_stride = static_cast<size_t>(cols) * sizeof(float);
+  if (k::matmul_takes_q8(type)) {
+    // Quantized once per input, shared read-only by every thread and matrix.
+    x_stride = k::q8_row_bytes(cols);
     uint8_t* q8 = xq_.data();
     for (int i = 0; i < n; ++i) {
-      kernels_->quantize_q8(x + static_cast<size_t>(i) * m.cols, q8 + static_cast<size_t>(i) * x_stride, m.cols);
+      kernels_->quantize_q8(x + static_cast<size_t>(i) * cols, q8 + static_cast<size_t>(i) * x_stride, cols);
     }
-    xin = q8;
-  } else if (m.type == GgmlType::kF16 || m.type == GgmlType::kBF16) {
+    return q8;
+  }
+  if (type == GgmlType::kF16 || type == GgmlType::kBF16) {
     // ggml rounds activations to the weight's 16-bit type before the dot product;
     // doing the same keeps results close to llama.cpp's.
-    const bool f16 = m.type == GgmlType::kF16;
-    const size_t total = static_cast<size_t>(n) * static_cast<size_t>(m.cols);
-    for (size_t i = 0; i < total; ++i) {
-      xround_[i] = f16 ? k::fp16_to_f32(k::f32_to_fp16(x[i])) : k::bf16_to_f32(k::f32_to_bf16(x[i]));
+    const int total = n * cols;
+    if (type == GgmlType::kF16) {
+      uint16_t* half = reinterpret_cast<uint16_t*>(xq_.data());
+      kernels_->f32_to_f16(x, half, total);
+      kernels_->f16_to_f32(half, xround_.data(), total);
+    } else {
+      for (int i = 0; i < total; ++i) xround_[static_cast<size_t>(i)] = k::bf16_to_f32(k::f32_to_bf16(x[i]));
     }
-    xin = xround_.data();
+    return xround_.data();
   }
-  k::MatmulFn fn = k::matmul_for(*kernels_, m.type);
-  const k::MatmulArgs args{m.data, m.row_bytes, xin, x_stride, y,
-                           static_cast<size_t>(m.rows) * sizeof(float), n, m.cols};
+  return x;
+}
+
+void LlamaModel::matmul(std::initializer_list<MatmulJob> jobs, const float* x, int n) {
+  const Matrix& first = *jobs.begin()->m;
+  for (const MatmulJob& job : jobs) {
+    if (job.m->type != first.type || job.m->cols != first.cols) {
+      // Mixed types need their own input encodings: one product at a time.
+      for (const MatmulJob& one : jobs) matmul({one}, x, n);
+      return;
+    }
+  }
+  size_t x_stride = 0;
+  const void* xin = prepare_input(first.type, x, n, first.cols, x_stride);
+  const k::MatmulFn fn = k::matmul_for(*kernels_, first.type);
+  const int unit = k::kMatmulRowMultiple;
+  std::array<k::MatmulArgs, 4> args;
+  std::array<int, 5> unit_start{};  // first tile unit of each job in the joint row space
+  size_t n_jobs = 0;
+  int64_t rows_total = 0;
+  for (const MatmulJob& job : jobs) {
+    args[n_jobs] = k::MatmulArgs{job.m->data, job.m->row_bytes, xin, x_stride, job.y,
+                                 static_cast<size_t>(job.m->rows) * sizeof(float), n, job.m->cols};
+    unit_start[n_jobs + 1] = unit_start[n_jobs] + (job.m->rows + unit - 1) / unit;
+    rows_total += job.m->rows;
+    ++n_jobs;
+  }
+  const int units = unit_start[n_jobs];
+  // Runs joint units [u0, u1): each job's overlapping rows as one long range.
+  auto run_units = [&](int u0, int u1) {
+    for (size_t j = 0; j < n_jobs; ++j) {
+      const int a = std::max(u0, unit_start[j]), b = std::min(u1, unit_start[j + 1]);
+      if (a >= b) continue;
+      const int r0 = (a - unit_start[j]) * unit;
+      const int r1 = std::min((b - unit_start[j]) * unit, jobs.begin()[j].m->rows);
+      fn(args[j], r0, r1);
+    }
+  };
   // Small products (tiny models, single tokens) cost less than waking the pool.
-  if (static_cast<int64_t>(m.rows) * m.cols * n < kMinParallelWork) {
-    fn(args, 0, m.rows);
+  if (rows_total * first.cols * n < kMinParallelWork) {
+    run_units(0, units);
     return;
   }
-  // Row ranges aligned to the kernels' tile; a few per thread so they balance.
-  const int unit = k::kMatmulRowMultiple;
-  const int units = (m.rows + unit - 1) / unit;
-  const int n_tasks = std::min(units, threads * 4);
+  // Decode streams weights: one long range per thread lets the kernels prefetch
+  // ahead. Prefill is compute bound: a few ranges per thread balance better.
+  const int threads = pool_->size();
+  const int n_tasks = std::min(units, n <= 4 ? threads : threads * 4);
   pool_->parallel_for(n_tasks, [&](int task, int) {
-    int r0 = static_cast<int>(static_cast<int64_t>(units) * task / n_tasks) * unit;
-    int r1 = std::min(m.rows, static_cast<int>(static_cast<int64_t>(units) * (task + 1) / n_tasks) * unit);
-    if (r1 > r0) fn(args, r0, r1);
+    run_units(static_cast<int>(static_cast<int64_t>(units) * task / n_tasks),
+              static_cast<int>(static_cast<int64_t>(units) * (task + 1) / n_tasks));
   });
 }
 
@@ -387,9 +437,7 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
   for (int l = 0; l < info_.n_layers; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
     for (int i = 0; i < n; ++i) kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], L.attn_norm, &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
-    matmul(L.wq, xn_.data(), n, q_.data());
-    matmul(L.wk, xn_.data(), n, kk_.data());
-    matmul(L.wv, xn_.data(), n, vv_.data());
+    matmul({{&L.wq, q_.data()}, {&L.wk, kk_.data()}, {&L.wv, vv_.data()}}, xn_.data(), n);
     for (int i = 0; i < n; ++i) {
       float* q = &q_[static_cast<size_t>(i) * qd];
       float* kr = &kk_[static_cast<size_t>(i) * kvd];
@@ -407,13 +455,12 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
       kernels_->f32_to_f16(vr, kv_->v_row(l, e.seq_id, e.pos), kvd);
     }
     attention(batch, l);
-    matmul(L.wo, att_.data(), n, xn_.data());
+    matmul({{&L.wo, xn_.data()}}, att_.data(), n);
     kernels_->add(x_.data(), xn_.data(), x_.data(), n * d);
     for (int i = 0; i < n; ++i) kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], L.ffn_norm, &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
-    matmul(L.w_gate, xn_.data(), n, gate_.data());
-    matmul(L.w_up, xn_.data(), n, up_.data());
+    matmul({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, xn_.data(), n);
     kernels_->silu_mul(gate_.data(), up_.data(), gate_.data(), n * info_.ffn_dim);
-    matmul(L.w_down, gate_.data(), n, xn_.data());
+    matmul({{&L.w_down, xn_.data()}}, gate_.data(), n);
     kernels_->add(x_.data(), xn_.data(), x_.data(), n * d);
   }
   // Final norm and output only for the rows that want logits.
@@ -424,7 +471,7 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
     ++n_out;
   }
   logits_.resize(static_cast<size_t>(n_out) * info_.n_vocab);
-  if (n_out > 0) matmul(output_, xn_.data(), n_out, logits_.data());
+  if (n_out > 0) matmul({{&output_, logits_.data()}}, xn_.data(), n_out);
   for (int i = 0; i < n_out; ++i) logits.push_back(logits_.data() + static_cast<size_t>(i) * info_.n_vocab);
   return Status::Ok();
 }
