@@ -95,7 +95,7 @@ void matmul(ThreadPool& pool, kern::MatmulFn fn, const kern::MatmulArgs& args, i
       tasks, [&](int t, int) { fn(args, t * per_task, std::min(rows, (t + 1) * per_task)); });
 }
 
-void bench_table(const kern::Kernels& table, ThreadPool& pool) {
+void bench_table(const kern::Kernels& table, ThreadPool& pool, double read_gbs) {
   std::mt19937 rng(1);
   const int k = 2048, rows = 5632;  // TinyLlama FFN up/gate shape
   std::printf("\n== %s, %d thread(s), W %d x %d ==\n", table.name, pool.size(), rows, k);
@@ -164,15 +164,15 @@ void bench_table(const kern::Kernels& table, ThreadPool& pool) {
     }
     const double gflops = 2.0 * n * rows * static_cast<double>(k) / best / 1e9;
     std::printf(
-        "%-5s decode n=1: %6.1f GB/s from memory (%5.1f GB/s from cache) | prefill n=%d: %6.1f "
-        "GFLOP/s\n",
-        type_name(type), decode_gbs, hot_gbs, n, gflops);
+        "%-5s decode n=1: %5.1f GB/s from memory = %3.0f%% of read bandwidth (%5.1f GB/s from "
+        "cache) | prefill n=%d: %6.1f GFLOP/s\n",
+        type_name(type), decode_gbs, 100.0 * decode_gbs / read_gbs, hot_gbs, n, gflops);
   }
 }
 
 // Plain read bandwidth: sum of a 512 MiB f32 buffer with dot_f32 against itself in
 // pool-sized slices (two loads of the same line: one stream).
-void bench_read(const kern::Kernels& table, ThreadPool& pool) {
+double bench_read(const kern::Kernels& table, ThreadPool& pool) {
   const size_t n = size_t{128} << 20;
   std::vector<float> buf(n, 1.0f);
   const int tasks = 64;
@@ -189,6 +189,7 @@ void bench_read(const kern::Kernels& table, ThreadPool& pool) {
   }
   std::printf("read bandwidth (%s dot_f32 over 512 MiB, %d thread(s)): %.1f GB/s\n", table.name,
               pool.size(), best);
+  return best;
 }
 
 }  // namespace
@@ -198,13 +199,13 @@ int main(int argc, char** argv) {
   const std::string names = argc > 2 ? argv[2] : "avx2,avx512";
   g_threads = threads;
   ThreadPool pool(threads, 0);  // no spinning: idle spin would count as CPU time
-  bench_read(kern::active(), pool);
+  const double read_gbs = bench_read(kern::active(), pool);
   size_t start = 0;
   while (start <= names.size()) {
     const size_t end = std::min(names.find(',', start), names.size());
     const std::string name = names.substr(start, end - start);
     if (const kern::Kernels* t = kern::by_name(name)) {
-      bench_table(*t, pool);
+      bench_table(*t, pool, read_gbs);
     } else {
       std::printf("\n== %s: not supported here ==\n", name.c_str());
     }
