@@ -150,13 +150,15 @@ MatmulFn matmul_for(const Kernels& t, GgmlType type) {
 bool matmul_takes_q8(GgmlType type) { return type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0; }
 
 void rope_angles(int pos, int rot_dim, float base, float freq_scale, float* cos, float* sin) {
-  // theta_i = pos * base^(-2i/rot_dim), as the RoFormer paper (arXiv:2104.09864) and ggml.
-  const float p = static_cast<float>(pos) * freq_scale;
+  // theta_i = pos * base^(-2i/rot_dim) (RoFormer, arXiv:2104.09864). Computed as ggml
+  // does, by repeated multiplication in float, so that the angles round the same way
+  // and greedy outputs can match llama.cpp's token for token.
+  const float theta_scale = std::pow(base, -2.0f / static_cast<float>(rot_dim));
+  float theta = static_cast<float>(pos);
   for (int i = 0; i < rot_dim / 2; ++i) {
-    const float theta =
-        p * std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(rot_dim));
-    cos[i] = std::cos(theta);
-    sin[i] = std::sin(theta);
+    cos[i] = std::cos(freq_scale * theta);
+    sin[i] = std::sin(freq_scale * theta);
+    theta *= theta_scale;
   }
 }
 

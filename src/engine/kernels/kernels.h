@@ -128,8 +128,9 @@ MatmulFn matmul_for(const Kernels& table, GgmlType type);
 // True for Q8_0/Q4_0: X must be quantized with quantize_q8 first.
 bool matmul_takes_q8(GgmlType type);
 
-// cos/sin of pos * freq_scale * base^(-2i/rot_dim) for i in [0, rot_dim/2): the
+// cos/sin of freq_scale * pos * base^(-2i/rot_dim) for i in [0, rot_dim/2): the
 // angles for rope at one position (compute once, use for q and k of all heads).
+// Rounds as ggml does (the power by repeated float multiplication).
 void rope_angles(int pos, int rot_dim, float base, float freq_scale, float* cos, float* sin);
 
 // Decodes n elements of a row of a supported type into floats (embeddings lookup).
