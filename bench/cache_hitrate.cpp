@@ -118,9 +118,12 @@ int main(int argc, char** argv) {
   std::size_t requests = 1000000;
   std::uint64_t seed = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--keys") == 0) keys = static_cast<std::uint32_t>(std::atol(argv[i + 1]));
-    else if (std::strcmp(argv[i], "--requests") == 0) requests = static_cast<std::size_t>(std::atoll(argv[i + 1]));
-    else if (std::strcmp(argv[i], "--seed") == 0) seed = static_cast<std::uint64_t>(std::atoll(argv[i + 1]));
+    if (std::strcmp(argv[i], "--keys") == 0)
+      keys = static_cast<std::uint32_t>(std::atol(argv[i + 1]));
+    else if (std::strcmp(argv[i], "--requests") == 0)
+      requests = static_cast<std::size_t>(std::atoll(argv[i + 1]));
+    else if (std::strcmp(argv[i], "--seed") == 0)
+      seed = static_cast<std::uint64_t>(std::atoll(argv[i + 1]));
     else {
       std::fprintf(stderr, "usage: %s [--keys N] [--requests N] [--seed N]\n", argv[0]);
       return 2;
@@ -148,9 +151,9 @@ int main(int argc, char** argv) {
     const auto budget = static_cast<std::size_t>(share * static_cast<double>(total_charge));
     for (std::size_t shards : {std::size_t{16}, std::size_t{1}}) {
       const Row r = run(trace, value_size, budget, shards);
-      std::printf("%-8s %-7zu %12zu %10.2f %10.2f %+12.2f %10.2f\n",
-                  share == 0.01 ? "1%" : "5%", shards, budget, 100 * r.l1_rate, 100 * r.lru_rate,
-                  100 * (r.l1_rate - r.lru_rate), requests / r.seconds / 1e6);
+      std::printf("%-8s %-7zu %12zu %10.2f %10.2f %+12.2f %10.2f\n", share == 0.01 ? "1%" : "5%",
+                  shards, budget, 100 * r.l1_rate, 100 * r.lru_rate, 100 * (r.l1_rate - r.lru_rate),
+                  requests / r.seconds / 1e6);
     }
   }
   std::printf("goal: L1 - LRU >= 5 points at 1%% and 5%% (issue 5)\n");

@@ -27,12 +27,12 @@ Result<CachePolicy> parse_cache_policy(std::string_view text);  // "deterministi
 // Loader-filled settings (flags > env > TOML > these defaults). Empty dir / redis_url
 // disables that tier.
 struct Config {
-  std::size_t max_entries = 10000;                   // CACHE_MAX_SIZE, --cache-max-size (L1 entries)
-  std::size_t max_bytes = 256u << 20;                // --cache-max-bytes (L1 bytes)
-  std::uint32_t ttl_seconds = 3600;                  // CACHE_TIMEOUT, --cache-timeout (every tier)
-  std::string dir;                                   // --cache-dir (L2 RocksDB directory)
-  std::uint64_t disk_max_bytes = 1ull << 30;         // --cache-disk-max-bytes (L2 bytes, approx.)
-  std::string redis_url;                             // --redis-url redis://host:port[/db]
+  std::size_t max_entries = 10000;            // CACHE_MAX_SIZE, --cache-max-size (L1 entries)
+  std::size_t max_bytes = 256u << 20;         // --cache-max-bytes (L1 bytes)
+  std::uint32_t ttl_seconds = 3600;           // CACHE_TIMEOUT, --cache-timeout (every tier)
+  std::string dir;                            // --cache-dir (L2 RocksDB directory)
+  std::uint64_t disk_max_bytes = 1ull << 30;  // --cache-disk-max-bytes (L2 bytes, approx.)
+  std::string redis_url;                      // --redis-url redis://host:port[/db]
   CachePolicy policy = CachePolicy::kDeterministic;  // --cache-policy
   std::size_t compress_threshold_bytes = 1024;       // --cache-compress-threshold (LZ4 above)
   std::size_t shards = 16;                           // --cache-shards (L1 lock shards)
@@ -84,7 +84,7 @@ class Cache {
   // get(), else computes once per key across concurrent callers and fills every tier.
   virtual Result<Lookup> get_or_compute(std::string_view key,
                                         const std::function<Result<std::string>()>& compute) = 0;
-  virtual void clear() = 0;             // every tier (L3: only this cache's key prefix)
+  virtual void clear() = 0;                 // every tier (L3: only this cache's key prefix)
   virtual std::size_t evict_expired() = 0;  // L1 TTL sweep for a maintenance thread
   virtual Stats stats() const = 0;
 };

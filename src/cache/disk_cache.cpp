@@ -26,7 +26,8 @@ Result<std::unique_ptr<DiskCache>> DiskCache::open(const DiskCacheOptions& optio
   db_options.compaction_style = rocksdb::kCompactionStyleFIFO;
   db_options.compaction_options_fifo.max_table_files_size = options.max_bytes;
   db_options.ttl = static_cast<std::uint64_t>(std::max<std::int64_t>(1, options.ttl.count()));
-  db_options.write_buffer_size = std::clamp<std::uint64_t>(options.max_bytes / 8, 1u << 20, 64u << 20);
+  db_options.write_buffer_size =
+      std::clamp<std::uint64_t>(options.max_bytes / 8, 1u << 20, 64u << 20);
   db_options.max_background_jobs = 1;
   db_options.keep_log_file_num = 2;
   rocksdb::DB* raw = nullptr;

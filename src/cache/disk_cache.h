@@ -54,7 +54,6 @@ class DiskCache {
   DiskCache(OpenToken, std::unique_ptr<rocksdb::DB> db);  // use open()
 
  private:
-
   std::unique_ptr<rocksdb::DB> db_;
   std::atomic<std::uint64_t> hits_{0}, misses_{0}, expired_{0}, corrupt_{0}, errors_{0};
 };

@@ -20,7 +20,7 @@ std::uint64_t hash64(std::string_view data, std::uint64_t seed) {
     h = rotl(h ^ mix64(w + kGolden), 27) * kGolden;
   }
   std::uint64_t tail = 0;
-  std::memcpy(&tail, p + i, n - i);
+  if (n > i) std::memcpy(&tail, p + i, n - i);
   h ^= mix64(tail ^ (static_cast<std::uint64_t>(n - i) << 56));
   return mix64(h);
 }

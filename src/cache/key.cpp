@@ -14,7 +14,9 @@ using nlohmann::json;
 
 constexpr std::string_view kKeyVersion = "infera-cache-v1";
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 std::string collapse_whitespace(const std::string& text) {
   std::string out;

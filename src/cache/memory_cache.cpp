@@ -21,13 +21,16 @@ struct Entry {
   std::size_t raw_size = 0;
   bool compressed = false;
   Clock::time_point expires_at;
-  std::size_t charge() const { return stored.size() + key.size() + MemoryCache::kEntryOverheadBytes; }
+  std::size_t charge() const {
+    return stored.size() + key.size() + MemoryCache::kEntryOverheadBytes;
+  }
 };
 
 // Returns the LZ4 block for value, or nothing when it would not be smaller.
 std::optional<std::string> compress(std::string_view value) {
   if (value.size() > static_cast<std::size_t>(LZ4_MAX_INPUT_SIZE)) return std::nullopt;
-  std::string out(static_cast<std::size_t>(LZ4_compressBound(static_cast<int>(value.size()))), '\0');
+  std::string out(static_cast<std::size_t>(LZ4_compressBound(static_cast<int>(value.size()))),
+                  '\0');
   const int n = LZ4_compress_default(value.data(), out.data(), static_cast<int>(value.size()),
                                      static_cast<int>(out.size()));
   if (n <= 0 || static_cast<std::size_t>(n) >= value.size()) return std::nullopt;
@@ -119,8 +122,7 @@ std::optional<std::string> MemoryCache::get(std::string_view key) {
   return value;
 }
 
-void MemoryCache::put(std::string_view key, std::string_view value,
-                      std::chrono::milliseconds ttl) {
+void MemoryCache::put(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
   Entry entry;
   entry.key = std::string(key);
   entry.raw_size = value.size();

@@ -80,7 +80,8 @@ Result<RedisCache::ContextPtr> RedisCache::connect() const {
     return Status::Unavailable("redis: cannot set the command timeout");
   }
   if (endpoint_.db != 0) {
-    ReplyPtr reply(static_cast<redisReply*>(redisCommand(context.get(), "SELECT %d", endpoint_.db)));
+    ReplyPtr reply(
+        static_cast<redisReply*>(redisCommand(context.get(), "SELECT %d", endpoint_.db)));
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
       return Status::Unavailable("redis: SELECT " + std::to_string(endpoint_.db) + " failed");
     }
@@ -94,7 +95,7 @@ Result<RedisCache::ContextPtr> RedisCache::acquire() {
     const bool available = pool_cv_.wait_for(lock, options_.command_timeout, [&] {
       return !idle_.empty() || live_ < options_.pool_size;
     });
-    if (!available) return Status::Unavailable("redis: connection pool exhausted");
+    if (!available) return Status::ResourceExhausted("redis: every pooled connection is busy");
     if (!idle_.empty()) {
       ContextPtr context = std::move(idle_.back());
       idle_.pop_back();
@@ -109,6 +110,16 @@ Result<RedisCache::ContextPtr> RedisCache::acquire() {
     pool_cv_.notify_one();
   }
   return context;
+}
+
+// A busy pool is this process's load, not Redis failing: it must not open the breaker. A
+// probe let through by a half-open breaker still has to report, so it counts as a failure.
+void RedisCache::report_acquire_failure(const Status& status) {
+  ++errors_;
+  if (status.code() != StatusCode::kResourceExhausted ||
+      breaker_.state() == BreakerState::kHalfOpen) {
+    breaker_.on_failure();
+  }
 }
 
 void RedisCache::release(ContextPtr context, bool healthy) {
@@ -129,8 +140,7 @@ std::optional<StoredValue> RedisCache::get(std::string_view key) {
   }
   Result<ContextPtr> context = acquire();
   if (!context.ok()) {
-    breaker_.on_failure();
-    ++errors_;
+    report_acquire_failure(context.status());
     ++misses_;
     return std::nullopt;
   }
@@ -166,8 +176,7 @@ std::optional<StoredValue> RedisCache::get(std::string_view key) {
   return std::move(entry).value();
 }
 
-Status RedisCache::put(std::string_view key, std::string_view value,
-                       std::int64_t expires_unix_ms) {
+Status RedisCache::put(std::string_view key, std::string_view value, std::int64_t expires_unix_ms) {
   const std::int64_t ttl_ms = expires_unix_ms - now_unix_ms();
   if (ttl_ms <= 0) return Status::Ok();
   if (!breaker_.allow()) {
@@ -176,8 +185,7 @@ Status RedisCache::put(std::string_view key, std::string_view value,
   }
   Result<ContextPtr> context = acquire();
   if (!context.ok()) {
-    breaker_.on_failure();
-    ++errors_;
+    report_acquire_failure(context.status());
     return context.status();
   }
   const std::string full_key = options_.key_prefix + std::string(key);
@@ -200,16 +208,16 @@ Status RedisCache::clear() {
   if (!breaker_.allow()) return Status::Unavailable("redis: circuit breaker open");
   Result<ContextPtr> context = acquire();
   if (!context.ok()) {
-    breaker_.on_failure();
+    report_acquire_failure(context.status());
     return context.status();
   }
   const std::string pattern = options_.key_prefix + "*";
   std::string cursor = "0";
   bool healthy = true;
   do {
-    ReplyPtr reply(static_cast<redisReply*>(redisCommand(
-        context->get(), "SCAN %s MATCH %b COUNT 500", cursor.c_str(), pattern.data(),
-        pattern.size())));
+    ReplyPtr reply(
+        static_cast<redisReply*>(redisCommand(context->get(), "SCAN %s MATCH %b COUNT 500",
+                                              cursor.c_str(), pattern.data(), pattern.size())));
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
       healthy = reply != nullptr;
       break;
@@ -217,9 +225,9 @@ Status RedisCache::clear() {
     cursor.assign(reply->element[0]->str, static_cast<std::size_t>(reply->element[0]->len));
     const redisReply* keys = reply->element[1];
     for (std::size_t i = 0; i < keys->elements; ++i) {
-      ReplyPtr deleted(static_cast<redisReply*>(redisCommand(
-          context->get(), "UNLINK %b", keys->element[i]->str,
-          static_cast<std::size_t>(keys->element[i]->len))));
+      ReplyPtr deleted(
+          static_cast<redisReply*>(redisCommand(context->get(), "UNLINK %b", keys->element[i]->str,
+                                                static_cast<std::size_t>(keys->element[i]->len))));
       if (!deleted) {
         healthy = false;
         break;

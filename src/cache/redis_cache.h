@@ -75,6 +75,7 @@ class RedisCache {
  private:
   Result<ContextPtr> acquire();
   void release(ContextPtr context, bool healthy);
+  void report_acquire_failure(const Status& status);
   Result<ContextPtr> connect() const;
 
   const RedisCacheOptions options_;

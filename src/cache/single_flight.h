@@ -66,8 +66,8 @@ class FlightTicket {
   bool leader() const { return leader_; }
   Flight& flight() const { return *flight_; }
   std::shared_ptr<Flight> shared_flight() const { return flight_; }
-  void publish_chunk(std::string chunk);          // REQUIRES: leader()
-  void complete(Result<std::string> value);       // REQUIRES: leader(); once
+  void publish_chunk(std::string chunk);     // REQUIRES: leader()
+  void complete(Result<std::string> value);  // REQUIRES: leader(); once
 
  private:
   void abandon();

@@ -31,9 +31,9 @@ struct Stats {
   std::uint64_t l1_stored_bytes = 0;  // the same values as stored
   std::uint64_t l1_compressed_entries = 0;
   double compression_ratio() const {
-    return l1_stored_bytes == 0 ? 1.0
-                                : static_cast<double>(l1_raw_bytes) /
-                                      static_cast<double>(l1_stored_bytes);
+    return l1_stored_bytes == 0
+               ? 1.0
+               : static_cast<double>(l1_raw_bytes) / static_cast<double>(l1_stored_bytes);
   }
   std::uint64_t single_flight_leaders = 0;  // computations started
   std::uint64_t single_flight_merges = 0;   // callers that joined one instead of computing

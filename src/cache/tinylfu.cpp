@@ -55,8 +55,7 @@ WTinyLfuPolicy::WTinyLfuPolicy(std::size_t max_bytes, std::size_t max_entries)
       window_max_bytes_(max_bytes / 100),
       window_max_entries_(std::max<std::size_t>(1, max_entries / 100)),
       main_max_bytes_(max_bytes - max_bytes / 100),
-      main_max_entries_(max_entries > window_max_entries_ ? max_entries - window_max_entries_
-                                                          : 1),
+      main_max_entries_(max_entries > window_max_entries_ ? max_entries - window_max_entries_ : 1),
       protected_max_bytes_(main_max_bytes_ / 5 * 4) {}
 
 WTinyLfuPolicy::List& WTinyLfuPolicy::list_of(Segment s) {

@@ -14,7 +14,8 @@ namespace {
 using testing::TempDir;
 
 std::unique_ptr<DiskCache> open_at(const std::string& dir) {
-  Result<std::unique_ptr<DiskCache>> cache = DiskCache::open({dir, 64u << 20, std::chrono::seconds(3600)});
+  Result<std::unique_ptr<DiskCache>> cache =
+      DiskCache::open({dir, 64u << 20, std::chrono::seconds(3600)});
   EXPECT_TRUE(cache.ok()) << cache.status().message();
   return cache.ok() ? std::move(cache).value() : nullptr;
 }
@@ -107,7 +108,8 @@ TEST(DiskCache, ClearRemovesEverything) {
   TempDir dir;
   auto cache = open_at(dir.path());
   ASSERT_TRUE(cache);
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(cache->put("k" + std::to_string(i), "v", in_an_hour()).ok());
+  for (int i = 0; i < 50; ++i)
+    ASSERT_TRUE(cache->put("k" + std::to_string(i), "v", in_an_hour()).ok());
   ASSERT_TRUE(cache->clear().ok());
   for (int i = 0; i < 50; ++i) EXPECT_FALSE(cache->get("k" + std::to_string(i)).has_value());
 }
@@ -116,7 +118,8 @@ TEST(DiskCache, SecondOpenOfTheSameDirectoryFailsWithAMessage) {
   TempDir dir;
   auto first = open_at(dir.path());
   ASSERT_TRUE(first);
-  Result<std::unique_ptr<DiskCache>> second = DiskCache::open({dir.path(), 1u << 20, std::chrono::seconds(60)});
+  Result<std::unique_ptr<DiskCache>> second =
+      DiskCache::open({dir.path(), 1u << 20, std::chrono::seconds(60)});
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), StatusCode::kIoError);
   EXPECT_NE(second.status().message().find(dir.path()), std::string::npos);

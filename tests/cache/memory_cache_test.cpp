@@ -98,7 +98,8 @@ TEST(MemoryCache, RejectsAValueLargerThanItsShard) {
 TEST(MemoryCache, CompressesLargeValuesAndRoundTripsThem) {
   MemoryCache cache(small_options());
   std::string text;
-  for (int i = 0; i < 200; ++i) text += "The answer to question " + std::to_string(i % 7) + " is 4. ";
+  for (int i = 0; i < 200; ++i)
+    text += "The answer to question " + std::to_string(i % 7) + " is 4. ";
   cache.put("big", text);
   cache.put("small", "tiny");
   std::string random_bytes(4096, '\0');
@@ -138,7 +139,8 @@ class LruReference {
  private:
   std::size_t max_bytes_, bytes_ = 0;
   std::list<std::pair<std::uint64_t, std::size_t>> order_;
-  std::unordered_map<std::uint64_t, std::list<std::pair<std::uint64_t, std::size_t>>::iterator> index_;
+  std::unordered_map<std::uint64_t, std::list<std::pair<std::uint64_t, std::size_t>>::iterator>
+      index_;
 };
 
 TEST(MemoryCache, AdmissionBeatsLruOnASkewedTrace) {
@@ -176,7 +178,8 @@ TEST(MemoryCache, AdmissionBeatsLruOnASkewedTrace) {
   const double tinylfu_rate = cache.stats().tier.hit_rate();
   const double lru_rate = static_cast<double>(lru_hits) / kRequests;
   EXPECT_LE(cache.stats().tier.bytes, budget);
-  EXPECT_GT(tinylfu_rate, lru_rate + 0.05) << "W-TinyLFU " << tinylfu_rate << " vs LRU " << lru_rate;
+  EXPECT_GT(tinylfu_rate, lru_rate + 0.05)
+      << "W-TinyLFU " << tinylfu_rate << " vs LRU " << lru_rate;
 }
 
 TEST(MemoryCache, ConcurrentReadersAndWritersKeepCountsConsistent) {

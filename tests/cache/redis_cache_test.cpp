@@ -32,7 +32,8 @@ TEST(RedisUrl, ParsesHostPortAndDb) {
 class RedisCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!testing::redis_server_available()) GTEST_SKIP() << "redis-server not installed; L3 tests skipped";
+    if (!testing::redis_server_available())
+      GTEST_SKIP() << "redis-server not installed; L3 tests skipped";
     server_ = std::make_unique<RedisServer>(testing::free_loopback_port());
     ASSERT_TRUE(server_->start()) << "redis-server did not answer PING on port " << server_->port();
   }

@@ -17,7 +17,9 @@
 
 namespace infera::cache::testing {
 
-inline bool redis_server_available() { return std::system("command -v redis-server >/dev/null 2>&1") == 0; }
+inline bool redis_server_available() {
+  return std::system("command -v redis-server >/dev/null 2>&1") == 0;
+}
 
 inline int free_loopback_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -26,12 +26,15 @@ TEST(SingleFlight, HundredConcurrentCallersComputeOnce) {
   for (int i = 0; i < 100; ++i) {
     threads.emplace_back([&] {
       bool merged = false;
-      Result<std::string> value = flights.run("same", [&]() -> Result<std::string> {
-        ++computations;
-        // Hold the flight open until every other caller has joined it.
-        EXPECT_TRUE(eventually([&] { return flights.merges() == 99; }));
-        return std::string("answer");
-      }, &merged);
+      Result<std::string> value = flights.run(
+          "same",
+          [&]() -> Result<std::string> {
+            ++computations;
+            // Hold the flight open until every other caller has joined it.
+            EXPECT_TRUE(eventually([&] { return flights.merges() == 99; }));
+            return std::string("answer");
+          },
+          &merged);
       EXPECT_TRUE(value.ok());
       if (value.ok()) {
         EXPECT_EQ(*value, "answer");
@@ -93,8 +96,9 @@ TEST(SingleFlight, OnValueRunsBeforeFollowersAreReleased) {
   FlightTicket leader = flights.join("k");
   FlightTicket follower = flights.join("k");
   int filled_when_done = -1;
-  follower.flight().subscribe([](std::string_view) {},
-                              [&](const Result<std::string>&) { filled_when_done = filled.load(); });
+  follower.flight().subscribe(
+      [](std::string_view) {},
+      [&](const Result<std::string>&) { filled_when_done = filled.load(); });
   leader.complete(std::string("v"));
   EXPECT_EQ(filled_when_done, 1);
   leader.complete(Status::Internal("ignored: already completed"));

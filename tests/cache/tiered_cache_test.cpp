@@ -64,7 +64,8 @@ TEST(TieredCache, DiskHitAfterRestartIsPromotedToMemory) {
 }
 
 TEST(TieredCache, RedisHitFromAnotherInstanceIsPromotedToDiskAndMemory) {
-  if (!testing::redis_server_available()) GTEST_SKIP() << "redis-server not installed; L3 test skipped";
+  if (!testing::redis_server_available())
+    GTEST_SKIP() << "redis-server not installed; L3 test skipped";
   testing::RedisServer server(testing::free_loopback_port());
   ASSERT_TRUE(server.start());
   testing::TempDir dir_a, dir_b;
@@ -99,10 +100,11 @@ TEST(TieredCache, DeadRedisNeverFailsARequest) {
   int computed = 0;
   for (int i = 0; i < 5; ++i) {
     const auto start = steady_clock::now();
-    Result<Lookup> r = (*cache)->get_or_compute("k" + std::to_string(i), [&]() -> Result<std::string> {
-      ++computed;
-      return std::string("v");
-    });
+    Result<Lookup> r =
+        (*cache)->get_or_compute("k" + std::to_string(i), [&]() -> Result<std::string> {
+          ++computed;
+          return std::string("v");
+        });
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(*r->value, "v");
     EXPECT_LT(steady_clock::now() - start, milliseconds(500));
