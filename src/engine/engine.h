@@ -28,6 +28,8 @@ struct ModelOptions {
   int ctx_tokens = 4096;    // --ctx-size: KV cache positions shared by all sequences
   int block_tokens = 16;    // positions per KV block
   int max_batch = 512;      // most entries in one eval() (scratch is sized for it)
+  // Element type of the KV cache; only F16 is implemented (others: kUnsupported).
+  GgmlType kv_type = GgmlType::kF16;
 };
 
 struct ModelInfo {

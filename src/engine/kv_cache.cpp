@@ -107,6 +107,41 @@ void KvCache::publish_prefix(int32_t seq, std::span<const int32_t> prompt) {
   }
 }
 
+int32_t KvCache::cached_prefix_tokens(std::span<const int32_t> prompt) const {
+  const int32_t n = static_cast<int32_t>(prompt.size());
+  uint64_t h = 0;
+  int32_t reused = 0;
+  while ((reused + block_tokens_) <= n - 1) {
+    h = chain_hash(h, prompt.subspan(static_cast<size_t>(reused), static_cast<size_t>(block_tokens_)));
+    if (prefix_.find(h) == prefix_.end()) break;
+    reused += block_tokens_;
+  }
+  return reused;
+}
+
+bool KvCache::fork_sequence(int32_t src, int32_t dst, int32_t n_tokens) {
+  if (src == dst || !has_sequence(src) || n_tokens < 0) return false;
+  end_sequence(dst);
+  const std::vector<int32_t> from = tables_.at(src);  // copy: tables_ may rehash
+  const size_t full = static_cast<size_t>(n_tokens / block_tokens_);
+  const bool partial = n_tokens % block_tokens_ != 0;
+  if (from.size() < full + (partial ? 1 : 0)) return false;
+  std::vector<int32_t> table(from.begin(), from.begin() + static_cast<std::ptrdiff_t>(full));
+  if (partial) {
+    const int32_t copy = alloc_block();
+    if (copy < 0) return false;
+    const size_t halves = static_cast<size_t>(block_tokens_) * static_cast<size_t>(kv_dim_);
+    for (int layer = 0; layer < n_layers_; ++layer) {
+      std::copy_n(block_ptr(k_, layer, from[full]), halves, block_ptr(k_, layer, copy));
+      std::copy_n(block_ptr(v_, layer, from[full]), halves, block_ptr(v_, layer, copy));
+    }
+    table.push_back(copy);
+  }
+  for (size_t i = 0; i < full; ++i) ++refs_[static_cast<size_t>(table[i])];
+  tables_[dst] = std::move(table);
+  return true;
+}
+
 void KvCache::end_sequence(int32_t seq) {
   auto it = tables_.find(seq);
   if (it == tables_.end()) return;

@@ -40,6 +40,14 @@ class KvCache {
   bool reserve(int32_t seq, int32_t n_tokens);
   // Publishes the full blocks of `prompt` held by `seq` for reuse.
   void publish_prefix(int32_t seq, std::span<const int32_t> prompt);
+  // Tokens of `prompt` that begin_sequence would reuse now (a multiple of
+  // block_tokens, at most prompt.size() - 1); changes nothing.
+  int32_t cached_prefix_tokens(std::span<const int32_t> prompt) const;
+  // Starts `dst` as a copy of the first `n_tokens` positions of `src` (e.g. several
+  // samples of one prompt): full blocks are shared, a partly filled last block is
+  // copied so each sequence writes its own. Ends `dst` first if it exists. False
+  // (and `dst` absent) when src holds fewer positions or no block is free.
+  bool fork_sequence(int32_t src, int32_t dst, int32_t n_tokens);
   void end_sequence(int32_t seq);
   bool has_sequence(int32_t seq) const { return tables_.count(seq) != 0; }
 

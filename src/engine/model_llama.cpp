@@ -174,6 +174,13 @@ Status LlamaModel::load_weights() {
 }
 
 Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path, const ModelOptions& options) {
+  if (options.kv_type != GgmlType::kF16) {
+    return Status::Unsupported(str(path, ": KV cache type ", ggml_type_info(options.kv_type).name,
+                                   " is not implemented (F16 is)"));
+  }
+  if (options.threads < 1 || options.ctx_tokens < 1 || options.block_tokens < 1 || options.max_batch < 1) {
+    return Status::InvalidArgument(str(path, ": threads, ctx_tokens, block_tokens and max_batch must be positive"));
+  }
   auto file = GgufFile::open(path);
   if (!file.ok()) return file.status();
   auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
