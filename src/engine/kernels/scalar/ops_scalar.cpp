@@ -8,10 +8,13 @@
 namespace infera::engine::kernels {
 namespace {
 
+// The sum of squares is accumulated in double, as ggml does, so the scale rounds the
+// same way whatever the summation order.
 void rmsnorm(const float* x, const float* w, float* y, int n, float eps) {
-  float ss = 0;
-  for (int i = 0; i < n; ++i) ss += x[i] * x[i];
-  const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+  double ss = 0;
+  for (int i = 0; i < n; ++i) ss += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(ss / n);
+  const float inv = 1.0f / std::sqrt(mean + eps);
   if (w != nullptr) {
     for (int i = 0; i < n; ++i) y[i] = x[i] * inv * w[i];
   } else {
@@ -19,15 +22,16 @@ void rmsnorm(const float* x, const float* w, float* y, int n, float eps) {
   }
 }
 
+// The sum is accumulated in double, as ggml does.
 void softmax(float* x, int n) {
   float max = x[0];
   for (int i = 1; i < n; ++i) max = std::max(max, x[i]);
-  float sum = 0;
+  double sum = 0;
   for (int i = 0; i < n; ++i) {
     x[i] = std::exp(x[i] - max);
     sum += x[i];
   }
-  const float inv = 1.0f / sum;
+  const float inv = static_cast<float>(1.0 / sum);
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
 

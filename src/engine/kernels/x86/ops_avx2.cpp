@@ -149,16 +149,22 @@ void f16_to_f32(const uint16_t* x, float* out, int n) {
   for (; i < n; ++i) out[i] = _cvtsh_ss(x[i]);
 }
 
+// Squares in float, summed in double (as ggml does), see the scalar reference.
 void rmsnorm(const float* x, const float* w, float* y, int n, float eps) {
-  __m256 acc = _mm256_setzero_ps();
+  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
   int i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(x + i);
-    acc = _mm256_fmadd_ps(v, v, acc);
+    const __m256 sq = _mm256_mul_ps(v, v);
+    acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+    acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
   }
-  float ss = hsum(acc);
-  for (; i < n; ++i) ss += x[i] * x[i];
-  const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+  alignas(32) double parts[4];
+  _mm256_store_pd(parts, _mm256_add_pd(acc0, acc1));
+  double ss = (parts[0] + parts[1]) + (parts[2] + parts[3]);
+  for (; i < n; ++i) ss += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(ss / n);
+  const float inv = 1.0f / std::sqrt(mean + eps);
   const __m256 iv = _mm256_set1_ps(inv);
   i = 0;
   if (w != nullptr) {
@@ -183,19 +189,22 @@ void softmax(float* x, int n) {
   float max = _mm_cvtss_f32(m);
   for (; i < n; ++i) max = x[i] > max ? x[i] : max;
   const __m256 maxv = _mm256_set1_ps(max);
-  __m256 sv = _mm256_setzero_ps();
+  __m256d sv0 = _mm256_setzero_pd(), sv1 = _mm256_setzero_pd();  // sum in double, as ggml
   i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), maxv));
     _mm256_storeu_ps(x + i, e);
-    sv = _mm256_add_ps(sv, e);
+    sv0 = _mm256_add_pd(sv0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    sv1 = _mm256_add_pd(sv1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
   }
-  float sum = hsum(sv);
+  alignas(32) double parts[4];
+  _mm256_store_pd(parts, _mm256_add_pd(sv0, sv1));
+  double sum = (parts[0] + parts[1]) + (parts[2] + parts[3]);
   for (; i < n; ++i) {
     x[i] = std::exp(x[i] - max);
     sum += x[i];
   }
-  const float inv = 1.0f / sum;
+  const float inv = static_cast<float>(1.0 / sum);
   const __m256 iv = _mm256_set1_ps(inv);
   i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), iv));
