@@ -122,6 +122,25 @@ std::optional<std::string> MemoryCache::get(std::string_view key) {
   return value;
 }
 
+std::optional<std::string> MemoryCache::peek(std::string_view key) {
+  const std::uint64_t id = hash64(key);
+  Shard& shard = shard_for(id);
+  Entry copy;
+  {
+    std::lock_guard lock(shard.mu);
+    auto found = shard.entries.find(id);
+    if (found == shard.entries.end() || found->second.key != key ||
+        found->second.expires_at <= Clock::now()) {
+      return std::nullopt;
+    }
+    copy.stored = found->second.stored;
+    copy.raw_size = found->second.raw_size;
+    copy.compressed = found->second.compressed;
+  }
+  if (!copy.compressed) return std::move(copy.stored);
+  return decompress(copy.stored, copy.raw_size);
+}
+
 void MemoryCache::put(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
   Entry entry;
   entry.key = std::string(key);

@@ -42,6 +42,8 @@ class MemoryCache {
   MemoryCache& operator=(const MemoryCache&) = delete;
 
   std::optional<std::string> get(std::string_view key);
+  // Like get() but leaves stats and the policy untouched (internal re-checks).
+  std::optional<std::string> peek(std::string_view key);
   // ttl 0 means options.default_ttl. Replaces an existing entry. The policy may reject it.
   void put(std::string_view key, std::string_view value,
            std::chrono::milliseconds ttl = std::chrono::milliseconds(0));

@@ -104,7 +104,7 @@ Result<Lookup> TieredCache::get_or_compute(std::string_view key,
     return Lookup{Tier::kMiss, std::move(value).value(), true};
   }
   // A flight for this key may have ended between our miss and our join: its value is in L1.
-  if (std::optional<std::string> value = l1_->get(key)) {
+  if (std::optional<std::string> value = l1_->peek(key)) {
     ticket.complete(*value);
     return Lookup{Tier::kL1, std::move(value), false};
   }

@@ -40,6 +40,14 @@ TEST(MemoryCache, ReturnsWhatWasPutAndCountsHitsAndMisses) {
   EXPECT_FALSE(cache.get("a").has_value());
 }
 
+TEST(MemoryCache, PeekDoesNotCountAsALookup) {
+  MemoryCache cache(small_options());
+  EXPECT_FALSE(cache.peek("a").has_value());
+  cache.put("a", std::string(2000, 'a'));  // compressed: peek decompresses too
+  EXPECT_EQ(*cache.peek("a"), std::string(2000, 'a'));
+  EXPECT_EQ(cache.stats().tier.hits + cache.stats().tier.misses, 0u);
+}
+
 TEST(MemoryCache, EntriesExpireAfterTheirTtl) {
   MemoryCache cache(small_options());
   cache.put("short", "v", milliseconds(30));
