@@ -5,13 +5,15 @@ namespace infera::cache {
 void Flight::publish_chunk(std::string chunk) {
   std::lock_guard delivery(delivery_mu_);
   std::vector<std::shared_ptr<Subscriber>> subscribers;
+  std::string_view published;  // stays valid: chunks_ only grows under delivery_mu_
   {
     std::lock_guard lock(mu_);
     if (result_) return;
-    chunks_.push_back(chunk);
+    chunks_.push_back(std::move(chunk));
+    published = chunks_.back();
     subscribers = subscribers_;
   }
-  for (const auto& s : subscribers) s->on_chunk(chunk);
+  for (const auto& s : subscribers) s->on_chunk(published);
 }
 
 void Flight::finish(Result<std::string> value) {
@@ -47,19 +49,19 @@ Result<std::string> Flight::wait() const {
 }
 
 void Flight::subscribe(ChunkFn on_chunk, DoneFn on_done) {
+  auto subscriber =
+      std::make_shared<Subscriber>(Subscriber{std::move(on_chunk), std::move(on_done)});
   std::lock_guard delivery(delivery_mu_);
-  std::vector<std::string> replay;
+  std::vector<std::string_view> replay;  // valid while delivery_mu_ is held, as above
   bool finished = false;
   {
     std::lock_guard lock(mu_);
-    replay = chunks_;
+    replay.assign(chunks_.begin(), chunks_.end());
     finished = result_.has_value();
-    if (!finished) {
-      subscribers_.push_back(std::make_shared<Subscriber>(Subscriber{on_chunk, on_done}));
-    }
+    if (!finished) subscribers_.push_back(subscriber);
   }
-  for (const std::string& chunk : replay) on_chunk(chunk);
-  if (finished) on_done(*result_);
+  for (std::string_view chunk : replay) subscriber->on_chunk(chunk);
+  if (finished) subscriber->on_done(*result_);
 }
 
 FlightTicket::FlightTicket(SingleFlight* owner, std::string key, std::shared_ptr<Flight> flight,
