@@ -206,6 +206,32 @@ double relative_rms_error(const std::vector<float>& ref, const std::vector<float
   return std::sqrt(diff / norm);
 }
 
+TEST(Model, QuantizedModelsAreBatchInvariantToo) {
+  const std::string vocab = kModels + "/ggml-vocab-llama-spm.gguf";
+  if (!fs::exists(vocab)) GTEST_SKIP() << "shared models absent: " << vocab;
+  const fs::path dir = fs::temp_directory_path() / ("infera_model_test_bi_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  // Wide enough that products run on the pool with several row ranges and tiles.
+  SynthShape shape{.name = "test", .dim = 256, .n_layers = 2, .n_heads = 8, .n_kv_heads = 2, .ffn_dim = 512};
+  for (GgmlType type : {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kF16, GgmlType::kBF16}) {
+    const std::string path = (dir / (std::string(ggml_type_info(type).name) + ".gguf")).string();
+    Status s = write_synthetic_model({.shape = shape, .type = type, .vocab_path = vocab, .seed = 9}, path);
+    ASSERT_TRUE(s.ok()) << s.message();
+    auto model = load_or_fail(path, {.threads = 2, .ctx_tokens = 1024});
+    ASSERT_NE(model, nullptr);
+    std::vector<std::vector<int32_t>> prompts;
+    for (int p = 0; p < 4; ++p) {
+      std::vector<int32_t> prompt{1};
+      for (int i = 0; i < 5 + 7 * p; ++i) prompt.push_back(2 + (p * 977 + i * 7919) % 31990);
+      prompts.push_back(prompt);
+    }
+    std::vector<std::vector<int32_t>> alone;
+    for (const auto& p : prompts) alone.push_back(greedy(*model, p, 12));
+    EXPECT_EQ(greedy_batched(*model, prompts, 12, 5), alone) << ggml_type_info(type).name;
+  }
+  fs::remove_all(dir);
+}
+
 TEST(Model, QuantizedForwardsAgreeWithF32) {
   const std::string vocab = kModels + "/ggml-vocab-llama-spm.gguf";
   if (!fs::exists(vocab)) GTEST_SKIP() << "shared models absent: " << vocab;
