@@ -4,6 +4,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 
+#include <random>
 #include <thread>
 
 #include "cache/temp_dir.h"
@@ -102,6 +103,30 @@ TEST(DiskCache, CorruptedEntryIsAMissNeverAWrongAnswer) {
   EXPECT_EQ(cache->stats().corrupt, 3u);
   EXPECT_FALSE(cache->get("damaged").has_value());  // deleted, now a plain miss
   EXPECT_EQ(cache->stats().corrupt, 3u);
+}
+
+TEST(DiskCache, SizeStaysBoundedByDroppingTheOldestEntries) {
+  TempDir dir;
+  constexpr std::uint64_t kMaxBytes = 2u << 20;
+  auto opened = DiskCache::open({dir.path(), kMaxBytes, std::chrono::seconds(3600)});
+  ASSERT_TRUE(opened.ok());
+  DiskCache& cache = **opened;
+  std::mt19937_64 rng(3);
+  std::string value(128 * 1024, '\0');
+  for (int i = 0; i < 64; ++i) {  // 8 MiB of incompressible values
+    for (char& c : value) c = static_cast<char>(rng());
+    ASSERT_TRUE(cache.put("k" + std::to_string(i), value, in_an_hour()).ok());
+  }
+  // FIFO compaction runs in the background after flushes: poll for the bound. The memtable
+  // (1 MiB write buffer at this size) comes on top of the table files.
+  const std::uint64_t bound = kMaxBytes + (2u << 20);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (cache.stats().bytes > bound && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval
+  }
+  EXPECT_LE(cache.stats().bytes, bound);
+  EXPECT_FALSE(cache.get("k0").has_value());  // oldest dropped
+  EXPECT_TRUE(cache.get("k63").has_value());  // newest kept
 }
 
 TEST(DiskCache, ClearRemovesEverything) {
