@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "engine/kernels/kernels.h"
+#include "sched/stop_matcher.h"
 
 namespace infera::cli {
 namespace {
@@ -35,6 +36,7 @@ struct GenerateArgs {
   int bench_gen = 64;
   int bench_reps = 3;
   std::string kernels;
+  std::vector<std::string> stops;
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -91,19 +93,26 @@ void run(const GenerateArgs& a) {
                .presence_penalty = a.presence_penalty,
                .frequency_penalty = a.frequency_penalty,
                .seed = a.seed};
-  engine::TokenCallback stream;
-  if (!a.json) {
-    std::cout << a.prompt << std::flush;
-    stream = [](int32_t, std::string_view text) { std::cout << text << std::flush; };
-  }
-  auto result = engine::generate(model, prompt_ids, g, stream);
+  // Text passes through the stop matcher, which holds back a possible stop string.
+  sched::StopMatcher stops(a.stops);
+  std::string text;
+  auto emit = [&](const std::string& piece) {
+    text += piece;
+    if (!a.json) std::cout << piece << std::flush;
+  };
+  if (!a.json) std::cout << a.prompt << std::flush;
+  auto result = engine::generate(model, prompt_ids, g, [&](int32_t, std::string_view piece) {
+    emit(stops.push(piece));
+    return !stops.stopped();
+  });
   if (!result.ok()) fail(result.status().message());
+  if (!stops.stopped()) emit(stops.flush());
   const engine::GenerateTimings& t = result->timings;
   if (a.json) {
     nlohmann::json out = {
         {"prompt_ids", prompt_ids},
         {"generated_ids", result->generated_ids},
-        {"text", result->text},
+        {"text", text},
         {"timings",
          {{"prompt_tokens", t.prompt_tokens},
           {"generated_tokens", t.generated_tokens},
@@ -166,6 +175,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--bench-reps", a->bench_reps, "repetitions for --bench")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  cmd->add_option("--stop", a->stops, "stop when the generated text contains this (repeatable)");
   cmd->add_option("--kernels", a->kernels, "force a kernel table: scalar, avx2 or avx512");
   cmd->callback([a] {
     if (!a->bench && a->prompt.empty() && a->no_bos) fail("--prompt is empty and --no-bos is set");

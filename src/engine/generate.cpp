@@ -60,6 +60,7 @@ Result<GenerateResult> generate(Model& model, std::span<const int32_t> prompt_id
   result.generated_ids.reserve(static_cast<size_t>(max_tokens));
   result.timings.prompt_tokens = n_prompt - reused;
   Sampler sampler(options.sampler, model.info().n_vocab);
+  sampler.accept(prompt_ids);
   StreamingDetokenizer detok(model.tokenizer());
   std::vector<BatchEntry> batch;
   batch.reserve(prompt_ids.size());
@@ -77,7 +78,7 @@ Result<GenerateResult> generate(Model& model, std::span<const int32_t> prompt_id
     result.generated_ids.push_back(token);
     std::string text = detok.push(token);
     result.text += text;
-    if (on_token) on_token(token, text);
+    if (on_token && !on_token(token, text)) break;
     if (options.stop_at_end_of_generation && model.tokenizer().is_eog(token)) break;
     if (step + 1 == max_tokens) break;
     const BatchEntry next{seq, token, n_prompt + step, true};
@@ -85,7 +86,7 @@ Result<GenerateResult> generate(Model& model, std::span<const int32_t> prompt_id
   }
   std::string rest = detok.flush();
   result.text += rest;
-  if (on_token && !rest.empty()) on_token(-1, rest);
+  if (on_token && !rest.empty()) (void)on_token(-1, rest);
   result.timings.generated_tokens = static_cast<int>(result.generated_ids.size());
   result.timings.generation_ms = ms_since(start);
   return result;

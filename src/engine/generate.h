@@ -40,10 +40,13 @@ struct GenerateResult {
   GenerateTimings timings;
 };
 
-// Called after each generated token with the text it completes (may be empty).
-using TokenCallback = std::function<void(int32_t token, std::string_view text)>;
+// Called after each generated token with the text it completes (may be empty);
+// returning false ends the generation (e.g. a stop sequence). At the end, text
+// still held back by the detokenizer comes with token -1.
+using TokenCallback = std::function<bool(int32_t token, std::string_view text)>;
 
-// Evaluates `prompt_ids` in one batch, then samples up to max_tokens tokens.
+// Evaluates `prompt_ids` in one batch, then samples up to max_tokens tokens. The
+// prompt counts for the sampler's penalties.
 // Errors: empty prompt, not enough KV room, eval failures.
 Result<GenerateResult> generate(Model& model, std::span<const int32_t> prompt_ids,
                                 const GenerateOptions& options, const TokenCallback& on_token = {});

@@ -24,6 +24,12 @@ void Sampler::remember(int32_t token) {
   ++counts_[token];
 }
 
+void Sampler::accept(std::span<const int32_t> tokens) {
+  const size_t keep = static_cast<size_t>(std::max(0, params_.penalty_last_n));
+  const size_t skip = tokens.size() > keep ? tokens.size() - keep : 0;
+  for (int32_t t : tokens.subspan(skip)) remember(t);
+}
+
 int32_t Sampler::sample(const float* logits) {
   const bool penalize = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
                         params_.frequency_penalty != 0.0f;

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <random>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -33,6 +34,10 @@ class Sampler {
 
   // Chooses the next token from n_vocab logits and remembers it for penalties.
   int32_t sample(const float* logits);
+
+  // Remembers tokens the model saw without sampling them (the prompt), so the
+  // penalties also cover them, as llama.cpp's samplers do.
+  void accept(std::span<const int32_t> tokens);
 
  private:
   struct Candidate {

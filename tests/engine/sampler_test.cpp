@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <vector>
 
@@ -79,6 +80,43 @@ TEST(Sampler, PenaltiesDiscourageRepeats) {
   EXPECT_EQ(frequency.sample(l.data()), 0);  // 2.0 - 0.06 = 1.94 > 1.9
   EXPECT_EQ(frequency.sample(l.data()), 0);
   EXPECT_EQ(frequency.sample(l.data()), 1);  // 2.0 - 0.12 < 1.9
+}
+
+TEST(Sampler, TopKKeepsOnlyTheKMostLikely) {
+  std::vector<float> l(100);
+  for (size_t i = 0; i < l.size(); ++i) l[i] = static_cast<float>(i) * 0.01f;  // nearly flat
+  Sampler s({.temperature = 1.0f, .top_k = 5, .seed = 11}, 100);
+  std::map<int32_t, int> seen;
+  for (int i = 0; i < 1000; ++i) seen[s.sample(l.data())]++;
+  EXPECT_EQ(seen.size(), 5u);
+  EXPECT_GE(seen.begin()->first, 95);
+}
+
+TEST(Sampler, EveryFilterTogetherStaysDeterministicPerSeed) {
+  std::vector<float> l(1000);
+  for (size_t i = 0; i < l.size(); ++i) l[i] = std::sin(static_cast<float>(i)) * 3.0f;
+  const SamplerParams p{.temperature = 0.8f, .top_k = 40, .top_p = 0.9f, .min_p = 0.05f,
+                        .repetition_penalty = 1.1f, .presence_penalty = 0.2f,
+                        .frequency_penalty = 0.1f, .seed = 2024};
+  auto run = [&] {
+    Sampler s(p, 1000);
+    std::vector<int32_t> out;
+    for (int i = 0; i < 200; ++i) out.push_back(s.sample(l.data()));
+    return out;
+  };
+  EXPECT_EQ(run(), run());
+}
+
+TEST(Sampler, AcceptedPromptTokensArePenalizedToo) {
+  auto l = logits_of({2.0f, 1.9f});
+  Sampler s({.temperature = 0, .repetition_penalty = 1.2f}, 2);
+  const std::vector<int32_t> prompt{0};
+  s.accept(prompt);
+  EXPECT_EQ(s.sample(l.data()), 1);  // 2.0 / 1.2 < 1.9 because the prompt held 0
+  Sampler window({.temperature = 0, .repetition_penalty = 1.2f, .penalty_last_n = 1}, 2);
+  const std::vector<int32_t> long_prompt{1, 0};
+  window.accept(long_prompt);  // only the last token (0) is remembered
+  EXPECT_EQ(window.sample(l.data()), 1);
 }
 
 }  // namespace
