@@ -14,7 +14,8 @@ void fill_scalar_ops(Kernels& table);     // scalar/ops_scalar.cpp
 #if defined(__x86_64__) || defined(_M_X64)
 void fill_avx2(Kernels& table);      // x86/matmul_avx2.cpp, calls fill_avx2_ops
 void fill_avx2_ops(Kernels& table);  // x86/ops_avx2.cpp
-void fill_avx512(Kernels& table);    // x86/matmul_avx512.cpp
+void matmul_q4_0_avx2(const MatmulArgs& args, int r0, int r1);  // x86/matmul_lanes_avx2.cpp
+void fill_avx512(Kernels& table);                               // x86/matmul_avx512.cpp
 // x86/matmul_lanes_avx512.cpp
 void matmul_q4_0_avx512(const MatmulArgs& args, int r0, int r1);
 void matmul_q8_0_avx512(const MatmulArgs& args, int r0, int r1);

@@ -5,7 +5,8 @@
 // Every (activation row, weight row) pair owns one 8-lane accumulator that walks k in
 // the same order whatever the tile shape or row range, so a row's result does not
 // depend on the batch. Tiles reuse each weight load across up to 4 activation rows
-// (prefill) or read 4-8 weight rows at once (decode, bandwidth bound).
+// (prefill) or read 4-8 weight rows at once (decode, bandwidth bound). Q4_0 has its
+// own kernel (matmul_lanes_avx2.cpp).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -154,23 +155,6 @@ void matmul_float(const MatmulArgs& a, int r0, int r1) {
 
 // ---- quantized weight types ------------------------------------------------------
 
-// Q4_0: the 32 nibbles as unsigned bytes 0..15 in element order; the -8 offset is
-// applied through the activation block sums.
-struct Q4W {
-  using Block = BlockQ4_0;
-  static __m256i unpack(const Block* b) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs));
-    const __m256i both =
-        _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-  }
-  // 8 int32 lanes summing to dot(w - 8, x).
-  static __m256i dot(__m256i w, const int8_t* x, const int32_t* sum) {
-    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
-    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), _mm256_set1_epi16(1));
-    return _mm256_sub_epi32(p, _mm256_set1_epi32(*sum));  // 8 lanes x sum = 8 * sum
-  }
-};
 // Q8_0: signed x signed via the sign trick (|w| unsigned, x takes w's sign).
 struct Q8W {
   using Block = BlockQ8_0;
@@ -276,7 +260,7 @@ void fill_avx2(Kernels& t) {
   t.matmul_f16 = matmul_float<F16W>;
   t.matmul_bf16 = matmul_float<BF16W>;
   t.matmul_q8_0 = matmul_quant<Q8W>;
-  t.matmul_q4_0 = matmul_quant<Q4W>;
+  t.matmul_q4_0 = matmul_q4_0_avx2;
   t.quantize_q8 = quantize_q8;
   fill_avx2_ops(t);
 }
