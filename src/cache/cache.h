@@ -5,6 +5,12 @@
 // miss is computed once for all concurrent identical requests (begin / get_or_compute).
 // Values are opaque bytes (the serialized response). Tier failures never fail a request:
 // a broken tier behaves as a miss and is counted in its stats.
+//
+//   if (is_cacheable(config.policy, sampling)) key = make_key({model, identity, "chat", ...});
+//   Lookup hit = cache->get(*key);           // X-Cache: x_cache_header(hit.tier)
+//   if (!hit.value) { FlightTicket t = cache->begin(*key);
+//     if (t.leader()) { ...t.publish_chunk(piece)...; t.complete(serialized); }
+//     else t.flight().subscribe(on_chunk, on_done); }
 #pragma once
 
 #include <cstddef>
