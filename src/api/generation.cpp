@@ -3,14 +3,18 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <fstream>
+#include <future>
 #include <list>
 #include <mutex>
 #include <unordered_map>
 
 #include "api/json_body.h"
 #include "api/openai_request.h"
+#include "cache/cache.h"
 #include "http/server.h"
 #include "sched/scheduler.h"
 
@@ -26,7 +30,7 @@ int64_t unix_now() {
       .count();
 }
 
-const char* openai_finish_reason(sched::FinishReason r) {
+const char* finish_reason_name(sched::FinishReason r) {
   switch (r) {
     case sched::FinishReason::kStop: return "stop";
     case sched::FinishReason::kLength: return "length";
@@ -37,26 +41,169 @@ const char* openai_finish_reason(sched::FinishReason r) {
   return "stop";
 }
 
-json usage_json(const sched::Completion& c) {
-  return {{"prompt_tokens", c.prompt_tokens},
-          {"completion_tokens", c.completion_tokens},
-          {"total_tokens", c.prompt_tokens + c.completion_tokens},
-          {"prompt_tokens_details", {{"cached_tokens", c.cached_prompt_tokens}}}};
+// What a generation produced (computed, merged or from the cache).
+struct Outcome {
+  std::string text;
+  std::string finish_reason;
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int cached_prompt_tokens = 0;
+  bool from_cache = false;
+  int error_status = 0;  // non-zero: failed before or while generating
+  std::string error_code;
+  std::string error;
+};
+
+std::string encode(const Outcome& o) {
+  return json{{"text", o.text},
+              {"finish_reason", o.finish_reason},
+              {"prompt_tokens", o.prompt_tokens},
+              {"completion_tokens", o.completion_tokens}}
+      .dump();
 }
 
-sched::SamplingParams to_sampling(const SamplingRequest& s) {
-  sched::SamplingParams p;
-  p.temperature = static_cast<float>(s.temperature);
-  p.top_p = static_cast<float>(s.top_p);
-  p.top_k = s.top_k;
-  p.min_p = static_cast<float>(s.min_p);
-  p.repetition_penalty = static_cast<float>(s.repetition_penalty);
-  p.presence_penalty = static_cast<float>(s.presence_penalty);
-  p.frequency_penalty = static_cast<float>(s.frequency_penalty);
-  p.has_seed = s.seed.has_value();
-  p.seed = s.seed.value_or(0);
-  return p;
+std::optional<Outcome> decode(const std::string& value) {
+  json v = json::parse(value, nullptr, false);
+  if (!v.is_object() || !v.contains("text") || !v["text"].is_string()) return std::nullopt;
+  Outcome o;
+  o.text = v["text"];
+  o.finish_reason = v.value("finish_reason", "stop");
+  o.prompt_tokens = v.value("prompt_tokens", 0);
+  o.completion_tokens = v.value("completion_tokens", 0);
+  return o;
 }
+
+Outcome failure(int status, std::string code, std::string message) {
+  Outcome o;
+  o.error_status = status;
+  o.error_code = std::move(code);
+  o.error = std::move(message);
+  return o;
+}
+
+json usage_json(const Outcome& o) {
+  return {{"prompt_tokens", o.prompt_tokens},
+          {"completion_tokens", o.completion_tokens},
+          {"total_tokens", o.prompt_tokens + o.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", o.cached_prompt_tokens}}}};
+}
+
+http::Response error_response(const Outcome& o) {
+  const char* type = o.error_status == 429 ? "rate_limit_error"
+                     : o.error_status >= 500 ? "server_error"
+                                             : "invalid_request_error";
+  http::Response r = http::Response::error(o.error_status, o.error, type, o.error_code);
+  if (o.error_status == 429) r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+// Where one generation's output goes. start() comes first (X-Cache value), then
+// text pieces, then done() exactly once. Methods may run on the I/O thread or the
+// engine loop, never concurrently for one sink.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void start(const char* x_cache) = 0;
+  virtual void text(std::string_view piece) = 0;
+  virtual void done(const Outcome& outcome) = 0;
+  virtual bool gone() const = 0;
+};
+
+// A whole OpenAI response (chat.completion or text_completion).
+class OpenAiWholeSink final : public Sink {
+ public:
+  OpenAiWholeSink(http::Responder r, bool chat, std::string id, std::string model)
+      : responder_(std::move(r)), chat_(chat), id_(std::move(id)), model_(std::move(model)) {}
+  void start(const char* x_cache) override { x_cache_ = x_cache; }
+  void text(std::string_view) override {}
+  void done(const Outcome& o) override {
+    if (o.error_status != 0) return responder_.send(error_response(o));
+    json choice = {{"index", 0}, {"finish_reason", o.finish_reason}, {"logprobs", nullptr}};
+    if (chat_) {
+      choice["message"] = {{"role", "assistant"}, {"content", o.text}};
+    } else {
+      choice["text"] = o.text;
+    }
+    json out = {{"id", id_}, {"object", chat_ ? "chat.completion" : "text_completion"},
+                {"created", unix_now()}, {"model", model_},
+                {"choices", json::array({std::move(choice)})}, {"usage", usage_json(o)}};
+    http::Response r = http::Response::json(200, out.dump());
+    r.headers.emplace_back("X-Cache", x_cache_);
+    responder_.send(std::move(r));
+  }
+  bool gone() const override { return responder_.client_gone(); }
+
+ private:
+  http::Responder responder_;
+  bool chat_;
+  std::string id_, model_;
+  std::string x_cache_ = "MISS";
+};
+
+// An OpenAI SSE stream. The stream (status 200) begins with the first text or the
+// end; a request refused before any output still gets its proper status.
+class OpenAiStreamSink final : public Sink {
+ public:
+  OpenAiStreamSink(http::Responder r, bool chat, std::string id, std::string model, bool usage)
+      : responder_(std::move(r)), chat_(chat), id_(std::move(id)), model_(std::move(model)),
+        include_usage_(usage), created_(unix_now()) {}
+  void start(const char* x_cache) override { x_cache_ = x_cache; }
+  void text(std::string_view piece) override {
+    begin();
+    json choice = {{"index", 0}, {"finish_reason", nullptr}};
+    if (chat_) {
+      choice["delta"] = {{"content", piece}};
+    } else {
+      choice["text"] = piece;
+    }
+    responder_.write(chunk(json::array({std::move(choice)})));
+  }
+  void done(const Outcome& o) override {
+    if (o.error_status != 0 && !begun_) return responder_.send(error_response(o));
+    begin();
+    if (o.error_status != 0) {
+      json e = {{"error", {{"message", o.error}, {"type", "server_error"}, {"code", o.error_code}}}};
+      responder_.write("data: " + e.dump() + "\n\n");
+    } else {
+      json choice = {{"index", 0}, {"finish_reason", o.finish_reason}};
+      if (chat_) {
+        choice["delta"] = json::object();
+      } else {
+        choice["text"] = "";
+      }
+      responder_.write(chunk(json::array({std::move(choice)})));
+      if (include_usage_) responder_.write(chunk(json::array(), usage_json(o)));
+    }
+    responder_.write("data: [DONE]\n\n");
+    responder_.end();
+  }
+  bool gone() const override { return responder_.client_gone(); }
+
+ private:
+  void begin() {
+    if (begun_) return;
+    begun_ = true;
+    responder_.begin_stream(200, "text/event-stream", {{"X-Cache", x_cache_}});
+    if (chat_) {
+      responder_.write(chunk(json::array(
+          {{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}})));
+    }
+  }
+  std::string chunk(json choices, json usage = nullptr) const {
+    json c = {{"id", id_}, {"object", chat_ ? "chat.completion.chunk" : "text_completion"},
+              {"created", created_}, {"model", model_}, {"choices", std::move(choices)}};
+    if (!usage.is_null()) c["usage"] = std::move(usage);
+    return "data: " + c.dump() + "\n\n";
+  }
+
+  http::Responder responder_;
+  bool chat_;
+  std::string id_, model_;
+  bool include_usage_;
+  int64_t created_;
+  std::string x_cache_ = "MISS";
+  bool begun_ = false;
+};
 
 // Remembers the last turns of each /api/chat session (bounded, least recently
 // used sessions are forgotten first). Thread-safe.
@@ -103,36 +250,209 @@ class SessionStore {
   int max_turns_;
 };
 
+// The /api/chat answer.
+class AssistantSink final : public Sink {
+ public:
+  AssistantSink(http::Responder r, std::string model, SessionStore& sessions, std::string session_id,
+                std::string question)
+      : responder_(std::move(r)), model_(std::move(model)), sessions_(sessions),
+        session_id_(std::move(session_id)), question_(std::move(question)), start_(Clock::now()) {}
+  void start(const char* x_cache) override { x_cache_ = x_cache; }
+  void text(std::string_view) override {}
+  void done(const Outcome& o) override {
+    if (o.error_status != 0) return responder_.send(error_response(o));
+    if (!session_id_.empty()) sessions_.append(session_id_, question_, o.text);
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - start_).count();
+    json out = {{"answer", o.text},           {"model", model_},
+                {"latency_ms", std::round(ms * 1000) / 1000},
+                {"tokens", o.completion_tokens}, {"cached", o.from_cache},
+                {"finish_reason", o.finish_reason}};
+    if (!session_id_.empty()) out["session_id"] = session_id_;
+    http::Response r = http::Response::json(200, out.dump());
+    r.headers.emplace_back("X-Cache", x_cache_);
+    responder_.send(std::move(r));
+  }
+  bool gone() const override { return responder_.client_gone(); }
+
+ private:
+  http::Responder responder_;
+  std::string model_;
+  SessionStore& sessions_;
+  std::string session_id_, question_;
+  Clock::time_point start_;
+  std::string x_cache_ = "MISS";
+};
+
+// Cache warming: no client; reports the outcome to a callback.
+class CallbackSink final : public Sink {
+ public:
+  explicit CallbackSink(std::function<void(const Outcome&)> on_done) : on_done_(std::move(on_done)) {}
+  void start(const char*) override {}
+  void text(std::string_view) override {}
+  void done(const Outcome& o) override { on_done_(o); }
+  bool gone() const override { return false; }
+
+ private:
+  std::function<void(const Outcome&)> on_done_;
+};
+
+// One generation to run: tokens, sampling, and the cache key when cacheable.
+struct Spec {
+  std::vector<int32_t> prompt;
+  SamplingRequest sampling;
+  int priority = 0;
+  Clock::time_point deadline = Clock::time_point::max();
+  std::optional<std::string> cache_key;
+};
+
+sched::SamplingParams to_sampling(const SamplingRequest& s) {
+  sched::SamplingParams p;
+  p.temperature = static_cast<float>(s.temperature);
+  p.top_p = static_cast<float>(s.top_p);
+  p.top_k = s.top_k;
+  p.min_p = static_cast<float>(s.min_p);
+  p.repetition_penalty = static_cast<float>(s.repetition_penalty);
+  p.presence_penalty = static_cast<float>(s.presence_penalty);
+  p.frequency_penalty = static_cast<float>(s.frequency_penalty);
+  p.has_seed = s.seed.has_value();
+  p.seed = s.seed.value_or(0);
+  return p;
+}
+
 class GenerationRoutes {
  public:
-  GenerationRoutes(const GenerationConfig& config, sched::Scheduler& scheduler, Tokenize tokenize)
+  GenerationRoutes(const GenerationConfig& config, sched::Scheduler& scheduler, Tokenize tokenize,
+                   cache::Cache* cache, cache::CachePolicy policy)
       : config_(config),
         scheduler_(scheduler),
         tokenize_(std::move(tokenize)),
+        cache_(cache),
+        policy_(policy),
         sessions_(config.sessions_max, config.session_turns),
         created_(unix_now()) {}
 
-  void chat_completions(const http::Request& req, http::Responder responder) {
-    handle_openai(req, std::move(responder), /*chat=*/true);
-  }
-  void completions(const http::Request& req, http::Responder responder) {
-    handle_openai(req, std::move(responder), /*chat=*/false);
+  void openai(const http::Request& req, http::Responder responder, bool chat) {
+    http::Response error;
+    auto body = parse_json_object(req, error);
+    if (!body) return responder.send(error);
+    auto spec = openai_spec(*body, chat, no_cache(req), error);
+    if (!spec) return responder.send(error);
+    const std::string id = (chat ? "chatcmpl-" : "cmpl-") + req.request_id;
+    std::shared_ptr<Sink> sink;
+    if (body->value("stream", false)) {
+      bool usage = body->contains("stream_options") && (*body)["stream_options"].is_object() &&
+                   (*body)["stream_options"].value("include_usage", false);
+      sink = std::make_shared<OpenAiStreamSink>(responder, chat, id, config_.model_id, usage);
+    } else {
+      sink = std::make_shared<OpenAiWholeSink>(responder, chat, id, config_.model_id);
+    }
+    run(std::move(*spec), std::move(sink));
   }
 
-  http::Response models(const http::Request&) const {
+  void assistant(const http::Request& req, http::Responder responder) {
+    http::Response error;
+    auto body = parse_json_object(req, error);
+    if (!body) return responder.send(error);
+    auto parsed = parse_assistant_chat(*body);
+    if (!parsed.ok()) return responder.send(invalid(parsed.status().message()));
+    const AssistantRequest& a = *parsed;
+    auto spec = assistant_spec(a, no_cache(req));
+    run(std::move(spec), std::make_shared<AssistantSink>(responder, config_.model_id, sessions_,
+                                                         a.session_id, a.question));
+  }
+
+  http::Response models() const {
     json data = json::array();
     data.push_back({{"id", config_.model_id}, {"object", "model"}, {"created", created_},
                     {"owned_by", "infera"}});
     return http::Response::json(200, json{{"object", "list"}, {"data", data}}.dump());
   }
 
-  void assistant_chat(const http::Request& req, http::Responder responder) {
+  // Runs one warm-up request body; `done` gets whether its answer is now cached.
+  void warm(const json& body, std::function<void(bool)> done) {
     http::Response error;
-    auto body = parse_json_object(req, error);
-    if (!body) return responder.send(error);
-    auto parsed = parse_assistant_chat(*body);
-    if (!parsed.ok()) return responder.send(invalid(parsed.status().message()));
-    AssistantRequest a = std::move(parsed).value();
+    std::optional<Spec> spec;
+    if (body.contains("question")) {
+      auto parsed = parse_assistant_chat(body);
+      if (parsed.ok()) spec = assistant_spec(*parsed, false);
+    } else {
+      spec = openai_spec(body, body.contains("messages"), false, error);
+    }
+    if (!spec || !spec->cache_key) return done(false);
+    run(std::move(*spec), std::make_shared<CallbackSink>([done](const Outcome& o) {
+          done(o.error_status == 0 && (o.finish_reason == "stop" || o.finish_reason == "length"));
+        }));
+  }
+
+ private:
+  static http::Response invalid(const std::string& message, const char* code = "invalid_value") {
+    return http::Response::error(400, message, "invalid_request_error", code);
+  }
+  static bool no_cache(const http::Request& req) {
+    return req.header("Cache-Control").find("no-cache") != std::string_view::npos;
+  }
+
+  Clock::time_point deadline_for(std::optional<double> requested_s) const {
+    double limit = config_.request_timeout_s;
+    if (requested_s && (limit <= 0 || *requested_s < limit)) limit = *requested_s;
+    if (limit <= 0) return Clock::time_point::max();
+    return Clock::now() + std::chrono::microseconds(static_cast<int64_t>(limit * 1e6));
+  }
+
+  json params_json(const SamplingRequest& s) const {
+    return {{"max_tokens", s.max_tokens},     {"temperature", s.temperature},
+            {"top_p", s.top_p},               {"top_k", s.top_k},
+            {"min_p", s.min_p},               {"repetition_penalty", s.repetition_penalty},
+            {"presence_penalty", s.presence_penalty},
+            {"frequency_penalty", s.frequency_penalty},
+            {"seed", s.seed ? json(*s.seed) : json(nullptr)},
+            {"stop", s.stop},                 {"chat_format", chat_format_name(config_.chat_format)}};
+  }
+
+  std::optional<std::string> key_for(const char* endpoint, const json& input, const SamplingRequest& s,
+                                     bool client_no_cache) const {
+    if (cache_ == nullptr) return std::nullopt;
+    cache::Sampling sampling{s.temperature, s.top_k, s.seed, client_no_cache};
+    if (!cache::is_cacheable(policy_, sampling)) return std::nullopt;
+    std::string input_text = input.dump();
+    std::string params = params_json(s).dump();
+    auto key = cache::make_key({config_.model_id, config_.model_identity, endpoint, input_text, params});
+    if (!key.ok()) return std::nullopt;
+    return std::move(key).value();
+  }
+
+  static json messages_json(const std::vector<ChatMessage>& messages) {
+    json m = json::array();
+    for (const auto& msg : messages) m.push_back({{"role", msg.role}, {"content", msg.content}});
+    return m;
+  }
+
+  std::optional<Spec> openai_spec(const json& body, bool chat, bool client_no_cache,
+                                  http::Response& error) const {
+    auto parsed = chat ? parse_chat_completion(body, config_.default_max_tokens)
+                       : parse_completion(body, config_.default_max_tokens);
+    if (!parsed.ok()) {
+      error = invalid(parsed.status().message());
+      return std::nullopt;
+    }
+    const GenerationRequest& g = *parsed;
+    if (!g.model.empty() && g.model != config_.model_id) {
+      error = http::Response::error(
+          400, fmt::format("'model': unknown model '{}'; this server serves '{}'", g.model, config_.model_id),
+          "invalid_request_error", "model_not_found");
+      return std::nullopt;
+    }
+    Spec spec;
+    spec.prompt = tokenize_(chat ? render_chat(config_.chat_format, g.messages) : g.prompt);
+    spec.sampling = g.sampling;
+    spec.priority = g.priority;
+    spec.deadline = deadline_for(g.timeout_s);
+    spec.cache_key = chat ? key_for("chat", messages_json(g.messages), g.sampling, client_no_cache)
+                          : key_for("completions", json(g.prompt), g.sampling, client_no_cache);
+    return spec;
+  }
+
+  Spec assistant_spec(const AssistantRequest& a, bool client_no_cache) {
     std::vector<ChatMessage> messages;
     const std::string& system =
         a.role == "teacher" ? config_.teacher_system_prompt : config_.student_system_prompt;
@@ -142,186 +462,211 @@ class GenerationRoutes {
       messages.insert(messages.end(), past.begin(), past.end());
     }
     messages.push_back({"user", a.question});
+    Spec spec;
+    spec.prompt = tokenize_(render_chat(config_.chat_format, messages));
+    spec.sampling.max_tokens = config_.default_max_tokens;
+    spec.sampling.temperature = 0;  // deterministic: repeated questions hit the cache
+    spec.deadline = deadline_for(std::nullopt);
+    spec.cache_key = key_for("chat", messages_json(messages), spec.sampling, client_no_cache);
+    return spec;
+  }
 
-    auto job = std::make_unique<sched::Job>();
-    job->prompt = tokenize_(render_chat(config_.chat_format, messages));
-    job->max_tokens = config_.default_max_tokens;
-    job->sampling.temperature = 0;  // deterministic answers: repeat questions hit the cache
-    set_deadline(*job, std::nullopt);
-    auto answer = std::make_shared<std::string>();
-    const auto start = Clock::now();
-    job->is_cancelled = [responder] { return responder.client_gone(); };
-    job->on_text = [answer](std::string_view t) { answer->append(t); };
-    job->on_done = [this, responder, answer, start, a](const sched::Completion& c) mutable {
-      if (c.reason == sched::FinishReason::kError) {
-        return responder.send(http::Response::error(500, c.error, "server_error", "engine_error"));
+  // Answers from the cache, joins an identical generation in flight, or generates.
+  void run(Spec spec, std::shared_ptr<Sink> sink) {
+    if (!spec.cache_key) {
+      sink->start("MISS");
+      return submit(std::move(spec), std::move(sink), nullptr);
+    }
+    cache::Lookup hit = cache_->get(*spec.cache_key);
+    if (hit.value) {
+      if (auto o = decode(*hit.value)) {
+        o->from_cache = true;
+        sink->start(cache::x_cache_header(hit.tier));
+        if (!o->text.empty()) sink->text(o->text);
+        return sink->done(*o);
       }
-      if (!a.session_id.empty()) sessions_.append(a.session_id, a.question, *answer);
-      double latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-      json out = {{"answer", *answer},
-                  {"model", config_.model_id},
-                  {"latency_ms", std::round(latency_ms * 1000) / 1000},
-                  {"tokens", c.completion_tokens},
-                  {"cached", false},
-                  {"finish_reason", openai_finish_reason(c.reason)}};
-      if (!a.session_id.empty()) out["session_id"] = a.session_id;
-      responder.send(http::Response::json(200, out.dump()));
-    };
-    submit(std::move(job), responder);
-  }
-
- private:
-  static http::Response invalid(const std::string& message, const char* code = "invalid_value") {
-    return http::Response::error(400, message, "invalid_request_error", code);
-  }
-
-  void set_deadline(sched::Job& job, std::optional<double> requested_s) const {
-    double limit = config_.request_timeout_s;
-    if (requested_s && (limit <= 0 || *requested_s < limit)) limit = *requested_s;
-    if (limit > 0) {
-      job.deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(limit * 1e6));
     }
-  }
-
-  void submit(std::unique_ptr<sched::Job> job, http::Responder& responder) {
-    Status st = scheduler_.submit(std::move(job));
-    if (st.ok()) return;
-    if (st.code() == StatusCode::kResourceExhausted) {
-      http::Response r = http::Response::error(429, st.message(), "rate_limit_error", "queue_full");
-      r.headers.emplace_back("Retry-After", "1");
-      return responder.send(std::move(r));
-    }
-    responder.send(invalid(st.message(), "context_length_exceeded"));
-  }
-
-  void handle_openai(const http::Request& req, http::Responder responder, bool chat) {
-    http::Response error;
-    auto body = parse_json_object(req, error);
-    if (!body) return responder.send(error);
-    auto parsed = chat ? parse_chat_completion(*body, config_.default_max_tokens)
-                       : parse_completion(*body, config_.default_max_tokens);
-    if (!parsed.ok()) return responder.send(invalid(parsed.status().message()));
-    GenerationRequest g = std::move(parsed).value();
-    if (!g.model.empty() && g.model != config_.model_id) {
-      return responder.send(http::Response::error(
-          400, fmt::format("'model': unknown model '{}'; this server serves '{}'", g.model,
-                           config_.model_id),
-          "invalid_request_error", "model_not_found"));
-    }
-    auto job = std::make_unique<sched::Job>();
-    job->prompt = tokenize_(chat ? render_chat(config_.chat_format, g.messages) : g.prompt);
-    job->max_tokens = g.sampling.max_tokens;
-    job->sampling = to_sampling(g.sampling);
-    job->stop = g.sampling.stop;
-    job->priority = g.priority;
-    set_deadline(*job, g.timeout_s);
-    job->is_cancelled = [responder] { return responder.client_gone(); };
-
-    auto id = std::make_shared<std::string>((chat ? "chatcmpl-" : "cmpl-") + req.request_id);
-    const char* object = chat ? "chat.completion" : "text_completion";
-    const int64_t created = unix_now();
-    const std::string model = config_.model_id;
-    if (g.stream) {
-      const char* chunk_object = chat ? "chat.completion.chunk" : "text_completion";
-      auto chunk = [=](json choice) {
-        json c = {{"id", *id}, {"object", chunk_object}, {"created", created}, {"model", model},
-                  {"choices", json::array({std::move(choice)})}};
-        return "data: " + c.dump() + "\n\n";
-      };
-      responder.begin_stream(200, "text/event-stream");
-      if (chat) {
-        responder.write(chunk({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}},
-                               {"finish_reason", nullptr}}));
-      }
-      job->on_text = [responder, chunk, chat](std::string_view text) mutable {
-        json choice = {{"index", 0}, {"finish_reason", nullptr}};
-        if (chat) {
-          choice["delta"] = {{"content", text}};
-        } else {
-          choice["text"] = text;
-        }
-        responder.write(chunk(std::move(choice)));
-      };
-      const bool include_usage = g.include_usage;
-      job->on_done = [=](const sched::Completion& c) mutable {
-        if (c.reason == sched::FinishReason::kError) {
-          json e = {{"error", {{"message", c.error}, {"type", "server_error"}, {"code", "engine_error"}}}};
-          responder.write("data: " + e.dump() + "\n\n");
-        } else {
-          json choice = {{"index", 0}, {"finish_reason", openai_finish_reason(c.reason)}};
-          if (chat) {
-            choice["delta"] = json::object();
-          } else {
-            choice["text"] = "";
-          }
-          responder.write(chunk(std::move(choice)));
-          if (include_usage) {
-            json u = {{"id", *id}, {"object", chunk_object}, {"created", created}, {"model", model},
-                      {"choices", json::array()}, {"usage", usage_json(c)}};
-            responder.write("data: " + u.dump() + "\n\n");
-          }
-        }
-        responder.write("data: [DONE]\n\n");
-        responder.end();
-      };
-    } else {
-      auto text = std::make_shared<std::string>();
-      job->on_text = [text](std::string_view t) { text->append(t); };
-      job->on_done = [=](const sched::Completion& c) mutable {
-        if (c.reason == sched::FinishReason::kError) {
-          return responder.send(http::Response::error(500, c.error, "server_error", "engine_error"));
-        }
-        json choice = {{"index", 0}, {"finish_reason", openai_finish_reason(c.reason)}};
-        if (chat) {
-          choice["message"] = {{"role", "assistant"}, {"content", *text}};
-        } else {
-          choice["text"] = *text;
-        }
-        choice["logprobs"] = nullptr;
-        json out = {{"id", *id}, {"object", object}, {"created", created}, {"model", model},
-                    {"choices", json::array({std::move(choice)})}, {"usage", usage_json(c)}};
-        responder.send(http::Response::json(200, out.dump()));
-      };
-    }
-    if (g.stream) {
-      Status st = scheduler_.submit(std::move(job));
-      if (!st.ok()) {
-        // Headers are out already: report in the stream.
-        json e = {{"error", {{"message", st.message()}, {"type", "invalid_request_error"},
-                             {"code", st.code() == StatusCode::kResourceExhausted ? "queue_full"
-                                                                                 : "invalid_value"}}}};
-        responder.write("data: " + e.dump() + "\n\n");
-        responder.end();
-      }
+    auto ticket = std::make_shared<cache::FlightTicket>(cache_->begin(*spec.cache_key));
+    sink->start("MISS");
+    if (!ticket->leader()) {
+      ticket->flight().subscribe(
+          [sink](std::string_view piece) { sink->text(piece); },
+          [sink](const Result<std::string>& value) {
+            std::optional<Outcome> o;
+            if (value.ok()) o = decode(*value);
+            sink->done(o ? *o : failure(503, "shared_generation_failed",
+                                        "the identical request this one joined did not finish; retry"));
+          });
       return;
     }
-    submit(std::move(job), responder);
+    submit(std::move(spec), std::move(sink), std::move(ticket));
+  }
+
+  void submit(Spec spec, std::shared_ptr<Sink> sink, std::shared_ptr<cache::FlightTicket> ticket) {
+    auto job = std::make_unique<sched::Job>();
+    job->prompt = std::move(spec.prompt);
+    job->max_tokens = spec.sampling.max_tokens;
+    job->sampling = to_sampling(spec.sampling);
+    job->stop = spec.sampling.stop;
+    job->priority = spec.priority;
+    job->deadline = spec.deadline;
+    job->is_cancelled = [sink] { return sink->gone(); };
+    auto text = std::make_shared<std::string>();
+    job->on_text = [sink, text, ticket](std::string_view piece) {
+      text->append(piece);
+      sink->text(piece);
+      if (ticket) ticket->publish_chunk(std::string(piece));
+    };
+    job->on_done = [sink, text, ticket](const sched::Completion& c) {
+      Outcome o;
+      if (c.reason == sched::FinishReason::kError) {
+        o = failure(500, "engine_error", c.error);
+      } else {
+        o.text = std::move(*text);
+        o.finish_reason = finish_reason_name(c.reason);
+        o.prompt_tokens = c.prompt_tokens;
+        o.completion_tokens = c.completion_tokens;
+        o.cached_prompt_tokens = c.cached_prompt_tokens;
+      }
+      if (ticket) {
+        // Only complete answers are cached; followers of a failed flight are told.
+        bool complete = c.reason == sched::FinishReason::kStop || c.reason == sched::FinishReason::kLength;
+        ticket->complete(complete ? Result<std::string>(encode(o))
+                                  : Result<std::string>(Status::Cancelled("generation did not finish")));
+      }
+      sink->done(o);
+    };
+    Status st = scheduler_.submit(std::move(job));
+    if (st.ok()) return;
+    if (ticket) ticket->complete(Status::Unavailable(st.message()));
+    sink->done(st.code() == StatusCode::kResourceExhausted
+                   ? failure(429, "queue_full", st.message())
+                   : failure(400, "context_length_exceeded", st.message()));
   }
 
   GenerationConfig config_;
   sched::Scheduler& scheduler_;
   Tokenize tokenize_;
+  cache::Cache* cache_;
+  cache::CachePolicy policy_;
   SessionStore sessions_;
   int64_t created_;
 };
 
+json tier_json(const cache::TierStats& t) {
+  return {{"enabled", t.enabled},       {"hits", t.hits},         {"misses", t.misses},
+          {"hit_rate", t.hit_rate()},   {"entries", t.entries},   {"bytes", t.bytes},
+          {"evictions", t.evictions},   {"expired", t.expired},   {"corrupt", t.corrupt},
+          {"errors", t.errors}};
+}
+
+json cache_stats_json(const cache::Stats& s) {
+  return {{"l1", tier_json(s.l1)},
+          {"l2", tier_json(s.l2)},
+          {"l3", tier_json(s.l3)},
+          {"compression_ratio", s.compression_ratio()},
+          {"compressed_entries", s.l1_compressed_entries},
+          {"single_flight", {{"computations", s.single_flight_leaders}, {"merges", s.single_flight_merges}}},
+          {"redis_breaker", {{"state", cache::breaker_state_name(s.breaker)}, {"opens", s.breaker_opens}}}};
+}
+
+// Parses a warm-up body: {"requests": [...]}, a JSON array, or JSON lines.
+std::vector<json> warm_requests(const std::string& body) {
+  json doc = json::parse(body, nullptr, false);
+  if (!doc.is_discarded()) {
+    if (doc.is_object() && doc.contains("requests") && doc["requests"].is_array()) {
+      return doc["requests"].get<std::vector<json>>();
+    }
+    if (doc.is_array()) return doc.get<std::vector<json>>();
+    if (doc.is_object()) return {doc};
+  }
+  std::vector<json> out;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t end = body.find('\n', pos);
+    if (end == std::string::npos) end = body.size();
+    std::string line = body.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json j = json::parse(line, nullptr, false);
+    out.push_back(j.is_discarded() ? json(nullptr) : j);
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_generation_routes(http::Server& server, const GenerationConfig& config,
-                                sched::Scheduler& scheduler, Tokenize tokenize) {
-  auto routes = std::make_shared<GenerationRoutes>(config, scheduler, std::move(tokenize));
-  server.route("POST", "/v1/chat/completions",
-               http::Handler([routes](const http::Request& r, http::Responder p) {
-                 routes->chat_completions(r, std::move(p));
+                                sched::Scheduler& scheduler, Tokenize tokenize, cache::Cache* cache,
+                                cache::CachePolicy policy) {
+  auto routes = std::make_shared<GenerationRoutes>(config, scheduler, std::move(tokenize), cache, policy);
+  server.route("POST", "/v1/chat/completions", http::Handler([routes](const http::Request& r, http::Responder p) {
+                 routes->openai(r, std::move(p), /*chat=*/true);
                }));
   server.route("POST", "/v1/completions", http::Handler([routes](const http::Request& r, http::Responder p) {
-                 routes->completions(r, std::move(p));
+                 routes->openai(r, std::move(p), /*chat=*/false);
                }));
   server.route("POST", "/api/chat", http::Handler([routes](const http::Request& r, http::Responder p) {
-                 routes->assistant_chat(r, std::move(p));
+                 routes->assistant(r, std::move(p));
                }));
-  server.route("GET", "/v1/models",
-               http::SyncHandler([routes](const http::Request& r) { return routes->models(r); }));
+  server.route("GET", "/v1/models", http::SyncHandler([routes](const http::Request&) { return routes->models(); }));
+  if (cache == nullptr) return;
+
+  server.route("GET", "/api/cache/stats", http::SyncHandler([cache](const http::Request&) {
+                 return http::Response::json(200, cache_stats_json(cache->stats()).dump());
+               }));
+  server.route("GET", "/api/v1/performance", http::SyncHandler([cache](const http::Request&) {
+                 return http::Response::json(200, json{{"cache", cache_stats_json(cache->stats())}}.dump());
+               }));
+  server.route("POST", "/admin/cache/clear", http::SyncHandler([cache](const http::Request&) {
+                 cache->clear();
+                 return http::Response::json(200, R"({"cleared":true})");
+               }));
+  server.route("POST", "/admin/cache/warm", http::Handler([routes](const http::Request& r, http::Responder p) {
+                 std::vector<json> requests = warm_requests(r.body);
+                 if (requests.empty()) {
+                   return p.send(http::Response::error(
+                       400, "body must hold warm-up requests: {\"requests\":[...]}, a JSON array or JSON lines",
+                       "invalid_request_error", "invalid_value"));
+                 }
+                 struct Tally {
+                   std::atomic<int> left, cached{0};
+                   explicit Tally(int n) : left(n) {}
+                 };
+                 auto tally = std::make_shared<Tally>(static_cast<int>(requests.size()));
+                 const int total = static_cast<int>(requests.size());
+                 for (const auto& body : requests) {
+                   routes->warm(body, [tally, p, total](bool cached) mutable {
+                     if (cached) tally->cached.fetch_add(1);
+                     if (tally->left.fetch_sub(1) == 1) {
+                       int ok = tally->cached.load();
+                       p.send(http::Response::json(
+                           200, json{{"requested", total}, {"cached", ok}, {"failed", total - ok}}.dump()));
+                     }
+                   });
+                 }
+               }));
+}
+
+int warm_cache_from_file(const std::string& path, const GenerationConfig& config,
+                         sched::Scheduler& scheduler, const Tokenize& tokenize, cache::Cache& cache,
+                         cache::CachePolicy policy, std::string* error) {
+  std::ifstream in(path);
+  if (!in) {
+    if (error) *error = path + ": cannot open the cache warm-up file";
+    return 0;
+  }
+  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  GenerationRoutes routes(config, scheduler, tokenize, &cache, policy);
+  std::vector<std::future<bool>> results;
+  for (const auto& request : warm_requests(body)) {
+    auto promise = std::make_shared<std::promise<bool>>();
+    results.push_back(promise->get_future());
+    routes.warm(request, [promise](bool cached) { promise->set_value(cached); });
+  }
+  int cached = 0;
+  for (auto& r : results) cached += r.get() ? 1 : 0;
+  return cached;
 }
 
 }  // namespace infera::api

@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "api/generation.h"
+#include "cache/cache.h"
 #include "engine/engine.h"
 #include "sched/engine_runner.h"
 #include "sched/scheduler.h"
@@ -50,6 +51,36 @@ class Maintenance {
   std::thread thread_;
 };
 
+// Identifies a model file for cache keys: a rebuilt or replaced file changes it.
+std::string model_identity(const std::string& path) {
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  auto mtime = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+  return fmt::format("{}:{}:{}", std::filesystem::absolute(path, ec).string(), size, mtime);
+}
+
+// Copies the cache's counters into gauges whenever metrics are exported.
+void export_cache_metrics(cache::Cache& cache, obs::Registry& metrics) {
+  metrics.add_collector([&cache, &metrics] {
+    cache::Stats s = cache.stats();
+    const std::pair<const char*, const cache::TierStats*> tiers[] = {{"l1", &s.l1}, {"l2", &s.l2}, {"l3", &s.l3}};
+    for (const auto& [name, t] : tiers) {
+      obs::Labels l{{"tier", name}};
+      metrics.gauge("infera_cache_hits", "Cache hits by tier", l).set(static_cast<double>(t->hits));
+      metrics.gauge("infera_cache_misses", "Cache misses by tier", l).set(static_cast<double>(t->misses));
+      metrics.gauge("infera_cache_hit_ratio", "Cache hit rate by tier", l).set(t->hit_rate());
+      metrics.gauge("infera_cache_entries", "Cache entries by tier", l).set(static_cast<double>(t->entries));
+      metrics.gauge("infera_cache_bytes", "Cache bytes by tier", l).set(static_cast<double>(t->bytes));
+      metrics.gauge("infera_cache_evictions", "Cache evictions by tier", l).set(static_cast<double>(t->evictions));
+    }
+    metrics.gauge("infera_cache_compression_ratio", "L1 raw bytes over stored bytes").set(s.compression_ratio());
+    metrics.gauge("infera_cache_single_flight_merges", "Requests that joined an identical generation")
+        .set(static_cast<double>(s.single_flight_merges));
+    metrics.gauge("infera_cache_redis_breaker_open", "1 while the Redis circuit breaker is open")
+        .set(s.breaker == cache::BreakerState::kOpen ? 1 : 0);
+  });
+}
+
 int run_serve(const core::FlagValues& flags) {
   auto config = core::Config::load(flags, core::process_env());
   if (!config.ok()) {
@@ -65,6 +96,7 @@ int run_serve(const core::FlagValues& flags) {
   std::unique_ptr<engine::Model> model;
   std::unique_ptr<sched::ModelRunner> runner;
   std::unique_ptr<sched::Scheduler> scheduler;
+  std::unique_ptr<cache::Cache> response_cache;
   if (const std::string& path = config->get_string("model"); !path.empty()) {
     auto loaded = engine::Model::load(path, model_options_from(*config));
     if (!loaded.ok()) {
@@ -90,9 +122,35 @@ int run_serve(const core::FlagValues& flags) {
     runner = sched::make_engine_runner(*model, static_cast<int32_t>(config->get_int("ctx_size")));
     scheduler = std::make_unique<sched::Scheduler>(scheduler_config_from(*config), *runner, metrics);
     const engine::Tokenizer& tokenizer = model->tokenizer();
-    api::register_generation_routes(server, gen, *scheduler, [&tokenizer](const std::string& text) {
+    api::Tokenize tokenize = [&tokenizer](const std::string& text) {
       return tokenizer.encode(text, /*add_bos=*/true, /*parse_special=*/true);
-    });
+    };
+    gen.model_identity = model_identity(path);
+    cache::Config cache_config = cache_config_from(*config);
+    if (cache_config.policy != cache::CachePolicy::kOff) {
+      auto opened = cache::Cache::open(cache_config);
+      if (!opened.ok()) {
+        std::cerr << "infera: " << opened.status().message() << "\n";
+        log::error("cache.open_failed", "{}", opened.status().message());
+        log::shutdown();
+        return 1;
+      }
+      response_cache = std::move(opened).value();
+      export_cache_metrics(*response_cache, metrics);
+    }
+    api::register_generation_routes(server, gen, *scheduler, tokenize, response_cache.get(),
+                                    cache_config.policy);
+    if (const std::string& warm = config->get_string("cache_warm"); !warm.empty() && response_cache) {
+      std::string error;
+      int cached = api::warm_cache_from_file(warm, gen, *scheduler, tokenize, *response_cache,
+                                             cache_config.policy, &error);
+      if (!error.empty()) {
+        std::cerr << "infera: " << error << "\n";
+        log::shutdown();
+        return 1;
+      }
+      log::info("cache.warmed", "{}: {} answers cached", warm, cached);
+    }
   }
   if (Status st = server.start(); !st.ok()) {
     log::error("server.start_failed", "{}", st.message());

@@ -53,4 +53,18 @@ api::GenerationConfig generation_config_from(const core::Config& c) {
   return g;
 }
 
+cache::Config cache_config_from(const core::Config& c) {
+  cache::Config k;
+  k.max_entries = static_cast<size_t>(c.get_int("cache_max_size"));
+  k.max_bytes = static_cast<size_t>(c.get_int("cache_max_bytes"));
+  k.ttl_seconds = static_cast<uint32_t>(c.get_int("cache_timeout"));
+  k.dir = c.get_string("cache_dir");
+  k.disk_max_bytes = static_cast<uint64_t>(c.get_int("cache_disk_max_bytes"));
+  k.redis_url = c.get_string("redis_url");
+  if (auto policy = cache::parse_cache_policy(c.get_string("cache_policy")); policy.ok()) {
+    k.policy = *policy;
+  }
+  return k;
+}
+
 }  // namespace infera::cli

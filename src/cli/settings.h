@@ -2,6 +2,7 @@
 #pragma once
 
 #include "api/generation.h"
+#include "cache/cache.h"
 #include "core/config.h"
 #include "engine/engine.h"
 #include "sched/scheduler.h"
@@ -16,5 +17,6 @@ engine::ModelOptions model_options_from(const core::Config& config);
 sched::SchedulerConfig scheduler_config_from(const core::Config& config);
 // Everything but the model id and the detected chat format.
 api::GenerationConfig generation_config_from(const core::Config& config);
+cache::Config cache_config_from(const core::Config& config);
 
 }  // namespace infera::cli

@@ -145,7 +145,18 @@ Histogram& Registry::histogram(const std::string& name, const std::string& help,
   return *slot;
 }
 
+void Registry::add_collector(std::function<void()> collect) {
+  std::lock_guard lock(collectors_mu_);
+  collectors_.push_back(std::move(collect));
+}
+
+void Registry::run_collectors() const {
+  std::lock_guard lock(collectors_mu_);
+  for (const auto& c : collectors_) c();
+}
+
 std::string Registry::prometheus_text() const {
+  run_collectors();
   std::lock_guard lock(mu_);
   std::string out;
   out.reserve(8192);
@@ -180,6 +191,7 @@ std::string Registry::prometheus_text() const {
 }
 
 std::string Registry::json(const std::vector<std::string>& prefixes) const {
+  run_collectors();
   std::lock_guard lock(mu_);
   std::string out = "{";
   bool first_family = true;

@@ -13,6 +13,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -76,6 +77,10 @@ class Registry {
   Histogram& histogram(const std::string& name, const std::string& help,
                        const Labels& labels = {});
 
+  // Runs `collect` before every export (prometheus_text, json), e.g. to copy a
+  // subsystem's pull-style stats into gauges. Thread-safe; never removed.
+  void add_collector(std::function<void()> collect);
+
   std::string prometheus_text() const;
   // {"name": [{"labels":{...}, "value": v} or {"labels", "count", "sum", "mean",
   //  "p50", "p95", "p99"}], ...}
@@ -95,8 +100,12 @@ class Registry {
   };
   Family& family(const std::string& name, Kind kind, const std::string& help);
 
+  void run_collectors() const;
+
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;
+  mutable std::mutex collectors_mu_;
+  std::vector<std::function<void()>> collectors_;
 };
 
 }  // namespace infera::obs
