@@ -100,6 +100,7 @@ class LlamaModel final : public Model {
   std::vector<float> xround_;
   std::vector<float> scores_;  // per thread: ctx positions
   std::vector<float> qhalf_;   // per thread: one head of q rounded to F16
+  std::vector<uint16_t> qhalf16_;  // per thread: the same head in F16
   std::vector<float> rope_cos_, rope_sin_;
 };
 
@@ -279,8 +280,10 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path, const M
   model->scores_.resize(static_cast<size_t>(model->pool_->size()) *
                         static_cast<size_t>(blocks * options.block_tokens));
   model->qhalf_.resize(static_cast<size_t>(model->pool_->size()) * static_cast<size_t>(info.head_dim));
-  model->rope_cos_.resize(static_cast<size_t>(model->rope_dims_ / 2 + 1));
-  model->rope_sin_.resize(static_cast<size_t>(model->rope_dims_ / 2 + 1));
+  // RoPE angles of every entry, computed once per eval() for all layers.
+  model->rope_cos_.resize(nb * static_cast<size_t>(model->rope_dims_ / 2 + 1));
+  model->rope_sin_.resize(nb * static_cast<size_t>(model->rope_dims_ / 2 + 1));
+  model->qhalf16_.resize(model->qhalf_.size());
   return std::unique_ptr<Model>(std::move(model));
 }
 
@@ -379,7 +382,9 @@ void LlamaModel::attention(std::span<const BatchEntry> batch, int layer) {
     const size_t head_offset = static_cast<size_t>(h / group) * static_cast<size_t>(hd);
     const float* q = &q_[static_cast<size_t>(i) * n_heads * hd + static_cast<size_t>(h) * hd];
     // K is stored in F16; round q the same way, as ggml does for F16 dot products.
-    for (int j = 0; j < hd; ++j) qh[j] = k::fp16_to_f32(k::f32_to_fp16(q[j]));
+    uint16_t* q16 = qhalf16_.data() + static_cast<size_t>(thread) * static_cast<size_t>(hd);
+    kernels_->f32_to_f16(q, q16, hd);
+    kernels_->f16_to_f32(q16, qh, hd);
     const auto& table = kv_->table(entry.seq_id);
     const int n_pos = entry.pos + 1;
     for (int p0 = 0; p0 < n_pos; p0 += bt) {
@@ -441,6 +446,13 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
     (void)k::dequantize_row(embeddings_.type, embeddings_.data + static_cast<size_t>(e.token) * embeddings_.row_bytes,
                       &x_[static_cast<size_t>(i) * d], d);
   }
+  const size_t rope_stride = static_cast<size_t>(rope_dims_ / 2 + 1);
+  for (int i = 0; i < n; ++i) {
+    k::rope_angles(batch[static_cast<size_t>(i)].pos, rope_dims_, rope_base_, 1.0f,
+                   &rope_cos_[static_cast<size_t>(i) * rope_stride],
+                   &rope_sin_[static_cast<size_t>(i) * rope_stride]);
+  }
+  const auto style = rope_neox_ ? k::RopeStyle::kNeox : k::RopeStyle::kNormal;
   for (int l = 0; l < info_.n_layers; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
     for (int i = 0; i < n; ++i) kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], L.attn_norm, &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
@@ -452,11 +464,10 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
       if (L.bq) for (int j = 0; j < qd; ++j) q[j] += L.bq[j];
       if (L.bk) for (int j = 0; j < kvd; ++j) kr[j] += L.bk[j];
       if (L.bv) for (int j = 0; j < kvd; ++j) vr[j] += L.bv[j];
-      k::rope_angles(batch[static_cast<size_t>(i)].pos, rope_dims_, rope_base_, 1.0f,
-                     rope_cos_.data(), rope_sin_.data());
-      const auto style = rope_neox_ ? k::RopeStyle::kNeox : k::RopeStyle::kNormal;
-      kernels_->rope(q, info_.n_heads, hd, rope_dims_, rope_cos_.data(), rope_sin_.data(), style);
-      kernels_->rope(kr, info_.n_kv_heads, hd, rope_dims_, rope_cos_.data(), rope_sin_.data(), style);
+      const float* cos = &rope_cos_[static_cast<size_t>(i) * rope_stride];
+      const float* sin = &rope_sin_[static_cast<size_t>(i) * rope_stride];
+      kernels_->rope(q, info_.n_heads, hd, rope_dims_, cos, sin, style);
+      kernels_->rope(kr, info_.n_kv_heads, hd, rope_dims_, cos, sin, style);
       const BatchEntry& e = batch[static_cast<size_t>(i)];
       kernels_->f32_to_f16(kr, kv_->k_row(l, e.seq_id, e.pos), kvd);
       kernels_->f32_to_f16(vr, kv_->v_row(l, e.seq_id, e.pos), kvd);
