@@ -285,8 +285,10 @@ TEST_F(GenerationLimits, FullQueueAnswers429WithRetryAfter) {
   ASSERT_GT(server.port(), 0);
   std::vector<std::future<std::optional<HttpResponse>>> futures;
   for (int i = 0; i < 12; ++i) {
-    futures.push_back(std::async(std::launch::async, [&server] {
-      return post(server.port(), "/v1/chat/completions", chat_body("Once upon a time", 200));
+    // Distinct prompts: identical ones would share one generation through the cache.
+    futures.push_back(std::async(std::launch::async, [&server, i] {
+      return post(server.port(), "/v1/chat/completions",
+                  chat_body("Once upon a time " + std::to_string(i), 200));
     }));
   }
   int ok = 0, limited = 0;
