@@ -71,6 +71,8 @@ class Model {
   // its positions; positions of a sequence in the batch are consecutive and
   // follow what its KV already holds). `logits` receives one pointer to n_vocab
   // floats per entry with want_logits, in order; valid until the next eval().
+  // Allocates nothing once its logits buffer has grown to the most rows asked
+  // for (and `logits` has capacity), unless batch exceeds max_batch.
   virtual Status eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) = 0;
 };
 

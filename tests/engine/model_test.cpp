@@ -2,8 +2,11 @@
 // prefix sharing, and quantized forwards against an F32 one on synthetic models.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <new>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -13,6 +16,17 @@
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "engine/synth.h"
+
+// Counts heap allocations made while `g_count_allocations` is set (hot-path test).
+std::atomic<bool> g_count_allocations{false};
+std::atomic<int64_t> g_allocations{0};
+
+void* operator new(size_t size) {
+  if (g_count_allocations.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+// The library's operator delete releases with free(), which matches.
 
 namespace infera::engine {
 namespace {
@@ -156,6 +170,41 @@ TEST(Model, SharedPrefixGivesTheSameTokensAsRecomputing) {
   ASSERT_TRUE(shared.ok());
   EXPECT_LT(shared->timings.prompt_tokens, static_cast<int>(prompt.size()));  // blocks were reused
   EXPECT_EQ(shared->generated_ids, fresh);
+}
+
+TEST(Model, DecodeAndPrefillStepsDoNotAllocate) {
+  const std::string path = kModels + "/stories260K.gguf";
+  if (!fs::exists(path)) GTEST_SKIP() << "shared models absent: " << path;
+  auto model = load_or_fail(path, {.threads = 2, .ctx_tokens = 512});
+  ASSERT_NE(model, nullptr);
+  for (int32_t seq = 0; seq < 2; ++seq) {
+    ASSERT_EQ(model->kv().begin_sequence(seq, {}), 0);
+    ASSERT_TRUE(model->kv().reserve(seq, 200));
+  }
+  std::vector<BatchEntry> batch;
+  batch.reserve(64);
+  std::vector<const float*> logits;
+  logits.reserve(64);
+  // First a 32-token prefill, then decode steps of both sequences together.
+  // The logits buffer grows to the most rows ever asked for (2 here), then stays.
+  for (int32_t i = 0; i < 32; ++i) batch.push_back({0, 10 + i, i, i >= 30});
+  ASSERT_TRUE(model->eval(batch, logits).ok());
+  int32_t pos = 0;
+  g_allocations = 0;
+  g_count_allocations = true;
+  batch.clear();
+  for (int32_t i = 0; i < 32; ++i) batch.push_back({1, 10 + i, i, i == 31});
+  Status prefill = model->eval(batch, logits);
+  for (pos = 32; pos < 64 && prefill.ok(); ++pos) {
+    batch.clear();
+    batch.push_back({0, 5, pos, true});
+    batch.push_back({1, 6, pos, true});
+    if (!model->eval(batch, logits).ok()) break;
+  }
+  g_count_allocations = false;
+  ASSERT_TRUE(prefill.ok());
+  EXPECT_EQ(pos, 64);
+  EXPECT_EQ(g_allocations.load(), 0);
 }
 
 TEST(Model, RejectsTokensOutsideTheVocabularyAndUnreservedPositions) {
