@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <new>
 #include <fstream>
@@ -15,6 +16,8 @@
 
 #include "engine/engine.h"
 #include "engine/generate.h"
+#include "engine/gguf.h"
+#include "engine/gguf_writer.h"
 #include "engine/synth.h"
 
 // Counts heap allocations made while `g_count_allocations` is set (hot-path test).
@@ -278,6 +281,90 @@ TEST(Model, QuantizedModelsAreBatchInvariantToo) {
     for (const auto& p : prompts) alone.push_back(greedy(*model, p, 12));
     EXPECT_EQ(greedy_batched(*model, prompts, 12, 5), alone) << ggml_type_info(type).name;
   }
+  fs::remove_all(dir);
+}
+
+// Writes `src` (an F32 llama model of `shape`) as architecture `arch` with random
+// Q/K/V biases. For qwen2 (NeoX RoPE: pairs (i, i + half)), Q and K rows and biases
+// are reordered so that its rotation pairs hold what llama's (2i, 2i + 1) hold.
+Status write_variant(const GgufFile& src, const SynthShape& shape, const std::string& arch,
+                     const std::string& path) {
+  GgufWriter w;
+  w.copy_metadata(src, [](std::string_view key) {
+    return key.starts_with("tokenizer.") || key == "general.name";
+  });
+  w.set_string("general.architecture", arch);
+  const std::string p = arch + ".";
+  w.set<uint32_t>(p + "context_length", 2048);
+  w.set<uint32_t>(p + "embedding_length", static_cast<uint32_t>(shape.dim));
+  w.set<uint32_t>(p + "block_count", static_cast<uint32_t>(shape.n_layers));
+  w.set<uint32_t>(p + "feed_forward_length", static_cast<uint32_t>(shape.ffn_dim));
+  w.set<uint32_t>(p + "attention.head_count", static_cast<uint32_t>(shape.n_heads));
+  w.set<uint32_t>(p + "attention.head_count_kv", static_cast<uint32_t>(shape.n_kv_heads));
+  w.set<float>(p + "attention.layer_norm_rms_epsilon", 1e-5f);
+  w.set<float>(p + "rope.freq_base", 10000.0f);
+  const int hd = shape.dim / shape.n_heads, half = hd / 2;
+  const bool neox = arch == "qwen2";
+  // Row r of the qwen2 tensor comes from llama row source_row(r).
+  auto source_row = [&](int r) {
+    const int head = r / hd, i = r % hd;
+    return head * hd + (i < half ? 2 * i : 2 * (i - half) + 1);
+  };
+  for (const GgufTensor& t : src.tensors()) {
+    const std::string name(t.name);
+    const bool rotated = name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight");
+    std::vector<uint8_t> bytes(t.bytes().begin(), t.bytes().end());
+    if (neox && rotated) {
+      const size_t row = static_cast<size_t>(t.dims[0]) * sizeof(float);
+      for (int r = 0; r < t.dims[1]; ++r) {
+        std::memcpy(&bytes[static_cast<size_t>(r) * row],
+                    t.data + static_cast<size_t>(source_row(r)) * row, row);
+      }
+    }
+    std::vector<int64_t> dims(t.dims.begin(), t.dims.begin() + t.n_dims);
+    if (Status s = w.add_tensor(name, t.type, dims, bytes); !s.ok()) return s;
+    for (const char* which : {"attn_q", "attn_k", "attn_v"}) {
+      if (!name.ends_with(std::string(which) + ".weight")) continue;
+      const int rows = static_cast<int>(t.dims[1]);
+      std::vector<float> bias(static_cast<size_t>(rows));
+      for (int r = 0; r < rows; ++r) {
+        const int from = neox && std::string(which) != "attn_v" ? source_row(r) : r;
+        bias[static_cast<size_t>(r)] = 0.3f * std::sin(static_cast<float>(from) * 1.7f + name.size());
+      }
+      const std::string bias_name = name.substr(0, name.size() - 6) + "bias";
+      const int64_t bias_dims[] = {rows};
+      if (Status s = w.add_tensor(bias_name, GgmlType::kF32, bias_dims,
+                                  std::span(reinterpret_cast<const uint8_t*>(bias.data()),
+                                            bias.size() * sizeof(float)));
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  return w.write(path);
+}
+
+TEST(Model, Qwen2NeoxRopeAndBiasesMatchAPermutedLlama) {
+  const std::string vocab = kModels + "/ggml-vocab-llama-spm.gguf";
+  if (!fs::exists(vocab)) GTEST_SKIP() << "shared models absent: " << vocab;
+  const fs::path dir = fs::temp_directory_path() / ("infera_model_test_qw_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  SynthShape shape{.name = "test", .dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ffn_dim = 256};
+  const std::string base = (dir / "base.gguf").string();
+  ASSERT_TRUE(write_synthetic_model({.shape = shape, .type = GgmlType::kF32, .vocab_path = vocab}, base).ok());
+  auto src = GgufFile::open(base);
+  ASSERT_TRUE(src.ok());
+  const std::string llama = (dir / "llama.gguf").string(), qwen = (dir / "qwen2.gguf").string();
+  ASSERT_TRUE(write_variant(**src, shape, "llama", llama).ok());
+  Status s = write_variant(**src, shape, "qwen2", qwen);
+  ASSERT_TRUE(s.ok()) << s.message();
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 30; ++i) prompt.push_back(1 + (i * 4099) % 31999);
+  const auto a = last_logits(llama, prompt), b = last_logits(qwen, prompt), plain = last_logits(base, prompt);
+  ASSERT_FALSE(a.empty());
+  ASSERT_FALSE(b.empty());
+  EXPECT_LT(relative_rms_error(a, b), 1e-4);
+  EXPECT_GT(relative_rms_error(plain, a), 1e-3);  // the biases do take part
   fs::remove_all(dir);
 }
 
