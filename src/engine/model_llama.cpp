@@ -436,7 +436,7 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
     if (e.token < 0 || e.token >= info_.n_vocab) {
       return Status::InvalidArgument(str("token id ", e.token, " is outside the vocabulary (", info_.n_vocab, " tokens)"));
     }
-    if (!kv_->has_sequence(e.seq_id) ||
+    if (e.pos < 0 || !kv_->has_sequence(e.seq_id) ||
         static_cast<size_t>(e.pos / kv_->block_tokens()) >= kv_->table(e.seq_id).size()) {
       return Status::InvalidArgument(str("sequence ", e.seq_id, " has no KV room for position ", e.pos));
     }

@@ -222,6 +222,8 @@ TEST(Model, RejectsTokensOutsideTheVocabularyAndUnreservedPositions) {
   EXPECT_EQ(model->eval(std::span(&bad_token, 1), logits).code(), StatusCode::kInvalidArgument);
   BatchEntry no_room{0, 1, 100, true};
   EXPECT_EQ(model->eval(std::span(&no_room, 1), logits).code(), StatusCode::kInvalidArgument);
+  BatchEntry negative{0, 1, -1, true};
+  EXPECT_EQ(model->eval(std::span(&negative, 1), logits).code(), StatusCode::kInvalidArgument);
   BatchEntry no_seq{7, 1, 0, true};
   EXPECT_EQ(model->eval(std::span(&no_seq, 1), logits).code(), StatusCode::kInvalidArgument);
 }
