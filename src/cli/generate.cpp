@@ -1,14 +1,14 @@
 // `infera generate`: one prompt through the embedded engine, streamed to stdout,
 // with prompt and generation speed; `--bench` measures like llama-bench instead.
-#include <CLI/CLI.hpp>
+#include "engine/generate.h"
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "engine/engine.h"
-#include "engine/generate.h"
 #include "engine/kernels/kernels.h"
 #include "sched/stop_matcher.h"
 
@@ -60,28 +60,29 @@ void run(const GenerateArgs& a) {
     if (!speed.ok()) fail(speed.status().message());
     const engine::ModelInfo& info = model.info();
     if (a.json) {
-      nlohmann::json out = {
-          {"model", a.model},
-          {"type", std::string(engine::ggml_type_info(info.weight_type).name)},
-          {"threads", a.threads},
-          {"kernels", engine::kernels::active().name},
-          {"weight_bytes_per_token", info.weight_bytes},
-          {"n_prompt", a.bench_prompt},
-          {"n_gen", a.bench_gen},
-          {"prompt_tokens_per_second", speed->prompt_tokens_per_second},
-          {"generation_tokens_per_second", speed->generation_tokens_per_second}};
+      nlohmann::json out = {{"model", a.model},
+                            {"type", std::string(engine::ggml_type_info(info.weight_type).name)},
+                            {"threads", a.threads},
+                            {"kernels", engine::kernels::active().name},
+                            {"weight_bytes_per_token", info.weight_bytes},
+                            {"n_prompt", a.bench_prompt},
+                            {"n_gen", a.bench_gen},
+                            {"prompt_tokens_per_second", speed->prompt_tokens_per_second},
+                            {"generation_tokens_per_second", speed->generation_tokens_per_second}};
       std::cout << out.dump() << "\n";
     } else {
-      std::printf("%s (%s, %s kernels, %d threads): pp%d %.1f tok/s, tg%d %.1f tok/s\n",
-                  a.model.c_str(), std::string(engine::ggml_type_info(info.weight_type).name).c_str(),
-                  engine::kernels::active().name, a.threads, a.bench_prompt,
-                  speed->prompt_tokens_per_second, a.bench_gen, speed->generation_tokens_per_second);
+      std::printf(
+          "%s (%s, %s kernels, %d threads): pp%d %.1f tok/s, tg%d %.1f tok/s\n", a.model.c_str(),
+          std::string(engine::ggml_type_info(info.weight_type).name).c_str(),
+          engine::kernels::active().name, a.threads, a.bench_prompt,
+          speed->prompt_tokens_per_second, a.bench_gen, speed->generation_tokens_per_second);
     }
     return;
   }
 
   const bool add_bos = !a.no_bos;
-  std::vector<int32_t> prompt_ids = model.tokenizer().encode(a.prompt, add_bos, /*parse_special=*/true);
+  std::vector<int32_t> prompt_ids =
+      model.tokenizer().encode(a.prompt, add_bos, /*parse_special=*/true);
   if (prompt_ids.empty()) fail("the prompt has no tokens (empty prompt and --no-bos?)");
   engine::GenerateOptions g;
   g.max_tokens = a.n_predict;
@@ -109,17 +110,16 @@ void run(const GenerateArgs& a) {
   if (!stops.stopped()) emit(stops.flush());
   const engine::GenerateTimings& t = result->timings;
   if (a.json) {
-    nlohmann::json out = {
-        {"prompt_ids", prompt_ids},
-        {"generated_ids", result->generated_ids},
-        {"text", text},
-        {"timings",
-         {{"prompt_tokens", t.prompt_tokens},
-          {"generated_tokens", t.generated_tokens},
-          {"prompt_ms", t.prompt_ms},
-          {"generation_ms", t.generation_ms},
-          {"prompt_tokens_per_second", t.prompt_tokens_per_second()},
-          {"generation_tokens_per_second", t.generation_tokens_per_second()}}}};
+    nlohmann::json out = {{"prompt_ids", prompt_ids},
+                          {"generated_ids", result->generated_ids},
+                          {"text", text},
+                          {"timings",
+                           {{"prompt_tokens", t.prompt_tokens},
+                            {"generated_tokens", t.generated_tokens},
+                            {"prompt_ms", t.prompt_ms},
+                            {"generation_ms", t.generation_ms},
+                            {"prompt_tokens_per_second", t.prompt_tokens_per_second()},
+                            {"generation_tokens_per_second", t.generation_tokens_per_second()}}}};
     // The text is valid UTF-8 (the detokenizer guarantees it); replace just in case.
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
@@ -133,7 +133,8 @@ void run(const GenerateArgs& a) {
 }  // namespace
 
 void add_generate_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("generate", "Generate text from a prompt with the embedded engine");
+  auto* cmd =
+      app.add_subcommand("generate", "Generate text from a prompt with the embedded engine");
   auto a = std::make_shared<GenerateArgs>();
   cmd->add_option("-m,--model", a->model, "GGUF model file")->required();
   cmd->add_option("-p,--prompt", a->prompt, "prompt text (special tokens such as <s> are parsed)");
@@ -154,7 +155,8 @@ void add_generate_command(CLI::App& app) {
       ->check(CLI::Range(-2.0, 2.0));
   cmd->add_option("--frequency-penalty", a->frequency_penalty, "frequency penalty")
       ->check(CLI::Range(-2.0, 2.0));
-  cmd->add_option("-s,--seed", a->seed, "sampling seed (same seed, same output)")->capture_default_str();
+  cmd->add_option("-s,--seed", a->seed, "sampling seed (same seed, same output)")
+      ->capture_default_str();
   cmd->add_option("-t,--threads", a->threads, "compute threads")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
@@ -162,7 +164,8 @@ void add_generate_command(CLI::App& app) {
       ->check(CLI::Range(16, 1 << 24))
       ->capture_default_str();
   cmd->add_flag("--no-bos", a->no_bos, "do not add the model's BOS token");
-  cmd->add_flag("--json", a->json, "print one JSON object (ids, text, timings) instead of streaming");
+  cmd->add_flag("--json", a->json,
+                "print one JSON object (ids, text, timings) instead of streaming");
   cmd->add_flag("--bench", a->bench,
                 "measure like llama-bench: a prompt of --bench-prompt tokens in one batch, then "
                 "--bench-gen tokens one at a time (random ids), --bench-reps times");

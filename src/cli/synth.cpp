@@ -1,7 +1,8 @@
 // `infera synth`: writes a random-weight llama GGUF of a benchmark shape, with the
 // vocabulary copied from another GGUF file.
-#include <CLI/CLI.hpp>
+#include "engine/synth.h"
 
+#include <CLI/CLI.hpp>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -10,7 +11,6 @@
 
 #include "cli/commands.h"
 #include "engine/ggml_types.h"
-#include "engine/synth.h"
 
 namespace infera::cli {
 namespace {
@@ -36,7 +36,8 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--type", a->type, "f32, f16, bf16, q8_0 or q4_0")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}, CLI::ignore_case))
       ->capture_default_str();
-  cmd->add_option("--vocab", a->vocab, "GGUF whose tokenizer is copied (e.g. ggml-vocab-llama-spm.gguf)")
+  cmd->add_option("--vocab", a->vocab,
+                  "GGUF whose tokenizer is copied (e.g. ggml-vocab-llama-spm.gguf)")
       ->required();
   cmd->add_option("--seed", a->seed, "weights seed")->capture_default_str();
   cmd->add_option("-t,--threads", a->threads, "threads generating weights")
@@ -47,8 +48,9 @@ void add_synth_command(CLI::App& app) {
     options.shape = *engine::synth_shape_by_name(a->shape);
     std::string upper;
     for (char c : a->type) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    for (engine::GgmlType t : {engine::GgmlType::kF32, engine::GgmlType::kF16, engine::GgmlType::kBF16,
-                               engine::GgmlType::kQ8_0, engine::GgmlType::kQ4_0}) {
+    for (engine::GgmlType t :
+         {engine::GgmlType::kF32, engine::GgmlType::kF16, engine::GgmlType::kBF16,
+          engine::GgmlType::kQ8_0, engine::GgmlType::kQ4_0}) {
       if (engine::ggml_type_info(t).name == upper) options.type = t;
     }
     options.vocab_path = a->vocab;

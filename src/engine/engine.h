@@ -24,18 +24,18 @@
 namespace infera::engine {
 
 struct ModelOptions {
-  int threads = 1;          // MAX_WORKERS / --max-workers
-  int ctx_tokens = 4096;    // --ctx-size: KV cache positions shared by all sequences
-  int block_tokens = 16;    // positions per KV block
-  int max_batch = 512;      // most entries in one eval() (scratch is sized for it)
+  int threads = 1;        // MAX_WORKERS / --max-workers
+  int ctx_tokens = 4096;  // --ctx-size: KV cache positions shared by all sequences
+  int block_tokens = 16;  // positions per KV block
+  int max_batch = 512;    // most entries in one eval() (scratch is sized for it)
   // Element type of the KV cache; only F16 is implemented (others: kUnsupported).
   GgmlType kv_type = GgmlType::kF16;
 };
 
 struct ModelInfo {
   std::string path;
-  std::string arch;          // "llama" or "qwen2"
-  std::string name;          // general.name, may be empty
+  std::string arch;  // "llama" or "qwen2"
+  std::string name;  // general.name, may be empty
   int32_t n_vocab = 0;
   int32_t n_ctx_train = 0;
   int32_t dim = 0;
@@ -44,9 +44,9 @@ struct ModelInfo {
   int32_t n_kv_heads = 0;
   int32_t head_dim = 0;
   int32_t ffn_dim = 0;
-  std::string chat_template;  // tokenizer.chat_template, may be empty
+  std::string chat_template;              // tokenizer.chat_template, may be empty
   GgmlType weight_type = GgmlType::kF32;  // of the attention/FFN matrices
-  uint64_t weight_bytes = 0;  // bytes of weights read per generated token
+  uint64_t weight_bytes = 0;              // bytes of weights read per generated token
 };
 
 struct BatchEntry {

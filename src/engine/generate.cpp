@@ -92,7 +92,8 @@ Result<GenerateResult> generate(Model& model, std::span<const int32_t> prompt_id
   return result;
 }
 
-Result<SpeedResult> measure_speed(Model& model, int prompt_tokens, int gen_tokens, int repetitions) {
+Result<SpeedResult> measure_speed(Model& model, int prompt_tokens, int gen_tokens,
+                                  int repetitions) {
   KvCache& kv = model.kv();
   const int32_t seq = 0;
   std::mt19937 rng(1234);
@@ -109,11 +110,13 @@ Result<SpeedResult> measure_speed(Model& model, int prompt_tokens, int gen_token
     }
     SequenceGuard guard(kv, seq);
     batch.clear();
-    for (int i = 0; i < n; ++i) batch.push_back({seq, any_token(rng), i, i == n - 1 || one_at_a_time});
+    for (int i = 0; i < n; ++i)
+      batch.push_back({seq, any_token(rng), i, i == n - 1 || one_at_a_time});
     const auto start = Clock::now();
     if (one_at_a_time) {
       for (int i = 0; i < n; ++i) {
-        if (Status s = model.eval(std::span(&batch[static_cast<size_t>(i)], 1), logits); !s.ok()) return s;
+        if (Status s = model.eval(std::span(&batch[static_cast<size_t>(i)], 1), logits); !s.ok())
+          return s;
       }
     } else if (Status s = model.eval(batch, logits); !s.ok()) {
       return s;

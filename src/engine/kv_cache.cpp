@@ -62,7 +62,8 @@ int32_t KvCache::begin_sequence(int32_t seq, std::span<const int32_t> prompt) {
   uint64_t h = 0;
   int32_t reused = 0;
   while ((reused + block_tokens_) <= n - 1) {
-    h = chain_hash(h, prompt.subspan(static_cast<size_t>(reused), static_cast<size_t>(block_tokens_)));
+    h = chain_hash(h,
+                   prompt.subspan(static_cast<size_t>(reused), static_cast<size_t>(block_tokens_)));
     auto it = prefix_.find(h);
     if (it == prefix_.end()) break;
     lru_.splice(lru_.begin(), lru_, it->second);
@@ -95,7 +96,8 @@ void KvCache::publish_prefix(int32_t seq, std::span<const int32_t> prompt) {
   uint64_t h = 0;
   size_t full = prompt.size() / static_cast<size_t>(block_tokens_);
   for (size_t i = 0; i < full && i < table.size(); ++i) {
-    h = chain_hash(h, prompt.subspan(i * static_cast<size_t>(block_tokens_), static_cast<size_t>(block_tokens_)));
+    h = chain_hash(h, prompt.subspan(i * static_cast<size_t>(block_tokens_),
+                                     static_cast<size_t>(block_tokens_)));
     auto it = prefix_.find(h);
     if (it != prefix_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);
@@ -112,7 +114,8 @@ int32_t KvCache::cached_prefix_tokens(std::span<const int32_t> prompt) const {
   uint64_t h = 0;
   int32_t reused = 0;
   while ((reused + block_tokens_) <= n - 1) {
-    h = chain_hash(h, prompt.subspan(static_cast<size_t>(reused), static_cast<size_t>(block_tokens_)));
+    h = chain_hash(h,
+                   prompt.subspan(static_cast<size_t>(reused), static_cast<size_t>(block_tokens_)));
     if (prefix_.find(h) == prefix_.end()) break;
     reused += block_tokens_;
   }

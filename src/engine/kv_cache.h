@@ -67,7 +67,8 @@ class KvCache {
  private:
   uint16_t* block_ptr(std::vector<uint16_t>& store, int layer, int32_t block) {
     size_t offset = ((static_cast<size_t>(layer) * static_cast<size_t>(n_blocks_) +
-                      static_cast<size_t>(block)) * static_cast<size_t>(block_tokens_)) *
+                      static_cast<size_t>(block)) *
+                     static_cast<size_t>(block_tokens_)) *
                     static_cast<size_t>(kv_dim_);
     return store.data() + offset;
   }

@@ -4,9 +4,9 @@
 // tied embeddings when output.weight is absent.
 #include <algorithm>
 #include <array>
-#include <initializer_list>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <sstream>
 
 #include "engine/engine.h"
@@ -98,8 +98,8 @@ class LlamaModel final : public Model {
   std::vector<float> x_, xn_, q_, kk_, vv_, att_, gate_, up_, logits_;
   std::vector<uint8_t> xq_;  // Q8 activation rows
   std::vector<float> xround_;
-  std::vector<float> scores_;  // per thread: ctx positions
-  std::vector<float> qhalf_;   // per thread: one head of q rounded to F16
+  std::vector<float> scores_;      // per thread: ctx positions
+  std::vector<float> qhalf_;       // per thread: one head of q rounded to F16
   std::vector<uint16_t> qhalf16_;  // per thread: the same head in F16
   std::vector<float> rope_cos_, rope_sin_;
 };
@@ -111,7 +111,8 @@ Status LlamaModel::vector(const std::string& name, int n, const float*& out, boo
     return Status::Corrupt(str(info_.path, ": tensor ", name, " is missing"));
   }
   if (t->type != GgmlType::kF32 || t->n_elements() != n) {
-    return Status::Corrupt(str(info_.path, ": tensor ", name, " must be F32 with ", n, " elements"));
+    return Status::Corrupt(
+        str(info_.path, ": tensor ", name, " must be F32 with ", n, " elements"));
   }
   out = reinterpret_cast<const float*>(t->data);
   return Status::Ok();
@@ -124,10 +125,13 @@ Status LlamaModel::matrix(const std::string& name, int rows, int cols, Matrix& o
     return Status::Corrupt(str(info_.path, ": tensor ", name, " is missing"));
   }
   if (t->dims[0] != cols || t->dims[1] != rows || t->n_dims > 2) {
-    return Status::Corrupt(str(info_.path, ": tensor ", name, " has shape [", t->dims[0], ", ", t->dims[1], "], expected [", cols, ", ", rows, "]"));
+    return Status::Corrupt(str(info_.path, ": tensor ", name, " has shape [", t->dims[0], ", ",
+                               t->dims[1], "], expected [", cols, ", ", rows, "]"));
   }
   if (k::matmul_for(k::active(), t->type) == nullptr) {
-    return Status::Unsupported(str(info_.path, ": tensor ", name, " has type ", ggml_type_info(t->type).name, ", which this engine does not run yet"));
+    return Status::Unsupported(str(info_.path, ": tensor ", name, " has type ",
+                                   ggml_type_info(t->type).name,
+                                   ", which this engine does not run yet"));
   }
   if (k::matmul_takes_q8(t->type) && cols % k::kBlockElems != 0) {
     return Status::Corrupt(str(info_.path, ": tensor ", name, " rows are not whole blocks"));
@@ -136,10 +140,10 @@ Status LlamaModel::matrix(const std::string& name, int rows, int cols, Matrix& o
   return Status::Ok();
 }
 
-#define INFERA_TRY(expr)        \
-  do {                          \
-    Status _s = (expr);         \
-    if (!_s.ok()) return _s;    \
+#define INFERA_TRY(expr)     \
+  do {                       \
+    Status _s = (expr);      \
+    if (!_s.ok()) return _s; \
   } while (0)
 
 Status LlamaModel::load_weights() {
@@ -174,13 +178,16 @@ Status LlamaModel::load_weights() {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path, const ModelOptions& options) {
+Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
+                                                const ModelOptions& options) {
   if (options.kv_type != GgmlType::kF16) {
     return Status::Unsupported(str(path, ": KV cache type ", ggml_type_info(options.kv_type).name,
                                    " is not implemented (F16 is)"));
   }
-  if (options.threads < 1 || options.ctx_tokens < 1 || options.block_tokens < 1 || options.max_batch < 1) {
-    return Status::InvalidArgument(str(path, ": threads, ctx_tokens, block_tokens and max_batch must be positive"));
+  if (options.threads < 1 || options.ctx_tokens < 1 || options.block_tokens < 1 ||
+      options.max_batch < 1) {
+    return Status::InvalidArgument(
+        str(path, ": threads, ctx_tokens, block_tokens and max_batch must be positive"));
   }
   auto file = GgufFile::open(path);
   if (!file.ok()) return file.status();
@@ -194,13 +201,15 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path, const M
   if (!arch.ok()) return arch.status();
   info.arch = std::string(*arch);
   if (info.arch != "llama" && info.arch != "qwen2" && info.arch != "mistral") {
-    return Status::Unsupported(str(path, ": architecture '", info.arch, "' is not supported (llama, mistral and qwen2 are)"));
+    return Status::Unsupported(str(path, ": architecture '", info.arch,
+                                   "' is not supported (llama, mistral and qwen2 are)"));
   }
   model->rope_neox_ = info.arch == "qwen2";
   auto get_int = [&](const std::string& key, int64_t fallback, bool required) -> Result<int32_t> {
     auto v = f.get_integer(info.arch + "." + key);
     if (!v.ok()) {
-      if (!required && v.status().code() == StatusCode::kNotFound) return static_cast<int32_t>(fallback);
+      if (!required && v.status().code() == StatusCode::kNotFound)
+        return static_cast<int32_t>(fallback);
       return v.status();
     }
     if (*v <= 0 || *v > (int64_t{1} << 30)) {
@@ -226,13 +235,15 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path, const M
   info.n_kv_heads = *kv_heads;
   info.n_ctx_train = *ctx;
   if (info.dim % info.n_heads != 0 || info.n_heads % info.n_kv_heads != 0) {
-    return Status::Corrupt(str(path, ": ", info.n_heads, " heads and ", info.n_kv_heads, " KV heads do not divide dim ", info.dim));
+    return Status::Corrupt(str(path, ": ", info.n_heads, " heads and ", info.n_kv_heads,
+                               " KV heads do not divide dim ", info.dim));
   }
   info.head_dim = info.dim / info.n_heads;
   auto rope_dims = get_int("rope.dimension_count", info.head_dim, false);
   if (!rope_dims.ok()) return rope_dims.status();
   model->rope_dims_ = std::min(*rope_dims, info.head_dim);
-  if (auto eps = f.get_or<float>(info.arch + ".attention.layer_norm_rms_epsilon", 1e-5f); eps.ok()) {
+  if (auto eps = f.get_or<float>(info.arch + ".attention.layer_norm_rms_epsilon", 1e-5f);
+      eps.ok()) {
     model->rms_eps_ = *eps;
   } else {
     return eps.status();
@@ -242,7 +253,8 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path, const M
   } else {
     return base.status();
   }
-  if (auto name = f.get_or<std::string_view>("general.name", ""); name.ok()) info.name = std::string(*name);
+  if (auto name = f.get_or<std::string_view>("general.name", ""); name.ok())
+    info.name = std::string(*name);
   if (auto tmpl = f.get_or<std::string_view>("tokenizer.chat_template", ""); tmpl.ok()) {
     info.chat_template = std::string(*tmpl);
   }
@@ -250,7 +262,8 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path, const M
   if (!tok.ok()) return tok.status();
   model->tokenizer_ = std::move(tok).value();
   info.n_vocab = model->tokenizer_->n_vocab();
-  if (const GgufTensor* emb = f.find_tensor("token_embd.weight"); emb != nullptr && emb->dims[1] != info.n_vocab) {
+  if (const GgufTensor* emb = f.find_tensor("token_embd.weight");
+      emb != nullptr && emb->dims[1] != info.n_vocab) {
     info.n_vocab = static_cast<int32_t>(emb->dims[1]);
   }
   INFERA_TRY(model->load_weights());
@@ -279,7 +292,8 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path, const M
   model->xround_.resize(nb * widest);
   model->scores_.resize(static_cast<size_t>(model->pool_->size()) *
                         static_cast<size_t>(blocks * options.block_tokens));
-  model->qhalf_.resize(static_cast<size_t>(model->pool_->size()) * static_cast<size_t>(info.head_dim));
+  model->qhalf_.resize(static_cast<size_t>(model->pool_->size()) *
+                       static_cast<size_t>(info.head_dim));
   // RoPE angles of every entry, computed once per eval() for all layers.
   model->rope_cos_.resize(nb * static_cast<size_t>(model->rope_dims_ / 2 + 1));
   model->rope_sin_.resize(nb * static_cast<size_t>(model->rope_dims_ / 2 + 1));
@@ -295,7 +309,8 @@ const void* LlamaModel::prepare_input(GgmlType type, const float* x, int n, int 
     x_stride = k::q8_row_bytes(cols);
     uint8_t* q8 = xq_.data();
     for (int i = 0; i < n; ++i) {
-      kernels_->quantize_q8(x + static_cast<size_t>(i) * cols, q8 + static_cast<size_t>(i) * x_stride, cols);
+      kernels_->quantize_q8(x + static_cast<size_t>(i) * cols,
+                            q8 + static_cast<size_t>(i) * x_stride, cols);
     }
     return q8;
   }
@@ -308,7 +323,8 @@ const void* LlamaModel::prepare_input(GgmlType type, const float* x, int n, int 
       kernels_->f32_to_f16(x, half, total);
       kernels_->f16_to_f32(half, xround_.data(), total);
     } else {
-      for (int i = 0; i < total; ++i) xround_[static_cast<size_t>(i)] = k::bf16_to_f32(k::f32_to_bf16(x[i]));
+      for (int i = 0; i < total; ++i)
+        xround_[static_cast<size_t>(i)] = k::bf16_to_f32(k::f32_to_bf16(x[i]));
     }
     return xround_.data();
   }
@@ -333,8 +349,10 @@ void LlamaModel::matmul(std::initializer_list<MatmulJob> jobs, const float* x, i
   size_t n_jobs = 0;
   int64_t rows_total = 0;
   for (const MatmulJob& job : jobs) {
-    args[n_jobs] = k::MatmulArgs{job.m->data, job.m->row_bytes, xin, x_stride, job.y,
-                                 static_cast<size_t>(job.m->rows) * sizeof(float), n, job.m->cols};
+    args[n_jobs] = k::MatmulArgs{job.m->data, job.m->row_bytes,
+                                 xin,         x_stride,
+                                 job.y,       static_cast<size_t>(job.m->rows) * sizeof(float),
+                                 n,           job.m->cols};
     unit_start[n_jobs + 1] = unit_start[n_jobs] + (job.m->rows + unit - 1) / unit;
     rows_total += job.m->rows;
     ++n_jobs;
@@ -431,20 +449,24 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
     return Status::Ok();
   }
   const int n = static_cast<int>(batch.size());
-  const int d = info_.dim, hd = info_.head_dim, qd = info_.n_heads * hd, kvd = info_.n_kv_heads * hd;
+  const int d = info_.dim, hd = info_.head_dim, qd = info_.n_heads * hd,
+            kvd = info_.n_kv_heads * hd;
   for (const auto& e : batch) {
     if (e.token < 0 || e.token >= info_.n_vocab) {
-      return Status::InvalidArgument(str("token id ", e.token, " is outside the vocabulary (", info_.n_vocab, " tokens)"));
+      return Status::InvalidArgument(
+          str("token id ", e.token, " is outside the vocabulary (", info_.n_vocab, " tokens)"));
     }
     if (e.pos < 0 || !kv_->has_sequence(e.seq_id) ||
         static_cast<size_t>(e.pos / kv_->block_tokens()) >= kv_->table(e.seq_id).size()) {
-      return Status::InvalidArgument(str("sequence ", e.seq_id, " has no KV room for position ", e.pos));
+      return Status::InvalidArgument(
+          str("sequence ", e.seq_id, " has no KV room for position ", e.pos));
     }
   }
   for (int i = 0; i < n; ++i) {
     const BatchEntry& e = batch[static_cast<size_t>(i)];
-    (void)k::dequantize_row(embeddings_.type, embeddings_.data + static_cast<size_t>(e.token) * embeddings_.row_bytes,
-                      &x_[static_cast<size_t>(i) * d], d);
+    (void)k::dequantize_row(embeddings_.type,
+                            embeddings_.data + static_cast<size_t>(e.token) * embeddings_.row_bytes,
+                            &x_[static_cast<size_t>(i) * d], d);
   }
   const size_t rope_stride = static_cast<size_t>(rope_dims_ / 2 + 1);
   for (int i = 0; i < n; ++i) {
@@ -455,15 +477,20 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
   const auto style = rope_neox_ ? k::RopeStyle::kNeox : k::RopeStyle::kNormal;
   for (int l = 0; l < info_.n_layers; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
-    for (int i = 0; i < n; ++i) kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], L.attn_norm, &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
+    for (int i = 0; i < n; ++i)
+      kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], L.attn_norm,
+                        &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
     matmul({{&L.wq, q_.data()}, {&L.wk, kk_.data()}, {&L.wv, vv_.data()}}, xn_.data(), n);
     for (int i = 0; i < n; ++i) {
       float* q = &q_[static_cast<size_t>(i) * qd];
       float* kr = &kk_[static_cast<size_t>(i) * kvd];
       float* vr = &vv_[static_cast<size_t>(i) * kvd];
-      if (L.bq) for (int j = 0; j < qd; ++j) q[j] += L.bq[j];
-      if (L.bk) for (int j = 0; j < kvd; ++j) kr[j] += L.bk[j];
-      if (L.bv) for (int j = 0; j < kvd; ++j) vr[j] += L.bv[j];
+      if (L.bq)
+        for (int j = 0; j < qd; ++j) q[j] += L.bq[j];
+      if (L.bk)
+        for (int j = 0; j < kvd; ++j) kr[j] += L.bk[j];
+      if (L.bv)
+        for (int j = 0; j < kvd; ++j) vr[j] += L.bv[j];
       const float* cos = &rope_cos_[static_cast<size_t>(i) * rope_stride];
       const float* sin = &rope_sin_[static_cast<size_t>(i) * rope_stride];
       kernels_->rope(q, info_.n_heads, hd, rope_dims_, cos, sin, style);
@@ -475,7 +502,9 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
     attention(batch, l);
     matmul({{&L.wo, xn_.data()}}, att_.data(), n);
     kernels_->add(x_.data(), xn_.data(), x_.data(), n * d);
-    for (int i = 0; i < n; ++i) kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], L.ffn_norm, &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
+    for (int i = 0; i < n; ++i)
+      kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], L.ffn_norm,
+                        &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
     matmul({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, xn_.data(), n);
     kernels_->silu_mul(gate_.data(), up_.data(), gate_.data(), n * info_.ffn_dim);
     matmul({{&L.w_down, xn_.data()}}, gate_.data(), n);
@@ -485,12 +514,14 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
   int n_out = 0;
   for (int i = 0; i < n; ++i) {
     if (!batch[static_cast<size_t>(i)].want_logits) continue;
-    kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], output_norm_, &xn_[static_cast<size_t>(n_out) * d], d, rms_eps_);
+    kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], output_norm_,
+                      &xn_[static_cast<size_t>(n_out) * d], d, rms_eps_);
     ++n_out;
   }
   logits_.resize(static_cast<size_t>(n_out) * info_.n_vocab);
   if (n_out > 0) matmul({{&output_, logits_.data()}}, xn_.data(), n_out);
-  for (int i = 0; i < n_out; ++i) logits.push_back(logits_.data() + static_cast<size_t>(i) * info_.n_vocab);
+  for (int i = 0; i < n_out; ++i)
+    logits.push_back(logits_.data() + static_cast<size_t>(i) * info_.n_vocab);
   return Status::Ok();
 }
 

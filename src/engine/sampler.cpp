@@ -41,7 +41,8 @@ int32_t Sampler::sample(const float* logits) {
     if (params_.repetition_penalty != 1.0f) {
       l = l > 0 ? l / params_.repetition_penalty : l * params_.repetition_penalty;
     }
-    return l - params_.presence_penalty - params_.frequency_penalty * static_cast<float>(it->second);
+    return l - params_.presence_penalty -
+           params_.frequency_penalty * static_cast<float>(it->second);
   };
 
   int32_t chosen = 0;
@@ -65,7 +66,8 @@ int32_t Sampler::sample(const float* logits) {
   };
   size_t n = candidates_.size();
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < n) {
-    std::partial_sort(candidates_.begin(), candidates_.begin() + params_.top_k, candidates_.end(), by_value);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + params_.top_k, candidates_.end(),
+                      by_value);
     n = static_cast<size_t>(params_.top_k);
   } else {
     std::sort(candidates_.begin(), candidates_.end(), by_value);
@@ -77,7 +79,8 @@ int32_t Sampler::sample(const float* logits) {
     candidates_[i].value = std::exp((candidates_[i].value - max_logit) / params_.temperature);
     sum += candidates_[i].value;
   }
-  for (size_t i = 0; i < n; ++i) candidates_[i].value = static_cast<float>(candidates_[i].value / sum);
+  for (size_t i = 0; i < n; ++i)
+    candidates_[i].value = static_cast<float>(candidates_[i].value / sum);
   if (params_.top_p < 1.0f) {
     double cumulative = 0;
     size_t keep = 0;

@@ -17,14 +17,14 @@
 namespace infera::engine {
 
 struct SamplerParams {
-  float temperature = 1.0f;  // <= 0: greedy
-  int top_k = 0;             // 0: off
-  float top_p = 1.0f;        // 1: off
-  float min_p = 0.0f;        // 0: off
+  float temperature = 1.0f;         // <= 0: greedy
+  int top_k = 0;                    // 0: off
+  float top_p = 1.0f;               // 1: off
+  float min_p = 0.0f;               // 0: off
   float repetition_penalty = 1.0f;  // 1: off (llama.cpp's repeat_penalty)
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
-  int penalty_last_n = 64;   // generated tokens the penalties look at
+  int penalty_last_n = 64;  // generated tokens the penalties look at
   uint64_t seed = 0;
 };
 

@@ -82,24 +82,38 @@ void fill_rows(const TensorPlan& t, uint64_t seed, uint64_t index, GgmlType type
 
 std::optional<SynthShape> synth_shape_by_name(std::string_view name) {
   if (name == "stories15M") {
-    return SynthShape{.name = "stories15M (synthetic)", .dim = 288, .n_layers = 6, .n_heads = 6,
-                      .n_kv_heads = 6, .ffn_dim = 768};
+    return SynthShape{.name = "stories15M (synthetic)",
+                      .dim = 288,
+                      .n_layers = 6,
+                      .n_heads = 6,
+                      .n_kv_heads = 6,
+                      .ffn_dim = 768};
   }
   if (name == "tinyllama") {
-    return SynthShape{.name = "TinyLlama-1.1B (synthetic)", .dim = 2048, .n_layers = 22,
-                      .n_heads = 32, .n_kv_heads = 4, .ffn_dim = 5632};
+    return SynthShape{.name = "TinyLlama-1.1B (synthetic)",
+                      .dim = 2048,
+                      .n_layers = 22,
+                      .n_heads = 32,
+                      .n_kv_heads = 4,
+                      .ffn_dim = 5632};
   }
   return std::nullopt;
 }
 
 uint32_t llama_file_type_of(GgmlType type) {
   switch (type) {
-    case GgmlType::kF32: return 0;   // LLAMA_FTYPE_ALL_F32
-    case GgmlType::kF16: return 1;   // MOSTLY_F16
-    case GgmlType::kQ4_0: return 2;  // MOSTLY_Q4_0
-    case GgmlType::kQ8_0: return 7;  // MOSTLY_Q8_0
-    case GgmlType::kBF16: return 32; // MOSTLY_BF16
-    default: return 0;
+    case GgmlType::kF32:
+      return 0;  // LLAMA_FTYPE_ALL_F32
+    case GgmlType::kF16:
+      return 1;  // MOSTLY_F16
+    case GgmlType::kQ4_0:
+      return 2;  // MOSTLY_Q4_0
+    case GgmlType::kQ8_0:
+      return 7;  // MOSTLY_Q8_0
+    case GgmlType::kBF16:
+      return 32;  // MOSTLY_BF16
+    default:
+      return 0;
   }
 }
 
@@ -157,18 +171,19 @@ Status write_synthetic_model(const SynthOptions& options, const std::string& out
     std::vector<int64_t> dims{t.cols};
     if (!t.is_norm) dims.push_back(t.rows);
     const uint64_t seed = options.seed;
-    Status added = w.add_tensor(t.name, tt, dims, [t, tt, row_bytes, seed, i, threads](std::span<uint8_t> out) {
-      const int n_workers = std::min(threads, std::max(1, t.rows / 64));
-      std::vector<std::thread> workers;
-      for (int k = 1; k < n_workers; ++k) {
-        workers.emplace_back([&, k] {
-          fill_rows(t, seed, i, tt, row_bytes, t.rows * k / n_workers, t.rows * (k + 1) / n_workers,
-                    out.data());
+    Status added = w.add_tensor(
+        t.name, tt, dims, [t, tt, row_bytes, seed, i, threads](std::span<uint8_t> out) {
+          const int n_workers = std::min(threads, std::max(1, t.rows / 64));
+          std::vector<std::thread> workers;
+          for (int k = 1; k < n_workers; ++k) {
+            workers.emplace_back([&, k] {
+              fill_rows(t, seed, i, tt, row_bytes, t.rows * k / n_workers,
+                        t.rows * (k + 1) / n_workers, out.data());
+            });
+          }
+          fill_rows(t, seed, i, tt, row_bytes, 0, t.rows / n_workers, out.data());
+          for (auto& worker : workers) worker.join();
         });
-      }
-      fill_rows(t, seed, i, tt, row_bytes, 0, t.rows / n_workers, out.data());
-      for (auto& worker : workers) worker.join();
-    });
     if (!added.ok()) return added;
   }
   return w.write(out_path);

@@ -125,7 +125,8 @@ TEST(KvCache, ForkSharesFullBlocksAndCopiesThePartialOne) {
   KvCache kv(2, 4, 8, 4);
   ASSERT_EQ(kv.begin_sequence(0, tokens(6)), 0);
   for (int layer = 0; layer < 2; ++layer) {
-    for (int32_t pos = 0; pos < 6; ++pos) std::fill_n(kv.k_row(layer, 0, pos), 4, static_cast<uint16_t>(pos + 1));
+    for (int32_t pos = 0; pos < 6; ++pos)
+      std::fill_n(kv.k_row(layer, 0, pos), 4, static_cast<uint16_t>(pos + 1));
   }
   ASSERT_TRUE(kv.fork_sequence(0, 1, 6));
   EXPECT_EQ(kv.table(1)[0], kv.table(0)[0]);

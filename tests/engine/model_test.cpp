@@ -7,9 +7,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <new>
 #include <fstream>
 #include <map>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -44,7 +44,8 @@ std::unique_ptr<Model> load_or_fail(const std::string& path, ModelOptions option
   return model.ok() ? std::move(model).value() : nullptr;
 }
 
-std::vector<int32_t> greedy(Model& model, const std::vector<int32_t>& prompt, int n, int32_t seq = 0) {
+std::vector<int32_t> greedy(Model& model, const std::vector<int32_t>& prompt, int n,
+                            int32_t seq = 0) {
   GenerateOptions options;
   options.max_tokens = n;
   options.stop_at_end_of_generation = false;
@@ -85,12 +86,12 @@ std::vector<std::vector<int32_t>> greedy_batched(Model& model,
                                                  int n, int chunk) {
   const size_t m = prompts.size();
   std::vector<std::vector<int32_t>> out(m);
-  std::vector<int32_t> fed(m, 0);       // prompt tokens evaluated
+  std::vector<int32_t> fed(m, 0);  // prompt tokens evaluated
   std::vector<int32_t> next_token(m, -1);
   for (size_t s = 0; s < m; ++s) {
     EXPECT_EQ(model.kv().begin_sequence(static_cast<int32_t>(s), {}), 0);
-    EXPECT_TRUE(model.kv().reserve(static_cast<int32_t>(s),
-                                   static_cast<int32_t>(prompts[s].size()) + n));
+    EXPECT_TRUE(
+        model.kv().reserve(static_cast<int32_t>(s), static_cast<int32_t>(prompts[s].size()) + n));
   }
   std::vector<BatchEntry> batch;
   std::vector<const float*> logits;
@@ -104,7 +105,8 @@ std::vector<std::vector<int32_t>> greedy_batched(Model& model,
       if (step < static_cast<int>(s) || static_cast<int>(out[s].size()) >= n) continue;
       if (fed[s] < np) {
         const int32_t end = std::min(np, fed[s] + chunk);
-        for (int32_t p = fed[s]; p < end; ++p) batch.push_back({seq, prompts[s][static_cast<size_t>(p)], p, p == np - 1});
+        for (int32_t p = fed[s]; p < end; ++p)
+          batch.push_back({seq, prompts[s][static_cast<size_t>(p)], p, p == np - 1});
         if (end == np) owners.push_back(s);
         fed[s] = end;
       } else {
@@ -136,8 +138,9 @@ TEST(Model, GreedyOutputDoesNotDependOnTheBatch) {
   if (!fs::exists(path)) GTEST_SKIP() << "shared models absent: " << path;
   auto model = load_or_fail(path, {.threads = 2, .ctx_tokens = 2048, .block_tokens = 16});
   ASSERT_NE(model, nullptr);
-  const std::vector<std::string> texts = {"Once upon a time", "", "The little dog ran to the park and",
-                                          "Lily", "One day, a girl named Sue found a big red ball"};
+  const std::vector<std::string> texts = {"Once upon a time", "",
+                                          "The little dog ran to the park and", "Lily",
+                                          "One day, a girl named Sue found a big red ball"};
   std::vector<std::vector<int32_t>> prompts;
   for (const auto& t : texts) prompts.push_back(model->tokenizer().encode(t, true, false));
   std::vector<std::vector<int32_t>> alone;
@@ -153,13 +156,15 @@ TEST(Model, SharedPrefixGivesTheSameTokensAsRecomputing) {
   if (!fs::exists(path)) GTEST_SKIP() << "shared models absent: " << path;
   auto model = load_or_fail(path, {.threads = 2, .ctx_tokens = 1024, .block_tokens = 4});
   ASSERT_NE(model, nullptr);
-  auto prompt = model->tokenizer().encode("Once upon a time there was a little girl named Lily who", true, false);
+  auto prompt = model->tokenizer().encode("Once upon a time there was a little girl named Lily who",
+                                          true, false);
   const auto fresh = greedy(*model, prompt, 16, 0);
   // Publish the prompt's blocks, then start another sequence with the same prompt.
   KvCache& kv = model->kv();
   ASSERT_EQ(kv.begin_sequence(1, prompt), 0);
   std::vector<BatchEntry> batch;
-  for (size_t i = 0; i < prompt.size(); ++i) batch.push_back({1, prompt[i], static_cast<int32_t>(i), false});
+  for (size_t i = 0; i < prompt.size(); ++i)
+    batch.push_back({1, prompt[i], static_cast<int32_t>(i), false});
   std::vector<const float*> logits;
   ASSERT_TRUE(model->eval(batch, logits).ok());
   kv.publish_prefix(1, prompt);
@@ -263,13 +268,16 @@ double relative_rms_error(const std::vector<float>& ref, const std::vector<float
 TEST(Model, QuantizedModelsAreBatchInvariantToo) {
   const std::string vocab = kModels + "/ggml-vocab-llama-spm.gguf";
   if (!fs::exists(vocab)) GTEST_SKIP() << "shared models absent: " << vocab;
-  const fs::path dir = fs::temp_directory_path() / ("infera_model_test_bi_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("infera_model_test_bi_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   // Wide enough that products run on the pool with several row ranges and tiles.
-  SynthShape shape{.name = "test", .dim = 256, .n_layers = 2, .n_heads = 8, .n_kv_heads = 2, .ffn_dim = 512};
+  SynthShape shape{
+      .name = "test", .dim = 256, .n_layers = 2, .n_heads = 8, .n_kv_heads = 2, .ffn_dim = 512};
   for (GgmlType type : {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kF16, GgmlType::kBF16}) {
     const std::string path = (dir / (std::string(ggml_type_info(type).name) + ".gguf")).string();
-    Status s = write_synthetic_model({.shape = shape, .type = type, .vocab_path = vocab, .seed = 9}, path);
+    Status s =
+        write_synthetic_model({.shape = shape, .type = type, .vocab_path = vocab, .seed = 9}, path);
     ASSERT_TRUE(s.ok()) << s.message();
     auto model = load_or_fail(path, {.threads = 2, .ctx_tokens = 1024});
     ASSERT_NE(model, nullptr);
@@ -331,7 +339,8 @@ Status write_variant(const GgufFile& src, const SynthShape& shape, const std::st
       std::vector<float> bias(static_cast<size_t>(rows));
       for (int r = 0; r < rows; ++r) {
         const int from = neox && std::string(which) != "attn_v" ? source_row(r) : r;
-        bias[static_cast<size_t>(r)] = 0.3f * std::sin(static_cast<float>(from) * 1.7f + name.size());
+        bias[static_cast<size_t>(r)] =
+            0.3f * std::sin(static_cast<float>(from) * 1.7f + name.size());
       }
       const std::string bias_name = name.substr(0, name.size() - 6) + "bias";
       const int64_t bias_dims[] = {rows};
@@ -349,11 +358,15 @@ Status write_variant(const GgufFile& src, const SynthShape& shape, const std::st
 TEST(Model, Qwen2NeoxRopeAndBiasesMatchAPermutedLlama) {
   const std::string vocab = kModels + "/ggml-vocab-llama-spm.gguf";
   if (!fs::exists(vocab)) GTEST_SKIP() << "shared models absent: " << vocab;
-  const fs::path dir = fs::temp_directory_path() / ("infera_model_test_qw_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("infera_model_test_qw_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  SynthShape shape{.name = "test", .dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ffn_dim = 256};
+  SynthShape shape{
+      .name = "test", .dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ffn_dim = 256};
   const std::string base = (dir / "base.gguf").string();
-  ASSERT_TRUE(write_synthetic_model({.shape = shape, .type = GgmlType::kF32, .vocab_path = vocab}, base).ok());
+  ASSERT_TRUE(
+      write_synthetic_model({.shape = shape, .type = GgmlType::kF32, .vocab_path = vocab}, base)
+          .ok());
   auto src = GgufFile::open(base);
   ASSERT_TRUE(src.ok());
   const std::string llama = (dir / "llama.gguf").string(), qwen = (dir / "qwen2.gguf").string();
@@ -362,7 +375,8 @@ TEST(Model, Qwen2NeoxRopeAndBiasesMatchAPermutedLlama) {
   ASSERT_TRUE(s.ok()) << s.message();
   std::vector<int32_t> prompt;
   for (int i = 0; i < 30; ++i) prompt.push_back(1 + (i * 4099) % 31999);
-  const auto a = last_logits(llama, prompt), b = last_logits(qwen, prompt), plain = last_logits(base, prompt);
+  const auto a = last_logits(llama, prompt), b = last_logits(qwen, prompt),
+             plain = last_logits(base, prompt);
   ASSERT_FALSE(a.empty());
   ASSERT_FALSE(b.empty());
   EXPECT_LT(relative_rms_error(a, b), 1e-4);
@@ -373,13 +387,16 @@ TEST(Model, Qwen2NeoxRopeAndBiasesMatchAPermutedLlama) {
 TEST(Model, QuantizedForwardsAgreeWithF32) {
   const std::string vocab = kModels + "/ggml-vocab-llama-spm.gguf";
   if (!fs::exists(vocab)) GTEST_SKIP() << "shared models absent: " << vocab;
-  const fs::path dir = fs::temp_directory_path() / ("infera_model_test_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("infera_model_test_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  SynthShape shape{.name = "test", .dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ffn_dim = 256};
+  SynthShape shape{
+      .name = "test", .dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ffn_dim = 256};
   std::map<GgmlType, std::vector<float>> logits;
   std::vector<int32_t> prompt;
   for (int i = 0; i < 40; ++i) prompt.push_back(1 + (i * 7919) % 31999);
-  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0}) {
+  for (GgmlType type :
+       {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0}) {
     const std::string path = (dir / (std::string(ggml_type_info(type).name) + ".gguf")).string();
     SynthOptions options{.shape = shape, .type = type, .vocab_path = vocab, .seed = 5};
     Status s = write_synthetic_model(options, path);
@@ -392,8 +409,10 @@ TEST(Model, QuantizedForwardsAgreeWithF32) {
   // causes in one layer (F16 ~2^-11, BF16 ~2^-8, Q8_0 ~1/254 per weight and per
   // activation, Q4_0 ~1/16 per weight, compounding over ~15 matmuls in quadrature),
   // measured on this model (F16 0.0007, BF16 0.006, Q8_0 0.021, Q4_0 0.21) with margin.
-  const std::map<GgmlType, double> bound = {{GgmlType::kF16, 0.005}, {GgmlType::kBF16, 0.03},
-                                            {GgmlType::kQ8_0, 0.03}, {GgmlType::kQ4_0, 0.30}};
+  const std::map<GgmlType, double> bound = {{GgmlType::kF16, 0.005},
+                                            {GgmlType::kBF16, 0.03},
+                                            {GgmlType::kQ8_0, 0.03},
+                                            {GgmlType::kQ4_0, 0.30}};
   for (const auto& [type, max_error] : bound) {
     const double error = relative_rms_error(logits[GgmlType::kF32], logits[type]);
     EXPECT_LT(error, max_error) << ggml_type_info(type).name;

@@ -95,9 +95,14 @@ TEST(Sampler, TopKKeepsOnlyTheKMostLikely) {
 TEST(Sampler, EveryFilterTogetherStaysDeterministicPerSeed) {
   std::vector<float> l(1000);
   for (size_t i = 0; i < l.size(); ++i) l[i] = std::sin(static_cast<float>(i)) * 3.0f;
-  const SamplerParams p{.temperature = 0.8f, .top_k = 40, .top_p = 0.9f, .min_p = 0.05f,
-                        .repetition_penalty = 1.1f, .presence_penalty = 0.2f,
-                        .frequency_penalty = 0.1f, .seed = 2024};
+  const SamplerParams p{.temperature = 0.8f,
+                        .top_k = 40,
+                        .top_p = 0.9f,
+                        .min_p = 0.05f,
+                        .repetition_penalty = 1.1f,
+                        .presence_penalty = 0.2f,
+                        .frequency_penalty = 0.1f,
+                        .seed = 2024};
   auto run = [&] {
     Sampler s(p, 1000);
     std::vector<int32_t> out;
