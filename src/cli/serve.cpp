@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <condition_variable>
 #include <iostream>
 #include <mutex>
@@ -57,6 +58,21 @@ std::string model_identity(const std::string& path) {
   auto size = std::filesystem::file_size(path, ec);
   auto mtime = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
   return fmt::format("{}:{}:{}", std::filesystem::absolute(path, ec).string(), size, mtime);
+}
+
+// One short generation before /ready turns 200: pages the weights in and sizes
+// every buffer, so the first user does not pay for it.
+void warm_up(sched::Scheduler& scheduler, engine::Model& model) {
+  const auto start = std::chrono::steady_clock::now();
+  auto job = std::make_unique<sched::Job>();
+  job->prompt = model.tokenizer().encode("Hello", /*add_bos=*/true, /*parse_special=*/false);
+  job->max_tokens = 2;
+  job->sampling.temperature = 0;
+  std::promise<void> done;
+  job->on_done = [&done](const sched::Completion&) { done.set_value(); };
+  if (scheduler.submit(std::move(job)).ok()) done.get_future().wait();
+  log::info("model.warmed_up", "warm-up generation took {:.1f} ms",
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
 }
 
 // Copies the cache's counters into gauges whenever metrics are exported.
@@ -161,6 +177,7 @@ int run_serve(const core::FlagValues& flags) {
              fmt::format("listening on {}:{}", config->get_string("host"), server.port()),
              fmt::format("\"port\":{}", server.port()));
   Maintenance maintenance;
+  if (scheduler && config->get_bool("model_warmup_enabled")) warm_up(*scheduler, *model);
   server.set_ready(true);
   server.run();
   log::info("server.stopped", "server stopped");
