@@ -135,7 +135,8 @@ int run_serve(const core::FlagValues& flags) {
     log::info("model.loaded", "{}: {} {} layers, dim {}, {} ({} MiB of weights), chat format {}",
               path, info.arch, info.n_layers, info.dim, engine::ggml_type_info(info.weight_type).name,
               info.weight_bytes >> 20, api::chat_format_name(gen.chat_format));
-    runner = sched::make_engine_runner(*model, static_cast<int32_t>(config->get_int("ctx_size")));
+    runner = sched::make_engine_runner(*model, static_cast<int32_t>(config->get_int("ctx_size")),
+                                       config->get_bool("prefix_cache"));
     scheduler = std::make_unique<sched::Scheduler>(scheduler_config_from(*config), *runner, metrics);
     const engine::Tokenizer& tokenizer = model->tokenizer();
     api::Tokenize tokenize = [&tokenizer](const std::string& text) {

@@ -48,6 +48,8 @@ std::vector<OptionSpec> make_specs() {
        "requests waiting for a sequence slot before new ones get 429"},
       {"max_batch_tokens", "INFERA_MAX_BATCH_TOKENS", "max-batch-tokens", T::kInt, "256", 1, 65536,
        {}, "tokens evaluated per engine step (prompt prefill is chunked to fit)"},
+      {"prefix_cache", "INFERA_PREFIX_CACHE", "prefix-cache", T::kBool, "true", 0, 0, {},
+       "reuse the KV blocks of identical prompt prefixes (e.g. a shared system prompt)"},
       {"request_timeout", "INFERA_REQUEST_TIMEOUT", "request-timeout", T::kFloat, "300", 0, 86400,
        {}, "longest a generation may take, seconds (0 = no limit); finish_reason \"timeout\""},
       {"default_max_tokens", "INFERA_DEFAULT_MAX_TOKENS", "default-max-tokens", T::kInt, "256", 1,

@@ -29,7 +29,8 @@ class EngineText final : public TextStream {
 
 class EngineRunner final : public ModelRunner {
  public:
-  EngineRunner(engine::Model& model, int32_t n_ctx) : model_(model), n_ctx_(n_ctx) {}
+  EngineRunner(engine::Model& model, int32_t n_ctx, bool prefix_cache)
+      : model_(model), n_ctx_(n_ctx), prefix_cache_(prefix_cache) {}
 
   int32_t n_vocab() const override { return model_.info().n_vocab; }
   int32_t n_ctx() const override { return n_ctx_; }
@@ -40,7 +41,7 @@ class EngineRunner final : public ModelRunner {
   }
   bool reserve(int32_t seq_id, int32_t n_tokens) override { return model_.kv().reserve(seq_id, n_tokens); }
   void publish_prefix(int32_t seq_id, std::span<const int32_t> prompt) override {
-    model_.kv().publish_prefix(seq_id, prompt);
+    if (prefix_cache_) model_.kv().publish_prefix(seq_id, prompt);
   }
   void end_sequence(int32_t seq_id) override { model_.kv().end_sequence(seq_id); }
   KvUsage kv_usage() const override {
@@ -73,14 +74,16 @@ class EngineRunner final : public ModelRunner {
  private:
   engine::Model& model_;
   int32_t n_ctx_;
+  bool prefix_cache_;
   std::vector<engine::BatchEntry> entries_;
   std::mt19937_64 seeds_{std::random_device{}()};
 };
 
 }  // namespace
 
-std::unique_ptr<ModelRunner> make_engine_runner(engine::Model& model, int32_t n_ctx) {
-  return std::make_unique<EngineRunner>(model, n_ctx);
+std::unique_ptr<ModelRunner> make_engine_runner(engine::Model& model, int32_t n_ctx,
+                                                bool prefix_cache) {
+  return std::make_unique<EngineRunner>(model, n_ctx, prefix_cache);
 }
 
 }  // namespace infera::sched

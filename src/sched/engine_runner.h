@@ -11,7 +11,9 @@ class Model;
 
 namespace infera::sched {
 
-// REQUIRES: `model` outlives the runner. `n_ctx` bounds positions per sequence.
-std::unique_ptr<ModelRunner> make_engine_runner(engine::Model& model, int32_t n_ctx);
+// REQUIRES: `model` outlives the runner. `n_ctx` bounds positions per sequence;
+// `prefix_cache` false never shares prompt blocks between sequences.
+std::unique_ptr<ModelRunner> make_engine_runner(engine::Model& model, int32_t n_ctx,
+                                                bool prefix_cache = true);
 
 }  // namespace infera::sched
