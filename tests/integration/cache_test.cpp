@@ -103,6 +103,9 @@ class RedisProcess {
   }
 
   // PING over a raw socket (the integration tests do not link hiredis).
+  void pause() { ::kill(pid_, SIGSTOP); }  // accepts connections, never answers
+  void resume() { ::kill(pid_, SIGCONT); }
+
   bool answers_ping() const {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
@@ -457,6 +460,31 @@ TEST(CacheRedisOutage, KilledRedisCostsABoundedDelayOpensTheBreakerAndL3HitsResu
                        << cache_stats(b->port()).dump();
   EXPECT_EQ(cache_stats(b->port())["redis_breaker"]["state"], "closed");
   EXPECT_EQ(metric(b->port(), "infera_cache_redis_breaker_open"), 0);
+}
+
+// A Redis that accepts connections but never answers (SIGSTOP) costs each call its timeouts
+// until the breaker opens; it must never fail or stall a request.
+TEST(CacheRedisOutage, HungRedisCostsABoundedDelayAndOpensTheBreaker) {
+  REQUIRE_MODEL();
+  REQUIRE_REDIS();
+  RedisProcess redis(free_loopback_port());
+  ASSERT_TRUE(redis.start()) << "redis-server did not answer PING";
+  auto server = serve({"--redis-url", redis.url()});
+  ASSERT_GT(server->port(), 0);
+  const int port = server->port();
+  ASSERT_EQ(ask_chat(port, "Before the hang").x_cache, "MISS");
+
+  redis.pause();
+  const auto kBound = 1000ms;
+  for (int i = 0; i < 10; ++i) {
+    Answer r = ask_chat(port, "During the hang " + std::to_string(i));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_LT(r.elapsed, kBound) << "request " << i << " took " << r.elapsed.count() << " ms";
+  }
+  json stats = cache_stats(port);
+  EXPECT_EQ(stats["redis_breaker"]["state"], "open") << stats.dump();
+  EXPECT_EQ(ask_chat(port, "Before the hang").x_cache, "HIT-L1");
+  redis.resume();
 }
 
 // ---------------------------------------------------------------------------------------
