@@ -17,9 +17,9 @@
 #include <fstream>
 #include <future>
 #include <latch>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
 #include <thread>
 
