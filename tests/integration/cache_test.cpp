@@ -62,11 +62,11 @@ int free_loopback_port() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return bound ? ntohs(addr.sin_port) : 0;
 }
 
 // A real redis-server on 127.0.0.1:port without persistence, so a restart starts empty.
@@ -627,6 +627,7 @@ TEST(CacheSingleFlight, HundredConcurrentIdenticalRequestsRunTheEngineOnce) {
   std::vector<Answer> answers(kCallers);
   std::latch start(kCallers);
   std::vector<std::thread> callers;
+  callers.reserve(kCallers);
   for (int i = 0; i < kCallers; ++i) {
     callers.emplace_back([&, i] {
       start.arrive_and_wait();
@@ -671,6 +672,7 @@ TEST(CacheSingleFlight, ConcurrentIdenticalStreamsAllGetTheWholeAnswer) {
   std::vector<Answer> answers(kCallers);
   std::latch start(kCallers);
   std::vector<std::thread> callers;
+  callers.reserve(kCallers);
   for (int i = 0; i < kCallers; ++i) {
     callers.emplace_back([&, i] {
       start.arrive_and_wait();
