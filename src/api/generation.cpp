@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -107,6 +108,8 @@ class Sink {
   virtual void text(std::string_view piece) = 0;
   virtual void done(const Outcome& outcome) = 0;
   virtual bool gone() const = 0;
+  // Whether text has already reached the client (a stream has begun).
+  virtual bool sent_text() const { return false; }
 };
 
 // A whole OpenAI response (chat.completion or text_completion).
@@ -178,6 +181,7 @@ class OpenAiStreamSink final : public Sink {
     responder_.end();
   }
   bool gone() const override { return responder_.client_gone(); }
+  bool sent_text() const override { return begun_; }
 
  private:
   void begin() {
@@ -389,7 +393,9 @@ class GenerationRoutes {
     return http::Response::error(400, message, "invalid_request_error", code);
   }
   static bool no_cache(const http::Request& req) {
-    return req.header("Cache-Control").find("no-cache") != std::string_view::npos;
+    std::string value(req.header("Cache-Control"));
+    for (char& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return value.find("no-cache") != std::string::npos;
   }
 
   Clock::time_point deadline_for(std::optional<double> requested_s) const {
@@ -489,13 +495,20 @@ class GenerationRoutes {
     auto ticket = std::make_shared<cache::FlightTicket>(cache_->begin(*spec.cache_key));
     sink->start("MISS");
     if (!ticket->leader()) {
+      // A joiner replays the leader's text as it comes. If the shared generation
+      // ends without an answer (the leader's own deadline or client), a joiner whose
+      // client has seen no text yet generates for itself.
+      auto own = std::make_shared<Spec>(spec);
+      own->cache_key.reset();
       ticket->flight().subscribe(
           [sink](std::string_view piece) { sink->text(piece); },
-          [sink](const Result<std::string>& value) {
+          [this, sink, own](const Result<std::string>& value) {
             std::optional<Outcome> o;
             if (value.ok()) o = decode(*value);
-            sink->done(o ? *o : failure(503, "shared_generation_failed",
-                                        "the identical request this one joined did not finish; retry"));
+            if (o) return sink->done(*o);
+            if (!sink->sent_text()) return submit(std::move(*own), sink, nullptr);
+            sink->done(failure(503, "shared_generation_failed",
+                               "the identical request this one joined did not finish; retry"));
           });
       return;
     }
@@ -539,9 +552,12 @@ class GenerationRoutes {
     Status st = scheduler_.submit(std::move(job));
     if (st.ok()) return;
     if (ticket) ticket->complete(Status::Unavailable(st.message()));
-    sink->done(st.code() == StatusCode::kResourceExhausted
-                   ? failure(429, "queue_full", st.message())
-                   : failure(400, "context_length_exceeded", st.message()));
+    switch (st.code()) {
+      case StatusCode::kResourceExhausted: return sink->done(failure(429, "queue_full", st.message()));
+      case StatusCode::kInvalidArgument:
+        return sink->done(failure(400, "context_length_exceeded", st.message()));
+      default: return sink->done(failure(503, "unavailable", st.message()));
+    }
   }
 
   GenerationConfig config_;

@@ -57,7 +57,9 @@ cache::Config cache_config_from(const core::Config& c) {
   cache::Config k;
   k.max_entries = static_cast<size_t>(c.get_int("cache_max_size"));
   k.max_bytes = static_cast<size_t>(c.get_int("cache_max_bytes"));
-  k.ttl_seconds = static_cast<uint32_t>(c.get_int("cache_timeout"));
+  // CACHE_TIMEOUT 0 means "never expire": ten years is that, for every tier.
+  const int64_t ttl = c.get_int("cache_timeout");
+  k.ttl_seconds = static_cast<uint32_t>(ttl == 0 ? int64_t{10} * 365 * 24 * 3600 : ttl);
   k.dir = c.get_string("cache_dir");
   k.disk_max_bytes = static_cast<uint64_t>(c.get_int("cache_disk_max_bytes"));
   k.redis_url = c.get_string("redis_url");

@@ -341,9 +341,12 @@ struct Scheduler::Impl {
     }
     for (auto& r : running) finish(*r, FinishReason::kCancelled);
     running.clear();
-    std::lock_guard lock(mu);
-    for (auto& w : incoming) waiting.push_back(std::move(w));
-    incoming.clear();
+    {
+      std::lock_guard lock(mu);
+      for (auto& w : incoming) waiting.push_back(std::move(w));
+      incoming.clear();
+    }
+    // Callbacks run without the lock: they may submit again (refused once stopping).
     for (auto& w : waiting) finish_waiting(w, FinishReason::kCancelled);
     waiting.clear();
   }
@@ -383,6 +386,7 @@ Status Scheduler::submit(std::unique_ptr<Job> job) {
   }
   {
     std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return Status::Unavailable("the server is shutting down");
     if (impl_->queued.load() >= impl_->config.max_queue) {
       impl_->rejected.inc();
       return Status::ResourceExhausted(fmt::format(
