@@ -300,9 +300,9 @@ class CallbackSink final : public Sink {
   std::function<void(const Outcome&)> on_done_;
 };
 
-// One generation to run: tokens, sampling, and the cache key when cacheable.
+// One generation to run: the prompt text, sampling, and the cache key when cacheable.
 struct Spec {
-  std::vector<int32_t> prompt;
+  std::string prompt;  // rendered text; tokenized only when the engine must run
   SamplingRequest sampling;
   int priority = 0;
   Clock::time_point deadline = Clock::time_point::max();
@@ -449,7 +449,7 @@ class GenerationRoutes {
       return std::nullopt;
     }
     Spec spec;
-    spec.prompt = tokenize_(chat ? render_chat(config_.chat_format, g.messages) : g.prompt);
+    spec.prompt = chat ? render_chat(config_.chat_format, g.messages) : g.prompt;
     spec.sampling = g.sampling;
     spec.priority = g.priority;
     spec.deadline = deadline_for(g.timeout_s);
@@ -469,7 +469,7 @@ class GenerationRoutes {
     }
     messages.push_back({"user", a.question});
     Spec spec;
-    spec.prompt = tokenize_(render_chat(config_.chat_format, messages));
+    spec.prompt = render_chat(config_.chat_format, messages);
     spec.sampling.max_tokens = config_.default_max_tokens;
     spec.sampling.temperature = 0;  // deterministic: repeated questions hit the cache
     spec.deadline = deadline_for(std::nullopt);
@@ -517,7 +517,7 @@ class GenerationRoutes {
 
   void submit(Spec spec, std::shared_ptr<Sink> sink, std::shared_ptr<cache::FlightTicket> ticket) {
     auto job = std::make_unique<sched::Job>();
-    job->prompt = std::move(spec.prompt);
+    job->prompt = tokenize_(spec.prompt);
     job->max_tokens = spec.sampling.max_tokens;
     job->sampling = to_sampling(spec.sampling);
     job->stop = spec.sampling.stop;
