@@ -10,7 +10,10 @@ namespace {
 
 class EngineSampler final : public TokenSampler {
  public:
-  EngineSampler(const engine::SamplerParams& p, int32_t n_vocab) : sampler_(p, n_vocab) {}
+  EngineSampler(const engine::SamplerParams& p, int32_t n_vocab, std::span<const int32_t> prompt)
+      : sampler_(p, n_vocab) {
+    sampler_.accept(prompt);
+  }
   int32_t sample(const float* logits) override { return sampler_.sample(logits); }
 
  private:
@@ -55,7 +58,8 @@ class EngineRunner final : public ModelRunner {
     return model_.eval(entries_, logits);
   }
 
-  std::unique_ptr<TokenSampler> make_sampler(const SamplingParams& p) override {
+  std::unique_ptr<TokenSampler> make_sampler(const SamplingParams& p,
+                                             std::span<const int32_t> prompt) override {
     engine::SamplerParams s;
     s.temperature = p.temperature;
     s.top_k = p.top_k;
@@ -65,7 +69,7 @@ class EngineRunner final : public ModelRunner {
     s.presence_penalty = p.presence_penalty;
     s.frequency_penalty = p.frequency_penalty;
     s.seed = p.has_seed ? p.seed : seeds_();
-    return std::make_unique<EngineSampler>(s, n_vocab());
+    return std::make_unique<EngineSampler>(s, n_vocab(), prompt);
   }
   std::unique_ptr<TextStream> make_text_stream() override {
     return std::make_unique<EngineText>(model_.tokenizer());

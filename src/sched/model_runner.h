@@ -82,7 +82,9 @@ class ModelRunner {
   // the next eval) per entry with want_logits, in batch order.
   virtual Status eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) = 0;
 
-  virtual std::unique_ptr<TokenSampler> make_sampler(const SamplingParams& params) = 0;
+  // A sampler for one sequence; `prompt` counts for the penalties' window.
+  virtual std::unique_ptr<TokenSampler> make_sampler(const SamplingParams& params,
+                                                     std::span<const int32_t> prompt) = 0;
   virtual std::unique_ptr<TextStream> make_text_stream() = 0;
 };
 

@@ -206,7 +206,7 @@ struct Scheduler::Impl {
       r->admitted = now;
       r->n_past = reused;
       r->cached = reused;
-      r->sampler = runner.make_sampler(w.job->sampling);
+      r->sampler = runner.make_sampler(w.job->sampling, w.job->prompt);
       r->text = runner.make_text_stream();
       r->stops = std::make_unique<StopMatcher>(w.job->stop);
       r->job = std::move(w.job);

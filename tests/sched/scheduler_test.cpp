@@ -80,7 +80,7 @@ class CountingModel : public ModelRunner {
     max_seqs_in_batch_ = std::max(max_seqs_in_batch_.load(), static_cast<int>(seqs.size()));
     return Status::Ok();
   }
-  std::unique_ptr<TokenSampler> make_sampler(const SamplingParams&) override {
+  std::unique_ptr<TokenSampler> make_sampler(const SamplingParams&, std::span<const int32_t>) override {
     struct Argmax : TokenSampler {
       int32_t sample(const float* l) override {
         return static_cast<int32_t>(std::max_element(l, l + kVocab) - l);
