@@ -1,8 +1,9 @@
 // Asio/Beast implementation of loadgen.h.
-#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including it.
-
 #include "loadgen/loadgen.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -13,15 +14,13 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including it.
 
 namespace infera::loadgen {
 
@@ -161,113 +160,135 @@ class Runner {
       stream.reset();
       conn.buffer.clear();
     };
-    do {
-      if (!stream) {
-        stream.emplace(ioc_);
-        stream->expires_after(std::chrono::seconds(10));
-        co_await stream->async_connect(endpoints_, token);
+    // A kept-alive connection the server has closed fails on its next request before
+    // any answer; such a request is retried once on a new connection, as HTTP
+    // clients do, instead of being counted as an error.
+    for (bool retry = true; retry;) {
+      retry = false;
+      const bool reused = stream.has_value();
+      do {
+        if (!stream) {
+          stream.emplace(ioc_);
+          stream->expires_after(std::chrono::seconds(10));
+          co_await stream->async_connect(endpoints_, token);
+          if (ec) {
+            fail("connect");
+            break;
+          }
+          stream->socket().set_option(tcp::no_delay(true));
+        }
+        stream->expires_after(
+            std::chrono::milliseconds(static_cast<int64_t>(opt_.request_timeout_s * 1000)));
+        bhttp::request<bhttp::string_body> req{bhttp::verb::post, target_.base_path + opt_.endpoint,
+                                               11};
+        req.set(bhttp::field::host, target_.host);
+        req.set(bhttp::field::content_type, "application/json");
+        req.keep_alive(true);
+        req.body() = body_for(n);
+        req.prepare_payload();
+        co_await bhttp::async_write(*stream, req, token);
+        if (ec && reused) {
+          stream.reset();
+          conn.buffer.clear();
+          retry = true;
+          break;
+        }
         if (ec) {
-          fail("connect");
+          fail(ec == beast::error::timeout ? "timeout" : "write");
           break;
         }
-        stream->socket().set_option(tcp::no_delay(true));
-      }
-      stream->expires_after(std::chrono::milliseconds(
-          static_cast<int64_t>(opt_.request_timeout_s * 1000)));
-      bhttp::request<bhttp::string_body> req{bhttp::verb::post, target_.base_path + opt_.endpoint, 11};
-      req.set(bhttp::field::host, target_.host);
-      req.set(bhttp::field::content_type, "application/json");
-      req.keep_alive(true);
-      req.body() = body_for(n);
-      req.prepare_payload();
-      co_await bhttp::async_write(*stream, req, token);
-      if (ec) {
-        fail(ec == beast::error::timeout ? "timeout" : "write");
-        break;
-      }
-      bhttp::response_parser<bhttp::buffer_body> parser;
-      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-      co_await bhttp::async_read_header(*stream, conn.buffer, parser, token);
-      if (ec) {
-        fail(ec == beast::error::timeout ? "timeout" : "read");
-        break;
-      }
-      int status = parser.get().result_int();
-      std::string body;
-      std::string pending;  // SSE text not yet split into lines
-      auto last_token = t0;
-      bool usage_seen = false;
-      char chunk[8192];
-      while (!parser.is_done()) {
-        parser.get().body().data = chunk;
-        parser.get().body().size = sizeof chunk;
-        co_await bhttp::async_read(*stream, conn.buffer, parser, token);
-        if (ec == bhttp::error::need_buffer) ec = {};
-        if (ec) break;
-        size_t got = sizeof chunk - parser.get().body().size;
-        if (!opt_.stream || status != 200) {
-          body.append(chunk, got);
-          continue;
-        }
-        pending.append(chunk, got);
-        size_t eol;
-        while ((eol = pending.find('\n')) != std::string::npos) {
-          std::string line = pending.substr(0, eol);
-          pending.erase(0, eol + 1);
-          if (!line.empty() && line.back() == '\r') line.pop_back();
-          if (line.rfind("data:", 0) != 0) continue;
-          std::string data = line.substr(line[5] == ' ' ? 6 : 5);
-          if (data == "[DONE]") continue;
-          json ev = json::parse(data, nullptr, false);
-          if (ev.is_discarded()) continue;
-          if (ev.contains("usage") && ev["usage"].is_object() &&
-              ev["usage"].contains("completion_tokens")) {
-            s.output_tokens = ev["usage"]["completion_tokens"].get<int64_t>();
-            usage_seen = true;
-          }
-          if (!ev.contains("choices") || ev["choices"].empty()) continue;
-          const json& c = ev["choices"][0];
-          std::string text;
-          if (c.contains("delta") && c["delta"].contains("content") && c["delta"]["content"].is_string()) {
-            text = c["delta"]["content"].get<std::string>();
-          } else if (c.contains("text") && c["text"].is_string()) {
-            text = c["text"].get<std::string>();
-          }
-          if (text.empty()) continue;
-          auto now = Clock::now();
-          if (s.ttft_ms < 0) {
-            s.ttft_ms = std::chrono::duration<double, std::milli>(now - t0).count();
-          } else {
-            s.itl_ms.push_back(std::chrono::duration<double, std::milli>(now - last_token).count());
-          }
-          last_token = now;
-          if (!usage_seen) ++s.output_tokens;
-        }
-      }
-      if (ec) {
-        fail(ec == beast::error::timeout ? "timeout" : "read");
-        break;
-      }
-      if (status != 200) {
-        fail(fmt::format("http_{}", status));
-        break;
-      }
-      if (!opt_.stream) {
-        json doc = json::parse(body, nullptr, false);
-        if (doc.is_discarded()) {
-          fail("bad_json");
+        bhttp::response_parser<bhttp::buffer_body> parser;
+        parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+        co_await bhttp::async_read_header(*stream, conn.buffer, parser, token);
+        if (ec && reused && ec != beast::error::timeout) {
+          stream.reset();
+          conn.buffer.clear();
+          retry = true;
           break;
         }
-        if (doc.contains("usage") && doc["usage"].contains("completion_tokens")) {
-          s.output_tokens = doc["usage"]["completion_tokens"].get<int64_t>();
+        if (ec) {
+          fail(ec == beast::error::timeout ? "timeout" : "read");
+          break;
         }
-      }
-      s.ok = true;
-      if (!parser.get().keep_alive()) {
-        stream.reset();
-        conn.buffer.clear();
-      }
-    } while (false);
+        int status = parser.get().result_int();
+        std::string body;
+        std::string pending;  // SSE text not yet split into lines
+        auto last_token = t0;
+        bool usage_seen = false;
+        char chunk[8192];
+        while (!parser.is_done()) {
+          parser.get().body().data = chunk;
+          parser.get().body().size = sizeof chunk;
+          co_await bhttp::async_read(*stream, conn.buffer, parser, token);
+          if (ec == bhttp::error::need_buffer) ec = {};
+          if (ec) break;
+          size_t got = sizeof chunk - parser.get().body().size;
+          if (!opt_.stream || status != 200) {
+            body.append(chunk, got);
+            continue;
+          }
+          pending.append(chunk, got);
+          size_t eol;
+          while ((eol = pending.find('\n')) != std::string::npos) {
+            std::string line = pending.substr(0, eol);
+            pending.erase(0, eol + 1);
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (line.rfind("data:", 0) != 0) continue;
+            std::string data = line.substr(line[5] == ' ' ? 6 : 5);
+            if (data == "[DONE]") continue;
+            json ev = json::parse(data, nullptr, false);
+            if (ev.is_discarded()) continue;
+            if (ev.contains("usage") && ev["usage"].is_object() &&
+                ev["usage"].contains("completion_tokens")) {
+              s.output_tokens = ev["usage"]["completion_tokens"].get<int64_t>();
+              usage_seen = true;
+            }
+            if (!ev.contains("choices") || ev["choices"].empty()) continue;
+            const json& c = ev["choices"][0];
+            std::string text;
+            if (c.contains("delta") && c["delta"].contains("content") &&
+                c["delta"]["content"].is_string()) {
+              text = c["delta"]["content"].get<std::string>();
+            } else if (c.contains("text") && c["text"].is_string()) {
+              text = c["text"].get<std::string>();
+            }
+            if (text.empty()) continue;
+            auto now = Clock::now();
+            if (s.ttft_ms < 0) {
+              s.ttft_ms = std::chrono::duration<double, std::milli>(now - t0).count();
+            } else {
+              s.itl_ms.push_back(
+                  std::chrono::duration<double, std::milli>(now - last_token).count());
+            }
+            last_token = now;
+            if (!usage_seen) ++s.output_tokens;
+          }
+        }
+        if (ec) {
+          fail(ec == beast::error::timeout ? "timeout" : "read");
+          break;
+        }
+        if (status != 200) {
+          fail(fmt::format("http_{}", status));
+          break;
+        }
+        if (!opt_.stream) {
+          json doc = json::parse(body, nullptr, false);
+          if (doc.is_discarded()) {
+            fail("bad_json");
+            break;
+          }
+          if (doc.contains("usage") && doc["usage"].contains("completion_tokens")) {
+            s.output_tokens = doc["usage"]["completion_tokens"].get<int64_t>();
+          }
+        }
+        s.ok = true;
+        if (!parser.get().keep_alive()) {
+          stream.reset();
+          conn.buffer.clear();
+        }
+      } while (false);
+    }
     s.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     record(std::move(s));
   }
@@ -288,10 +309,13 @@ class Runner {
     auto next = Clock::now();
     while (claim()) {
       int64_t n = issued_ - 1;
-      net::co_spawn(ioc_, [this, n]() -> net::awaitable<void> {
-        Conn conn;
-        co_await one_request(conn, n);
-      }, net::detached);
+      net::co_spawn(
+          ioc_,
+          [this, n]() -> net::awaitable<void> {
+            Conn conn;
+            co_await one_request(conn, n);
+          },
+          net::detached);
       next += interval;
       timer.expires_at(next);
       beast::error_code ec;
@@ -310,7 +334,8 @@ class Runner {
       for (const auto& [k, v] : errors_) errors += v;
       std::fprintf(stderr, "\r[%6.1fs] %lld done, %lld in flight, %lld errors, %.1f tok/s   ", t,
                    static_cast<long long>(samples_.size()), static_cast<long long>(in_flight_),
-                   static_cast<long long>(errors), static_cast<double>(tokens_) / std::max(t, 1e-9));
+                   static_cast<long long>(errors),
+                   static_cast<double>(tokens_) / std::max(t, 1e-9));
     }
   }
 
@@ -432,8 +457,9 @@ std::string to_text(const Summary& s) {
   out += fmt::format("output tokens: {} ({:.1f} tok/s aggregate)\n", s.output_tokens,
                      s.output_tokens_per_s);
   auto line = [&](const char* name, const Quantiles& q) {
-    out += fmt::format("{:<12} p50 {:9.2f}  p95 {:9.2f}  p99 {:9.2f}  mean {:9.2f}  max {:9.2f} ms\n",
-                       name, q.p50, q.p95, q.p99, q.mean, q.max);
+    out +=
+        fmt::format("{:<12} p50 {:9.2f}  p95 {:9.2f}  p99 {:9.2f}  mean {:9.2f}  max {:9.2f} ms\n",
+                    name, q.p50, q.p95, q.p99, q.mean, q.max);
   };
   line("latency", s.latency_ms);
   line("ttft", s.ttft_ms);
