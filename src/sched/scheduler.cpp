@@ -77,8 +77,7 @@ struct Scheduler::Impl {
         running_gauge(m.gauge("infera_sequences_running", "Sequences being prefilled or decoded")),
         waiting_gauge(m.gauge("infera_sequences_waiting", "Requests waiting for admission")),
         kv_used(m.gauge("infera_kv_blocks_used", "KV cache blocks in use")),
-        kv_free(m.gauge("infera_kv_blocks_free", "KV cache blocks free")),
-        metrics(m) {
+        kv_free(m.gauge("infera_kv_blocks_free", "KV cache blocks free")) {
     publish_kv();
     thread = std::thread([this] { loop(); });
   }
@@ -101,7 +100,6 @@ struct Scheduler::Impl {
   obs::Gauge& waiting_gauge;
   obs::Gauge& kv_used;
   obs::Gauge& kv_free;
-  obs::Registry& metrics;
 
   mutable std::mutex mu;
   std::condition_variable cv;

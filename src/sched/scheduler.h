@@ -68,7 +68,6 @@ struct SchedulerStats {
   KvUsage kv;
   int64_t prefix_hits = 0;         // sequences that reused cached prompt blocks
   int64_t prefix_tokens_reused = 0;
-  int64_t completed = 0;
 };
 
 class Scheduler {
