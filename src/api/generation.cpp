@@ -55,22 +55,42 @@ struct Outcome {
   std::string error;
 };
 
+// A cached answer: "o2", prompt and completion token counts (4 bytes each, little
+// endian), the finish reason's length (1 byte) and bytes, then the text. Read with a
+// few copies, no parsing; anything else (damaged, older format) is not an answer.
+constexpr std::string_view kValueMagic = "o2";
+
+void put_u32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint32_t get_u32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+
 std::string encode(const Outcome& o) {
-  return json{{"text", o.text},
-              {"finish_reason", o.finish_reason},
-              {"prompt_tokens", o.prompt_tokens},
-              {"completion_tokens", o.completion_tokens}}
-      .dump();
+  std::string out;
+  out.reserve(11 + o.finish_reason.size() + o.text.size());
+  out.append(kValueMagic);
+  put_u32(out, static_cast<uint32_t>(o.prompt_tokens));
+  put_u32(out, static_cast<uint32_t>(o.completion_tokens));
+  out.push_back(static_cast<char>(o.finish_reason.size()));
+  out.append(o.finish_reason);
+  out.append(o.text);
+  return out;
 }
 
 std::optional<Outcome> decode(const std::string& value) {
-  json v = json::parse(value, nullptr, false);
-  if (!v.is_object() || !v.contains("text") || !v["text"].is_string()) return std::nullopt;
+  constexpr size_t kHead = 2 + 4 + 4 + 1;
+  if (value.size() < kHead || value.compare(0, 2, kValueMagic) != 0) return std::nullopt;
+  const size_t reason_len = static_cast<unsigned char>(value[10]);
+  if (value.size() < kHead + reason_len) return std::nullopt;
   Outcome o;
-  o.text = v["text"];
-  o.finish_reason = v.value("finish_reason", "stop");
-  o.prompt_tokens = v.value("prompt_tokens", 0);
-  o.completion_tokens = v.value("completion_tokens", 0);
+  o.prompt_tokens = static_cast<int>(get_u32(value.data() + 2));
+  o.completion_tokens = static_cast<int>(get_u32(value.data() + 6));
+  o.finish_reason.assign(value, kHead, reason_len);
+  o.text.assign(value, kHead + reason_len);
   return o;
 }
 
@@ -87,6 +107,12 @@ json usage_json(const Outcome& o) {
           {"completion_tokens", o.completion_tokens},
           {"total_tokens", o.prompt_tokens + o.completion_tokens},
           {"prompt_tokens_details", {{"cached_tokens", o.cached_prompt_tokens}}}};
+}
+
+void append_usage(std::string& out, const Outcome& o) {
+  out += fmt::format(
+      R"({{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":{}}}}})",
+      o.prompt_tokens, o.completion_tokens, o.prompt_tokens + o.completion_tokens, o.cached_prompt_tokens);
 }
 
 http::Response error_response(const Outcome& o) {
@@ -121,16 +147,24 @@ class OpenAiWholeSink final : public Sink {
   void text(std::string_view) override {}
   void done(const Outcome& o) override {
     if (o.error_status != 0) return responder_.send(error_response(o));
-    json choice = {{"index", 0}, {"finish_reason", o.finish_reason}, {"logprobs", nullptr}};
-    if (chat_) {
-      choice["message"] = {{"role", "assistant"}, {"content", o.text}};
-    } else {
-      choice["text"] = o.text;
-    }
-    json out = {{"id", id_}, {"object", chat_ ? "chat.completion" : "text_completion"},
-                {"created", unix_now()}, {"model", model_},
-                {"choices", json::array({std::move(choice)})}, {"usage", usage_json(o)}};
-    http::Response r = http::Response::json(200, out.dump());
+    std::string out;
+    out.reserve(o.text.size() + id_.size() + model_.size() + 320);
+    out += R"({"id":)";
+    append_json_string(out, id_);
+    out += chat_ ? R"(,"object":"chat.completion","created":)" : R"(,"object":"text_completion","created":)";
+    out += std::to_string(unix_now());
+    out += R"(,"model":)";
+    append_json_string(out, model_);
+    out += R"(,"choices":[{"index":0,)";
+    out += chat_ ? R"("message":{"role":"assistant","content":)" : R"("text":)";
+    append_json_string(out, o.text);
+    if (chat_) out += '}';
+    out += R"(,"logprobs":null,"finish_reason":)";
+    append_json_string(out, o.finish_reason);
+    out += R"(}],"usage":)";
+    append_usage(out, o);
+    out += '}';
+    http::Response r = http::Response::json(200, std::move(out));
     r.headers.emplace_back("X-Cache", x_cache_);
     responder_.send(std::move(r));
   }
@@ -267,12 +301,21 @@ class AssistantSink final : public Sink {
     if (o.error_status != 0) return responder_.send(error_response(o));
     if (!session_id_.empty()) sessions_.append(session_id_, question_, o.text);
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - start_).count();
-    json out = {{"answer", o.text},           {"model", model_},
-                {"latency_ms", std::round(ms * 1000) / 1000},
-                {"tokens", o.completion_tokens}, {"cached", o.from_cache},
-                {"finish_reason", o.finish_reason}};
-    if (!session_id_.empty()) out["session_id"] = session_id_;
-    http::Response r = http::Response::json(200, out.dump());
+    std::string out;
+    out.reserve(o.text.size() + model_.size() + session_id_.size() + 160);
+    out += R"({"answer":)";
+    append_json_string(out, o.text);
+    out += R"(,"model":)";
+    append_json_string(out, model_);
+    out += fmt::format(R"(,"latency_ms":{:.3f},"tokens":{},"cached":{},"finish_reason":)", ms,
+                       o.completion_tokens, o.from_cache ? "true" : "false");
+    append_json_string(out, o.finish_reason);
+    if (!session_id_.empty()) {
+      out += R"(,"session_id":)";
+      append_json_string(out, session_id_);
+    }
+    out += '}';
+    http::Response r = http::Response::json(200, std::move(out));
     r.headers.emplace_back("X-Cache", x_cache_);
     responder_.send(std::move(r));
   }
@@ -405,32 +448,38 @@ class GenerationRoutes {
     return Clock::now() + std::chrono::microseconds(static_cast<int64_t>(limit * 1e6));
   }
 
-  json params_json(const SamplingRequest& s) const {
-    return {{"max_tokens", s.max_tokens},     {"temperature", s.temperature},
-            {"top_p", s.top_p},               {"top_k", s.top_k},
-            {"min_p", s.min_p},               {"repetition_penalty", s.repetition_penalty},
-            {"presence_penalty", s.presence_penalty},
-            {"frequency_penalty", s.frequency_penalty},
-            {"seed", s.seed ? json(*s.seed) : json(nullptr)},
-            {"stop", s.stop},                 {"chat_format", chat_format_name(config_.chat_format)}};
-  }
-
-  std::optional<std::string> key_for(const char* endpoint, const json& input, const SamplingRequest& s,
-                                     bool client_no_cache) const {
+  // The cache key of a request whose inputs (prompt, or role and content of each
+  // message) are `inputs`; nullopt when it must not be cached.
+  std::optional<std::string> key_for(const char* endpoint, const std::vector<std::string_view>& inputs,
+                                     const SamplingRequest& s, bool client_no_cache) const {
     if (cache_ == nullptr) return std::nullopt;
     cache::Sampling sampling{s.temperature, s.top_k, s.seed, client_no_cache};
     if (!cache::is_cacheable(policy_, sampling)) return std::nullopt;
-    std::string input_text = input.dump();
-    std::string params = params_json(s).dump();
-    auto key = cache::make_key({config_.model_id, config_.model_identity, endpoint, input_text, params});
-    if (!key.ok()) return std::nullopt;
-    return std::move(key).value();
+    cache::KeyBuilder k(config_.model_id, config_.model_identity, endpoint);
+    k.param("chat_format", chat_format_name(config_.chat_format));
+    k.param("inputs", static_cast<int64_t>(inputs.size()));
+    for (std::string_view text : inputs) k.input(text);
+    k.param("max_tokens", s.max_tokens).param("temperature", s.temperature).param("top_p", s.top_p);
+    k.param("top_k", s.top_k).param("min_p", s.min_p).param("repetition_penalty", s.repetition_penalty);
+    k.param("presence_penalty", s.presence_penalty).param("frequency_penalty", s.frequency_penalty);
+    if (s.seed) {
+      k.param("seed", static_cast<int64_t>(*s.seed));
+    } else {
+      k.absent("seed");
+    }
+    k.param("stops", static_cast<int64_t>(s.stop.size()));
+    for (const auto& stop : s.stop) k.param("stop", stop);
+    return k.key();
   }
 
-  static json messages_json(const std::vector<ChatMessage>& messages) {
-    json m = json::array();
-    for (const auto& msg : messages) m.push_back({{"role", msg.role}, {"content", msg.content}});
-    return m;
+  static std::vector<std::string_view> message_inputs(const std::vector<ChatMessage>& messages) {
+    std::vector<std::string_view> inputs;
+    inputs.reserve(2 * messages.size());
+    for (const auto& m : messages) {
+      inputs.push_back(m.role);
+      inputs.push_back(m.content);
+    }
+    return inputs;
   }
 
   std::optional<Spec> openai_spec(const json& body, bool chat, bool client_no_cache,
@@ -453,8 +502,8 @@ class GenerationRoutes {
     spec.sampling = g.sampling;
     spec.priority = g.priority;
     spec.deadline = deadline_for(g.timeout_s);
-    spec.cache_key = chat ? key_for("chat", messages_json(g.messages), g.sampling, client_no_cache)
-                          : key_for("completions", json(g.prompt), g.sampling, client_no_cache);
+    spec.cache_key = chat ? key_for("chat", message_inputs(g.messages), g.sampling, client_no_cache)
+                          : key_for("completions", {g.prompt}, g.sampling, client_no_cache);
     return spec;
   }
 
@@ -473,7 +522,7 @@ class GenerationRoutes {
     spec.sampling.max_tokens = config_.default_max_tokens;
     spec.sampling.temperature = 0;  // deterministic: repeated questions hit the cache
     spec.deadline = deadline_for(std::nullopt);
-    spec.cache_key = key_for("chat", messages_json(messages), spec.sampling, client_no_cache);
+    spec.cache_key = key_for("chat", message_inputs(messages), spec.sampling, client_no_cache);
     return spec;
   }
 

@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include "http/server.h"
 
@@ -12,5 +14,10 @@ namespace infera::api {
 // send (OpenAI-shaped, saying where the JSON is broken) in `error`.
 std::optional<nlohmann::json> parse_json_object(const http::Request& req,
                                                 http::Response& error);
+
+// Appends `text` as a JSON string literal, quotes included: the same bytes
+// nlohmann::json(text).dump() writes for valid UTF-8, without building a json value
+// (the cache-hit path writes answers with it). Bytes >= 0x80 pass through unchanged.
+void append_json_string(std::string& out, std::string_view text);
 
 }  // namespace infera::api

@@ -1,12 +1,12 @@
 // infera response cache: the only header other subsystems include.
 //
-// A request is turned into a key (make_key) only when is_cacheable() says so; the key is
+// A request is turned into a key (KeyBuilder) only when is_cacheable() says so; the key is
 // looked up in L1 (memory) -> L2 (RocksDB) -> L3 (Redis), hits are promoted upwards, and a
 // miss is computed once for all concurrent identical requests (begin / get_or_compute).
 // Values are opaque bytes (the serialized response). Tier failures never fail a request:
 // a broken tier behaves as a miss and is counted in its stats.
 //
-//   if (is_cacheable(config.policy, sampling)) key = make_key({model, identity, "chat", ...});
+//   if (is_cacheable(config.policy, sampling)) key = KeyBuilder(model, identity, "chat")...key();
 //   Lookup hit = cache->get(*key);           // X-Cache: x_cache_header(hit.tier)
 //   if (!hit.value) { FlightTicket t = cache->begin(*key);
 //     if (t.leader()) { ...t.publish_chunk(piece)...; t.complete(serialized); }
@@ -48,16 +48,32 @@ struct Config {
   std::uint32_t breaker_cooldown_ms = 5000;          // --redis-breaker-cooldown-ms (to probe)
 };
 
-// What decides the output of a request. JSON texts are canonicalized: key order and
-// whitespace between tokens never matter; runs of whitespace inside input strings collapse.
-struct KeyRequest {
-  std::string_view model_name;      // "llama-2-7b"
-  std::string_view model_identity;  // identifies the file: e.g. "<size>:<mtime>:<header hash>"
-  std::string_view endpoint;        // "chat", "completions", ... (different output shapes)
-  std::string_view input_json;      // the prompt (JSON string) or messages (JSON array)
-  std::string_view params_json;     // object of EVERY output-affecting parameter
+// The key of a typed request: the caller appends, in its own fixed order, everything
+// that decides the output (so JSON key order and formatting never reach the key).
+// Input strings have whitespace runs collapsed to one space and are trimmed; parameters
+// are kept exactly (a stop sequence of "\n" differs from "\n\n"). Every field is
+// length-prefixed, so different field sequences never share a canonical form.
+//
+//   KeyBuilder k(model_name, model_identity, "chat");
+//   for (auto& m : messages) { k.input(m.role); k.input(m.content); }
+//   k.param("max_tokens", 64); k.param("temperature", 0.0); ...
+//   std::string key = k.key();  // "v2-" + 32 hex digits
+class KeyBuilder {
+ public:
+  KeyBuilder(std::string_view model_name, std::string_view model_identity, std::string_view endpoint);
+  KeyBuilder& input(std::string_view text);
+  KeyBuilder& param(std::string_view name, std::string_view value);
+  KeyBuilder& param(std::string_view name, double value);  // 1.0 and 1 are the same value
+  KeyBuilder& param(std::string_view name, std::int64_t value);
+  KeyBuilder& param(std::string_view name, int value) { return param(name, std::int64_t{value}); }
+  KeyBuilder& absent(std::string_view name);  // an optional parameter that was not given
+  std::string key() const;
+  const std::string& canonical() const { return form_; }  // what key() hashes (tests, logs)
+
+ private:
+  void field(char tag, std::string_view name, std::string_view value);
+  std::string form_;
 };
-Result<std::string> make_key(const KeyRequest& request);  // "v1-" + 32 hex digits
 
 struct Sampling {
   double temperature = 1.0;

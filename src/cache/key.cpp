@@ -1,54 +1,101 @@
-#include "cache/key.h"
-
+// Cache keys (KeyBuilder), the cacheability policy and its parsing (cache.h).
 #include <cmath>
 #include <cstdio>
-#include <nlohmann/json.hpp>
 
+#include "cache/cache.h"
 #include "cache/hash.h"
 
 namespace infera::cache {
 
 namespace {
 
-using nlohmann::json;
-
-constexpr std::string_view kKeyVersion = "infera-cache-v1";
+// Bumped whenever the canonical form or the value format changes, so entries written
+// by an older build (in RocksDB or a shared Redis) are never read as this build's.
+constexpr std::string_view kKeyVersion = "infera-cache-v2";
 
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-std::string collapse_whitespace(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
+void append_collapsed(std::string& out, std::string_view text) {
   bool pending_space = false;
+  bool any = false;
   for (char c : text) {
     if (is_space(c)) {
-      pending_space = !out.empty();
+      pending_space = any;
       continue;
     }
     if (pending_space) out.push_back(' ');
     pending_space = false;
+    any = true;
     out.push_back(c);
-  }
-  return out;
-}
-
-// Rewrites a parsed value into its canonical shape (objects are std::map: sorted keys).
-void canonicalize(json& value, bool collapse_strings) {
-  if (value.is_object() || value.is_array()) {
-    for (auto& child : value) canonicalize(child, collapse_strings);
-  } else if (value.is_string() && collapse_strings) {
-    value = collapse_whitespace(value.get_ref<const std::string&>());
-  } else if (value.is_number_float()) {
-    const double d = value.get<double>();
-    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e15) {
-      value = static_cast<std::int64_t>(d);
-    }
   }
 }
 
 }  // namespace
+
+KeyBuilder::KeyBuilder(std::string_view model_name, std::string_view model_identity,
+                       std::string_view endpoint) {
+  form_.reserve(256);
+  field('V', {}, kKeyVersion);
+  field('M', {}, model_name);
+  field('F', {}, model_identity);
+  field('E', {}, endpoint);
+}
+
+void KeyBuilder::field(char tag, std::string_view name, std::string_view value) {
+  char head[48];
+  int n = std::snprintf(head, sizeof(head), "%c%zu:", tag, name.size());
+  form_.append(head, static_cast<size_t>(n));
+  form_.append(name);
+  n = std::snprintf(head, sizeof(head), "%zu:", value.size());
+  form_.append(head, static_cast<size_t>(n));
+  form_.append(value);
+}
+
+KeyBuilder& KeyBuilder::input(std::string_view text) {
+  std::string collapsed;
+  collapsed.reserve(text.size());
+  append_collapsed(collapsed, text);
+  field('I', {}, collapsed);
+  return *this;
+}
+
+KeyBuilder& KeyBuilder::param(std::string_view name, std::string_view value) {
+  field('S', name, value);
+  return *this;
+}
+
+KeyBuilder& KeyBuilder::param(std::string_view name, double value) {
+  if (std::isfinite(value) && value == std::floor(value) && std::fabs(value) < 9.0e15) {
+    return param(name, static_cast<std::int64_t>(value));
+  }
+  char text[40];
+  int n = std::snprintf(text, sizeof(text), "%.17g", value);
+  field('N', name, std::string_view(text, static_cast<size_t>(n)));
+  return *this;
+}
+
+KeyBuilder& KeyBuilder::param(std::string_view name, std::int64_t value) {
+  char text[32];
+  int n = std::snprintf(text, sizeof(text), "%lld", static_cast<long long>(value));
+  field('N', name, std::string_view(text, static_cast<size_t>(n)));
+  return *this;
+}
+
+KeyBuilder& KeyBuilder::absent(std::string_view name) {
+  field('A', name, {});
+  return *this;
+}
+
+std::string KeyBuilder::key() const {
+  const std::uint64_t a = hash64(form_, 0x696e66657261ULL);
+  const std::uint64_t b = hash64(form_, a ^ 0x6b6579ULL);
+  char hex[40];
+  std::snprintf(hex, sizeof(hex), "v2-%016llx%016llx", static_cast<unsigned long long>(a),
+                static_cast<unsigned long long>(b));
+  return std::string(hex);
+}
 
 Result<CachePolicy> parse_cache_policy(std::string_view text) {
   if (text == "deterministic") return CachePolicy::kDeterministic;
@@ -69,36 +116,6 @@ bool is_cacheable(CachePolicy policy, const Sampling& sampling) {
       return sampling.temperature <= 0.0 || sampling.top_k == 1 || sampling.seed.has_value();
   }
   return false;
-}
-
-Result<std::string> canonical_form(const KeyRequest& request) {
-  json input = json::parse(request.input_json, nullptr, /*allow_exceptions=*/false);
-  if (input.is_discarded()) {
-    return Status::InvalidArgument("cache key: input is not valid JSON");
-  }
-  json params = request.params_json.empty()
-                    ? json::object()
-                    : json::parse(request.params_json, nullptr, /*allow_exceptions=*/false);
-  if (params.is_discarded() || !params.is_object()) {
-    return Status::InvalidArgument("cache key: parameters are not a JSON object");
-  }
-  canonicalize(input, /*collapse_strings=*/true);
-  canonicalize(params, /*collapse_strings=*/false);
-  json form = json::array({std::string(kKeyVersion), std::string(request.model_name),
-                           std::string(request.model_identity), std::string(request.endpoint),
-                           std::move(input), std::move(params)});
-  return form.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-Result<std::string> make_key(const KeyRequest& request) {
-  Result<std::string> form = canonical_form(request);
-  if (!form.ok()) return form.status();
-  const std::uint64_t a = hash64(*form, 0x696e66657261ULL);
-  const std::uint64_t b = hash64(*form, a ^ 0x6b6579ULL);
-  char hex[36];
-  std::snprintf(hex, sizeof(hex), "v1-%016llx%016llx", static_cast<unsigned long long>(a),
-                static_cast<unsigned long long>(b));
-  return std::string(hex);
 }
 
 }  // namespace infera::cache

@@ -1,77 +1,89 @@
-#include "cache/key.h"
-
 #include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "cache/cache.h"
 
 namespace infera::cache {
 namespace {
 
-KeyRequest base() {
-  KeyRequest r;
-  r.model_name = "llama";
-  r.model_identity = "1234:5678:abcd";
-  r.endpoint = "chat";
-  r.input_json = R"([{"role":"user","content":"What is 2 + 2?"}])";
-  r.params_json = R"({"temperature":0,"max_tokens":64,"stop":["\n\n"]})";
-  return r;
-}
+struct Request {
+  std::string model = "llama", identity = "1234:5678:abcd", endpoint = "chat";
+  std::vector<std::string> inputs = {"user", "What is 2 + 2?"};
+  double temperature = 0;
+  int max_tokens = 64;
+  std::string stop = "\n\n";
+  bool has_seed = false;
+};
 
-std::string key_of(const KeyRequest& r) {
-  Result<std::string> key = make_key(r);
-  EXPECT_TRUE(key.ok()) << key.status().message();
-  return key.ok() ? *key : std::string();
+std::string key_of(const Request& r, std::string* form = nullptr) {
+  KeyBuilder k(r.model, r.identity, r.endpoint);
+  for (const auto& text : r.inputs) k.input(text);
+  k.param("temperature", r.temperature).param("max_tokens", r.max_tokens).param("stop", r.stop);
+  if (r.has_seed) {
+    k.param("seed", 7);
+  } else {
+    k.absent("seed");
+  }
+  if (form) *form = k.canonical();
+  return k.key();
 }
 
 TEST(CacheKey, IsStableAndWellFormed) {
-  const std::string key = key_of(base());
-  EXPECT_EQ(key, key_of(base()));
+  const std::string key = key_of(Request{});
+  EXPECT_EQ(key, key_of(Request{}));
   EXPECT_EQ(key.size(), 35u);
-  EXPECT_EQ(key.substr(0, 3), "v1-");
+  EXPECT_EQ(key.substr(0, 3), "v2-");
+  EXPECT_EQ(key.find_first_not_of("0123456789abcdef", 3), std::string::npos);
 }
 
-TEST(CacheKey, IgnoresJsonKeyOrderAndWhitespace) {
-  KeyRequest r = base();
-  r.input_json = R"( [ { "content" : "  What   is 2 +\n 2?\t", "role":"user" } ] )";
-  r.params_json = R"({ "stop" : ["\n\n"], "max_tokens": 64, "temperature": 0.0 })";
-  EXPECT_EQ(key_of(r), key_of(base()));
+TEST(CacheKey, CollapsesWhitespaceInInputsOnly) {
+  Request r;
+  r.inputs = {"user", "  What   is 2 +\n 2?\t"};
+  EXPECT_EQ(key_of(r), key_of(Request{}));
+  r = Request{};  // whitespace inside parameters is significant (a stop sequence)
+  r.stop = "\n";
+  EXPECT_NE(key_of(r), key_of(Request{}));
+}
+
+TEST(CacheKey, IntegralFloatsEqualIntegers) {
+  KeyBuilder a("m", "id", "chat"), b("m", "id", "chat"), c("m", "id", "chat");
+  a.param("temperature", 1.0);
+  b.param("temperature", 1);
+  c.param("temperature", 1.5);
+  EXPECT_EQ(a.key(), b.key());
+  EXPECT_NE(a.key(), c.key());
+  EXPECT_NE(c.canonical().find("1.5"), std::string::npos) << c.canonical();
 }
 
 TEST(CacheKey, ChangesWithEveryOutputAffectingPart) {
-  const std::string original = key_of(base());
-  KeyRequest r = base();
-  r.model_name = "qwen";
-  EXPECT_NE(key_of(r), original);
-  r = base();
-  r.model_identity = "1234:5679:abcd";
-  EXPECT_NE(key_of(r), original);
-  r = base();
-  r.endpoint = "completions";
-  EXPECT_NE(key_of(r), original);
-  r = base();
-  r.input_json = R"([{"role":"user","content":"What is 2 + 3?"}])";
-  EXPECT_NE(key_of(r), original);
-  r = base();
-  r.params_json = R"({"temperature":0,"max_tokens":65,"stop":["\n\n"]})";
-  EXPECT_NE(key_of(r), original);
-  r = base();  // whitespace inside parameters is significant (a stop sequence)
-  r.params_json = R"({"temperature":0,"max_tokens":64,"stop":["\n"]})";
-  EXPECT_NE(key_of(r), original);
+  const std::string original = key_of(Request{});
+  std::vector<Request> changed(8);
+  changed[0].model = "qwen";
+  changed[1].identity = "1234:5679:abcd";
+  changed[2].endpoint = "completions";
+  changed[3].inputs = {"user", "What is 2 + 3?"};
+  changed[4].max_tokens = 65;
+  changed[5].temperature = 0.5;
+  changed[6].has_seed = true;
+  changed[7].inputs = {"system", "What is 2 + 2?"};
+  for (size_t i = 0; i < changed.size(); ++i) EXPECT_NE(key_of(changed[i]), original) << i;
 }
 
-TEST(CacheKey, CanonicalFormSortsKeysAndWritesIntegralFloatsAsIntegers) {
-  KeyRequest r = base();
-  r.params_json = R"({"b":1.0,"a":0.5})";
-  Result<std::string> form = canonical_form(r);
-  ASSERT_TRUE(form.ok());
-  EXPECT_NE(form->find(R"({"a":0.5,"b":1})"), std::string::npos) << *form;
-}
-
-TEST(CacheKey, RejectsMalformedJson) {
-  KeyRequest r = base();
-  r.input_json = "[{";
-  EXPECT_EQ(make_key(r).status().code(), StatusCode::kInvalidArgument);
-  r = base();
-  r.params_json = "[1]";
-  EXPECT_EQ(make_key(r).status().code(), StatusCode::kInvalidArgument);
+TEST(CacheKey, FieldBoundariesCannotBeShifted) {
+  // The same characters split differently over fields are different requests.
+  Request a, b;
+  a.inputs = {"user", "ab"};
+  b.inputs = {"usera", "b"};
+  EXPECT_NE(key_of(a), key_of(b));
+  a.inputs = {"user", "a b"};
+  b.inputs = {"user a", "b"};
+  EXPECT_NE(key_of(a), key_of(b));
+  KeyBuilder one("m", "id", "chat"), two("m", "id", "chat");
+  one.param("stop", "x");
+  two.param("stopx", "");
+  EXPECT_NE(one.key(), two.key());
 }
 
 TEST(CachePolicy, DeterministicCachesOnlyGreedyOrSeeded) {

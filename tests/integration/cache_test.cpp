@@ -280,7 +280,9 @@ uint32_t load_le32(const std::string& s, size_t at) {
 // it without complaint and only infera's own entry checksum can notice. The legacy record
 // layout is: masked crc32c (4) | payload length (2, LE) | type (1, 1 = full) | payload,
 // the crc covering type and payload. Returns an error describing what did not match.
-std::string corrupt_answer_in_wal(const std::filesystem::path& wal) {
+// Flips one character of `answer` inside the first WAL record and fixes the record's
+// own checksum, so only infera's entry checksum can tell.
+std::string corrupt_answer_in_wal(const std::filesystem::path& wal, const std::string& answer) {
   std::string bytes = read_bytes(wal);
   if (bytes.size() < 7) return wal.string() + ": empty WAL";
   const size_t length = static_cast<unsigned char>(bytes[4]) |
@@ -290,12 +292,12 @@ std::string corrupt_answer_in_wal(const std::filesystem::path& wal) {
   if (load_le32(bytes, 0) != masked_crc(crc32c(std::string_view(bytes).substr(6, 1 + length)))) {
     return wal.string() + ": first record's checksum is not the expected masked crc32c";
   }
-  const size_t text = bytes.find("\"text\":\"", 7);
-  if (text == std::string::npos || text + 8 >= 7 + length || bytes[text + 8] == '"') {
-    return wal.string() + ": no non-empty answer text in the first record";
+  const size_t text = bytes.find(answer, 7);
+  if (answer.empty() || text == std::string::npos || text + answer.size() > 7 + length) {
+    return wal.string() + ": the answer text is not stored plainly in the first record";
   }
-  char& c = bytes[text + 8];
-  c = c == 'x' ? 'y' : 'x';  // still valid JSON: a wrong answer unless the entry checksum says no
+  char& c = bytes[text];
+  c = c == 'x' ? 'y' : 'x';  // still a well-formed answer: wrong unless the entry checksum says no
   const uint32_t crc = masked_crc(crc32c(std::string_view(bytes).substr(6, 1 + length)));
   for (int i = 0; i < 4; ++i)
     bytes[static_cast<size_t>(i)] = static_cast<char>((crc >> (8 * i)) & 0xFF);
@@ -558,7 +560,7 @@ TEST(CacheCorruption, EntryFailingItsChecksumIsAMissNeverAWrongAnswer) {
   }
   std::string error = "no write-ahead log holding the entry";
   for (const auto& wal : files_with_extension(l2, ".log")) {
-    if (std::filesystem::file_size(wal) > 0) error = corrupt_answer_in_wal(wal);
+    if (std::filesystem::file_size(wal) > 0) error = corrupt_answer_in_wal(wal, text);
   }
   ASSERT_EQ(error, "");
 
