@@ -1,5 +1,7 @@
 #include "api/json_body.h"
 
+#include <array>
+
 #include <fmt/format.h>
 
 namespace infera::api {
@@ -28,12 +30,22 @@ std::optional<nlohmann::json> parse_json_object(const http::Request& req,
   return doc;
 }
 
+namespace {
+constexpr auto kNeedsEscape = [] {
+  std::array<bool, 256> table{};
+  for (int c = 0; c < 0x20; ++c) table[c] = true;
+  table['"'] = table['\\'] = true;
+  return table;
+}();
+}  // namespace
+
 void append_json_string(std::string& out, std::string_view text) {
+  out.reserve(out.size() + text.size() + 2);
   out.push_back('"');
   size_t run = 0;
   for (size_t i = 0; i < text.size(); ++i) {
     const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (!kNeedsEscape[c]) continue;
     out.append(text.data() + run, i - run);
     run = i + 1;
     switch (c) {

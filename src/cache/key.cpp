@@ -1,4 +1,5 @@
 // Cache keys (KeyBuilder), the cacheability policy and its parsing (cache.h).
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -45,11 +46,14 @@ KeyBuilder::KeyBuilder(std::string_view model_name, std::string_view model_ident
 
 void KeyBuilder::field(char tag, std::string_view name, std::string_view value) {
   char head[48];
-  int n = std::snprintf(head, sizeof(head), "%c%zu:", tag, name.size());
-  form_.append(head, static_cast<size_t>(n));
+  head[0] = tag;
+  char* end = std::to_chars(head + 1, head + sizeof(head), name.size()).ptr;
+  *end++ = ':';
+  form_.append(head, end);
   form_.append(name);
-  n = std::snprintf(head, sizeof(head), "%zu:", value.size());
-  form_.append(head, static_cast<size_t>(n));
+  end = std::to_chars(head, head + sizeof(head), value.size()).ptr;
+  *end++ = ':';
+  form_.append(head, end);
   form_.append(value);
 }
 
@@ -78,8 +82,8 @@ KeyBuilder& KeyBuilder::param(std::string_view name, double value) {
 
 KeyBuilder& KeyBuilder::param(std::string_view name, std::int64_t value) {
   char text[32];
-  int n = std::snprintf(text, sizeof(text), "%lld", static_cast<long long>(value));
-  field('N', name, std::string_view(text, static_cast<size_t>(n)));
+  char* end = std::to_chars(text, text + sizeof(text), value).ptr;
+  field('N', name, std::string_view(text, static_cast<size_t>(end - text)));
   return *this;
 }
 
