@@ -214,6 +214,43 @@ TEST(Kernels, RowRangesWriteOnlyTheirColumnsAndResultsDoNotDependOnTheBatch) {
   }
 }
 
+// Float weights on lengths with partial 16- and 64-element groups: prefill tiles,
+// leftover rows and single rows all sum each dot product in the same order.
+TEST(Kernels, FloatMatmulResultsDoNotDependOnTheBatchOnOddLengths) {
+  std::mt19937 rng(11);
+  std::vector<const Kernels*> tables = simd_tables();
+  tables.push_back(&ref());
+  for (const Kernels* t : tables) {
+    for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16}) {
+      for (int k : {17, 100, 551, 1040}) {
+        const int rows = 9, n = 11;
+        SCOPED_TRACE(std::string(t->name) + " type " + std::to_string(static_cast<int>(type)) +
+                     " k " + std::to_string(k));
+        Weights w = make_weights(rng, type, rows, k);
+        Activations x = make_activations(rng, *t, n, k);
+        const std::vector<float> full = run_matmul(*t, type, w, x, n, rows, k, 0, rows);
+        const size_t ldy = static_cast<size_t>(rows) + 2;
+        const size_t xs = x.f32_stride / 4;
+        for (int first = 0; first < n; first += 3) {
+          for (int m : {1, 2, 3, 4, 5, 6}) {
+            if (first + m > n) continue;
+            Activations some;
+            some.f32_stride = x.f32_stride;
+            some.f32.assign(x.f32.begin() + static_cast<ptrdiff_t>(xs * static_cast<size_t>(first)),
+                            x.f32.begin() + static_cast<ptrdiff_t>(xs * static_cast<size_t>(first + m)));
+            const std::vector<float> part = run_matmul(*t, type, w, some, m, rows, k, 0, rows);
+            for (int i = 0; i < m; ++i)
+              for (int r = 0; r < rows; ++r)
+                ASSERT_EQ(part[static_cast<size_t>(i) * ldy + static_cast<size_t>(r)],
+                          full[static_cast<size_t>(first + i) * ldy + static_cast<size_t>(r)])
+                    << "rows " << first << ".." << first + m << " i " << i << " r " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Kernels, ScalarQuantizedMatmulEqualsDequantizedProduct) {
   std::mt19937 rng(3);
   const int k = 256, rows = 5, n = 3;
