@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   infera::cli::add_bench_command(app);
   infera::cli::add_generate_command(app);
   infera::cli::add_synth_command(app);
+  infera::cli::add_bench_engine_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

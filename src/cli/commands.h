@@ -13,5 +13,6 @@ void add_config_command(CLI::App& app);    // cli/config_command.cpp
 void add_bench_command(CLI::App& app);     // cli/bench.cpp
 void add_generate_command(CLI::App& app);  // cli/generate.cpp
 void add_synth_command(CLI::App& app);     // cli/synth.cpp
+void add_bench_engine_command(CLI::App& app);  // cli/bench_engine.cpp
 
 }  // namespace infera::cli

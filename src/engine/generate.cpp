@@ -1,6 +1,8 @@
 #include "engine/generate.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <random>
 
 #include "engine/tokenizer.h"
@@ -128,14 +130,19 @@ Result<SpeedResult> measure_speed(Model& model, int prompt_tokens, int gen_token
     const int n = gen ? gen_tokens : prompt_tokens;
     if (n <= 0) continue;
     if (auto warm = run(n, gen); !warm.ok()) return warm.status();
-    double tokens_per_second = 0;
-    for (int r = 0; r < std::max(1, repetitions); ++r) {
+    const int reps = std::max(1, repetitions);
+    double sum = 0, sum_sq = 0;
+    for (int r = 0; r < reps; ++r) {
       auto ms = run(n, gen);
       if (!ms.ok()) return ms.status();
-      tokens_per_second += n * 1000.0 / std::max(*ms, 1e-6);
+      const double tps = n * 1000.0 / std::max(*ms, 1e-6);
+      sum += tps;
+      sum_sq += tps * tps;
     }
-    tokens_per_second /= std::max(1, repetitions);
-    (gen ? out.generation_tokens_per_second : out.prompt_tokens_per_second) = tokens_per_second;
+    const double mean = sum / reps;
+    const double var = reps > 1 ? std::max(0.0, (sum_sq - reps * mean * mean) / (reps - 1)) : 0.0;
+    (gen ? out.generation_tokens_per_second : out.prompt_tokens_per_second) = mean;
+    (gen ? out.generation_stddev : out.prompt_stddev) = std::sqrt(var);
   }
   return out;
 }

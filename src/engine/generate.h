@@ -53,10 +53,13 @@ Result<GenerateResult> generate(Model& model, std::span<const int32_t> prompt_id
 
 // llama-bench's pp/tg tests: `prompt_tokens` tokens in one batch into an empty
 // sequence, and separately `gen_tokens` tokens evaluated one at a time; each
-// repeated `repetitions` times after one warm-up run. Tokens/s are means.
+// repeated `repetitions` times after one warm-up run. Tokens/s are means over the
+// repetitions, with their sample standard deviations (0 for one repetition).
 struct SpeedResult {
   double prompt_tokens_per_second = 0;
   double generation_tokens_per_second = 0;
+  double prompt_stddev = 0;
+  double generation_stddev = 0;
 };
 Result<SpeedResult> measure_speed(Model& model, int prompt_tokens, int gen_tokens, int repetitions);
 
