@@ -1,5 +1,6 @@
 // `infera synth`: writes a random-weight llama GGUF of a benchmark shape, with the
-// vocabulary copied from another GGUF file.
+// vocabulary copied from another GGUF file. --dim, --layers, --heads, --kv-heads
+// and --ffn override the named shape's dimensions (small custom shapes for tests).
 #include "engine/synth.h"
 
 #include <CLI/CLI.hpp>
@@ -20,6 +21,7 @@ struct SynthArgs {
   std::string shape = "stories15M";
   std::string type = "f16";
   std::string vocab;
+  engine::SynthShapeOverrides overrides;
   uint64_t seed = 1;
   int threads = 2;
 };
@@ -39,13 +41,31 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--vocab", a->vocab,
                   "GGUF whose tokenizer is copied (e.g. ggml-vocab-llama-spm.gguf)")
       ->required();
+  const auto dimension = CLI::Range(1, engine::kMaxSynthDimension);
+  cmd->add_option("--dim", a->overrides.dim, "embedding size (overrides the shape's)")
+      ->check(dimension);
+  cmd->add_option("--layers", a->overrides.n_layers, "layer count (overrides the shape's)")
+      ->check(dimension);
+  cmd->add_option("--heads", a->overrides.n_heads, "attention heads (overrides the shape's)")
+      ->check(dimension);
+  cmd->add_option("--kv-heads", a->overrides.n_kv_heads,
+                  "KV heads, dividing --heads (overrides the shape's)")
+      ->check(dimension);
+  cmd->add_option("--ffn", a->overrides.ffn_dim, "FFN hidden size (overrides the shape's)")
+      ->check(dimension);
   cmd->add_option("--seed", a->seed, "weights seed")->capture_default_str();
   cmd->add_option("-t,--threads", a->threads, "threads generating weights")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   cmd->callback([a] {
     engine::SynthOptions options;
-    options.shape = *engine::synth_shape_by_name(a->shape);
+    auto shape =
+        engine::apply_synth_overrides(*engine::synth_shape_by_name(a->shape), a->overrides);
+    if (!shape.ok()) {
+      std::cerr << "infera synth: " << shape.status().message() << "\n";
+      throw CLI::RuntimeError(2);
+    }
+    options.shape = *shape;
     std::string upper;
     for (char c : a->type) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     for (engine::GgmlType t :
@@ -66,9 +86,9 @@ void add_synth_command(CLI::App& app) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::error_code ec;
     const auto bytes = std::filesystem::file_size(a->out, ec);
-    std::fprintf(stderr, "wrote %s: %s shape, %s, %.1f MiB in %.1f s\n", a->out.c_str(),
-                 a->shape.c_str(), upper.c_str(), ec ? 0.0 : static_cast<double>(bytes) / (1 << 20),
-                 seconds);
+    std::fprintf(stderr, "wrote %s: %s, %s, %.1f MiB in %.1f s\n", a->out.c_str(),
+                 options.shape.name.c_str(), upper.c_str(),
+                 ec ? 0.0 : static_cast<double>(bytes) / (1 << 20), seconds);
   });
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <sstream>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "engine/gguf.h"
@@ -100,6 +101,52 @@ std::optional<SynthShape> synth_shape_by_name(std::string_view name) {
   return std::nullopt;
 }
 
+Status validate_synth_shape(const SynthShape& s) {
+  const std::pair<const char*, int> dims[] = {{"dim", s.dim},
+                                              {"layers", s.n_layers},
+                                              {"heads", s.n_heads},
+                                              {"KV heads", s.n_kv_heads},
+                                              {"FFN size", s.ffn_dim}};
+  for (const auto& [what, value] : dims) {
+    if (value <= 0 || value > kMaxSynthDimension) {
+      return Status::InvalidArgument("synth: " + std::string(what) + " is " +
+                                     std::to_string(value) + "; it must be from 1 to " +
+                                     std::to_string(kMaxSynthDimension));
+    }
+  }
+  if (s.dim % s.n_heads != 0) {
+    return Status::InvalidArgument("synth: dim " + std::to_string(s.dim) +
+                                   " is not a multiple of the head count " +
+                                   std::to_string(s.n_heads));
+  }
+  if (s.n_heads % s.n_kv_heads != 0) {
+    return Status::InvalidArgument("synth: the head count " + std::to_string(s.n_heads) +
+                                   " is not a multiple of the KV head count " +
+                                   std::to_string(s.n_kv_heads));
+  }
+  if ((s.dim / s.n_heads) % 2 != 0) {
+    return Status::InvalidArgument(
+        "synth: the head size dim / heads = " + std::to_string(s.dim / s.n_heads) +
+        " is odd; RoPE needs an even head size");
+  }
+  return Status::Ok();
+}
+
+Result<SynthShape> apply_synth_overrides(SynthShape base, const SynthShapeOverrides& overrides) {
+  if (!overrides.any()) return base;
+  if (overrides.dim != 0) base.dim = overrides.dim;
+  if (overrides.n_layers != 0) base.n_layers = overrides.n_layers;
+  if (overrides.n_heads != 0) base.n_heads = overrides.n_heads;
+  if (overrides.n_kv_heads != 0) base.n_kv_heads = overrides.n_kv_heads;
+  if (overrides.ffn_dim != 0) base.ffn_dim = overrides.ffn_dim;
+  base.name = "custom (synthetic): dim " + std::to_string(base.dim) + ", " +
+              std::to_string(base.n_layers) + " layers, " + std::to_string(base.n_heads) +
+              " heads, " + std::to_string(base.n_kv_heads) + " KV heads, FFN " +
+              std::to_string(base.ffn_dim);
+  if (Status s = validate_synth_shape(base); !s.ok()) return s;
+  return base;
+}
+
 uint32_t llama_file_type_of(GgmlType type) {
   switch (type) {
     case GgmlType::kF32:
@@ -119,10 +166,7 @@ uint32_t llama_file_type_of(GgmlType type) {
 
 Status write_synthetic_model(const SynthOptions& options, const std::string& out_path) {
   const SynthShape& s = options.shape;
-  if (s.dim <= 0 || s.n_layers <= 0 || s.n_heads <= 0 || s.n_kv_heads <= 0 || s.ffn_dim <= 0 ||
-      s.dim % s.n_heads != 0 || s.n_heads % s.n_kv_heads != 0) {
-    return Status::InvalidArgument("synth: shape '" + s.name + "' has inconsistent dimensions");
-  }
+  if (Status valid = validate_synth_shape(s); !valid.ok()) return valid;
   const GgmlType type = options.type;
   if (type != GgmlType::kF32 && type != GgmlType::kF16 && type != GgmlType::kBF16 &&
       type != GgmlType::kQ8_0 && type != GgmlType::kQ4_0) {

@@ -39,6 +39,29 @@ struct SynthShape {
 // 22 layers, 32 heads, 4 KV heads, FFN 5632); nullopt for other names.
 std::optional<SynthShape> synth_shape_by_name(std::string_view name);
 
+// Dimensions that replace a named shape's; 0 keeps the named shape's value.
+struct SynthShapeOverrides {
+  int dim = 0;
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int ffn_dim = 0;
+
+  bool any() const { return dim || n_layers || n_heads || n_kv_heads || ffn_dim; }
+};
+
+// `base` with `overrides` applied, validated by validate_synth_shape. When any
+// dimension is overridden the name becomes "custom (synthetic): dim 256, 2 layers,
+// 4 heads, 2 KV heads, FFN 768", so general.name tells the file apart from the
+// named shape. Errors: InvalidArgument naming the offending dimensions.
+Result<SynthShape> apply_synth_overrides(SynthShape base, const SynthShapeOverrides& overrides);
+
+// Ok when the llama forward can run `shape`: every dimension positive and at most
+// kMaxSynthDimension, heads dividing dim, KV heads dividing heads, and an even head
+// size (RoPE rotates pairs). Block sizes of the output type are checked when writing.
+Status validate_synth_shape(const SynthShape& shape);
+inline constexpr int kMaxSynthDimension = 1 << 20;
+
 struct SynthOptions {
   SynthShape shape;
   GgmlType type = GgmlType::kF16;  // of the 2-D matrices; norms stay F32
