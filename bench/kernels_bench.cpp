@@ -6,7 +6,7 @@
 //   cmake --build build --target infera_engine
 //   g++ -std=c++20 -O3 -Isrc bench/kernels_bench.cpp build/libinfera_engine.a -pthread -o
 //   kernels_bench
-//   ./kernels_bench [threads=1] [tables=scalar,avx2,avx512]
+//   ./kernels_bench [threads=1] [tables=avx2,avx512] [types=Q4_0,Q4_K,...]
 // Rates are per CPU second (process CPU time / threads), so that other processes on a
 // shared machine do not distort them. Decode streams distinct matrices (more than the L3 cache) so
 // weights come from memory, as in a real forward pass.
@@ -37,38 +37,9 @@ double now_s() {
   return (static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec)) / g_threads;
 }
 
-size_t row_bytes(GgmlType type, int k) {
-  switch (type) {
-    case GgmlType::kF32:
-      return 4 * static_cast<size_t>(k);
-    case GgmlType::kF16:
-    case GgmlType::kBF16:
-      return 2 * static_cast<size_t>(k);
-    case GgmlType::kQ8_0:
-      return 34 * static_cast<size_t>(k / 32);
-    case GgmlType::kQ4_0:
-      return 18 * static_cast<size_t>(k / 32);
-    default:
-      return 0;
-  }
-}
+size_t row_bytes(GgmlType type, int k) { return infera::engine::ggml_row_bytes(type, k).value(); }
 
-const char* type_name(GgmlType t) {
-  switch (t) {
-    case GgmlType::kF32:
-      return "F32";
-    case GgmlType::kF16:
-      return "F16";
-    case GgmlType::kBF16:
-      return "BF16";
-    case GgmlType::kQ8_0:
-      return "Q8_0";
-    case GgmlType::kQ4_0:
-      return "Q4_0";
-    default:
-      return "?";
-  }
-}
+std::string type_name(GgmlType t) { return std::string(infera::engine::ggml_type_name(t)); }
 
 struct Matrix {
   std::vector<uint8_t> bytes;
@@ -95,12 +66,12 @@ void matmul(ThreadPool& pool, kern::MatmulFn fn, const kern::MatmulArgs& args, i
       tasks, [&](int t, int) { fn(args, t * per_task, std::min(rows, (t + 1) * per_task)); });
 }
 
-void bench_table(const kern::Kernels& table, ThreadPool& pool, double read_gbs) {
+void bench_table(const kern::Kernels& table, ThreadPool& pool, double read_gbs,
+                 const std::vector<GgmlType>& types) {
   std::mt19937 rng(1);
   const int k = 2048, rows = 5632;  // TinyLlama FFN up/gate shape
   std::printf("\n== %s, %d thread(s), W %d x %d ==\n", table.name, pool.size(), rows, k);
-  for (GgmlType type :
-       {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kF16, GgmlType::kBF16, GgmlType::kF32}) {
+  for (GgmlType type : types) {
     // Decode: n = 1 over distinct matrices (> L3) so each read comes from DRAM.
     const size_t mat_bytes = row_bytes(type, k) * rows;
     const int copies = static_cast<int>(std::max<size_t>(2, (size_t{160} << 20) / mat_bytes));
@@ -110,12 +81,15 @@ void bench_table(const kern::Kernels& table, ThreadPool& pool, double read_gbs) 
     std::vector<float> x(static_cast<size_t>(n_max) * k);
     std::normal_distribution<float> dist(0.0f, 1.0f);
     for (float& f : x) f = dist(rng);
-    const size_t qstride = kern::q8_row_bytes(k);
+    const kern::MatmulInput input = kern::matmul_input(type);
+    const bool q8 = input != kern::MatmulInput::kF32;
+    const auto quantize = input == kern::MatmulInput::kQ8K ? table.quantize_q8k : table.quantize_q8;
+    const size_t qstride =
+        input == kern::MatmulInput::kQ8K ? kern::q8k_row_bytes(k) : kern::q8_row_bytes(k);
     std::vector<uint8_t> xq(qstride * n_max);
     for (int i = 0; i < n_max; ++i)
-      table.quantize_q8(x.data() + static_cast<size_t>(i) * k, xq.data() + qstride * i, k);
+      quantize(x.data() + static_cast<size_t>(i) * k, xq.data() + qstride * i, k);
     std::vector<float> y(static_cast<size_t>(n_max) * rows);
-    const bool q8 = kern::matmul_takes_q8(type);
     kern::MatmulFn fn = kern::matmul_for(table, type);
     auto args_for = [&](const Matrix& m, int n) {
       kern::MatmulArgs a{};
@@ -156,7 +130,7 @@ void bench_table(const kern::Kernels& table, ThreadPool& pool, double read_gbs) 
       const double t0 = now_s();
       if (q8) {
         pool.parallel_for(n, [&](int i, int) {
-          table.quantize_q8(x.data() + static_cast<size_t>(i) * k, xq.data() + qstride * i, k);
+          quantize(x.data() + static_cast<size_t>(i) * k, xq.data() + qstride * i, k);
         });
       }
       matmul(pool, fn, args_for(mats[static_cast<size_t>(r) % mats.size()], n), rows);
@@ -166,7 +140,7 @@ void bench_table(const kern::Kernels& table, ThreadPool& pool, double read_gbs) 
     std::printf(
         "%-5s decode n=1: %5.1f GB/s from memory = %3.0f%% of read bandwidth (%5.1f GB/s from "
         "cache) | prefill n=%d: %6.1f GFLOP/s\n",
-        type_name(type), decode_gbs, 100.0 * decode_gbs / read_gbs, hot_gbs, n, gflops);
+        type_name(type).c_str(), decode_gbs, 100.0 * decode_gbs / read_gbs, hot_gbs, n, gflops);
   }
 }
 
@@ -194,22 +168,43 @@ double bench_read(const kern::Kernels& table, ThreadPool& pool) {
 
 }  // namespace
 
+// Splits "a,b,c".
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t end = std::min(list.find(',', start), list.size());
+    out.push_back(list.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
 int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
   const std::string names = argc > 2 ? argv[2] : "avx2,avx512";
+  const std::string type_list =
+      argc > 3 ? argv[3] : "Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,F16,BF16,F32";
+  std::vector<GgmlType> types;
+  for (const std::string& name : split(type_list)) {
+    bool found = false;
+    for (const auto& info : infera::engine::kGgmlTypes) {
+      if (info.name == name && kern::matmul_for(kern::active(), info.type) != nullptr) {
+        types.push_back(info.type);
+        found = true;
+      }
+    }
+    if (!found) std::printf("type %s: unknown or not supported\n", name.c_str());
+  }
   g_threads = threads;
   ThreadPool pool(threads, 0);  // no spinning: idle spin would count as CPU time
   const double read_gbs = bench_read(kern::active(), pool);
-  size_t start = 0;
-  while (start <= names.size()) {
-    const size_t end = std::min(names.find(',', start), names.size());
-    const std::string name = names.substr(start, end - start);
+  for (const std::string& name : split(names)) {
     if (const kern::Kernels* t = kern::by_name(name)) {
-      bench_table(*t, pool, read_gbs);
+      bench_table(*t, pool, read_gbs, types);
     } else {
       std::printf("\n== %s: not supported here ==\n", name.c_str());
     }
-    start = end + 1;
   }
   return 0;
 }

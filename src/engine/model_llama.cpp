@@ -133,7 +133,7 @@ Status LlamaModel::matrix(const std::string& name, int rows, int cols, Matrix& o
                                    ggml_type_info(t->type).name,
                                    ", which this engine does not run yet"));
   }
-  if (k::matmul_takes_q8(t->type) && cols % k::kBlockElems != 0) {
+  if (cols % static_cast<int>(ggml_type_info(t->type).block_size) != 0) {
     return Status::Corrupt(str(info_.path, ": tensor ", name, " rows are not whole blocks"));
   }
   out = Matrix{t->data, t->type, rows, cols, row_bytes_of(t->type, cols)};
@@ -286,9 +286,10 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
   model->att_.resize(nb * qd);
   model->gate_.resize(nb * static_cast<size_t>(info.ffn_dim));
   model->up_.resize(nb * static_cast<size_t>(info.ffn_dim));
-  // Q8 activation rows, or F16 copies of the activations for F16 weights.
-  model->xq_.resize(nb * std::max(k::q8_row_bytes(static_cast<int>((widest + 31) / 32 * 32)),
-                                  widest * sizeof(uint16_t)));
+  // Q8 / Q8K activation rows, or F16 copies of the activations for F16 weights.
+  model->xq_.resize(nb * std::max({k::q8_row_bytes(static_cast<int>((widest + 31) / 32 * 32)),
+                                   k::q8k_row_bytes(static_cast<int>((widest + 255) / 256 * 256)),
+                                   widest * sizeof(uint16_t)}));
   model->xround_.resize(nb * widest);
   model->scores_.resize(static_cast<size_t>(model->pool_->size()) *
                         static_cast<size_t>(blocks * options.block_tokens));
@@ -304,13 +305,15 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
 const void* LlamaModel::prepare_input(GgmlType type, const float* x, int n, int cols,
                                       size_t& x_stride) {
   x_stride = static_cast<size_t>(cols) * sizeof(float);
-  if (k::matmul_takes_q8(type)) {
+  const k::MatmulInput input = k::matmul_input(type);
+  if (input != k::MatmulInput::kF32) {
     // Quantized once per input, shared read-only by every thread and matrix.
-    x_stride = k::q8_row_bytes(cols);
+    const bool q8k = input == k::MatmulInput::kQ8K;
+    x_stride = q8k ? k::q8k_row_bytes(cols) : k::q8_row_bytes(cols);
     uint8_t* q8 = xq_.data();
     for (int i = 0; i < n; ++i) {
-      kernels_->quantize_q8(x + static_cast<size_t>(i) * cols,
-                            q8 + static_cast<size_t>(i) * x_stride, cols);
+      (q8k ? kernels_->quantize_q8k : kernels_->quantize_q8)(
+          x + static_cast<size_t>(i) * cols, q8 + static_cast<size_t>(i) * x_stride, cols);
     }
     return q8;
   }
@@ -333,18 +336,23 @@ const void* LlamaModel::prepare_input(GgmlType type, const float* x, int n, int 
 
 void LlamaModel::matmul(std::initializer_list<MatmulJob> jobs, const float* x, int n) {
   const Matrix& first = *jobs.begin()->m;
+  // Types share an input when it is the same quantized encoding (Q4_K beside Q6_K).
+  auto same_input = [](GgmlType a, GgmlType b) {
+    return a == b || (k::matmul_input(a) != k::MatmulInput::kF32 &&
+                      k::matmul_input(a) == k::matmul_input(b));
+  };
   for (const MatmulJob& job : jobs) {
-    if (job.m->type != first.type || job.m->cols != first.cols) {
-      // Mixed types need their own input encodings: one product at a time.
+    if (!same_input(job.m->type, first.type) || job.m->cols != first.cols) {
+      // Mixed input encodings: one product at a time.
       for (const MatmulJob& one : jobs) matmul({one}, x, n);
       return;
     }
   }
   size_t x_stride = 0;
   const void* xin = prepare_input(first.type, x, n, first.cols, x_stride);
-  const k::MatmulFn fn = k::matmul_for(*kernels_, first.type);
   const int unit = k::kMatmulRowMultiple;
   std::array<k::MatmulArgs, 4> args;
+  std::array<k::MatmulFn, 4> fns{};
   std::array<int, 5> unit_start{};  // first tile unit of each job in the joint row space
   size_t n_jobs = 0;
   int64_t rows_total = 0;
@@ -353,6 +361,7 @@ void LlamaModel::matmul(std::initializer_list<MatmulJob> jobs, const float* x, i
                                  xin,         x_stride,
                                  job.y,       static_cast<size_t>(job.m->rows) * sizeof(float),
                                  n,           job.m->cols};
+    fns[n_jobs] = k::matmul_for(*kernels_, job.m->type);
     unit_start[n_jobs + 1] = unit_start[n_jobs] + (job.m->rows + unit - 1) / unit;
     rows_total += job.m->rows;
     ++n_jobs;
@@ -365,7 +374,7 @@ void LlamaModel::matmul(std::initializer_list<MatmulJob> jobs, const float* x, i
       if (a >= b) continue;
       const int r0 = (a - unit_start[j]) * unit;
       const int r1 = std::min((b - unit_start[j]) * unit, jobs.begin()[j].m->rows);
-      fn(args[j], r0, r1);
+      fns[j](args[j], r0, r1);
     }
   };
   // Small products (tiny models, single tokens) cost less than waking the pool.

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace infera::engine::kernels {
@@ -36,21 +37,7 @@ std::vector<float> random_floats(std::mt19937& rng, size_t n, float scale = 1.0f
   return v;
 }
 
-size_t row_bytes(GgmlType type, int k) {
-  switch (type) {
-    case GgmlType::kF32:
-      return 4 * static_cast<size_t>(k);
-    case GgmlType::kF16:
-    case GgmlType::kBF16:
-      return 2 * static_cast<size_t>(k);
-    case GgmlType::kQ8_0:
-      return sizeof(BlockQ8_0) * static_cast<size_t>(k / 32);
-    case GgmlType::kQ4_0:
-      return sizeof(BlockQ4_0) * static_cast<size_t>(k / 32);
-    default:
-      return 0;
-  }
-}
+size_t row_bytes(GgmlType type, int k) { return ggml_row_bytes(type, k).value_or(0); }
 
 // A weight matrix of `rows` rows with a padded stride (to exercise strides), plus
 // its dequantized values.
@@ -76,12 +63,15 @@ Weights make_weights(std::mt19937& rng, GgmlType type, int rows, int k) {
   return w;
 }
 
-// Activations: f32 rows (stride padded) and their Q8 rows quantized by `table`.
+// Activations: f32 rows (stride padded) and their Q8 and Q8K rows quantized by
+// `table` (when k allows).
 struct Activations {
   std::vector<float> f32;
   size_t f32_stride = 0;  // bytes
   std::vector<uint8_t> q8;
   size_t q8_stride = 0;
+  std::vector<uint8_t> q8k;
+  size_t q8k_stride = 0;
 };
 
 Activations make_activations(std::mt19937& rng, const Kernels& table, int n, int k) {
@@ -97,7 +87,33 @@ Activations make_activations(std::mt19937& rng, const Kernels& table, int n, int
                         a.q8.data() + a.q8_stride * static_cast<size_t>(i), k);
     }
   }
+  if (k % 256 == 0) {
+    a.q8k_stride = q8k_row_bytes(k) + 64;
+    a.q8k.assign(a.q8k_stride * static_cast<size_t>(n), 0);
+    for (int i = 0; i < n; ++i) {
+      table.quantize_q8k(a.f32.data() + floats_per_row * static_cast<size_t>(i),
+                         a.q8k.data() + a.q8k_stride * static_cast<size_t>(i), k);
+    }
+  }
   return a;
+}
+
+// Rows [first, first + m) of x in every encoding it has.
+Activations slice(const Activations& x, int first, int m) {
+  auto part = [&](const auto& v, size_t stride) {
+    using V = std::decay_t<decltype(v)>;
+    if (v.empty()) return V{};
+    return V(v.begin() + static_cast<ptrdiff_t>(stride * static_cast<size_t>(first)),
+             v.begin() + static_cast<ptrdiff_t>(stride * static_cast<size_t>(first + m)));
+  };
+  Activations out;
+  out.f32_stride = x.f32_stride;
+  out.f32 = part(x.f32, x.f32_stride / 4);
+  out.q8_stride = x.q8_stride;
+  out.q8 = part(x.q8, x.q8_stride);
+  out.q8k_stride = x.q8k_stride;
+  out.q8k = part(x.q8k, x.q8k_stride);
+  return out;
 }
 
 // y (n x rows, stride rows + 2 floats) from `table`'s matmul on rows [r0, r1).
@@ -108,9 +124,20 @@ std::vector<float> run_matmul(const Kernels& table, GgmlType type, const Weights
   MatmulArgs args{};
   args.w = w.bytes.data();
   args.w_stride = w.stride;
-  const bool q8 = matmul_takes_q8(type);
-  args.x = q8 ? static_cast<const void*>(x.q8.data()) : static_cast<const void*>(x.f32.data());
-  args.x_stride = q8 ? x.q8_stride : x.f32_stride;
+  switch (matmul_input(type)) {
+    case MatmulInput::kF32:
+      args.x = x.f32.data();
+      args.x_stride = x.f32_stride;
+      break;
+    case MatmulInput::kQ8:
+      args.x = x.q8.data();
+      args.x_stride = x.q8_stride;
+      break;
+    case MatmulInput::kQ8K:
+      args.x = x.q8k.data();
+      args.x_stride = x.q8k_stride;
+      break;
+  }
   args.y = y.data();
   args.y_stride = 4 * ldy;
   args.n = n;
@@ -129,24 +156,38 @@ double abs_dot(const Weights& w, const Activations& x, int i, int r, int k) {
   return s;
 }
 
-const GgmlType kTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0,
-                           GgmlType::kQ4_0};
+const GgmlType kTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
+                           GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1,
+                           GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kQ4_K, GgmlType::kQ5_K,
+                           GgmlType::kQ6_K};
+
+bool quantized(GgmlType type) { return matmul_input(type) != MatmulInput::kF32; }
+
+std::string type_name(GgmlType type) { return std::string(ggml_type_name(type)); }
 
 std::vector<int> ks_for(GgmlType type) {
-  if (matmul_takes_q8(type)) return {32, 64, 96, 288, 544, 2048, 2592};
-  return {1, 7, 8, 17, 33, 100, 288};
+  switch (matmul_input(type)) {
+    case MatmulInput::kQ8:
+      return {32, 64, 96, 288, 544, 2048, 2592};
+    case MatmulInput::kQ8K:
+      return {256, 512, 768, 2048, 2816};
+    default:
+      return {1, 7, 8, 17, 33, 100, 288};
+  }
 }
+// A k every type of the test takes, for tests that use one.
+int common_k(GgmlType type) { return matmul_input(type) == MatmulInput::kQ8K ? 768 : 544; }
 
 TEST(Kernels, EverySimdMatmulMatchesScalarOnOddShapes) {
   std::mt19937 rng(42);
   for (const Kernels* simd : simd_tables()) {
     for (GgmlType type : kTypes) {
-      const double tol = matmul_takes_q8(type) ? 2e-6 : 1e-5;
+      const double tol = quantized(type) ? 2e-6 : 1e-5;
       for (int k : ks_for(type)) {
         for (int n : {1, 2, 3, 4, 5, 7, 9}) {
           for (int rows : {1, 3, 4, 5, 7, 13, 16, 33}) {
-            SCOPED_TRACE(std::string(simd->name) + " type " +
-                         std::to_string(static_cast<int>(type)) + " k " + std::to_string(k) +
+            SCOPED_TRACE(std::string(simd->name) + " type " + type_name(type) + " k " +
+                         std::to_string(k) +
                          " n " + std::to_string(n) + " rows " + std::to_string(rows));
             Weights w = make_weights(rng, type, rows, k);
             Activations x = make_activations(rng, ref(), n, k);
@@ -175,8 +216,8 @@ TEST(Kernels, RowRangesWriteOnlyTheirColumnsAndResultsDoNotDependOnTheBatch) {
   tables.push_back(&ref());
   for (const Kernels* t : tables) {
     for (GgmlType type : kTypes) {
-      const int k = 544, rows = 11, n = 9;
-      SCOPED_TRACE(std::string(t->name) + " type " + std::to_string(static_cast<int>(type)));
+      const int k = common_k(type), rows = 11, n = 9;
+      SCOPED_TRACE(std::string(t->name) + " type " + type_name(type));
       Weights w = make_weights(rng, type, rows, k);
       Activations x = make_activations(rng, *t, n, k);
       std::vector<float> full = run_matmul(*t, type, w, x, n, rows, k, 0, rows);
@@ -194,15 +235,7 @@ TEST(Kernels, RowRangesWriteOnlyTheirColumnsAndResultsDoNotDependOnTheBatch) {
       }
       // Each activation row alone gives bit-identical results to the batch.
       for (int i = 0; i < n; ++i) {
-        Activations one;
-        one.f32_stride = x.f32_stride;
-        one.f32.assign(
-            x.f32.begin() + static_cast<ptrdiff_t>(x.f32_stride / 4 * static_cast<size_t>(i)),
-            x.f32.begin() + static_cast<ptrdiff_t>(x.f32_stride / 4 * static_cast<size_t>(i + 1)));
-        one.q8_stride = x.q8_stride;
-        one.q8.assign(
-            x.q8.begin() + static_cast<ptrdiff_t>(x.q8_stride * static_cast<size_t>(i)),
-            x.q8.begin() + static_cast<ptrdiff_t>(x.q8_stride * static_cast<size_t>(i + 1)));
+        const Activations one = slice(x, i, 1);
         std::vector<float> alone = run_matmul(*t, type, w, one, 1, rows, k, 0, rows);
         for (int r = 0; r < rows; ++r) {
           ASSERT_EQ(alone[static_cast<size_t>(r)],
@@ -214,30 +247,38 @@ TEST(Kernels, RowRangesWriteOnlyTheirColumnsAndResultsDoNotDependOnTheBatch) {
   }
 }
 
-// Float weights on lengths with partial 16- and 64-element groups: prefill tiles,
-// leftover rows and single rows all sum each dot product in the same order.
-TEST(Kernels, FloatMatmulResultsDoNotDependOnTheBatchOnOddLengths) {
+// Lengths with partial 16- and 64-element groups (float weights) and several blocks
+// (quantized): prefill tiles, leftover rows and single rows all compute each dot
+// product the same way.
+std::vector<int> odd_ks_for(GgmlType type) {
+  switch (matmul_input(type)) {
+    case MatmulInput::kQ8:
+      return {96, 544};
+    case MatmulInput::kQ8K:
+      return {256, 768};
+    default:
+      return {17, 100, 551, 1040};
+  }
+}
+
+TEST(Kernels, MatmulResultsDoNotDependOnTheBatchOnOddLengths) {
   std::mt19937 rng(11);
   std::vector<const Kernels*> tables = simd_tables();
   tables.push_back(&ref());
   for (const Kernels* t : tables) {
-    for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16}) {
-      for (int k : {17, 100, 551, 1040}) {
+    for (GgmlType type : kTypes) {
+      for (int k : odd_ks_for(type)) {
         const int rows = 9, n = 11;
-        SCOPED_TRACE(std::string(t->name) + " type " + std::to_string(static_cast<int>(type)) +
-                     " k " + std::to_string(k));
+        SCOPED_TRACE(std::string(t->name) + " type " + type_name(type) + " k " +
+                     std::to_string(k));
         Weights w = make_weights(rng, type, rows, k);
         Activations x = make_activations(rng, *t, n, k);
         const std::vector<float> full = run_matmul(*t, type, w, x, n, rows, k, 0, rows);
         const size_t ldy = static_cast<size_t>(rows) + 2;
-        const size_t xs = x.f32_stride / 4;
         for (int first = 0; first < n; first += 3) {
           for (int m : {1, 2, 3, 4, 5, 6}) {
             if (first + m > n) continue;
-            Activations some;
-            some.f32_stride = x.f32_stride;
-            some.f32.assign(x.f32.begin() + static_cast<ptrdiff_t>(xs * static_cast<size_t>(first)),
-                            x.f32.begin() + static_cast<ptrdiff_t>(xs * static_cast<size_t>(first + m)));
+            const Activations some = slice(x, first, m);
             const std::vector<float> part = run_matmul(*t, type, w, some, m, rows, k, 0, rows);
             for (int i = 0; i < m; ++i)
               for (int r = 0; r < rows; ++r)
@@ -251,28 +292,47 @@ TEST(Kernels, FloatMatmulResultsDoNotDependOnTheBatchOnOddLengths) {
   }
 }
 
+// The activation row dequantized by hand from its documented layout (q8_row_bytes,
+// q8k_row_bytes), checking its sums on the way.
+std::vector<float> dequantize_activation(const Activations& x, MatmulInput input, int i, int k) {
+  std::vector<float> out(static_cast<size_t>(k));
+  const bool q8k = input == MatmulInput::kQ8K;
+  const uint8_t* row = q8k ? x.q8k.data() + x.q8k_stride * static_cast<size_t>(i)
+                           : x.q8.data() + x.q8_stride * static_cast<size_t>(i);
+  const auto* q = reinterpret_cast<const int8_t*>(row);
+  const auto* d = reinterpret_cast<const float*>(row + k);
+  const int per_scale = q8k ? 256 : 32, per_sum = q8k ? 16 : 32;
+  for (int j = 0; j < k; ++j) {
+    out[static_cast<size_t>(j)] = d[j / per_scale] * static_cast<float>(q[j]);
+  }
+  const uint8_t* sums = row + k + 4 * (k / per_scale);
+  for (int g = 0; g < k / per_sum; ++g) {
+    int s = 0;
+    for (int j = 0; j < per_sum; ++j) s += q[g * per_sum + j];
+    int32_t stored = 0;
+    if (q8k) {
+      int16_t v;
+      std::memcpy(&v, sums + 2 * g, 2);
+      stored = v;
+    } else {
+      std::memcpy(&stored, sums + 4 * g, 4);
+    }
+    EXPECT_EQ(s, stored) << "group " << g;
+  }
+  return out;
+}
+
 TEST(Kernels, ScalarQuantizedMatmulEqualsDequantizedProduct) {
   std::mt19937 rng(3);
-  const int k = 256, rows = 5, n = 3;
-  for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0}) {
+  const int k = 512, rows = 5, n = 3;
+  for (GgmlType type : kTypes) {
+    if (!quantized(type)) continue;
+    SCOPED_TRACE(type_name(type));
     Weights w = make_weights(rng, type, rows, k);
     Activations x = make_activations(rng, ref(), n, k);
     std::vector<float> y = run_matmul(ref(), type, w, x, n, rows, k, 0, rows);
-    std::vector<float> xd(static_cast<size_t>(k));
     for (int i = 0; i < n; ++i) {
-      // Dequantize the Q8 row by hand from its documented layout.
-      const uint8_t* row = x.q8.data() + x.q8_stride * static_cast<size_t>(i);
-      const auto* q = reinterpret_cast<const int8_t*>(row);
-      const auto* d = reinterpret_cast<const float*>(row + k);
-      const auto* sums = reinterpret_cast<const int32_t*>(row + k + 4 * (k / 32));
-      for (int b = 0; b < k / 32; ++b) {
-        int s = 0;
-        for (int j = 0; j < 32; ++j) {
-          xd[static_cast<size_t>(b * 32 + j)] = d[b] * q[b * 32 + j];
-          s += q[b * 32 + j];
-        }
-        ASSERT_EQ(s, sums[b]);
-      }
+      const std::vector<float> xd = dequantize_activation(x, matmul_input(type), i, k);
       for (int r = 0; r < rows; ++r) {
         double want = 0, mag = 0;
         for (int j = 0; j < k; ++j) {
@@ -328,7 +388,7 @@ TEST(Kernels, QuantizeRowFollowsGgmlBlockLayouts) {
   EXPECT_EQ(fp16_to_f32(q8.d), 1.0f);
   EXPECT_EQ(q8.qs[0], -127);
   EXPECT_EQ(q8.qs[16], 4);  // 3.5 rounds away from zero, as ggml's roundf
-  EXPECT_FALSE(quantize_row(GgmlType::kQ4_K, x.data(), &q8, 32));
+  EXPECT_FALSE(quantize_row(GgmlType::kIQ2_XXS, x.data(), &q8, 32));
 }
 
 TEST(Kernels, HalfConversionsAreExactAndMatchF16c) {
@@ -532,9 +592,12 @@ TEST(Kernels, DispatchPicksTheBestSupportedTableAndCanBeForced) {
   EXPECT_TRUE(force("scalar"));
   EXPECT_STREQ(active().name, "scalar");
   EXPECT_TRUE(force(best->name));
-  EXPECT_EQ(matmul_for(active(), GgmlType::kQ4_K), nullptr);
-  EXPECT_TRUE(matmul_takes_q8(GgmlType::kQ4_0));
-  EXPECT_FALSE(matmul_takes_q8(GgmlType::kF16));
+  EXPECT_EQ(matmul_for(active(), GgmlType::kIQ2_XXS), nullptr);
+  EXPECT_EQ(matmul_input(GgmlType::kQ4_0), MatmulInput::kQ8);
+  EXPECT_EQ(matmul_input(GgmlType::kQ5_1), MatmulInput::kQ8);
+  EXPECT_EQ(matmul_input(GgmlType::kQ4_K), MatmulInput::kQ8K);
+  EXPECT_EQ(matmul_input(GgmlType::kF16), MatmulInput::kF32);
+  for (GgmlType type : kTypes) EXPECT_NE(matmul_for(active(), type), nullptr) << type_name(type);
   // Every entry of every table is filled.
   for (const Kernels* t : {by_name("scalar"), by_name("avx2"), by_name("avx512")}) {
     if (t == nullptr) continue;

@@ -1,5 +1,5 @@
 // CPU detection, building the tables, choosing the active one; and the type-generic
-// helpers (row (de)quantization, rope angles) that are not hot enough to dispatch.
+// helpers (rope angles) that are not hot enough to dispatch.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -142,12 +142,45 @@ MatmulFn matmul_for(const Kernels& t, GgmlType type) {
       return t.matmul_q8_0;
     case GgmlType::kQ4_0:
       return t.matmul_q4_0;
+    case GgmlType::kQ4_1:
+      return t.matmul_q4_1;
+    case GgmlType::kQ5_0:
+      return t.matmul_q5_0;
+    case GgmlType::kQ5_1:
+      return t.matmul_q5_1;
+    case GgmlType::kQ2_K:
+      return t.matmul_q2_k;
+    case GgmlType::kQ3_K:
+      return t.matmul_q3_k;
+    case GgmlType::kQ4_K:
+      return t.matmul_q4_k;
+    case GgmlType::kQ5_K:
+      return t.matmul_q5_k;
+    case GgmlType::kQ6_K:
+      return t.matmul_q6_k;
     default:
       return nullptr;
   }
 }
 
-bool matmul_takes_q8(GgmlType type) { return type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0; }
+MatmulInput matmul_input(GgmlType type) {
+  switch (type) {
+    case GgmlType::kQ8_0:
+    case GgmlType::kQ4_0:
+    case GgmlType::kQ4_1:
+    case GgmlType::kQ5_0:
+    case GgmlType::kQ5_1:
+      return MatmulInput::kQ8;
+    case GgmlType::kQ2_K:
+    case GgmlType::kQ3_K:
+    case GgmlType::kQ4_K:
+    case GgmlType::kQ5_K:
+    case GgmlType::kQ6_K:
+      return MatmulInput::kQ8K;
+    default:
+      return MatmulInput::kF32;
+  }
+}
 
 void rope_angles(int pos, int rot_dim, float base, float freq_scale, float* cos, float* sin) {
   // theta_i = pos * base^(-2i/rot_dim) (RoFormer, arXiv:2104.09864). Computed as ggml
@@ -159,100 +192,6 @@ void rope_angles(int pos, int rot_dim, float base, float freq_scale, float* cos,
     cos[i] = std::cos(freq_scale * theta);
     sin[i] = std::sin(freq_scale * theta);
     theta *= theta_scale;
-  }
-}
-
-bool dequantize_row(GgmlType type, const void* row, float* out, int n) {
-  const auto* p = static_cast<const uint8_t*>(row);
-  switch (type) {
-    case GgmlType::kF32:
-      std::memcpy(out, p, 4 * static_cast<size_t>(n));
-      return true;
-    case GgmlType::kF16:
-    case GgmlType::kBF16:
-      for (int i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * static_cast<size_t>(i), 2);
-        out[i] = type == GgmlType::kF16 ? fp16_to_f32(h) : bf16_to_f32(h);
-      }
-      return true;
-    case GgmlType::kQ8_0:
-      for (int b = 0; b < n / kBlockElems; ++b) {
-        BlockQ8_0 blk;
-        std::memcpy(&blk, p + sizeof(BlockQ8_0) * static_cast<size_t>(b), sizeof blk);
-        const float d = fp16_to_f32(blk.d);
-        for (int j = 0; j < kBlockElems; ++j) out[b * kBlockElems + j] = d * blk.qs[j];
-      }
-      return true;
-    case GgmlType::kQ4_0:
-      for (int b = 0; b < n / kBlockElems; ++b) {
-        BlockQ4_0 blk;
-        std::memcpy(&blk, p + sizeof(BlockQ4_0) * static_cast<size_t>(b), sizeof blk);
-        const float d = fp16_to_f32(blk.d);
-        float* o = out + b * kBlockElems;
-        for (int j = 0; j < kBlockElems / 2; ++j) {
-          o[j] = d * static_cast<float>((blk.qs[j] & 0x0f) - 8);
-          o[j + kBlockElems / 2] = d * static_cast<float>((blk.qs[j] >> 4) - 8);
-        }
-      }
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool quantize_row(GgmlType type, const float* x, void* out, int n) {
-  auto* p = static_cast<uint8_t*>(out);
-  switch (type) {
-    case GgmlType::kF32:
-      std::memcpy(p, x, 4 * static_cast<size_t>(n));
-      return true;
-    case GgmlType::kF16:
-    case GgmlType::kBF16:
-      for (int i = 0; i < n; ++i) {
-        const uint16_t h = type == GgmlType::kF16 ? f32_to_fp16(x[i]) : f32_to_bf16(x[i]);
-        std::memcpy(p + 2 * static_cast<size_t>(i), &h, 2);
-      }
-      return true;
-    case GgmlType::kQ8_0:  // ggml's quantize_row_q8_0_ref: d = amax/127, q = round(x/d)
-      for (int b = 0; b < n / kBlockElems; ++b) {
-        const float* xb = x + b * kBlockElems;
-        float amax = 0;
-        for (int j = 0; j < kBlockElems; ++j) amax = std::max(amax, std::fabs(xb[j]));
-        const float d = amax / 127.0f;
-        const float id = d != 0 ? 1.0f / d : 0.0f;
-        BlockQ8_0 blk;
-        blk.d = f32_to_fp16(d);
-        for (int j = 0; j < kBlockElems; ++j)
-          blk.qs[j] = static_cast<int8_t>(std::round(xb[j] * id));
-        std::memcpy(p + sizeof blk * static_cast<size_t>(b), &blk, sizeof blk);
-      }
-      return true;
-    case GgmlType::kQ4_0:  // ggml's quantize_row_q4_0_ref: the largest |x| maps to -8
-      for (int b = 0; b < n / kBlockElems; ++b) {
-        const float* xb = x + b * kBlockElems;
-        float amax = 0, max = 0;
-        for (int j = 0; j < kBlockElems; ++j) {
-          if (amax < std::fabs(xb[j])) {
-            amax = std::fabs(xb[j]);
-            max = xb[j];
-          }
-        }
-        const float d = max / -8.0f;
-        const float id = d != 0 ? 1.0f / d : 0.0f;
-        BlockQ4_0 blk;
-        blk.d = f32_to_fp16(d);
-        for (int j = 0; j < kBlockElems / 2; ++j) {
-          const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>(xb[j] * id + 8.5f)));
-          const int q1 =
-              std::min(15, static_cast<int>(static_cast<int8_t>(xb[j + 16] * id + 8.5f)));
-          blk.qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
-        }
-        std::memcpy(p + sizeof blk * static_cast<size_t>(b), &blk, sizeof blk);
-      }
-      return true;
-    default:
-      return false;
   }
 }
 

@@ -25,12 +25,14 @@ enum class Level { kScalar, kAvx2, kAvx512 };
 
 // Y[n x rows] = X[n x k] * W[rows x k]^T, for weight rows [r0, r1) only:
 //   y(i, r) = sum_j W(r, j) * X(i, j),  i in [0, n), r in [r0, r1).
-// W row r starts at w + r * w_stride, in its GGUF layout (F32, F16, BF16, Q8_0, Q4_0).
-// X row i starts at x + i * x_stride: f32 for F32/F16/BF16 weights; for Q8_0/Q4_0
-// weights a Q8 activation row made by `quantize_q8` (x_stride >= q8_row_bytes(k)).
+// W row r starts at w + r * w_stride, in its GGUF layout (any type matmul_for has).
+// X row i starts at x + i * x_stride, encoded as matmul_input(type) says: f32, a Q8
+// row made by `quantize_q8` (x_stride >= q8_row_bytes(k)) or a Q8K row made by
+// `quantize_q8k` (x_stride >= q8k_row_bytes(k)).
 // y(i, r) is stored at (float*)((char*)y + i * y_stride) + r.
-// REQUIRES: k % 32 == 0 for Q8_0/Q4_0 (any k > 0 for float types). Strides and
-// pointers may be unaligned, except Q8 activation rows (4-byte aligned). Callers split
+// REQUIRES: k a multiple of the type's block (32 for Q8 inputs, 256 for Q8K; any
+// k > 0 for float types). Strides and pointers may be unaligned, except activation
+// rows (4-byte aligned). Callers split
 // [0, rows) into ranges across threads; any range is correct, ranges that start at
 // multiples of kMatmulRowMultiple are fastest (some kernels work on 16 rows at once).
 // Cost: decode (n = 1) streams W once and is memory bound (kernels prefetch the
@@ -50,11 +52,26 @@ struct MatmulArgs {
 using MatmulFn = void (*)(const MatmulArgs& args, int r0, int r1);
 inline constexpr int kMatmulRowMultiple = 16;
 
+// How a weight type's matmul takes its activation rows X.
+enum class MatmulInput {
+  kF32,  // f32 (F32, F16, BF16 weights)
+  kQ8,   // Q8 rows from quantize_q8 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)
+  kQ8K,  // Q8K rows from quantize_q8k (the K-quants Q2_K .. Q6_K)
+};
+
 // Q8 activation row for k elements (k % 32 == 0): k int8 values, then k/32 float
 // scales, then k/32 int32 block sums (value = q * scale). Opaque to callers apart
 // from its size; multiple of 64 bytes so rows stay cache-line aligned in a buffer.
 inline constexpr size_t q8_row_bytes(int k) {
   const size_t raw = static_cast<size_t>(k) + 8 * static_cast<size_t>(k / 32);
+  return (raw + 63) / 64 * 64;
+}
+// Q8K activation row for k elements (k % 256 == 0): k int8 values, then k/256 float
+// scales (one per 256 values), then k/16 int16 sums of 16 consecutive values. Opaque
+// like the Q8 row; a multiple of 64 bytes.
+inline constexpr size_t q8k_row_bytes(int k) {
+  const size_t raw = static_cast<size_t>(k) + 4 * static_cast<size_t>(k / 256) +
+                     2 * static_cast<size_t>(k / 16);
   return (raw + 63) / 64 * 64;
 }
 
@@ -73,10 +90,24 @@ struct Kernels {
   MatmulFn matmul_bf16;
   MatmulFn matmul_q8_0;
   MatmulFn matmul_q4_0;
+  MatmulFn matmul_q4_1;
+  MatmulFn matmul_q5_0;
+  MatmulFn matmul_q5_1;
+  MatmulFn matmul_q2_k;
+  MatmulFn matmul_q3_k;
+  MatmulFn matmul_q4_k;
+  MatmulFn matmul_q5_k;
+  MatmulFn matmul_q6_k;
   // Quantizes k floats (k % 32 == 0) into one Q8 activation row at `out`
-  // (q8_row_bytes(k) bytes). Done once per matmul; the row is read-only afterwards
-  // and can be shared by all threads.
+  // (q8_row_bytes(k) bytes): per 32 values d = max|x| / 127 rounded to half precision,
+  // q = round(x * 127 / max|x|) (ggml's Q8_0/Q8_1). Done once per matmul; the row is
+  // read-only afterwards and can be shared by all threads.
   void (*quantize_q8)(const float* x, void* out, int k);
+  // The same for a Q8K row (k % 256 == 0, q8k_row_bytes(k) bytes): per 256 values,
+  // with m the (first) value of largest magnitude, iscale = -127 / m,
+  // q = min(127, round(iscale * x)) to nearest even and d = 1 / iscale as a float
+  // (ggml's Q8_K). Every table gives bit-identical rows.
+  void (*quantize_q8k)(const float* x, void* out, int k);
 
   // ---- small f32 ops (y may alias x / a where noted) ---------------------------------
   // y = x / sqrt(mean(x^2) + eps) * w; w may be null (no weight). y may alias x.
@@ -125,8 +156,8 @@ Level detected_level();
 
 // The table's matmul for a weight type, or nullptr if the type is not supported.
 MatmulFn matmul_for(const Kernels& table, GgmlType type);
-// True for Q8_0/Q4_0: X must be quantized with quantize_q8 first.
-bool matmul_takes_q8(GgmlType type);
+// How that matmul's X rows are encoded (kF32 for types it does not support).
+MatmulInput matmul_input(GgmlType type);
 
 // cos/sin of freq_scale * pos * base^(-2i/rot_dim) for i in [0, rot_dim/2): the
 // angles for rope at one position (compute once, use for q and k of all heads).
@@ -134,9 +165,12 @@ bool matmul_takes_q8(GgmlType type);
 void rope_angles(int pos, int rot_dim, float base, float freq_scale, float* cos, float* sin);
 
 // Decodes n elements of a row of a supported type into floats (embeddings lookup).
-// REQUIRES: n % 32 == 0 for Q8_0/Q4_0. Returns false for unsupported types.
+// REQUIRES: n a multiple of the type's block size. Returns false for unsupported types.
 bool dequantize_row(GgmlType type, const void* row, float* out, int n);
-// Encodes floats into a row of `type` as ggml does (infera synth, tests).
+// Encodes floats into a row of `type` (infera synth, tests). Float types and the
+// 32-element types round exactly as ggml's reference quantizers do; the K-quants
+// choose their scales by their own search (a valid encoding ggml decodes alike, not
+// ggml's bytes). REQUIRES as dequantize_row; false for unsupported types.
 bool quantize_row(GgmlType type, const float* x, void* out, int n);
 
 }  // namespace infera::engine::kernels

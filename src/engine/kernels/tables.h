@@ -11,6 +11,8 @@ namespace infera::engine::kernels {
 
 void fill_scalar_matmul(Kernels& table);  // scalar/matmul_scalar.cpp
 void fill_scalar_ops(Kernels& table);     // scalar/ops_scalar.cpp
+// scalar/matmul_kquants_scalar.cpp (K-quant matmuls, quantize_q8k)
+void fill_scalar_kquants(Kernels& table);
 #if defined(__x86_64__) || defined(_M_X64)
 void fill_avx2(Kernels& table);      // x86/matmul_avx2.cpp, calls fill_avx2_ops
 void fill_avx2_ops(Kernels& table);  // x86/ops_avx2.cpp
@@ -21,6 +23,11 @@ void matmul_q4_0_avx512(const MatmulArgs& args, int r0, int r1);
 void matmul_q8_0_avx512(const MatmulArgs& args, int r0, int r1);
 #endif
 
+// Row (de)quantization of the types with 256-element super-blocks
+// (kquant_rows.cpp). REQUIRES: n % 256 == 0; `type` one of Q2_K .. Q6_K.
+void dequantize_kquant_row(GgmlType type, const void* row, float* out, int n);
+void quantize_kquant_row(GgmlType type, const float* x, void* out, int n);
+
 // Q8 activation row parts (see q8_row_bytes): k int8 values, then k/32 float scales,
 // then k/32 int32 block sums.
 inline const int8_t* q8_values(const void* row) { return static_cast<const int8_t*>(row); }
@@ -29,6 +36,16 @@ inline const float* q8_scales(const void* row, int k) {
 }
 inline const int32_t* q8_sums(const void* row, int k) {
   return reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(row) + k + 4 * (k / 32));
+}
+
+// Q8K activation row parts (see q8k_row_bytes): k int8 values, then k/256 float
+// scales, then k/16 int16 sums of 16 values.
+inline const int8_t* q8k_values(const void* row) { return static_cast<const int8_t*>(row); }
+inline const float* q8k_scales(const void* row, int k) {
+  return reinterpret_cast<const float*>(static_cast<const uint8_t*>(row) + k);
+}
+inline const int16_t* q8k_sums(const void* row, int k) {
+  return reinterpret_cast<const int16_t*>(static_cast<const uint8_t*>(row) + k + 4 * (k / 256));
 }
 
 }  // namespace infera::engine::kernels

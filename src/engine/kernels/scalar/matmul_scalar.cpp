@@ -47,18 +47,41 @@ void matmul_float(const MatmulArgs& a, int r0, int r1) {
   }
 }
 
-// Integer dot of one weight block with 32 activation values.
+// Per block: the integer dot of the weight levels (their offset removed) with 32
+// activation values, and the block's min (0 for types without one):
+// dot(w, x) = d_w * d_x * idot + m_w * d_x * sum(x).
+int nibble(const uint8_t* qs, int e) {
+  return e < kBlockElems / 2 ? qs[e] & 0x0f : qs[e - kBlockElems / 2] >> 4;
+}
+int fifth_bit(const uint8_t* qh, int e) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  return static_cast<int>((bits >> e) & 1) << 4;
+}
+
 int block_dot(const BlockQ8_0& b, const int8_t* x) {
   int sum = 0;
-  for (int j = 0; j < kBlockElems; ++j) sum += b.qs[j] * x[j];
+  for (int e = 0; e < kBlockElems; ++e) sum += b.qs[e] * x[e];
   return sum;
 }
 int block_dot(const BlockQ4_0& b, const int8_t* x) {
   int sum = 0;
-  for (int j = 0; j < kBlockElems / 2; ++j) {
-    sum += ((b.qs[j] & 0x0f) - 8) * x[j];
-    sum += ((b.qs[j] >> 4) - 8) * x[j + kBlockElems / 2];
-  }
+  for (int e = 0; e < kBlockElems; ++e) sum += (nibble(b.qs, e) - 8) * x[e];
+  return sum;
+}
+int block_dot(const BlockQ4_1& b, const int8_t* x) {
+  int sum = 0;
+  for (int e = 0; e < kBlockElems; ++e) sum += nibble(b.qs, e) * x[e];
+  return sum;
+}
+int block_dot(const BlockQ5_0& b, const int8_t* x) {
+  int sum = 0;
+  for (int e = 0; e < kBlockElems; ++e) sum += ((nibble(b.qs, e) | fifth_bit(b.qh, e)) - 16) * x[e];
+  return sum;
+}
+int block_dot(const BlockQ5_1& b, const int8_t* x) {
+  int sum = 0;
+  for (int e = 0; e < kBlockElems; ++e) sum += (nibble(b.qs, e) | fifth_bit(b.qh, e)) * x[e];
   return sum;
 }
 
@@ -69,6 +92,7 @@ void matmul_quant(const MatmulArgs& a, int r0, int r1) {
     const void* xrow = row_at(a.x, a.x_stride, i);
     const int8_t* xq = q8_values(xrow);
     const float* xd = q8_scales(xrow, a.k);
+    const int32_t* xs = q8_sums(xrow, a.k);
     float* y = y_at(a, i);
     for (int r = r0; r < r1; ++r) {
       const Block* w = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r));
@@ -76,6 +100,9 @@ void matmul_quant(const MatmulArgs& a, int r0, int r1) {
       for (int b = 0; b < nb; ++b) {
         sum +=
             fp16_to_f32(w[b].d) * xd[b] * static_cast<float>(block_dot(w[b], xq + b * kBlockElems));
+        if constexpr (requires { w[b].m; }) {
+          sum += fp16_to_f32(w[b].m) * (xd[b] * static_cast<float>(xs[b]));
+        }
       }
       y[r] = sum;
     }
@@ -114,7 +141,11 @@ void fill_scalar_matmul(Kernels& t) {
   t.matmul_bf16 = matmul_float<load_bf16>;
   t.matmul_q8_0 = matmul_quant<BlockQ8_0>;
   t.matmul_q4_0 = matmul_quant<BlockQ4_0>;
+  t.matmul_q4_1 = matmul_quant<BlockQ4_1>;
+  t.matmul_q5_0 = matmul_quant<BlockQ5_0>;
+  t.matmul_q5_1 = matmul_quant<BlockQ5_1>;
   t.quantize_q8 = quantize_q8;
+  fill_scalar_kquants(t);
 }
 
 }  // namespace infera::engine::kernels
