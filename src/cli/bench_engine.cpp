@@ -25,6 +25,7 @@ struct BenchEngineArgs {
   int reps = 3;
   std::string kernels;
   std::string output = "md";
+  bool no_mmap = false;
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -68,6 +69,7 @@ void run(const BenchEngineArgs& a) {
     for (int threads : a.threads) {
       engine::ModelOptions options;
       options.threads = threads;
+      options.read_into_memory = a.no_mmap;
       options.ctx_tokens = std::max(longest, 16);
       auto loaded = engine::Model::load(path, options);
       if (!loaded.ok()) fail(loaded.status().message());
@@ -137,6 +139,8 @@ void add_bench_engine_command(CLI::App& app) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   cmd->add_option("--kernels", a->kernels, "force a kernel table (scalar, avx2, avx512, ...)");
+  cmd->add_flag("--no-mmap", a->no_mmap,
+                "read each model into huge-page memory instead of mapping the file");
   cmd->add_option("-o,--output", a->output, "md (a table, one row per test) or json")
       ->check(CLI::IsMember({"md", "json"}))
       ->capture_default_str();

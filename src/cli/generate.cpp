@@ -37,6 +37,7 @@ struct GenerateArgs {
   int bench_reps = 3;
   std::string kernels;
   std::vector<std::string> stops;
+  bool no_mmap = false;
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -50,6 +51,7 @@ void run(const GenerateArgs& a) {
   }
   engine::ModelOptions options;
   options.threads = a.threads;
+  options.read_into_memory = a.no_mmap;
   options.ctx_tokens = a.bench ? std::max(a.ctx_size, a.bench_prompt + a.bench_gen) : a.ctx_size;
   auto loaded = engine::Model::load(a.model, options);
   if (!loaded.ok()) fail(loaded.status().message());
@@ -180,6 +182,8 @@ void add_generate_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--stop", a->stops, "stop when the generated text contains this (repeatable)");
   cmd->add_option("--kernels", a->kernels, "force a kernel table: scalar, avx2 or avx512");
+  cmd->add_flag("--no-mmap", a->no_mmap,
+                "read the model into huge-page memory instead of mapping the file");
   cmd->callback([a] {
     if (!a->bench && a->prompt.empty() && a->no_bos) fail("--prompt is empty and --no-bos is set");
     run(*a);

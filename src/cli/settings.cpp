@@ -28,6 +28,7 @@ engine::ModelOptions model_options_from(const core::Config& c) {
   m.threads = static_cast<int>(c.get_int("max_workers"));
   m.ctx_tokens = static_cast<int>(c.get_int("ctx_size"));
   m.max_batch = static_cast<int>(c.get_int("max_batch_tokens"));
+  m.read_into_memory = !c.get_bool("mmap");
   return m;
 }
 

@@ -44,6 +44,8 @@ std::vector<OptionSpec> make_specs() {
        "model id reported by the API (default: the file name without .gguf)"},
       {"ctx_size", "INFERA_CTX_SIZE", "ctx-size", T::kInt, "4096", 16, 1048576, {},
        "KV cache size in tokens, shared by all sequences"},
+      {"mmap", "INFERA_MMAP", "mmap", T::kBool, "true", 0, 0, {},
+       "map the model file (false: read it into huge-page memory; slower load, faster decode)"},
       {"max_queue", "INFERA_MAX_QUEUE", "max-queue", T::kInt, "256", 1, 1000000, {},
        "requests waiting for a sequence slot before new ones get 429"},
       {"max_batch_tokens", "INFERA_MAX_BATCH_TOKENS", "max-batch-tokens", T::kInt, "256", 1, 65536,

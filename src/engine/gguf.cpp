@@ -283,8 +283,8 @@ std::string_view gguf_type_name(GgufType type) {
 
 GgufFile::~GgufFile() = default;
 
-Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
-  auto mapped = MappedFile::open(path);
+Result<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path, LoadMode mode) {
+  auto mapped = MappedFile::open(path, mode);
   if (!mapped.ok()) return mapped.status();
   std::unique_ptr<GgufFile> file(new GgufFile());
   file->name_ = path;

@@ -23,6 +23,7 @@
 
 #include "core/status.h"
 #include "engine/ggml_types.h"
+#include "engine/mapped_file.h"
 
 namespace infera::engine {
 
@@ -85,7 +86,9 @@ class GgufFile {
   // (kNotFound / kIoError for the OS, kCorrupt for bad contents, kUnsupported for
   // what may be well-formed but is not read here: big-endian files, GGUF v1,
   // arrays of arrays, tensor types missing from ggml_types.h).
-  static Result<std::unique_ptr<GgufFile>> open(const std::string& path);
+  // `mode`: map the file (default) or read it into huge-page memory (mapped_file.h).
+  static Result<std::unique_ptr<GgufFile>> open(const std::string& path,
+                                                LoadMode mode = LoadMode::kMap);
 
   // Validates a GGUF image already in memory; `name` is used in error messages.
   // REQUIRES: `bytes` outlives the returned object (nothing is copied).

@@ -189,7 +189,7 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
     return Status::InvalidArgument(
         str(path, ": threads, ctx_tokens, block_tokens and max_batch must be positive"));
   }
-  auto file = GgufFile::open(path);
+  auto file = GgufFile::open(path, options.read_into_memory ? LoadMode::kReadIntoMemory : LoadMode::kMap);
   if (!file.ok()) return file.status();
   auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
   model->file_ = std::move(file).value();

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "engine/gguf_writer.h"
 
@@ -112,6 +113,45 @@ TEST(GgufReader, ReadsAValidHandBuiltFile) {
   std::memcpy(&first, t1->data, 4);
   EXPECT_EQ(first, 8.0f);  // t1 starts after t0's 8 floats
   EXPECT_EQ(t1->data + t1->n_bytes, r.bytes.data() + r.bytes.size());
+}
+
+TEST(GgufReader, ReadIntoMemoryGivesTheSameFileAsMapping) {
+  Raw r = valid_file();
+  const std::string path = testing::TempDir() + "/infera_gguf_modes.gguf";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(r.bytes.data()), static_cast<std::streamsize>(r.bytes.size()));
+  }
+  auto mapped = GgufFile::open(path, LoadMode::kMap);
+  auto copied = GgufFile::open(path, LoadMode::kReadIntoMemory);
+  ASSERT_TRUE(mapped.ok()) << mapped.status().message();
+  ASSERT_TRUE(copied.ok()) << copied.status().message();
+  const GgufTensor* a = (*mapped)->find_tensor("t1");
+  const GgufTensor* b = (*copied)->find_tensor("t1");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(a->data, b->data);  // a private copy, not the mapping
+  EXPECT_EQ(std::memcmp(a->data, b->data, a->n_bytes), 0);
+  EXPECT_EQ(*(*copied)->get<uint32_t>("a.b"), 7u);
+  std::filesystem::remove(path);
+  auto missing = GgufFile::open(path, LoadMode::kReadIntoMemory);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find(path), std::string::npos);
+}
+
+TEST(MappedFile, ReadIntoMemoryCopiesLargeOddSizedFilesExactly) {
+  const std::string path = testing::TempDir() + "/infera_mapped_odd.bin";
+  std::vector<uint8_t> data((size_t{3} << 20) + 12345);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 131 + (i >> 12));
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  }
+  auto copy = MappedFile::open(path, LoadMode::kReadIntoMemory);
+  ASSERT_TRUE(copy.ok()) << copy.status().message();
+  ASSERT_EQ((*copy)->bytes().size(), data.size());
+  EXPECT_EQ(std::memcmp((*copy)->bytes().data(), data.data(), data.size()), 0);
+  std::filesystem::remove(path);
 }
 
 TEST(GgufReader, EveryTruncationIsACorruptErrorNamingTheFile) {

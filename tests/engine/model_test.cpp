@@ -133,6 +133,17 @@ std::vector<std::vector<int32_t>> greedy_batched(Model& model,
   return out;
 }
 
+TEST(Model, ReadIntoMemoryGivesTheSameTokensAsMapping) {
+  const std::string path = kModels + "/stories260K.gguf";
+  if (!fs::exists(path)) GTEST_SKIP() << "shared models absent: " << path;
+  auto mapped = load_or_fail(path, {.threads = 2});
+  auto copied = load_or_fail(path, {.threads = 2, .read_into_memory = true});
+  ASSERT_NE(mapped, nullptr);
+  ASSERT_NE(copied, nullptr);
+  auto ids = mapped->tokenizer().encode("Once upon a time", true, false);
+  EXPECT_EQ(greedy(*copied, ids, 24), greedy(*mapped, ids, 24));
+}
+
 TEST(Model, GreedyOutputDoesNotDependOnTheBatch) {
   const std::string path = kModels + "/stories260K.gguf";
   if (!fs::exists(path)) GTEST_SKIP() << "shared models absent: " << path;
