@@ -132,6 +132,7 @@ struct Scheduler::Impl {
       if (!tail.empty() && r.job->on_text) r.job->on_text(tail);
     }
     runner.end_sequence(r.seq_id);
+    publish_kv();  // before on_done: whoever learns the request ended sees its blocks freed
     Completion c;
     c.reason = reason;
     c.prompt_tokens = static_cast<int32_t>(r.job->prompt.size());
