@@ -26,6 +26,7 @@ struct BenchEngineArgs {
   std::string kernels;
   std::string output = "md";
   bool no_mmap = false;
+  bool no_repack = false;
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -70,6 +71,7 @@ void run(const BenchEngineArgs& a) {
       engine::ModelOptions options;
       options.threads = threads;
       options.read_into_memory = a.no_mmap;
+      options.repack_weights = !a.no_repack;
       options.ctx_tokens = std::max(longest, 16);
       auto loaded = engine::Model::load(path, options);
       if (!loaded.ok()) fail(loaded.status().message());
@@ -141,6 +143,8 @@ void add_bench_engine_command(CLI::App& app) {
   cmd->add_option("--kernels", a->kernels, "force a kernel table (scalar, avx2, avx512, ...)");
   cmd->add_flag("--no-mmap", a->no_mmap,
                 "read each model into huge-page memory instead of mapping the file");
+  cmd->add_flag("--no-repack", a->no_repack,
+                "read every matrix from the file's layout (no load-time repacking)");
   cmd->add_option("-o,--output", a->output, "md (a table, one row per test) or json")
       ->check(CLI::IsMember({"md", "json"}))
       ->capture_default_str();

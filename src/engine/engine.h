@@ -34,6 +34,10 @@ struct ModelOptions {
   // (--no-mmap): slower to load and not shared with other processes, faster decode
   // where TLB misses on 4 KiB pages cost (measured in docs/BENCHMARKS.md).
   bool read_into_memory = false;
+  // Let the kernel table rewrite the weights it reads faster in its own layout
+  // (AVX-512: Q4_0/Q8_0 in lane order) into a private copy at load; the file pages
+  // of the rewritten matrices are released. Off: every matrix is read from the file.
+  bool repack_weights = true;
 };
 
 struct ModelInfo {

@@ -2,6 +2,9 @@
 // RMSNorm, RoPE (adjacent pairs for llama, NeoX halves for qwen2), grouped-query
 // attention over the paged F16 KV cache, SwiGLU FFN, optional QKV bias (qwen2),
 // tied embeddings when output.weight is absent.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -27,13 +30,43 @@ std::string str(const Args&... args) {
   return out.str();
 }
 
-// A weight matrix: rows of `cols` elements in `type`, zero-copy from the file.
+// A weight matrix: rows of `cols` elements in `type`, zero-copy from the file, or
+// repacked at load into the kernel table's own layout (tile_bytes > 0: data holds
+// tiles of kMatmulRowMultiple rows, read by the table's packed_matmul).
 struct Matrix {
   const uint8_t* data = nullptr;
   GgmlType type = GgmlType::kF32;
   int rows = 0;
   int cols = 0;
   size_t row_bytes = 0;
+  size_t tile_bytes = 0;
+};
+
+// Anonymous memory for repacked weights, 2 MiB transparent huge pages where the kernel
+// allows. Unmapped on destruction.
+class PackedMemory {
+ public:
+  explicit PackedMemory(size_t bytes) {
+    constexpr size_t kHuge = size_t{2} << 20;
+    size_ = (bytes + kHuge - 1) / kHuge * kHuge;
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      size_ = 0;
+      return;
+    }
+    ::madvise(p, size_, MADV_HUGEPAGE);
+    data_ = static_cast<uint8_t*>(p);
+  }
+  ~PackedMemory() {
+    if (data_ != nullptr) ::munmap(data_, size_);
+  }
+  PackedMemory(const PackedMemory&) = delete;
+  PackedMemory& operator=(const PackedMemory&) = delete;
+  uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
 };
 
 struct Layer {
@@ -64,6 +97,10 @@ class LlamaModel final : public Model {
 
  private:
   Status load_weights();
+  // Rewrites the layer and output matrices the kernel table reads faster in its own
+  // layout (options_.repack_weights), in parallel on the pool, and releases the
+  // file pages they came from.
+  void repack_weights();
   Status matrix(const std::string& name, int rows, int cols, Matrix& out, bool optional = false);
   Status vector(const std::string& name, int n, const float*& out, bool optional = false);
 
@@ -83,6 +120,7 @@ class LlamaModel final : public Model {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<PackedMemory> packed_;
   const k::Kernels* kernels_ = nullptr;
   ModelInfo info_;
   ModelOptions options_;
@@ -270,6 +308,7 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
 
   model->kernels_ = &k::active();
   model->pool_ = std::make_unique<ThreadPool>(std::max(1, options.threads));
+  model->repack_weights();
   int64_t blocks = (options.ctx_tokens + options.block_tokens - 1) / options.block_tokens;
   model->kv_ = std::make_unique<KvCache>(info.n_layers, info.n_kv_heads * info.head_dim, blocks,
                                          options.block_tokens);
@@ -300,6 +339,57 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
   model->rope_sin_.resize(nb * static_cast<size_t>(model->rope_dims_ / 2 + 1));
   model->qhalf16_.resize(model->qhalf_.size());
   return std::unique_ptr<Model>(std::move(model));
+}
+
+void LlamaModel::repack_weights() {
+  if (!options_.repack_weights || kernels_->packed_tile_bytes == nullptr) return;
+  const int unit = k::kMatmulRowMultiple;
+  std::vector<Matrix*> todo;
+  std::vector<size_t> offsets;
+  size_t total = 0;
+  auto consider = [&](Matrix& m) {
+    if (m.data == nullptr) return;
+    const size_t tile = kernels_->packed_tile_bytes(m.type, m.cols);
+    if (tile == 0) return;
+    todo.push_back(&m);
+    offsets.push_back(total);
+    total += (tile * static_cast<size_t>((m.rows + unit - 1) / unit) + 63) / 64 * 64;
+  };
+  for (Layer& L : layers_) {
+    for (Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) consider(*m);
+  }
+  consider(output_);  // a tied output keeps embeddings_ (read row by row) unpacked
+  if (todo.empty()) return;
+  auto memory = std::make_unique<PackedMemory>(total);
+  if (memory->data() == nullptr) return;  // no memory for a copy: run unpacked
+  // Tasks of up to 64 tiles over all matrices, handed out to the pool.
+  struct Task {
+    size_t matrix;
+    int r0, r1;
+  };
+  std::vector<Task> tasks;
+  for (size_t i = 0; i < todo.size(); ++i) {
+    for (int r = 0; r < todo[i]->rows; r += 64 * unit)
+      tasks.push_back({i, r, std::min(todo[i]->rows, r + 64 * unit)});
+  }
+  pool_->parallel_for(static_cast<int>(tasks.size()), [&](int t, int) {
+    const Task& task = tasks[static_cast<size_t>(t)];
+    const Matrix& m = *todo[task.matrix];
+    kernels_->pack_tiles(m.type, m.data, m.row_bytes, m.rows, m.cols, task.r0, task.r1,
+                         memory->data() + offsets[task.matrix]);
+  });
+  const long page = ::sysconf(_SC_PAGESIZE);
+  for (size_t i = 0; i < todo.size(); ++i) {
+    Matrix& m = *todo[i];
+    // The file's copy is no longer read: give its whole pages back.
+    const auto lo = reinterpret_cast<uintptr_t>(m.data);
+    const uintptr_t hi = lo + m.row_bytes * static_cast<size_t>(m.rows);
+    const uintptr_t first = (lo + page - 1) / page * page, last = hi / page * page;
+    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+    m.data = memory->data() + offsets[i];
+    m.tile_bytes = kernels_->packed_tile_bytes(m.type, m.cols);
+  }
+  packed_ = std::move(memory);
 }
 
 const void* LlamaModel::prepare_input(GgmlType type, const float* x, int n, int cols,
@@ -357,11 +447,12 @@ void LlamaModel::matmul(std::initializer_list<MatmulJob> jobs, const float* x, i
   size_t n_jobs = 0;
   int64_t rows_total = 0;
   for (const MatmulJob& job : jobs) {
-    args[n_jobs] = k::MatmulArgs{job.m->data, job.m->row_bytes,
+    const bool packed = job.m->tile_bytes > 0;
+    args[n_jobs] = k::MatmulArgs{job.m->data, packed ? job.m->tile_bytes : job.m->row_bytes,
                                  xin,         x_stride,
                                  job.y,       static_cast<size_t>(job.m->rows) * sizeof(float),
                                  n,           job.m->cols};
-    fns[n_jobs] = k::matmul_for(*kernels_, job.m->type);
+    fns[n_jobs] = packed ? kernels_->packed_matmul(job.m->type) : k::matmul_for(*kernels_, job.m->type);
     unit_start[n_jobs + 1] = unit_start[n_jobs] + (job.m->rows + unit - 1) / unit;
     rows_total += job.m->rows;
     ++n_jobs;

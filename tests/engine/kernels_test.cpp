@@ -322,6 +322,60 @@ std::vector<float> dequantize_activation(const Activations& x, MatmulInput input
   return out;
 }
 
+// Weights repacked at load give exactly the unpacked results, on every range that
+// starts at a tile boundary, whatever n; a short last tile stores only its rows.
+TEST(Kernels, PackedWeightsGiveBitIdenticalMatmuls) {
+  std::mt19937 rng(5);
+  int tested = 0;
+  std::vector<const Kernels*> tables = simd_tables();
+  tables.push_back(&ref());
+  for (const Kernels* t : tables) {
+    if (t->packed_tile_bytes == nullptr) continue;
+    for (GgmlType type : kTypes) {
+      for (int k : {32, 96, 2080}) {
+        const size_t tile = t->packed_tile_bytes(type, k);
+        if (tile == 0) continue;
+        for (int rows : {1, 16, 17, 40}) {
+          SCOPED_TRACE(std::string(t->name) + " type " + std::to_string(static_cast<int>(type)) +
+                       " k " + std::to_string(k) + " rows " + std::to_string(rows));
+          Weights w = make_weights(rng, type, rows, k);
+          const int tiles = (rows + kMatmulRowMultiple - 1) / kMatmulRowMultiple;
+          std::vector<uint8_t> packed(tile * static_cast<size_t>(tiles) + 64, 0xcd);
+          // Two calls on disjoint tile ranges, as threads would.
+          const int split = rows > kMatmulRowMultiple ? kMatmulRowMultiple : rows;
+          t->pack_tiles(type, w.bytes.data(), w.stride, rows, k, 0, split, packed.data());
+          t->pack_tiles(type, w.bytes.data(), w.stride, rows, k, split, rows, packed.data());
+          Weights pw = w;
+          pw.bytes = packed;
+          pw.stride = tile;
+          for (int n : {1, 2, 5, 9}) {
+            Activations x = make_activations(rng, *t, n, k);
+            for (int r0 : {0, split}) {
+              if (r0 >= rows) continue;
+              std::vector<float> want = run_matmul(*t, type, w, x, n, rows, k, r0, rows);
+              const size_t ldy = static_cast<size_t>(rows) + 2;
+              std::vector<float> got(ldy * static_cast<size_t>(n), -12345.0f);
+              MatmulArgs args{};
+              args.w = pw.bytes.data();
+              args.w_stride = pw.stride;
+              args.x = x.q8.data();
+              args.x_stride = x.q8_stride;
+              args.y = got.data();
+              args.y_stride = 4 * ldy;
+              args.n = n;
+              args.k = k;
+              t->packed_matmul(type)(args, r0, rows);
+              ASSERT_EQ(got, want) << "n " << n << " r0 " << r0;
+              ++tested;
+            }
+          }
+        }
+      }
+    }
+  }
+  if (tested == 0) GTEST_SKIP() << "no kernel table here packs weights";
+}
+
 TEST(Kernels, ScalarQuantizedMatmulEqualsDequantizedProduct) {
   std::mt19937 rng(3);
   const int k = 512, rows = 5, n = 3;
@@ -598,11 +652,13 @@ TEST(Kernels, DispatchPicksTheBestSupportedTableAndCanBeForced) {
   EXPECT_EQ(matmul_input(GgmlType::kQ4_K), MatmulInput::kQ8K);
   EXPECT_EQ(matmul_input(GgmlType::kF16), MatmulInput::kF32);
   for (GgmlType type : kTypes) EXPECT_NE(matmul_for(active(), type), nullptr) << type_name(type);
-  // Every entry of every table is filled.
+  // Every entry of every table is filled, except the optional repacking hooks.
   for (const Kernels* t : {by_name("scalar"), by_name("avx2"), by_name("avx512")}) {
     if (t == nullptr) continue;
     const auto* p = reinterpret_cast<const unsigned char*>(t);
     for (size_t off = offsetof(Kernels, matmul_f32); off < sizeof(Kernels); off += sizeof(void*)) {
+      if (off >= offsetof(Kernels, packed_tile_bytes) && off <= offsetof(Kernels, packed_matmul))
+        continue;
       void* fn;
       std::memcpy(&fn, p + off, sizeof fn);
       EXPECT_NE(fn, nullptr) << t->name << " entry at byte " << off;

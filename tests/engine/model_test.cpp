@@ -301,6 +301,11 @@ TEST(Model, QuantizedModelsAreBatchInvariantToo) {
     std::vector<std::vector<int32_t>> alone;
     for (const auto& p : prompts) alone.push_back(greedy(*model, p, 12));
     EXPECT_EQ(greedy_batched(*model, prompts, 12, 5), alone) << ggml_type_info(type).name;
+    // Weights repacked at load (where the kernel table does it) change nothing.
+    auto unpacked = load_or_fail(path, {.threads = 2, .ctx_tokens = 1024, .repack_weights = false});
+    ASSERT_NE(unpacked, nullptr);
+    for (size_t p = 0; p < prompts.size(); ++p)
+      EXPECT_EQ(greedy(*unpacked, prompts[p], 12), alone[p]) << ggml_type_info(type).name;
   }
   fs::remove_all(dir);
 }

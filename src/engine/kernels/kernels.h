@@ -109,6 +109,20 @@ struct Kernels {
   // (ggml's Q8_K). Every table gives bit-identical rows.
   void (*quantize_q8k)(const float* x, void* out, int k);
 
+  // ---- weight repacking (optional; null in tables without it) ---------------------
+  // A table may read some weight types faster from its own layout, written once at
+  // load: tiles of kMatmulRowMultiple rows, each packed_tile_bytes(type, k) bytes
+  // (0: no packed layout for this type). pack_tiles writes the tiles holding rows
+  // [r0, r1) of a rows x k matrix into `out` (the packed matrix's start; r0 a multiple
+  // of kMatmulRowMultiple; a short last tile repeats the matrix's last row), and may run
+  // on disjoint ranges from several threads. packed_matmul(type) then takes the packed
+  // matrix as MatmulArgs::w and its tile bytes as w_stride, ranges starting at
+  // multiples of kMatmulRowMultiple, and gives bit-identical results to matmul_for.
+  size_t (*packed_tile_bytes)(GgmlType type, int k);
+  void (*pack_tiles)(GgmlType type, const void* w, size_t w_stride, int rows, int k, int r0, int r1,
+                     void* out);
+  MatmulFn (*packed_matmul)(GgmlType type);
+
   // ---- small f32 ops (y may alias x / a where noted) ---------------------------------
   // y = x / sqrt(mean(x^2) + eps) * w; w may be null (no weight). y may alias x.
   void (*rmsnorm)(const float* x, const float* w, float* y, int n, float eps);

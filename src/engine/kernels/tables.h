@@ -21,6 +21,7 @@ void fill_avx512(Kernels& table);                               // x86/matmul_av
 // x86/matmul_lanes_avx512.cpp
 void matmul_q4_0_avx512(const MatmulArgs& args, int r0, int r1);
 void matmul_q8_0_avx512(const MatmulArgs& args, int r0, int r1);
+void fill_packed_avx512(Kernels& table);  // Q4_0/Q8_0 weights repacked in lane order
 #endif
 
 // Row (de)quantization of the types with 256-element super-blocks

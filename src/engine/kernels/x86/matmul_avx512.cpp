@@ -168,6 +168,7 @@ void fill_avx512(Kernels& t) {
   t.matmul_bf16 = matmul_float<BF16W>;
   t.matmul_q8_0 = matmul_q8_0_avx512;
   t.matmul_q4_0 = matmul_q4_0_avx512;
+  fill_packed_avx512(t);
 }
 
 }  // namespace infera::engine::kernels
