@@ -372,20 +372,21 @@ void LlamaModel::repack_weights() {
     for (int r = 0; r < todo[i]->rows; r += 64 * unit)
       tasks.push_back({i, r, std::min(todo[i]->rows, r + 64 * unit)});
   }
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   pool_->parallel_for(static_cast<int>(tasks.size()), [&](int t, int) {
     const Task& task = tasks[static_cast<size_t>(t)];
     const Matrix& m = *todo[task.matrix];
     kernels_->pack_tiles(m.type, m.data, m.row_bytes, m.rows, m.cols, task.r0, task.r1,
                          memory->data() + offsets[task.matrix]);
-  });
-  const long page = ::sysconf(_SC_PAGESIZE);
-  for (size_t i = 0; i < todo.size(); ++i) {
-    Matrix& m = *todo[i];
-    // The file's copy is no longer read: give its whole pages back.
-    const auto lo = reinterpret_cast<uintptr_t>(m.data);
-    const uintptr_t hi = lo + m.row_bytes * static_cast<size_t>(m.rows);
+    // The file's copy of these rows is no longer read: give its whole pages back at
+    // once, so the copy and the original never both stay resident.
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(task.r0);
+    const uintptr_t hi = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(task.r1);
     const uintptr_t first = (lo + page - 1) / page * page, last = hi / page * page;
     if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  });
+  for (size_t i = 0; i < todo.size(); ++i) {
+    Matrix& m = *todo[i];
     m.data = memory->data() + offsets[i];
     m.tile_bytes = kernels_->packed_tile_bytes(m.type, m.cols);
   }
