@@ -378,8 +378,11 @@ void LlamaModel::repack_weights() {
     const Matrix& m = *todo[task.matrix];
     kernels_->pack_tiles(m.type, m.data, m.row_bytes, m.rows, m.cols, task.r0, task.r1,
                          memory->data() + offsets[task.matrix]);
-    // The file's copy of these rows is no longer read: give its whole pages back at
-    // once, so the copy and the original never both stay resident.
+    // The file's copy of these rows is no longer read (unless it is also the embedding
+    // table, a tied output): give its whole pages back at once, so the copy and the
+    // original never both stay resident. (Released pages of a file mapping would be read
+    // again from the file; those of a --no-mmap copy would read as zeros.)
+    if (m.data == embeddings_.data) return;
     const uintptr_t lo = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(task.r0);
     const uintptr_t hi = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(task.r1);
     const uintptr_t first = (lo + page - 1) / page * page, last = hi / page * page;

@@ -310,6 +310,31 @@ TEST(Model, QuantizedModelsAreBatchInvariantToo) {
   fs::remove_all(dir);
 }
 
+// A tied output (no output.weight) is repacked while the embedding table it shares
+// stays readable, also from a --no-mmap copy whose repacked pages are released.
+TEST(Model, RepackedTiedOutputKeepsTheEmbeddings) {
+  const std::string vocab = kModels + "/ggml-vocab-llama-spm.gguf";
+  if (!fs::exists(vocab)) GTEST_SKIP() << "shared models absent: " << vocab;
+  const fs::path dir = fs::temp_directory_path() / ("infera_model_test_tied_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  SynthShape shape{
+      .name = "test", .dim = 256, .n_layers = 1, .n_heads = 4, .n_kv_heads = 2, .ffn_dim = 512,
+      .n_vocab = 4000, .tied_embeddings = true};
+  for (GgmlType type : {GgmlType::kQ4_0, GgmlType::kQ8_0}) {
+    const std::string path = (dir / (std::string(ggml_type_info(type).name) + ".gguf")).string();
+    Status s = write_synthetic_model(
+        {.shape = shape, .type = type, .vocab_path = vocab, .seed = 3}, path);
+    ASSERT_TRUE(s.ok()) << s.message();
+    auto plain = load_or_fail(path, {.threads = 2, .ctx_tokens = 256, .repack_weights = false});
+    auto copied = load_or_fail(path, {.threads = 2, .ctx_tokens = 256, .read_into_memory = true});
+    ASSERT_NE(plain, nullptr);
+    ASSERT_NE(copied, nullptr);
+    const std::vector<int32_t> prompt{1, 450, 4996, 17354, 1701, 29916};
+    EXPECT_EQ(greedy(*copied, prompt, 16), greedy(*plain, prompt, 16)) << ggml_type_info(type).name;
+  }
+  fs::remove_all(dir);
+}
+
 // Writes `src` (an F32 llama model of `shape`) as architecture `arch` with random
 // Q/K/V biases. For qwen2 (NeoX RoPE: pairs (i, i + half)), Q and K rows and biases
 // are reordered so that its rotation pairs hold what llama's (2i, 2i + 1) hold.
