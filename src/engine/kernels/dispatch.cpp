@@ -11,6 +11,9 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #endif
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 
 namespace infera::engine::kernels {
 namespace {
@@ -43,12 +46,26 @@ X86Features detect_x86() {
 }
 #endif
 
+#if defined(__aarch64__)
+// Every AArch64 CPU has Advanced SIMD (the base "neon" table needs nothing more); the
+// dot-product extension (SDOT, ARMv8.2-A optional, ARMv8.4-A mandatory) is reported by
+// the kernel in AT_HWCAP.
+bool detect_arm_dotprod() {
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+}
+#endif
+
 struct Tables {
   Kernels scalar{};
   Kernels avx2{};
   Kernels avx512{};
   bool has_avx2 = false;
   bool has_avx512 = false;
+  // ARM
+  Kernels neon{};
+  Kernels neondot{};
+  bool has_neon = false;
+  bool has_neondot = false;
 };
 
 const Tables& tables() {
@@ -71,6 +88,18 @@ const Tables& tables() {
     r.avx512.name = "avx512";
     r.avx512.level = Level::kAvx512;
 #endif
+#if defined(__aarch64__)
+    r.has_neon = true;
+    r.has_neondot = detect_arm_dotprod();
+    r.neon = r.scalar;
+    fill_neon(r.neon);
+    r.neon.name = "neon";
+    r.neon.level = Level::kNeon;
+    r.neondot = r.neon;
+    fill_neondot(r.neondot);
+    r.neondot.name = "neondot";
+    r.neondot.level = Level::kNeonDot;
+#endif
     return r;
   }();
   return t;
@@ -91,6 +120,8 @@ Level detected_level() {
   const Tables& t = tables();
   if (t.has_avx512) return Level::kAvx512;
   if (t.has_avx2) return Level::kAvx2;
+  if (t.has_neondot) return Level::kNeonDot;
+  if (t.has_neon) return Level::kNeon;
   return Level::kScalar;
 }
 
@@ -103,6 +134,10 @@ const Kernels* by_level(Level level) {
       return t.has_avx2 ? &t.avx2 : nullptr;
     case Level::kAvx512:
       return t.has_avx512 ? &t.avx512 : nullptr;
+    case Level::kNeon:
+      return t.has_neon ? &t.neon : nullptr;
+    case Level::kNeonDot:
+      return t.has_neondot ? &t.neondot : nullptr;
   }
   return nullptr;
 }
@@ -111,6 +146,8 @@ const Kernels* by_name(std::string_view name) {
   if (name == "scalar") return by_level(Level::kScalar);
   if (name == "avx2") return by_level(Level::kAvx2);
   if (name == "avx512") return by_level(Level::kAvx512);
+  if (name == "neon") return by_level(Level::kNeon);
+  if (name == "neondot") return by_level(Level::kNeonDot);
   return nullptr;
 }
 

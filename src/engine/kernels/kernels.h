@@ -1,7 +1,8 @@
 // The engine's compute kernels behind one dispatch table.
 //
 // A table of plain function pointers is chosen once at start-up from CPU detection
-// (scalar reference, x86 AVX2+FMA+F16C, x86 AVX-512 with VNNI/BF16; ARM NEON later).
+// (scalar reference, x86 AVX2+FMA+F16C, x86 AVX-512 with VNNI/BF16, ARM NEON, ARM NEON
+// with the dot-product extension).
 // Model code calls only this table, never an intrinsic. Every SIMD kernel has a
 // scalar reference it is tested against (tests/engine/kernels_test.cpp).
 //
@@ -21,7 +22,7 @@
 
 namespace infera::engine::kernels {
 
-enum class Level { kScalar, kAvx2, kAvx512 };
+enum class Level { kScalar, kAvx2, kAvx512, kNeon, kNeonDot };
 
 // Y[n x rows] = X[n x k] * W[rows x k]^T, for weight rows [r0, r1) only:
 //   y(i, r) = sum_j W(r, j) * X(i, j),  i in [0, n), r in [r0, r1).
@@ -81,7 +82,7 @@ enum class RopeStyle {
 };
 
 struct Kernels {
-  const char* name;  // "scalar", "avx2", "avx512"
+  const char* name;  // "scalar", "avx2", "avx512", "neon", "neondot"
   Level level;
 
   // ---- matrix products (see MatmulArgs) -------------------------------------------
@@ -156,8 +157,9 @@ struct Kernels {
 };
 
 // The table in use: the best this CPU supports, unless INFERA_KERNELS names one
-// ("scalar", "avx2", "avx512"; a debugging and benchmark override, ignored when the
-// CPU cannot run it) or force() was called. Thread-safe; cheap (one atomic load).
+// ("scalar", "avx2", "avx512", "neon", "neondot"; a debugging and benchmark override,
+// ignored when the CPU cannot run it) or force() was called. Thread-safe; cheap (one
+// atomic load).
 const Kernels& active();
 // A specific table, or nullptr when this CPU (or this build) cannot run it.
 const Kernels* by_level(Level level);

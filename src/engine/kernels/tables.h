@@ -2,7 +2,7 @@
 //
 // dispatch.cpp builds every table once: it starts from the scalar entries and lets
 // each ISA overwrite the entries it implements, so an ISA file need only provide
-// what it speeds up (ARM NEON will add fill_neon the same way).
+// what it speeds up.
 #pragma once
 
 #include "engine/kernels/kernels.h"
@@ -22,6 +22,11 @@ void fill_avx512(Kernels& table);                               // x86/matmul_av
 void matmul_q4_0_avx512(const MatmulArgs& args, int r0, int r1);
 void matmul_q8_0_avx512(const MatmulArgs& args, int r0, int r1);
 void fill_packed_avx512(Kernels& table);  // Q4_0/Q8_0 weights repacked in lane order
+#endif
+#if defined(__aarch64__)
+void fill_neon(Kernels& table);      // arm/matmul_neon.cpp, calls fill_neon_ops
+void fill_neon_ops(Kernels& table);  // arm/ops_neon.cpp
+void fill_neondot(Kernels& table);   // arm/matmul_neondot.cpp (dot-product extension)
 #endif
 
 // Row (de)quantization of the types with 256-element super-blocks

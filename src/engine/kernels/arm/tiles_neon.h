@@ -1,0 +1,152 @@
+// NEON matrix-product tiling shared by the arm/ kernel files.
+//
+// Included only by arm/*.cpp. Those files are compiled for different targets (plain
+// ARMv8-A, or ARMv8.2-A with the dot-product extension), so everything here sits in an
+// unnamed namespace: each file gets its own copy built for its own target, and the
+// linker can never substitute a dot-product build of a helper into the plain table.
+//
+// Batch invariance: every (activation row, weight row) pair owns one 4-lane accumulator
+// that walks k in the same order whatever the tile shape or row range, so a row's
+// result does not depend on what else is in the batch. Tiles reuse each weight load
+// across 4 activation rows (prefill) or read several weight rows at once (decode).
+#pragma once
+
+#include <arm_neon.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "engine/kernels/tables.h"
+
+namespace infera::engine::kernels {
+namespace {
+
+inline const uint8_t* row_at(const void* base, size_t stride, int i) {
+  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
+}
+inline float* y_at(const MatmulArgs& a, int i) {
+  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
+                                  static_cast<size_t>(i) * a.y_stride);
+}
+
+// Activation rows per chunk so that a chunk stays in L2 while weight tiles sweep it.
+inline int x_chunk_rows(size_t x_stride) {
+  const size_t rows = (size_t{128} << 10) / (x_stride == 0 ? 1 : x_stride);
+  return static_cast<int>(rows < 4 ? 4 : rows / 4 * 4);
+}
+
+// IEEE half to float with the FCVT instruction (exact; same result as fp16_to_f32).
+inline float half_to_float(uint16_t h) {
+  return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+}
+
+// Runs Tiles' kernels over chunks of activation rows: kTX x kTR4 tiles (and kTX x 1
+// for the weight rows left over) while kTX activation rows remain, then 1 x kTR1
+// tiles (and 1 x 1) for the rest, decode included.
+template <typename Tiles>
+void tiled(const MatmulArgs& a, int r0, int r1) {
+  const int chunk = x_chunk_rows(a.x_stride);
+  for (int c0 = 0; c0 < a.n; c0 += chunk) {
+    const int c1 = c0 + chunk < a.n ? c0 + chunk : a.n;
+    const int cx = c0 + (c1 - c0) / Tiles::kTX * Tiles::kTX;
+    int r = r0;
+    for (; r + Tiles::kTR4 <= r1; r += Tiles::kTR4) {
+      for (int i = c0; i < cx; i += Tiles::kTX) Tiles::tile_xn(a, i, r);
+    }
+    for (; r < r1; ++r) {
+      for (int i = c0; i < cx; i += Tiles::kTX) Tiles::tile_x1(a, i, r);
+    }
+    for (int i = cx; i < c1; ++i) {
+      int rr = r0;
+      for (; rr + Tiles::kTR1 <= r1; rr += Tiles::kTR1) Tiles::tile_1n(a, i, rr);
+      for (; rr < r1; ++rr) Tiles::tile_11(a, i, rr);
+    }
+  }
+}
+
+// ---- quantized weights (Q8_0, Q4_0) against Q8 activation rows ----------------------
+//
+// A policy Q provides Block and unpack (a block's 32 weights as two vectors of signed
+// bytes: elements 0..15 and 16..31), from Q8Unpack or Q4Unpack below, and dot (four
+// int32 partial sums of the 32-value integer dot product, as each file's target
+// allows). Per block and pair: the exact integer dot, then
+// acc = fma(float(dot lanes), d_w * d_x, acc); the lanes are summed at the end.
+
+struct Q8Unpack {
+  using Block = BlockQ8_0;
+  static void unpack(const Block* b, int8x16_t& lo, int8x16_t& hi) {
+    lo = vld1q_s8(b->qs);
+    hi = vld1q_s8(b->qs + 16);
+  }
+};
+
+// Q4_0: element j is the low nibble of qs[j], element j + 16 the high one; value - 8.
+struct Q4Unpack {
+  using Block = BlockQ4_0;
+  static void unpack(const Block* b, int8x16_t& lo, int8x16_t& hi) {
+    const uint8x16_t q = vld1q_u8(b->qs);
+    const int8x16_t eight = vdupq_n_s8(8);
+    lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0f))), eight);
+    hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), eight);
+  }
+};
+
+template <typename Q, int TX, int TR>
+void quant_tile(const MatmulArgs& a, int i, int r) {
+  using Block = typename Q::Block;
+  const Block* w[TR];
+  const int8_t* xq[TX];
+  const float* xd[TX];
+  for (int t = 0; t < TR; ++t)
+    w[t] = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r + t));
+  for (int s = 0; s < TX; ++s) {
+    const void* row = row_at(a.x, a.x_stride, i + s);
+    xq[s] = q8_values(row);
+    xd[s] = q8_scales(row, a.k);
+  }
+  float32x4_t acc[TX][TR];
+  for (int s = 0; s < TX; ++s)
+    for (int t = 0; t < TR; ++t) acc[s][t] = vdupq_n_f32(0.0f);
+  const int nb = a.k / kBlockElems;
+  for (int b = 0; b < nb; ++b) {
+    int8x16_t lo[TR], hi[TR];
+    float dw[TR];
+    for (int t = 0; t < TR; ++t) {
+      Q::unpack(w[t] + b, lo[t], hi[t]);
+      dw[t] = half_to_float(w[t][b].d);
+    }
+    for (int s = 0; s < TX; ++s) {
+      const int8x16_t x0 = vld1q_s8(xq[s] + b * kBlockElems);
+      const int8x16_t x1 = vld1q_s8(xq[s] + b * kBlockElems + 16);
+      const float dx = xd[s][b];
+      for (int t = 0; t < TR; ++t) {
+        const float32x4_t p = vcvtq_f32_s32(Q::dot(lo[t], hi[t], x0, x1));
+        acc[s][t] = vfmaq_f32(acc[s][t], p, vdupq_n_f32(dw[t] * dx));
+      }
+    }
+  }
+  for (int s = 0; s < TX; ++s) {
+    float* y = y_at(a, i + s);
+    for (int t = 0; t < TR; ++t) y[r + t] = vaddvq_f32(acc[s][t]);
+  }
+}
+
+// 4 activation rows x 3 weight rows keeps 12 accumulators, 6 weight vectors and 2
+// activation vectors within the 32 NEON registers; decode reads 4 weight rows at once.
+template <typename Q>
+struct QuantTiles {
+  static constexpr int kTX = 4, kTR4 = 3, kTR1 = 4;
+  static void tile_xn(const MatmulArgs& a, int i, int r) { quant_tile<Q, kTX, kTR4>(a, i, r); }
+  static void tile_x1(const MatmulArgs& a, int i, int r) { quant_tile<Q, kTX, 1>(a, i, r); }
+  static void tile_1n(const MatmulArgs& a, int i, int r) { quant_tile<Q, 1, kTR1>(a, i, r); }
+  static void tile_11(const MatmulArgs& a, int i, int r) { quant_tile<Q, 1, 1>(a, i, r); }
+};
+
+template <typename Q>
+void matmul_quant(const MatmulArgs& a, int r0, int r1) {
+  tiled<QuantTiles<Q>>(a, r0, r1);
+}
+
+}  // namespace
+}  // namespace infera::engine::kernels
