@@ -420,6 +420,32 @@ TEST(Kernels, SimdQuantizeQ8IsBitIdenticalToScalar) {
   }
 }
 
+// Q8K rows: the first value of largest magnitude decides the scale's sign (both signs
+// of that magnitude occur, in either order), ties round to even, and an all-zero
+// super-block has scale 0.
+TEST(Kernels, SimdQuantizeQ8kIsBitIdenticalToScalar) {
+  std::mt19937 rng(12);
+  for (const Kernels* simd : simd_tables()) {
+    for (int k : {256, 512, 2816}) {
+      std::vector<float> x = random_floats(rng, static_cast<size_t>(k), 3.0f);
+      std::fill(x.begin(), x.begin() + 256, 0.0f);
+      if (k >= 768) {
+        x[300] = 127.0f;  // iscale -1: the halves below are exact ties
+        x[301] = -127.0f;
+        x[302] = 0.5f;
+        x[303] = 1.5f;
+        x[600] = -127.0f;  // iscale 1
+        x[601] = 2.5f;
+        x[700] = 127.0f;
+      }
+      std::vector<uint8_t> a(q8k_row_bytes(k), 0), b(q8k_row_bytes(k), 0);
+      ref().quantize_q8k(x.data(), a.data(), k);
+      simd->quantize_q8k(x.data(), b.data(), k);
+      EXPECT_EQ(a, b) << simd->name << " k " << k;
+    }
+  }
+}
+
 TEST(Kernels, QuantizeRowFollowsGgmlBlockLayouts) {
   // Q4_0: the element of largest magnitude (-4) maps to nibble 0, d = -4 / -8 = 0.5;
   // element j in the low nibble of qs[j], element j + 16 in the high nibble.
@@ -668,7 +694,16 @@ TEST(Kernels, ArmTablesUseNeonForEveryEntry) {
   EXPECT_TRUE(neon->matmul_bf16 != s.matmul_bf16);
   EXPECT_TRUE(neon->matmul_q8_0 != s.matmul_q8_0);
   EXPECT_TRUE(neon->matmul_q4_0 != s.matmul_q4_0);
+  EXPECT_TRUE(neon->matmul_q4_1 != s.matmul_q4_1);
+  EXPECT_TRUE(neon->matmul_q5_0 != s.matmul_q5_0);
+  EXPECT_TRUE(neon->matmul_q5_1 != s.matmul_q5_1);
+  EXPECT_TRUE(neon->matmul_q2_k != s.matmul_q2_k);
+  EXPECT_TRUE(neon->matmul_q3_k != s.matmul_q3_k);
+  EXPECT_TRUE(neon->matmul_q4_k != s.matmul_q4_k);
+  EXPECT_TRUE(neon->matmul_q5_k != s.matmul_q5_k);
+  EXPECT_TRUE(neon->matmul_q6_k != s.matmul_q6_k);
   EXPECT_TRUE(neon->quantize_q8 != s.quantize_q8);
+  EXPECT_TRUE(neon->quantize_q8k != s.quantize_q8k);
   EXPECT_TRUE(neon->rmsnorm != s.rmsnorm);
   EXPECT_TRUE(neon->softmax != s.softmax);
   EXPECT_TRUE(neon->silu_mul != s.silu_mul);
@@ -683,9 +718,12 @@ TEST(Kernels, ArmTablesUseNeonForEveryEntry) {
   EXPECT_TRUE(neon->axpy_f16_rows != s.axpy_f16_rows);
   EXPECT_TRUE(neon->f32_to_f16 != s.f32_to_f16);
   EXPECT_TRUE(neon->f16_to_f32 != s.f16_to_f32);
-  if (const Kernels* dot = by_name("neondot")) {
-    EXPECT_TRUE(dot->matmul_q8_0 != neon->matmul_q8_0);
-    EXPECT_TRUE(dot->matmul_q4_0 != neon->matmul_q4_0);
+  if (const Kernels* dot = by_name("neondot")) {  // SDOT for every quantized type
+    for (GgmlType type : kTypes) {
+      if (quantized(type)) {
+        EXPECT_TRUE(matmul_for(*dot, type) != matmul_for(*neon, type)) << type_name(type);
+      }
+    }
   }
 }
 #endif

@@ -50,9 +50,7 @@ X86Features detect_x86() {
 // Every AArch64 CPU has Advanced SIMD (the base "neon" table needs nothing more); the
 // dot-product extension (SDOT, ARMv8.2-A optional, ARMv8.4-A mandatory) is reported by
 // the kernel in AT_HWCAP.
-bool detect_arm_dotprod() {
-  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-}
+bool detect_arm_dotprod() { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
 #endif
 
 struct Tables {

@@ -1,13 +1,15 @@
 // NEON (ARMv8-A Advanced SIMD) matrix products and activation quantization: the
 // "neon" table, which every AArch64 CPU can run. Float weights use 4-lane FMA tiles;
-// Q8_0/Q4_0 multiply bytes with widening SMULL/SMLAL (the "neondot" table replaces
-// those two with SDOT, arm/matmul_neondot.cpp). Tiling and the batch-invariance
-// contract: tiles_neon.h.
+// the 32-element quantized types multiply bytes with widening SMULL/SMLAL (the
+// "neondot" table uses SDOT instead, arm/matmul_neondot.cpp), and so do the K-quants
+// (kquants_neon.h). Tiling and the batch-invariance contract: tiles_neon.h.
 #include <arm_neon.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
+#include "engine/kernels/arm/kquants_neon.h"
 #include "engine/kernels/arm/tiles_neon.h"
 
 namespace infera::engine::kernels {
@@ -17,7 +19,9 @@ namespace {
 
 struct F32W {
   static constexpr size_t kBytes = 4;
-  static float32x4_t load4(const uint8_t* p) { return vld1q_f32(reinterpret_cast<const float*>(p)); }
+  static float32x4_t load4(const uint8_t* p) {
+    return vld1q_f32(reinterpret_cast<const float*>(p));
+  }
   static float load1(const uint8_t* p) {
     float v;
     std::memcpy(&v, p, 4);
@@ -96,24 +100,12 @@ void matmul_float(const MatmulArgs& a, int r0, int r1) {
 
 // ---- quantized weight types without SDOT ------------------------------------------
 
-// 16 byte products at a time, widened to int16 (|w * x| <= 128 * 127, and a pair of
-// them fits too), then pairwise added into int32 lanes.
-int32x4_t dot32_widening(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1) {
-  int16x8_t p0 = vmull_s8(vget_low_s8(w0), vget_low_s8(x0));
-  p0 = vmlal_high_s8(p0, w0, x0);
-  int16x8_t p1 = vmull_s8(vget_low_s8(w1), vget_low_s8(x1));
-  p1 = vmlal_high_s8(p1, w1, x1);
-  return vpadalq_s16(vpaddlq_s16(p0), p1);
-}
-
-struct Q8Neon : Q8Unpack {
-  static int32x4_t dot(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1) {
-    return dot32_widening(w0, w1, x0, x1);
-  }
-};
-struct Q4Neon : Q4Unpack {
-  static int32x4_t dot(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1) {
-    return dot32_widening(w0, w1, x0, x1);
+// 16 byte products widened to int16 (|w * x| <= 128 * 127, and a pair of them fits
+// too), pairwise added into the int32 lanes.
+struct WideningDot {
+  static int32x4_t dot_acc(int32x4_t acc, int8x16_t w, int8x16_t x) {
+    const int16x8_t p = vmlal_high_s8(vmull_s8(vget_low_s8(w), vget_low_s8(x)), w, x);
+    return vpadalq_s16(acc, p);
   }
 };
 
@@ -153,15 +145,54 @@ void quantize_q8(const float* x, void* out, int k) {
   }
 }
 
+// Same results as the scalar quantize_q8k: the first value of largest magnitude gives
+// iscale = -127 / max, q = min(127, round(iscale * x)) with FCVTNS (nearest even).
+void quantize_q8k(const float* x, void* out, int k) {
+  const int nb = k / kSuperElems;
+  auto* q = static_cast<int8_t*>(out);
+  auto* scales = reinterpret_cast<float*>(static_cast<uint8_t*>(out) + k);
+  auto* sums = reinterpret_cast<int16_t*>(static_cast<uint8_t*>(out) + k + 4 * nb);
+  for (int b = 0; b < nb; ++b) {
+    const float* xb = x + b * kSuperElems;
+    int8_t* qb = q + b * kSuperElems;
+    float32x4_t amax4 = vdupq_n_f32(0.0f);
+    for (int j = 0; j < kSuperElems; j += 4) amax4 = vmaxq_f32(amax4, vabsq_f32(vld1q_f32(xb + j)));
+    const float amax = vmaxvq_f32(amax4);
+    if (amax == 0) {
+      scales[b] = 0;
+      std::memset(qb, 0, kSuperElems);
+      std::memset(sums + 16 * b, 0, 16 * sizeof(int16_t));
+      continue;
+    }
+    int first = 0;
+    while (std::fabs(xb[first]) != amax) ++first;
+    const float iscale = -127.0f / xb[first];
+    const int32x4_t limit = vdupq_n_s32(127);
+    for (int g = 0; g < 16; ++g) {
+      int32x4_t v[4];
+      for (int j = 0; j < 4; ++j) {
+        v[j] =
+            vminq_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(xb + 16 * g + 4 * j), iscale)), limit);
+      }
+      const int16x8_t lo = vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1]));
+      const int16x8_t hi = vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3]));
+      vst1q_s8(qb + 16 * g, vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi)));
+      sums[16 * b + g] = static_cast<int16_t>(vaddvq_s16(vaddq_s16(lo, hi)));
+    }
+    scales[b] = 1 / iscale;
+  }
+}
+
 }  // namespace
 
 void fill_neon(Kernels& t) {
   t.matmul_f32 = matmul_float<F32W>;
   t.matmul_f16 = matmul_float<F16W>;
   t.matmul_bf16 = matmul_float<BF16W>;
-  t.matmul_q8_0 = matmul_quant<Q8Neon>;
-  t.matmul_q4_0 = matmul_quant<Q4Neon>;
   t.quantize_q8 = quantize_q8;
+  fill_quant32<WideningDot>(t);
+  t.quantize_q8k = quantize_q8k;
+  fill_kquants<WideningDot>(t);
   fill_neon_ops(t);
 }
 

@@ -59,7 +59,8 @@ float dot_f32(const float* a, const float* b, int n) {
 
 void axpy_f32(float alpha, const float* x, float* y, int n) {
   int i = 0;
-  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), alpha));
+  for (; i + 4 <= n; i += 4)
+    vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), alpha));
   for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
@@ -77,7 +78,8 @@ float dot_f16(const uint16_t* a, const float* b, int n) {
 
 void axpy_f16(float alpha, const uint16_t* x, float* y, int n) {
   int i = 0;
-  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), load_f16(x + i), alpha));
+  for (; i + 4 <= n; i += 4)
+    vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), load_f16(x + i), alpha));
   for (; i < n; ++i) y[i] += alpha * half_to_float(x[i]);
 }
 

@@ -13,6 +13,7 @@
 
 #include <arm_neon.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -65,55 +66,96 @@ void tiled(const MatmulArgs& a, int r0, int r1) {
   }
 }
 
-// ---- quantized weights (Q8_0, Q4_0) against Q8 activation rows ----------------------
+// ---- 32-element blocks against Q8 activation rows ---------------------------------
 //
-// A policy Q provides Block and unpack (a block's 32 weights as two vectors of signed
-// bytes: elements 0..15 and 16..31), from Q8Unpack or Q4Unpack below, and dot (four
-// int32 partial sums of the 32-value integer dot product, as each file's target
-// allows). Per block and pair: the exact integer dot, then
-// acc = fma(float(dot lanes), d_w * d_x, acc); the lanes are summed at the end.
+// An unpack policy U gives a block's 32 weight levels as two vectors of signed bytes
+// (elements 0..15 and 16..31), their offset already removed; types with a min also
+// give it (kHasMin). A dot policy D (each file's: widening multiplies, or SDOT) adds
+// 16 byte products into four int32 lanes. Per block and pair: the exact integer dot,
+// acc = fma(float(dot lanes), d_w * d_x, acc); and for types with a min,
+// macc = fma(m_w, d_x * sum(x), macc). The lanes and macc are summed at the end.
+
+// Fifth bits of Q5 blocks: byte lanes j of (qh byte h, qh byte h+1) test bit j % 8.
+inline uint8x16_t fifth_bits(const uint8_t* qh, int h) {
+  static constexpr uint8_t kBits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+  const uint8x16_t bytes = vcombine_u8(vdup_n_u8(qh[h]), vdup_n_u8(qh[h + 1]));
+  return vandq_u8(vtstq_u8(bytes, vld1q_u8(kBits)), vdupq_n_u8(0x10));
+}
+
+// Low nibbles are elements 0..15, high nibbles 16..31 (plus fifth bits for Q5).
+template <typename Block, bool kFifthBit>
+void nibbles(const Block* b, uint8x16_t& lo, uint8x16_t& hi) {
+  const uint8x16_t q = vld1q_u8(b->qs);
+  lo = vandq_u8(q, vdupq_n_u8(0x0f));
+  hi = vshrq_n_u8(q, 4);
+  if constexpr (kFifthBit) {
+    lo = vorrq_u8(lo, fifth_bits(b->qh, 0));
+    hi = vorrq_u8(hi, fifth_bits(b->qh, 2));
+  }
+}
 
 struct Q8Unpack {
   using Block = BlockQ8_0;
+  static constexpr bool kHasMin = false;
   static void unpack(const Block* b, int8x16_t& lo, int8x16_t& hi) {
     lo = vld1q_s8(b->qs);
     hi = vld1q_s8(b->qs + 16);
   }
 };
 
-// Q4_0: element j is the low nibble of qs[j], element j + 16 the high one; value - 8.
-struct Q4Unpack {
-  using Block = BlockQ4_0;
+// Levels 0..15 (Q4) or 0..31 (Q5), minus the offset of the types without a min.
+template <typename B, bool kFifthBit, int kOffset>
+struct NibbleUnpack {
+  using Block = B;
+  static constexpr bool kHasMin = kOffset == 0;
   static void unpack(const Block* b, int8x16_t& lo, int8x16_t& hi) {
-    const uint8x16_t q = vld1q_u8(b->qs);
-    const int8x16_t eight = vdupq_n_s8(8);
-    lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0f))), eight);
-    hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), eight);
+    uint8x16_t l, h;
+    nibbles<Block, kFifthBit>(b, l, h);
+    const int8x16_t offset = vdupq_n_s8(kOffset);
+    lo = vsubq_s8(vreinterpretq_s8_u8(l), offset);
+    hi = vsubq_s8(vreinterpretq_s8_u8(h), offset);
   }
+  static float min(const Block* b) { return half_to_float(b->m); }
 };
+using Q4_0Unpack = NibbleUnpack<BlockQ4_0, false, 8>;
+using Q4_1Unpack = NibbleUnpack<BlockQ4_1, false, 0>;
+using Q5_0Unpack = NibbleUnpack<BlockQ5_0, true, 16>;
+using Q5_1Unpack = NibbleUnpack<BlockQ5_1, true, 0>;
 
-template <typename Q, int TX, int TR>
+template <typename D>
+int32x4_t dot32(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1) {
+  return D::dot_acc(D::dot_acc(vdupq_n_s32(0), w0, x0), w1, x1);
+}
+
+template <typename U, typename D, int TX, int TR>
 void quant_tile(const MatmulArgs& a, int i, int r) {
-  using Block = typename Q::Block;
+  using Block = typename U::Block;
   const Block* w[TR];
   const int8_t* xq[TX];
   const float* xd[TX];
+  const int32_t* xs[TX];
   for (int t = 0; t < TR; ++t)
     w[t] = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r + t));
   for (int s = 0; s < TX; ++s) {
     const void* row = row_at(a.x, a.x_stride, i + s);
     xq[s] = q8_values(row);
     xd[s] = q8_scales(row, a.k);
+    xs[s] = q8_sums(row, a.k);
   }
   float32x4_t acc[TX][TR];
-  for (int s = 0; s < TX; ++s)
-    for (int t = 0; t < TR; ++t) acc[s][t] = vdupq_n_f32(0.0f);
+  float macc[TX][TR];
+  for (int s = 0; s < TX; ++s) {
+    for (int t = 0; t < TR; ++t) {
+      acc[s][t] = vdupq_n_f32(0.0f);
+      macc[s][t] = 0.0f;
+    }
+  }
   const int nb = a.k / kBlockElems;
   for (int b = 0; b < nb; ++b) {
     int8x16_t lo[TR], hi[TR];
     float dw[TR];
     for (int t = 0; t < TR; ++t) {
-      Q::unpack(w[t] + b, lo[t], hi[t]);
+      U::unpack(w[t] + b, lo[t], hi[t]);
       dw[t] = half_to_float(w[t][b].d);
     }
     for (int s = 0; s < TX; ++s) {
@@ -121,31 +163,44 @@ void quant_tile(const MatmulArgs& a, int i, int r) {
       const int8x16_t x1 = vld1q_s8(xq[s] + b * kBlockElems + 16);
       const float dx = xd[s][b];
       for (int t = 0; t < TR; ++t) {
-        const float32x4_t p = vcvtq_f32_s32(Q::dot(lo[t], hi[t], x0, x1));
+        const float32x4_t p = vcvtq_f32_s32(dot32<D>(lo[t], hi[t], x0, x1));
         acc[s][t] = vfmaq_f32(acc[s][t], p, vdupq_n_f32(dw[t] * dx));
+        if constexpr (U::kHasMin) {
+          macc[s][t] = std::fma(U::min(w[t] + b), dx * static_cast<float>(xs[s][b]), macc[s][t]);
+        }
       }
     }
   }
   for (int s = 0; s < TX; ++s) {
     float* y = y_at(a, i + s);
-    for (int t = 0; t < TR; ++t) y[r + t] = vaddvq_f32(acc[s][t]);
+    for (int t = 0; t < TR; ++t) y[r + t] = vaddvq_f32(acc[s][t]) + macc[s][t];
   }
 }
 
 // 4 activation rows x 3 weight rows keeps 12 accumulators, 6 weight vectors and 2
 // activation vectors within the 32 NEON registers; decode reads 4 weight rows at once.
-template <typename Q>
+template <typename U, typename D>
 struct QuantTiles {
   static constexpr int kTX = 4, kTR4 = 3, kTR1 = 4;
-  static void tile_xn(const MatmulArgs& a, int i, int r) { quant_tile<Q, kTX, kTR4>(a, i, r); }
-  static void tile_x1(const MatmulArgs& a, int i, int r) { quant_tile<Q, kTX, 1>(a, i, r); }
-  static void tile_1n(const MatmulArgs& a, int i, int r) { quant_tile<Q, 1, kTR1>(a, i, r); }
-  static void tile_11(const MatmulArgs& a, int i, int r) { quant_tile<Q, 1, 1>(a, i, r); }
+  static void tile_xn(const MatmulArgs& a, int i, int r) { quant_tile<U, D, kTX, kTR4>(a, i, r); }
+  static void tile_x1(const MatmulArgs& a, int i, int r) { quant_tile<U, D, kTX, 1>(a, i, r); }
+  static void tile_1n(const MatmulArgs& a, int i, int r) { quant_tile<U, D, 1, kTR1>(a, i, r); }
+  static void tile_11(const MatmulArgs& a, int i, int r) { quant_tile<U, D, 1, 1>(a, i, r); }
 };
 
-template <typename Q>
+template <typename U, typename D>
 void matmul_quant(const MatmulArgs& a, int r0, int r1) {
-  tiled<QuantTiles<Q>>(a, r0, r1);
+  tiled<QuantTiles<U, D>>(a, r0, r1);
+}
+
+// Every 32-element type's matmul with dot policy D.
+template <typename D>
+void fill_quant32(Kernels& t) {
+  t.matmul_q8_0 = matmul_quant<Q8Unpack, D>;
+  t.matmul_q4_0 = matmul_quant<Q4_0Unpack, D>;
+  t.matmul_q4_1 = matmul_quant<Q4_1Unpack, D>;
+  t.matmul_q5_0 = matmul_quant<Q5_0Unpack, D>;
+  t.matmul_q5_1 = matmul_quant<Q5_1Unpack, D>;
 }
 
 }  // namespace
