@@ -83,6 +83,7 @@ const Tables& tables() {
     r.avx2.level = Level::kAvx2;
     r.avx512 = r.avx2;
     fill_avx512(r.avx512);
+    fill_avx512_kquants(r.avx512);
     r.avx512.name = "avx512";
     r.avx512.level = Level::kAvx512;
 #endif
