@@ -16,6 +16,7 @@ void fill_scalar_kquants(Kernels& table);
 #if defined(__x86_64__) || defined(_M_X64)
 void fill_avx2(Kernels& table);      // x86/matmul_avx2.cpp, calls fill_avx2_ops
 void fill_avx2_ops(Kernels& table);  // x86/ops_avx2.cpp
+void fill_avx2_kquants(Kernels& table);  // x86/matmul_kquants_avx2.cpp
 void matmul_q4_0_avx2(const MatmulArgs& args, int r0, int r1);  // x86/matmul_lanes_avx2.cpp
 void fill_avx512(Kernels& table);                               // x86/matmul_avx512.cpp
 void fill_avx512_kquants(Kernels& table);  // x86/matmul_kquants_avx512.cpp

@@ -1,0 +1,366 @@
+// AVX2 matrix products of the K-quants (Q2_K .. Q6_K) against Q8K activation rows,
+// and the Q8K quantization (also used by the AVX-512 table). Compiled with the avx2
+// flags (CMakeLists.txt, by file name).
+//
+// Row-wise: each weight row's super-block is unpacked once (32-byte vectors of
+// unsigned levels in element order, int16 scale vectors, the int16 weights of the
+// activation's 16-value sums, d and dmin) into a small stack buffer and shared by up
+// to 4 activation rows (prefill); decode unpacks 4 rows at a time. Per (activation
+// row, weight row) pair and super-block: vpmaddubsw of levels and Q8K values, vpmaddwd
+// by the scales into 8 int32 lanes (isum), one vpmaddwd of the 16-value sums (msum),
+// then
+//   types with mins:    acc = fma(isum, d * dx, acc); acc = fnmadd(msum, dmin * dx, acc)
+//   types with offsets: acc = fma(isum - offset * msum, d * dx, acc)
+// in 8 float lanes summed at the end. That sequence is the same whatever the tile, n
+// or row range, so results do not depend on the batch.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/kernels/tables.h"
+
+namespace infera::engine::kernels {
+namespace {
+
+float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// One weight row's super-block, unpacked.
+struct alignas(32) Unpacked {
+  __m256i levels[8];  // elements 32p..32p+31, unsigned
+  __m256i scales[8];  // int16 scale of each vpmaddubsw lane of piece p
+  __m256i sum_weights;  // int16 weights of the 16 activation sums
+  float d;
+  float dmin;
+};
+
+__m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+// Shifts each 16-bit lane left by s (right by -s when negative).
+__m256i shift16(__m256i v, int s) {
+  return s >= 0 ? _mm256_slli_epi16(v, s) : _mm256_srli_epi16(v, -s);
+}
+
+// From 16 int16 values v[0..15] (as two 128-bit halves): the vector whose low half
+// repeats v[a] and high half v[b] (a, b constant).
+__m256i two_values(__m256i v, int a, int b) {
+  const __m256i half_a = _mm256_permute2x128_si256(v, v, a < 8 ? 0x00 : 0x11);
+  const __m256i half_b = _mm256_permute2x128_si256(v, v, b < 8 ? 0x00 : 0x11);
+  const __m256i both = _mm256_blend_epi32(half_a, half_b, 0xf0);
+  const char ia = static_cast<char>(2 * (a % 8)), ib = static_cast<char>(2 * (b % 8));
+  const char ia1 = static_cast<char>(ia + 1), ib1 = static_cast<char>(ib + 1);
+  const __m256i pick = _mm256_setr_epi8(ia, ia1, ia, ia1, ia, ia1, ia, ia1, ia, ia1, ia, ia1, ia,
+                                        ia1, ia, ia1, ib, ib1, ib, ib1, ib, ib1, ib, ib1, ib, ib1,
+                                        ib, ib1, ib, ib1, ib, ib1);
+  return _mm256_shuffle_epi8(both, pick);
+}
+
+// Q4_K / Q5_K: the 6-bit scales and mins (see k4_scale_min), as bytes sc[0..7] then
+// mn[0..7], computed on 32-bit words.
+__m128i k4_scale_min_bytes(const uint8_t* packed) {
+  uint32_t w[3];
+  std::memcpy(w, packed, 12);
+  const uint32_t sc_lo = w[0] & 0x3f3f3f3f, mn_lo = w[1] & 0x3f3f3f3f;
+  const uint32_t sc_hi = (w[2] & 0x0f0f0f0f) | ((w[0] >> 2) & 0x30303030);
+  const uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0f) | ((w[1] >> 2) & 0x30303030);
+  return _mm_setr_epi32(static_cast<int>(sc_lo), static_cast<int>(sc_hi), static_cast<int>(mn_lo),
+                        static_cast<int>(mn_hi));
+}
+
+// Q3_K: the 16 scales minus 32 as bytes (see k3_scales), computed on 32-bit words.
+__m128i k3_scale_bytes(const uint8_t* packed) {
+  uint32_t w[3];
+  std::memcpy(w, packed, 12);
+  const uint32_t low4 = 0x0f0f0f0f, top2 = 0x30303030;
+  const uint32_t s[4] = {(w[0] & low4) | ((w[2] << 4) & top2), (w[1] & low4) | ((w[2] << 2) & top2),
+                         ((w[0] >> 4) & low4) | (w[2] & top2),
+                         ((w[1] >> 4) & low4) | ((w[2] >> 2) & top2)};
+  const __m128i v = _mm_setr_epi32(static_cast<int>(s[0]), static_cast<int>(s[1]),
+                                   static_cast<int>(s[2]), static_cast<int>(s[3]));
+  return _mm_sub_epi8(v, _mm_set1_epi8(32));
+}
+
+void unpack_k4_scales(const uint8_t* packed, Unpacked& u) {
+  const __m256i v = _mm256_cvtepu8_epi16(k4_scale_min_bytes(packed));  // sc[0..7] | mn[0..7]
+  for (int p = 0; p < 8; ++p) u.scales[p] = two_values(v, p, p);
+  const __m256i mins = _mm256_permute2x128_si256(v, v, 0x11);
+  u.sum_weights = _mm256_shuffle_epi8(
+      mins, _mm256_setr_epi8(0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9, 8, 9, 10, 11, 10,
+                             11, 12, 13, 12, 13, 14, 15, 14, 15));
+}
+
+void unpack_k4_nibbles(const uint8_t* qs, Unpacked& u) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  for (int j = 0; j < 4; ++j) {
+    const __m256i v = load32(qs + 32 * j);
+    u.levels[2 * j] = _mm256_and_si256(v, low4);
+    u.levels[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+  }
+}
+
+struct Q4K {
+  using Block = BlockQ4_K;
+  static constexpr bool kHasMin = true;
+  static constexpr int kOffsetShift = 0;
+  static void unpack(const Block& b, Unpacked& u) {
+    unpack_k4_nibbles(b.qs, u);
+    unpack_k4_scales(b.scales, u);
+    u.d = fp16_to_f32(b.d);
+    u.dmin = fp16_to_f32(b.dmin);
+  }
+};
+
+struct Q5K {
+  using Block = BlockQ5_K;
+  static constexpr bool kHasMin = true;
+  static constexpr int kOffsetShift = 0;
+  static void unpack(const Block& b, Unpacked& u) {
+    unpack_k4_nibbles(b.qs, u);
+    const __m256i qh = load32(b.qh), bit4 = _mm256_set1_epi8(0x10);
+    for (int p = 0; p < 8; ++p) {  // bit p of qh[l] is the fifth bit of element 32 p + l
+      u.levels[p] = _mm256_or_si256(u.levels[p], _mm256_and_si256(shift16(qh, 4 - p), bit4));
+    }
+    unpack_k4_scales(b.scales, u);
+    u.d = fp16_to_f32(b.d);
+    u.dmin = fp16_to_f32(b.dmin);
+  }
+};
+
+struct Q6K {
+  using Block = BlockQ6_K;
+  static constexpr bool kHasMin = false;
+  static constexpr int kOffsetShift = 5;  // levels carry +32
+  static void unpack(const Block& b, Unpacked& u) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
+    for (int p = 0; p < 8; ++p) {  // elements 128 h + 32 t + l
+      const int h = p / 4, t = p % 4;
+      const __m256i ql = load32(b.ql + 64 * h + 32 * (t & 1));
+      const __m256i nib = t < 2 ? _mm256_and_si256(ql, low4)
+                                : _mm256_and_si256(_mm256_srli_epi16(ql, 4), low4);
+      const __m256i high = _mm256_and_si256(shift16(load32(b.qh + 32 * h), 4 - 2 * t), bits45);
+      u.levels[p] = _mm256_or_si256(nib, high);
+    }
+    u.sum_weights =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+    for (int p = 0; p < 8; ++p) u.scales[p] = two_values(u.sum_weights, 2 * p, 2 * p + 1);
+    u.d = fp16_to_f32(b.d);
+    u.dmin = 0;
+  }
+};
+
+void unpack_low2(const uint8_t* qs, Unpacked& u) {
+  const __m256i low2 = _mm256_set1_epi8(0x03);
+  for (int p = 0; p < 8; ++p) {  // bits 2t of qs[32 h + l]: element 128 h + 32 t + l
+    u.levels[p] =
+        _mm256_and_si256(_mm256_srli_epi16(load32(qs + 32 * (p / 4)), 2 * (p % 4)), low2);
+  }
+}
+
+struct Q2K {
+  using Block = BlockQ2_K;
+  static constexpr bool kHasMin = true;
+  static constexpr int kOffsetShift = 0;
+  static void unpack(const Block& b, Unpacked& u) {
+    unpack_low2(b.qs, u);
+    const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    const __m256i scales = _mm256_cvtepu8_epi16(_mm_and_si128(s, low4));
+    for (int p = 0; p < 8; ++p) u.scales[p] = two_values(scales, 2 * p, 2 * p + 1);
+    u.sum_weights = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), low4));
+    u.d = fp16_to_f32(b.d);
+    u.dmin = fp16_to_f32(b.dmin);
+  }
+};
+
+struct Q3K {
+  using Block = BlockQ3_K;
+  static constexpr bool kHasMin = false;
+  static constexpr int kOffsetShift = 2;  // levels carry +4
+  static void unpack(const Block& b, Unpacked& u) {
+    unpack_low2(b.qs, u);
+    const __m256i hm = load32(b.hmask), bit2 = _mm256_set1_epi8(0x04);
+    for (int p = 0; p < 8; ++p) {  // bit 4 h + t of hmask[l], to bit 2
+      u.levels[p] = _mm256_or_si256(u.levels[p], _mm256_and_si256(shift16(hm, 2 - p), bit2));
+    }
+    u.sum_weights = _mm256_cvtepi8_epi16(k3_scale_bytes(b.scales));
+    for (int p = 0; p < 8; ++p) u.scales[p] = two_values(u.sum_weights, 2 * p, 2 * p + 1);
+    u.d = fp16_to_f32(b.d);
+    u.dmin = 0;
+  }
+};
+
+const uint8_t* row_at(const void* base, size_t stride, int i) {
+  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
+}
+
+// As in matmul_avx2.cpp: decode reads a few rows at once, too many short streams
+// for the hardware prefetchers, so each step hints the next tile's matching bytes
+// into L2. Prefetches never fault.
+void prefetch_next_rows(const MatmulArgs& a, int r_next, int count, size_t offset, size_t span) {
+  const uintptr_t base =
+      reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r_next) * a.w_stride;
+  for (int t = 0; t < count; ++t) {
+    const uintptr_t lo = base + static_cast<size_t>(t) * a.w_stride + offset;
+    for (uintptr_t line = (lo + 63) & ~uintptr_t{63}; line < lo + span; line += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+    }
+  }
+}
+
+// TX activation rows (starting at i) x TR weight rows (starting at r).
+template <typename K, int TX, int TR>
+void tile(const MatmulArgs& a, int i, int r) {
+  using Block = typename K::Block;
+  const Block* w[TR];
+  for (int t = 0; t < TR; ++t) w[t] = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r + t));
+  const int8_t* xq[TX];
+  const float* xd[TX];
+  const int16_t* xs[TX];
+  for (int s = 0; s < TX; ++s) {
+    const void* row = row_at(a.x, a.x_stride, i + s);
+    xq[s] = q8k_values(row);
+    xd[s] = q8k_scales(row, a.k);
+    xs[s] = q8k_sums(row, a.k);
+  }
+  __m256 acc[TX][TR];
+  for (int s = 0; s < TX; ++s)
+    for (int t = 0; t < TR; ++t) acc[s][t] = _mm256_setzero_ps();
+  const int nb = a.k / kSuperElems;
+  Unpacked u[TR];
+  for (int b = 0; b < nb; ++b) {
+    if (TX == 1) prefetch_next_rows(a, r + TR, TR, b * sizeof(Block), sizeof(Block));
+    for (int t = 0; t < TR; ++t) K::unpack(w[t][b], u[t]);
+    for (int s = 0; s < TX; ++s) {
+      const int8_t* x = xq[s] + static_cast<size_t>(b) * kSuperElems;
+      __m256i isum[TR];
+      for (int t = 0; t < TR; ++t) isum[t] = _mm256_setzero_si256();
+      for (int p = 0; p < 8; ++p) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * p));
+        for (int t = 0; t < TR; ++t) {
+          const __m256i prod = _mm256_maddubs_epi16(u[t].levels[p], xv);
+          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(prod, u[t].scales[p]));
+        }
+      }
+      const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs[s] + 16 * b));
+      const __m256 dx = _mm256_set1_ps(xd[s][b]);
+      for (int t = 0; t < TR; ++t) {
+        const __m256i msum = _mm256_madd_epi16(sums, u[t].sum_weights);
+        if constexpr (K::kHasMin) {
+          acc[s][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]),
+                                      _mm256_mul_ps(_mm256_set1_ps(u[t].d), dx), acc[s][t]);
+          acc[s][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum),
+                                       _mm256_mul_ps(_mm256_set1_ps(u[t].dmin), dx), acc[s][t]);
+        } else {
+          const __m256i total =
+              _mm256_sub_epi32(isum[t], _mm256_slli_epi32(msum, K::kOffsetShift));
+          acc[s][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total),
+                                      _mm256_mul_ps(_mm256_set1_ps(u[t].d), dx), acc[s][t]);
+        }
+      }
+    }
+  }
+  for (int s = 0; s < TX; ++s) {
+    float* y = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
+                                        static_cast<size_t>(i + s) * a.y_stride);
+    for (int t = 0; t < TR; ++t) y[r + t] = hsum(acc[s][t]);
+  }
+}
+
+// Activation rows in chunks that stay in L2 while weight rows sweep them; each weight
+// row is unpacked once per 4 activation rows; leftover activation rows (and decode)
+// take 4 weight rows at a time.
+template <typename K>
+void matmul_rows(const MatmulArgs& a, int r0, int r1) {
+  const size_t x_bytes = a.x_stride == 0 ? 1 : a.x_stride;
+  const int chunk = static_cast<int>(std::max<size_t>(4, (size_t{256} << 10) / x_bytes / 4 * 4));
+  for (int c0 = 0; c0 < a.n; c0 += chunk) {
+    const int c1 = c0 + chunk < a.n ? c0 + chunk : a.n;
+    const int c4 = c0 + (c1 - c0) / 4 * 4;
+    for (int r = r0; r < r1; ++r) {
+      for (int i = c0; i < c4; i += 4) tile<K, 4, 1>(a, i, r);
+    }
+    for (int i = c4; i < c1; ++i) {
+      int r = r0;
+      for (; r + 4 <= r1; r += 4) tile<K, 1, 4>(a, i, r);
+      for (; r < r1; ++r) tile<K, 1, 1>(a, i, r);
+    }
+  }
+}
+
+// Bit-identical to the scalar quantize_q8k: the same float products, nearest-even
+// conversion, the first value of largest magnitude as the reference.
+void quantize_q8k(const float* x, void* out, int k) {
+  const int nb = k / kSuperElems;
+  auto* q = static_cast<int8_t*>(out);
+  float* scales = reinterpret_cast<float*>(static_cast<uint8_t*>(out) + k);
+  auto* sums = reinterpret_cast<int16_t*>(static_cast<uint8_t*>(out) + k + 4 * nb);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int b = 0; b < nb; ++b) {
+    const float* xb = x + b * kSuperElems;
+    int8_t* qb = q + b * kSuperElems;
+    __m256 amax8 = _mm256_setzero_ps();
+    for (int j = 0; j < kSuperElems; j += 8) {
+      amax8 = _mm256_max_ps(amax8, _mm256_and_ps(_mm256_loadu_ps(xb + j), abs_mask));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax8), _mm256_extractf128_ps(amax8, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float amax = _mm_cvtss_f32(m);
+    if (amax == 0) {
+      scales[b] = 0;
+      std::memset(qb, 0, kSuperElems);
+      std::memset(sums + 16 * b, 0, 32);
+      continue;
+    }
+    float max = 0;
+    const __m256 target = _mm256_set1_ps(amax);
+    for (int j = 0; j < kSuperElems; j += 8) {
+      const __m256 v = _mm256_loadu_ps(xb + j);
+      const int hits = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(v, abs_mask), target, _CMP_EQ_OQ));
+      if (hits != 0) {
+        max = xb[j + __builtin_ctz(static_cast<unsigned>(hits))];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m256 mul = _mm256_set1_ps(iscale);
+    const __m256i top = _mm256_set1_epi32(127);
+    for (int j = 0; j < kSuperElems; j += 32) {
+      __m256i qi[4];
+      for (int c = 0; c < 4; ++c) {
+        qi[c] = _mm256_min_epi32(
+            _mm256_cvtps_epi32(_mm256_mul_ps(mul, _mm256_loadu_ps(xb + j + 8 * c))), top);
+      }
+      // Sums of the two 16-value groups: [0..7] + [8..15], [16..23] + [24..31].
+      const __m256i g0 = _mm256_add_epi32(qi[0], qi[1]), g1 = _mm256_add_epi32(qi[2], qi[3]);
+      __m256i h = _mm256_hadd_epi32(g0, g1);  // per 128-bit lane: g0 pairs, g1 pairs
+      h = _mm256_hadd_epi32(h, h);
+      const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+      sums[16 * b + j / 16] = static_cast<int16_t>(_mm_cvtsi128_si32(s));
+      sums[16 * b + j / 16 + 1] = static_cast<int16_t>(_mm_extract_epi32(s, 1));
+      const __m256i p =
+          _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(qb + j),
+                          _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    }
+    scales[b] = 1 / iscale;
+  }
+}
+
+}  // namespace
+
+void fill_avx2_kquants(Kernels& t) {
+  t.matmul_q2_k = matmul_rows<Q2K>;
+  t.matmul_q3_k = matmul_rows<Q3K>;
+  t.matmul_q4_k = matmul_rows<Q4K>;
+  t.matmul_q5_k = matmul_rows<Q5K>;
+  t.matmul_q6_k = matmul_rows<Q6K>;
+  t.quantize_q8k = quantize_q8k;
+}
+
+}  // namespace infera::engine::kernels
