@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>
@@ -325,6 +326,21 @@ std::vector<float> dequantize_activation(const Activations& x, MatmulInput input
     }
     EXPECT_EQ(s, stored) << "group " << g;
   }
+  if (!q8k) {
+    // Min sums: ggml's Q8_1 s, the sum times max|x| / 127 rounded to half precision.
+    const float* xf = x.f32.data() + x.f32_stride / 4 * static_cast<size_t>(i);
+    const auto* min_sums = reinterpret_cast<const float*>(row + k + 8 * (k / 32));
+    for (int g = 0; g < k / 32; ++g) {
+      float amax = 0;
+      int s = 0;
+      for (int j = 0; j < 32; ++j) {
+        amax = std::max(amax, std::fabs(xf[g * 32 + j]));
+        s += q[g * 32 + j];
+      }
+      EXPECT_EQ(min_sums[g], fp16_to_f32(f32_to_fp16(amax / 127.0f * static_cast<float>(s))))
+          << "group " << g;
+    }
+  }
   return out;
 }
 
@@ -391,15 +407,29 @@ TEST(Kernels, ScalarQuantizedMatmulEqualsDequantizedProduct) {
     Weights w = make_weights(rng, type, rows, k);
     Activations x = make_activations(rng, ref(), n, k);
     std::vector<float> y = run_matmul(ref(), type, w, x, n, rows, k, 0, rows);
+    // Q4_1 and Q5_1 take their blocks' min times the row's min sum (ggml's Q8_1 s,
+    // rounded to half precision) in place of the min times the dequantized values.
+    const bool has_min = type == GgmlType::kQ4_1 || type == GgmlType::kQ5_1;
+    const size_t block_bytes = ggml_type_info(type).bytes_per_block;
     for (int i = 0; i < n; ++i) {
       const std::vector<float> xd = dequantize_activation(x, matmul_input(type), i, k);
+      const auto* min_sums = reinterpret_cast<const float*>(
+          x.q8.data() + x.q8_stride * static_cast<size_t>(i) + k + 8 * (k / 32));
       for (int r = 0; r < rows; ++r) {
         double want = 0, mag = 0;
         for (int j = 0; j < k; ++j) {
-          const double p = static_cast<double>(w.values[static_cast<size_t>(r * k + j)]) *
-                           xd[static_cast<size_t>(j)];
+          double weight = w.values[static_cast<size_t>(r * k + j)];
+          if (has_min) {
+            uint16_t m;  // after d in both layouts
+            std::memcpy(&m, w.bytes.data() + w.stride * static_cast<size_t>(r) +
+                                block_bytes * static_cast<size_t>(j / 32) + 2, 2);
+            weight -= fp16_to_f32(m);
+            if (j % 32 == 0) want += static_cast<double>(fp16_to_f32(m)) * min_sums[j / 32];
+          }
+          const double p = weight * xd[static_cast<size_t>(j)];
           want += p;
-          mag += std::fabs(p);
+          mag += std::fabs(static_cast<double>(w.values[static_cast<size_t>(r * k + j)]) *
+                           xd[static_cast<size_t>(j)]);
         }
         EXPECT_NEAR(y[static_cast<size_t>(i) * (rows + 2) + static_cast<size_t>(r)], want,
                     1e-6 * mag);

@@ -61,10 +61,12 @@ enum class MatmulInput {
 };
 
 // Q8 activation row for k elements (k % 32 == 0): k int8 values, then k/32 float
-// scales, then k/32 int32 block sums (value = q * scale). Opaque to callers apart
-// from its size; multiple of 64 bytes so rows stay cache-line aligned in a buffer.
+// scales, then k/32 int32 block sums (value = q * scale), then k/32 float "min sums"
+// (for the types with a min: ggml's Q8_1 s, the sum times the scale before rounding,
+// rounded to half precision). Opaque to callers apart from its size; multiple of 64
+// bytes so rows stay cache-line aligned in a buffer.
 inline constexpr size_t q8_row_bytes(int k) {
-  const size_t raw = static_cast<size_t>(k) + 8 * static_cast<size_t>(k / 32);
+  const size_t raw = static_cast<size_t>(k) + 12 * static_cast<size_t>(k / 32);
   return (raw + 63) / 64 * 64;
 }
 // Q8K activation row for k elements (k % 256 == 0): k int8 values, then k/256 float
@@ -101,8 +103,10 @@ struct Kernels {
   MatmulFn matmul_q6_k;
   // Quantizes k floats (k % 32 == 0) into one Q8 activation row at `out`
   // (q8_row_bytes(k) bytes): per 32 values d = max|x| / 127 rounded to half precision,
-  // q = round(x * 127 / max|x|) (ggml's Q8_0/Q8_1). Done once per matmul; the row is
-  // read-only afterwards and can be shared by all threads.
+  // q = round(x * 127 / max|x|), the sum of q, and s = sum * (max|x| / 127) rounded
+  // to half precision (ggml's Q8_0 and Q8_1). Done once per matmul; the row is
+  // read-only afterwards and can be shared by all threads. Every table gives
+  // bit-identical rows.
   void (*quantize_q8)(const float* x, void* out, int k);
   // The same for a Q8K row (k % 256 == 0, q8k_row_bytes(k) bytes): per 256 values,
   // with m the (first) value of largest magnitude, iscale = -127 / m,

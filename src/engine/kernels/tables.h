@@ -37,13 +37,16 @@ void dequantize_kquant_row(GgmlType type, const void* row, float* out, int n);
 void quantize_kquant_row(GgmlType type, const float* x, void* out, int n);
 
 // Q8 activation row parts (see q8_row_bytes): k int8 values, then k/32 float scales,
-// then k/32 int32 block sums.
+// then k/32 int32 block sums, then k/32 float min sums.
 inline const int8_t* q8_values(const void* row) { return static_cast<const int8_t*>(row); }
 inline const float* q8_scales(const void* row, int k) {
   return reinterpret_cast<const float*>(static_cast<const uint8_t*>(row) + k);
 }
 inline const int32_t* q8_sums(const void* row, int k) {
   return reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(row) + k + 4 * (k / 32));
+}
+inline const float* q8_min_sums(const void* row, int k) {
+  return reinterpret_cast<const float*>(static_cast<const uint8_t*>(row) + k + 8 * (k / 32));
 }
 
 // Q8K activation row parts (see q8k_row_bytes): k int8 values, then k/256 float

@@ -116,6 +116,7 @@ void quantize_q8(const float* x, void* out, int k) {
   auto* q = static_cast<int8_t*>(out);
   auto* scales = reinterpret_cast<float*>(static_cast<uint8_t*>(out) + k);
   auto* sums = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(out) + k + 4 * nb);
+  auto* min_sums = reinterpret_cast<float*>(static_cast<uint8_t*>(out) + k + 8 * nb);
   for (int b = 0; b < nb; ++b) {
     const float* xb = x + b * kBlockElems;
     float32x4_t v[8];
@@ -142,6 +143,8 @@ void quantize_q8(const float* x, void* out, int k) {
     const float16x4_t dh = vcvt_f16_f32(vdupq_n_f32(d));
     scales[b] = vgetq_lane_f32(vcvt_f32_f16(dh), 0);
     sums[b] = vaddvq_s32(sum);
+    const float16x4_t sh = vcvt_f16_f32(vdupq_n_f32(d * static_cast<float>(sums[b])));
+    min_sums[b] = vgetq_lane_f32(vcvt_f32_f16(sh), 0);
   }
 }
 

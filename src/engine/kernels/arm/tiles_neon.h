@@ -73,7 +73,8 @@ void tiled(const MatmulArgs& a, int r0, int r1) {
 // give it (kHasMin). A dot policy D (each file's: widening multiplies, or SDOT) adds
 // 16 byte products into four int32 lanes. Per block and pair: the exact integer dot,
 // acc = fma(float(dot lanes), d_w * d_x, acc); and for types with a min,
-// macc = fma(m_w, d_x * sum(x), macc). The lanes and macc are summed at the end.
+// macc = fma(m_w, s_x, macc) with s_x the row's min sum (q8_row_bytes). The lanes and
+// macc are summed at the end.
 
 // Fifth bits of Q5 blocks: byte lanes j of (qh byte h, qh byte h+1) test bit j % 8.
 inline uint8x16_t fifth_bits(const uint8_t* qh, int h) {
@@ -133,14 +134,14 @@ void quant_tile(const MatmulArgs& a, int i, int r) {
   const Block* w[TR];
   const int8_t* xq[TX];
   const float* xd[TX];
-  const int32_t* xs[TX];
+  const float* xm[TX];
   for (int t = 0; t < TR; ++t)
     w[t] = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r + t));
   for (int s = 0; s < TX; ++s) {
     const void* row = row_at(a.x, a.x_stride, i + s);
     xq[s] = q8_values(row);
     xd[s] = q8_scales(row, a.k);
-    xs[s] = q8_sums(row, a.k);
+    xm[s] = q8_min_sums(row, a.k);
   }
   float32x4_t acc[TX][TR];
   float macc[TX][TR];
@@ -166,7 +167,7 @@ void quant_tile(const MatmulArgs& a, int i, int r) {
         const float32x4_t p = vcvtq_f32_s32(dot32<D>(lo[t], hi[t], x0, x1));
         acc[s][t] = vfmaq_f32(acc[s][t], p, vdupq_n_f32(dw[t] * dx));
         if constexpr (U::kHasMin) {
-          macc[s][t] = std::fma(U::min(w[t] + b), dx * static_cast<float>(xs[s][b]), macc[s][t]);
+          macc[s][t] = std::fma(U::min(w[t] + b), xm[s][b], macc[s][t]);
         }
       }
     }

@@ -92,7 +92,7 @@ void matmul_quant(const MatmulArgs& a, int r0, int r1) {
     const void* xrow = row_at(a.x, a.x_stride, i);
     const int8_t* xq = q8_values(xrow);
     const float* xd = q8_scales(xrow, a.k);
-    const int32_t* xs = q8_sums(xrow, a.k);
+    const float* xm = q8_min_sums(xrow, a.k);
     float* y = y_at(a, i);
     for (int r = r0; r < r1; ++r) {
       const Block* w = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r));
@@ -101,7 +101,7 @@ void matmul_quant(const MatmulArgs& a, int r0, int r1) {
         sum +=
             fp16_to_f32(w[b].d) * xd[b] * static_cast<float>(block_dot(w[b], xq + b * kBlockElems));
         if constexpr (requires { w[b].m; }) {
-          sum += fp16_to_f32(w[b].m) * (xd[b] * static_cast<float>(xs[b]));
+          sum += fp16_to_f32(w[b].m) * xm[b];
         }
       }
       y[r] = sum;
@@ -110,12 +110,14 @@ void matmul_quant(const MatmulArgs& a, int r0, int r1) {
 }
 
 // As ggml's q8_0: d = amax / 127 (stored as a half, so it is rounded to half precision
-// here too), q = round(x / d) to nearest even (as the SIMD paths do).
+// here too), q = round(x / d) to nearest even (as the SIMD paths do); and as ggml's
+// q8_1, s = d * sum(q) with d before rounding, rounded to half precision.
 void quantize_q8(const float* x, void* out, int k) {
   const int nb = k / kBlockElems;
   auto* q = static_cast<int8_t*>(out);
   auto* scales = reinterpret_cast<float*>(static_cast<uint8_t*>(out) + k);
   auto* sums = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(out) + k + 4 * nb);
+  auto* min_sums = reinterpret_cast<float*>(static_cast<uint8_t*>(out) + k + 8 * nb);
   for (int b = 0; b < nb; ++b) {
     const float* xb = x + b * kBlockElems;
     float amax = 0;
@@ -130,6 +132,7 @@ void quantize_q8(const float* x, void* out, int k) {
     }
     scales[b] = fp16_to_f32(f32_to_fp16(d));
     sums[b] = sum;
+    min_sums[b] = fp16_to_f32(f32_to_fp16(d * static_cast<float>(sum)));
   }
 }
 

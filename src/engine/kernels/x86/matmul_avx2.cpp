@@ -273,6 +273,7 @@ void quantize_q8(const float* x, void* out, int k) {
   auto* q = static_cast<int8_t*>(out);
   auto* scales = reinterpret_cast<float*>(static_cast<uint8_t*>(out) + k);
   auto* sums = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(out) + k + 4 * nb);
+  auto* min_sums = reinterpret_cast<float*>(static_cast<uint8_t*>(out) + k + 8 * nb);
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int b = 0; b < nb; ++b) {
     const float* xb = x + b * kBlockElems;
@@ -302,6 +303,7 @@ void quantize_q8(const float* x, void* out, int k) {
                         _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
     scales[b] = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
     sums[b] = _mm_cvtsi128_si32(s);
+    min_sums[b] = _cvtsh_ss(_cvtss_sh(d * static_cast<float>(sums[b]), _MM_FROUND_TO_NEAREST_INT));
   }
 }
 
