@@ -31,7 +31,8 @@ inline float* y_at(const MatmulArgs& a, int i) {
                                   static_cast<size_t>(i) * a.y_stride);
 }
 
-// Activation rows per chunk so that a chunk stays in L2 while weight tiles sweep it.
+// Activation rows per chunk so that a chunk stays in L2 while weight tiles sweep it
+// (128 KiB: a Cortex-A55's L2; an A76 has 512 KiB).
 inline int x_chunk_rows(size_t x_stride) {
   const size_t rows = (size_t{128} << 10) / (x_stride == 0 ? 1 : x_stride);
   return static_cast<int>(rows < 4 ? 4 : rows / 4 * 4);
