@@ -6,7 +6,7 @@
 //   cmake --build build --target infera_engine
 //   g++ -std=c++20 -O3 -Isrc bench/kernels_bench.cpp build/libinfera_engine.a -pthread -o
 //   kernels_bench
-//   ./kernels_bench [threads=1] [tables=avx2,avx512] [types=Q4_0,Q4_K,...]
+//   ./kernels_bench [threads=1] [tables=avx2,avx512 or neon,neondot] [types=Q4_0,Q4_K,...]
 // Rates are per CPU second (process CPU time / threads), so that other processes on a
 // shared machine do not distort them. Decode streams distinct matrices (more than the L3 cache) so
 // weights come from memory, as in a real forward pass.
@@ -182,7 +182,15 @@ std::vector<std::string> split(const std::string& list) {
 
 int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
-  const std::string names = argc > 2 ? argv[2] : "avx2,avx512";
+  // By default every SIMD table this CPU runs (x86: avx2, avx512; ARM: neon, neondot).
+  std::string names = argc > 2 ? argv[2] : "";
+  if (names.empty()) {
+    for (const char* name : {"avx2", "avx512", "neon", "neondot"}) {
+      if (kern::by_name(name) == nullptr) continue;
+      if (!names.empty()) names += ',';
+      names += name;
+    }
+  }
   const std::string type_list =
       argc > 3 ? argv[3] : "Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,F16,BF16,F32";
   std::vector<GgmlType> types;
