@@ -58,6 +58,18 @@ Matrix make_matrix(GgmlType type, int rows, int k, std::mt19937& rng) {
   return m;
 }
 
+// The matrix in `table`'s packed layout when it has one for the type (as the model
+// loads it), else unchanged.
+Matrix pack_matrix(const kern::Kernels& table, GgmlType type, Matrix m, int rows, int k) {
+  const size_t tile =
+      table.packed_tile_bytes != nullptr ? table.packed_tile_bytes(type, k) : size_t{0};
+  if (tile == 0) return m;
+  const int unit = kern::kMatmulRowMultiple;
+  Matrix p{std::vector<uint8_t>(tile * static_cast<size_t>((rows + unit - 1) / unit)), tile};
+  table.pack_tiles(type, m.bytes.data(), m.stride, rows, k, 0, rows, p.bytes.data());
+  return p;
+}
+
 // One matmul split in row tasks of 64 rows over the pool.
 void matmul(ThreadPool& pool, kern::MatmulFn fn, const kern::MatmulArgs& args, int rows) {
   const int per_task = 64;
@@ -76,7 +88,10 @@ void bench_table(const kern::Kernels& table, ThreadPool& pool, double read_gbs,
     const size_t mat_bytes = row_bytes(type, k) * rows;
     const int copies = static_cast<int>(std::max<size_t>(2, (size_t{160} << 20) / mat_bytes));
     std::vector<Matrix> mats;
-    for (int c = 0; c < copies; ++c) mats.push_back(make_matrix(type, rows, k, rng));
+    for (int c = 0; c < copies; ++c)
+      mats.push_back(pack_matrix(table, type, make_matrix(type, rows, k, rng), rows, k));
+    const bool packed =
+        table.packed_tile_bytes != nullptr && table.packed_tile_bytes(type, k) != 0;
     const int n_max = 128;
     std::vector<float> x(static_cast<size_t>(n_max) * k);
     std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -90,7 +105,7 @@ void bench_table(const kern::Kernels& table, ThreadPool& pool, double read_gbs,
     for (int i = 0; i < n_max; ++i)
       quantize(x.data() + static_cast<size_t>(i) * k, xq.data() + qstride * i, k);
     std::vector<float> y(static_cast<size_t>(n_max) * rows);
-    kern::MatmulFn fn = kern::matmul_for(table, type);
+    kern::MatmulFn fn = packed ? table.packed_matmul(type) : kern::matmul_for(table, type);
     auto args_for = [&](const Matrix& m, int n) {
       kern::MatmulArgs a{};
       a.w = m.bytes.data();
@@ -138,9 +153,9 @@ void bench_table(const kern::Kernels& table, ThreadPool& pool, double read_gbs,
     }
     const double gflops = 2.0 * n * rows * static_cast<double>(k) / best / 1e9;
     std::printf(
-        "%-5s decode n=1: %5.1f GB/s from memory = %3.0f%% of read bandwidth (%5.1f GB/s from "
-        "cache) | prefill n=%d: %6.1f GFLOP/s\n",
-        type_name(type).c_str(), decode_gbs, 100.0 * decode_gbs / read_gbs, hot_gbs, n, gflops);
+        "%-5s%s decode n=1: %5.1f GB/s from memory = %3.0f%% of read bandwidth (%5.1f GB/s "
+        "from cache) | prefill n=%d: %6.1f GFLOP/s\n",
+        type_name(type).c_str(), packed ? " (packed)" : "", decode_gbs, 100.0 * decode_gbs / read_gbs, hot_gbs, n, gflops);
   }
 }
 

@@ -354,12 +354,15 @@ TEST(Kernels, PackedWeightsGiveBitIdenticalMatmuls) {
   for (const Kernels* t : tables) {
     if (t->packed_tile_bytes == nullptr) continue;
     for (GgmlType type : kTypes) {
-      for (int k : {32, 96, 2080}) {
+      const std::vector<int> ks = matmul_input(type) == MatmulInput::kQ8K
+                                      ? std::vector<int>{256, 768, 2048}
+                                      : std::vector<int>{32, 96, 2080};
+      for (int k : ks) {
         const size_t tile = t->packed_tile_bytes(type, k);
         if (tile == 0) continue;
         for (int rows : {1, 16, 17, 40}) {
-          SCOPED_TRACE(std::string(t->name) + " type " + std::to_string(static_cast<int>(type)) +
-                       " k " + std::to_string(k) + " rows " + std::to_string(rows));
+          SCOPED_TRACE(std::string(t->name) + " type " + type_name(type) + " k " +
+                       std::to_string(k) + " rows " + std::to_string(rows));
           Weights w = make_weights(rng, type, rows, k);
           const int tiles = (rows + kMatmulRowMultiple - 1) / kMatmulRowMultiple;
           std::vector<uint8_t> packed(tile * static_cast<size_t>(tiles) + 64, 0xcd);
@@ -380,8 +383,9 @@ TEST(Kernels, PackedWeightsGiveBitIdenticalMatmuls) {
               MatmulArgs args{};
               args.w = pw.bytes.data();
               args.w_stride = pw.stride;
-              args.x = x.q8.data();
-              args.x_stride = x.q8_stride;
+              const bool q8k = matmul_input(type) == MatmulInput::kQ8K;
+              args.x = q8k ? x.q8k.data() : x.q8.data();
+              args.x_stride = q8k ? x.q8k_stride : x.q8_stride;
               args.y = got.data();
               args.y_stride = 4 * ldy;
               args.n = n;

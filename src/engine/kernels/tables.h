@@ -20,6 +20,12 @@ void fill_avx2_kquants(Kernels& table);  // x86/matmul_kquants_avx2.cpp
 void matmul_q4_0_avx2(const MatmulArgs& args, int r0, int r1);  // x86/matmul_lanes_avx2.cpp
 void fill_avx512(Kernels& table);                               // x86/matmul_avx512.cpp
 void fill_avx512_kquants(Kernels& table);  // x86/matmul_kquants_avx512.cpp
+// The K-quants' packed layouts (x86/matmul_kquants_avx512.cpp), for the AVX-512
+// table's packed_tile_bytes / pack_tiles / packed_matmul (0 / nullptr: not a K-quant).
+size_t kquant_packed_tile_bytes_avx512(GgmlType type, int k);
+void kquant_pack_tiles_avx512(GgmlType type, const void* w, size_t w_stride, int rows, int k,
+                              int r0, int r1, void* out);
+MatmulFn kquant_packed_matmul_avx512(GgmlType type);
 // x86/matmul_lanes_avx512.cpp
 void matmul_q4_0_avx512(const MatmulArgs& args, int r0, int r1);
 void matmul_q8_0_avx512(const MatmulArgs& args, int r0, int r1);

@@ -353,7 +353,7 @@ size_t packed_tile_bytes(GgmlType type, int k) {
   switch (type) {
     case GgmlType::kQ4_0: return static_cast<size_t>(k / kBlockElems) * Q4::kPackedBlockBytes;
     case GgmlType::kQ8_0: return static_cast<size_t>(k / kBlockElems) * Q8::kPackedBlockBytes;
-    default: return 0;
+    default: return kquant_packed_tile_bytes_avx512(type, k);
   }
 }
 
@@ -361,13 +361,14 @@ void pack_tiles_any(GgmlType type, const void* w, size_t w_stride, int rows, int
                     void* out) {
   if (type == GgmlType::kQ4_0) pack_tiles<Q4>(w, w_stride, rows, k, r0, r1, out);
   if (type == GgmlType::kQ8_0) pack_tiles<Q8>(w, w_stride, rows, k, r0, r1, out);
+  kquant_pack_tiles_avx512(type, w, w_stride, rows, k, r0, r1, out);
 }
 
 MatmulFn packed_matmul(GgmlType type) {
   switch (type) {
     case GgmlType::kQ4_0: return matmul_lanes_packed<Q4>;
     case GgmlType::kQ8_0: return matmul_lanes_packed<Q8>;
-    default: return nullptr;
+    default: return kquant_packed_matmul_avx512(type);
   }
 }
 
