@@ -80,6 +80,7 @@ const Tables& tables() {
     r.avx2 = r.scalar;
     fill_avx2(r.avx2);
     fill_avx2_kquants(r.avx2);
+    fill_avx2_q4_1_q5(r.avx2);
     r.avx2.name = "avx2";
     r.avx2.level = Level::kAvx2;
     r.avx512 = r.avx2;

@@ -17,6 +17,7 @@ void fill_scalar_kquants(Kernels& table);
 void fill_avx2(Kernels& table);      // x86/matmul_avx2.cpp, calls fill_avx2_ops
 void fill_avx2_ops(Kernels& table);  // x86/ops_avx2.cpp
 void fill_avx2_kquants(Kernels& table);  // x86/matmul_kquants_avx2.cpp
+void fill_avx2_q4_1_q5(Kernels& table);  // x86/matmul_q4_1_q5_avx2.cpp
 void matmul_q4_0_avx2(const MatmulArgs& args, int r0, int r1);  // x86/matmul_lanes_avx2.cpp
 void fill_avx512(Kernels& table);                               // x86/matmul_avx512.cpp
 void fill_avx512_kquants(Kernels& table);  // x86/matmul_kquants_avx512.cpp

@@ -110,8 +110,8 @@ struct Q4K {
   static void unpack(const Block& b, Unpacked& u) {
     unpack_k4_nibbles(b.qs, u);
     unpack_k4_scales(b.scales, u);
-    u.d = fp16_to_f32(b.d);
-    u.dmin = fp16_to_f32(b.dmin);
+    u.d = _cvtsh_ss(b.d);
+    u.dmin = _cvtsh_ss(b.dmin);
   }
 };
 
@@ -126,8 +126,8 @@ struct Q5K {
       u.levels[p] = _mm256_or_si256(u.levels[p], _mm256_and_si256(shift16(qh, 4 - p), bit4));
     }
     unpack_k4_scales(b.scales, u);
-    u.d = fp16_to_f32(b.d);
-    u.dmin = fp16_to_f32(b.dmin);
+    u.d = _cvtsh_ss(b.d);
+    u.dmin = _cvtsh_ss(b.dmin);
   }
 };
 
@@ -148,7 +148,7 @@ struct Q6K {
     u.sum_weights =
         _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
     for (int p = 0; p < 8; ++p) u.scales[p] = two_values(u.sum_weights, 2 * p, 2 * p + 1);
-    u.d = fp16_to_f32(b.d);
+    u.d = _cvtsh_ss(b.d);
     u.dmin = 0;
   }
 };
@@ -172,8 +172,8 @@ struct Q2K {
     const __m256i scales = _mm256_cvtepu8_epi16(_mm_and_si128(s, low4));
     for (int p = 0; p < 8; ++p) u.scales[p] = two_values(scales, 2 * p, 2 * p + 1);
     u.sum_weights = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), low4));
-    u.d = fp16_to_f32(b.d);
-    u.dmin = fp16_to_f32(b.dmin);
+    u.d = _cvtsh_ss(b.d);
+    u.dmin = _cvtsh_ss(b.dmin);
   }
 };
 
@@ -189,7 +189,7 @@ struct Q3K {
     }
     u.sum_weights = _mm256_cvtepi8_epi16(k3_scale_bytes(b.scales));
     for (int p = 0; p < 8; ++p) u.scales[p] = two_values(u.sum_weights, 2 * p, 2 * p + 1);
-    u.d = fp16_to_f32(b.d);
+    u.d = _cvtsh_ss(b.d);
     u.dmin = 0;
   }
 };
