@@ -70,8 +70,9 @@ struct BF16W {
 // reduce_add(p0 + p1). Two independent chains keep the FMA latency off the critical
 // path when one weight row streams alone (decode). Measured on one thread (F16,
 // 5632 x 2048, bench/kernels_bench.cpp): one chain streams 27-28 GB/s, two 30-32;
-// prefill with the 2 x 4 tile below reaches 135 GFLOP/s against 155-165 for the old
-// single-chain 4 x 4 tile and 110 for four chains walked in four passes. A tile of
+// prefill with a 2 x 4 tile reaches 135 GFLOP/s against 155-165 for the old
+// single-chain 4 x 4 tile and 110 for four chains walked in four passes (2 x 6 tile:
+// 142-150). A tile of
 // TX activation rows x TR
 // weight rows keeps A of each pair's partial sums in registers and walks k
 // kParts / A times, so it needs TX * TR * A accumulators.
@@ -79,7 +80,7 @@ constexpr int kParts = 2;
 
 template <typename W, int TX, int TR, int A>
 void float_tile(const MatmulArgs& a, int i, int r) {
-  static_assert(kParts % A == 0 && TX * TR * A <= 16, "accumulators must fit the register file");
+  static_assert(kParts % A == 0 && TX * TR * A <= 24, "accumulators must fit the register file");
   constexpr int kGroup = 16 * kParts;  // elements per round of chunks
   const uint8_t* w[TR];
   const float* x[TX];
@@ -146,13 +147,14 @@ void stream_rows_n(const MatmulArgs& a, int i, int rows_x, int r0, int r1) {
   }
 }
 
-// Prefill: tiles of 2 activation rows x 4 weight rows (all 16 partial sums in
-// registers, one pass; 4 x 2 measured half as fast, its activation loads dominate)
+// Prefill: tiles of 2 activation rows x 6 weight rows (all 24 partial sums in
+// registers, one pass; measured on one thread, F16 5632 x 2048: 142-150 GFLOP/s, 2 x 4
+// 122-129, 3 x 4 139, 4 x 2 68 as its activation loads from L2 dominate)
 // over chunks of activation rows, each weight tile reused across the chunk from cache;
 // leftover activation rows stream the tile's weight rows.
 template <typename W>
 void matmul_float(const MatmulArgs& a, int r0, int r1) {
-  constexpr int kTX = 2, kTR = 4;
+  constexpr int kTX = 2, kTR = 6;
   if (a.n <= 4) return stream_rows_n<W>(a, 0, a.n, r0, r1);
   const int chunk = x_chunk_rows(a.x_stride);
   for (int c0 = 0; c0 < a.n; c0 += chunk) {
