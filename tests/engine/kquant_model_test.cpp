@@ -1,9 +1,14 @@
-// Files quantized by llama.cpp's own llama-quantize (tests/data/kquants: Q2_K..Q6_K,
-// Q4_K_M's Q4_K/Q6_K mix, Q4_1, Q5_0, Q5_1, Q8_0) load and run as llama.cpp runs them:
-// the logits at the last prompt position against llama.cpp's, and the greedy ids
-// until the first near tie (see tests/data/kquants/README.md for why the ids are
-// only defined that far). Every kernel table this CPU runs is checked.
+// Models whose matrices use the K-quants and the other quantized types:
+// - files quantized by llama.cpp's own llama-quantize (tests/data/kquants: Q2_K..Q6_K,
+//   Q4_K_M's Q4_K/Q6_K mix, Q4_1, Q5_0, Q5_1, Q8_0) load and run as llama.cpp runs
+//   them: the logits at the last prompt position against llama.cpp's, and the greedy
+//   ids until the first near tie (tests/data/kquants/README.md says why the ids are
+//   only defined that far), on every kernel table this CPU runs;
+// - synthetic models quantized here (quantize_row) agree with their F32 source and are
+//   batch invariant;
+// - a matrix of a type no kernel runs is refused with a message naming it.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -17,7 +22,10 @@
 
 #include "engine/engine.h"
 #include "engine/generate.h"
+#include "engine/gguf.h"
+#include "engine/gguf_writer.h"
 #include "engine/kernels/kernels.h"
+#include "engine/synth.h"
 
 namespace infera::engine {
 namespace {
@@ -166,6 +174,169 @@ TEST_P(KquantModels, GreedyIdsMatchLlamaCppUntilTheFirstNearTie) {
 
 INSTANTIATE_TEST_SUITE_P(EveryTable, KquantModels, ::testing::ValuesIn(tables()),
                          [](const auto& info) { return info.param; });
+
+// ---- synthetic models -------------------------------------------------------------
+
+const std::string kVocab = std::string(INFERA_SHARED_MODELS) + "/ggml-vocab-llama-spm.gguf";
+
+// Every row 256 or 768 values long: whole super-blocks.
+SynthShape tiny_shape() {
+  return SynthShape{.name = "kquant test",
+                    .dim = 256,
+                    .n_layers = 2,
+                    .n_heads = 4,
+                    .n_kv_heads = 2,
+                    .ffn_dim = 768,
+                    .n_vocab = 2000};
+}
+
+// Writes `src` (an F32 model) with its matrices re-encoded: type_of(name) for each
+// 2-D tensor (norms stay F32).
+template <typename TypeOf>
+Status requantize(const GgufFile& src, TypeOf type_of, const std::string& path) {
+  GgufWriter w;
+  w.copy_metadata(src);
+  for (const GgufTensor& t : src.tensors()) {
+    std::vector<int64_t> dims(t.dims.begin(), t.dims.begin() + t.n_dims);
+    const GgmlType type = t.n_dims == 2 ? type_of(std::string(t.name)) : GgmlType::kF32;
+    const int cols = static_cast<int>(t.dims[0]);
+    const int64_t rows = t.n_elements() / cols;
+    const size_t row_bytes = ggml_row_bytes(type, cols).value();
+    std::vector<uint8_t> bytes(row_bytes * static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      if (!kernels::quantize_row(type, reinterpret_cast<const float*>(t.data) + r * cols,
+                                 bytes.data() + row_bytes * static_cast<size_t>(r), cols)) {
+        return Status::Unsupported("cannot encode " + std::string(ggml_type_name(type)));
+      }
+    }
+    if (Status s = w.add_tensor(t.name, type, dims, bytes); !s.ok()) return s;
+  }
+  return w.write(path);
+}
+
+// llama.cpp's Q4_K_M mix: Q6_K for attn_v, ffn_down and output, Q4_K elsewhere.
+GgmlType q4_k_m_type(const std::string& name) {
+  const bool more_bits = name.find("attn_v") != std::string::npos ||
+                         name.find("ffn_down") != std::string::npos || name == "output.weight";
+  return more_bits ? GgmlType::kQ6_K : GgmlType::kQ4_K;
+}
+
+class SyntheticModels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(kVocab)) GTEST_SKIP() << "shared models absent: " << kVocab;
+    dir_ = fs::temp_directory_path() / ("infera_kquant_test_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    base_ = (dir_ / "f32.gguf").string();
+    ASSERT_TRUE(
+        write_synthetic_model(
+            {.shape = tiny_shape(), .type = GgmlType::kF32, .vocab_path = kVocab, .seed = 3}, base_)
+            .ok());
+    auto src = GgufFile::open(base_);
+    ASSERT_TRUE(src.ok()) << src.status().message();
+    src_ = std::move(src).value();
+  }
+  void TearDown() override {
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+  // The model re-encoded by type_of, loaded (2 threads, room for a few sequences).
+  template <typename TypeOf>
+  std::unique_ptr<Model> make(const std::string& name, TypeOf type_of) {
+    const std::string path = (dir_ / (name + ".gguf")).string();
+    Status s = requantize(*src_, type_of, path);
+    EXPECT_TRUE(s.ok()) << s.message();
+    auto model = Model::load(path, {.threads = 2, .ctx_tokens = 1024});
+    EXPECT_TRUE(model.ok()) << model.status().message();
+    return model.ok() ? std::move(model).value() : nullptr;
+  }
+
+  fs::path dir_;
+  std::string base_;
+  std::unique_ptr<GgufFile> src_;
+};
+
+std::vector<int32_t> test_prompt() {
+  std::vector<int32_t> prompt{1};
+  for (int i = 0; i < 30; ++i) prompt.push_back(3 + (i * 613) % 1990);
+  return prompt;
+}
+
+TEST_F(SyntheticModels, QuantizedForwardsAgreeWithF32) {
+  auto f32 = Model::load(base_, {.threads = 2, .ctx_tokens = 256});
+  ASSERT_TRUE(f32.ok());
+  const std::vector<float> want = last_logits(**f32, test_prompt());
+  // Bounds: about 1.3 times the error measured here (Q2_K 0.66, Q3_K 0.35, Q4_K 0.16,
+  // Q5_K 0.081, Q6_K 0.044, Q4_1 0.18, Q5_0 0.090, Q5_1 0.10, the Q4_K_M mix 0.14),
+  // each type's round-trip error (quant_rows_test) grown through this random model.
+  const std::map<GgmlType, double> bound = {{GgmlType::kQ2_K, 0.85},  {GgmlType::kQ3_K, 0.46},
+                                            {GgmlType::kQ4_K, 0.21},  {GgmlType::kQ5_K, 0.105},
+                                            {GgmlType::kQ6_K, 0.058}, {GgmlType::kQ4_1, 0.24},
+                                            {GgmlType::kQ5_0, 0.12},  {GgmlType::kQ5_1, 0.13}};
+  for (const auto& [type, max_error] : bound) {
+    const std::string name(ggml_type_name(type));
+    auto model = make(name, [type = type](const std::string&) { return type; });
+    ASSERT_NE(model, nullptr);
+    EXPECT_EQ(model->info().weight_type, type);
+    const double error = relative_rms_error(want, last_logits(*model, test_prompt()));
+    std::printf("%-5s relative RMS error of logits vs F32 %.4f (bound %.2f)\n", name.c_str(), error,
+                max_error);
+    EXPECT_LT(error, max_error) << name;
+  }
+  auto mixed = make("Q4_K_M", q4_k_m_type);
+  ASSERT_NE(mixed, nullptr);
+  const double error = relative_rms_error(want, last_logits(*mixed, test_prompt()));
+  std::printf("Q4_K_M mix: relative RMS error %.4f\n", error);
+  EXPECT_LT(error, 0.18);
+}
+
+// Two sequences evaluated in one batch give bit for bit the logits each gives alone,
+// with Q4_K and Q6_K matrices side by side in the same products.
+TEST_F(SyntheticModels, MixedKquantModelIsBatchInvariant) {
+  auto model = make("Q4_K_M", q4_k_m_type);
+  ASSERT_NE(model, nullptr);
+  const std::vector<int32_t> a = test_prompt();
+  std::vector<int32_t> b{1, 500, 77, 1234, 9, 1500};
+  const std::vector<float> alone_a = last_logits(*model, a);
+  const std::vector<float> alone_b = last_logits(*model, b);
+  ASSERT_GE(model->kv().begin_sequence(0, a), 0);
+  ASSERT_GE(model->kv().begin_sequence(1, b), 0);
+  std::vector<BatchEntry> batch;
+  for (size_t i = 0; i < b.size(); ++i) {
+    batch.push_back({1, b[i], static_cast<int32_t>(i), i + 1 == b.size()});
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    batch.push_back({0, a[i], static_cast<int32_t>(i), i + 1 == a.size()});
+  }
+  std::vector<const float*> logits;
+  ASSERT_TRUE(model->eval(batch, logits).ok());
+  ASSERT_EQ(logits.size(), 2u);
+  const int v = model->info().n_vocab;
+  EXPECT_EQ(std::vector<float>(logits[0], logits[0] + v), alone_b);
+  EXPECT_EQ(std::vector<float>(logits[1], logits[1] + v), alone_a);
+}
+
+TEST_F(SyntheticModels, RefusesAMatrixTypeNoKernelRuns) {
+  const std::string path = (dir_ / "iq4_nl.gguf").string();
+  // quantize_row cannot encode IQ4_NL; zero blocks of its size will do.
+  GgufWriter w;
+  w.copy_metadata(*src_);
+  for (const GgufTensor& t : src_->tensors()) {
+    std::vector<int64_t> dims(t.dims.begin(), t.dims.begin() + t.n_dims);
+    if (std::string(t.name) == "blk.1.ffn_up.weight") {
+      std::vector<uint8_t> zeros(ggml_row_bytes(GgmlType::kIQ4_NL, t.dims[0]).value() *
+                                 static_cast<size_t>(t.dims[1]));
+      ASSERT_TRUE(w.add_tensor(t.name, GgmlType::kIQ4_NL, dims, zeros).ok());
+    } else {
+      ASSERT_TRUE(w.add_tensor(t.name, t.type, dims, t.bytes()).ok());
+    }
+  }
+  ASSERT_TRUE(w.write(path).ok());
+  auto model = Model::load(path, {.threads = 1, .ctx_tokens = 64});
+  ASSERT_FALSE(model.ok());
+  const std::string message = model.status().message();
+  EXPECT_NE(message.find("blk.1.ffn_up.weight"), std::string::npos) << message;
+  EXPECT_NE(message.find("IQ4_NL"), std::string::npos) << message;
+}
 
 }  // namespace
 }  // namespace infera::engine

@@ -25,7 +25,7 @@ TEST(QuantRows, Q4_1AndQ5_1BlocksDecodeAsScaleTimesLevelPlusMin) {
   BlockQ4_1 q4{};
   q4.d = f32_to_fp16(0.5f);
   q4.m = f32_to_fp16(-2.0f);
-  q4.qs[0] = 0x3a;  // element 0: 10, element 16: 3
+  q4.qs[0] = 0x3a;   // element 0: 10, element 16: 3
   q4.qs[15] = 0xf0;  // element 15: 0, element 31: 15
   std::vector<float> v = decode(GgmlType::kQ4_1, &q4, 32);
   EXPECT_EQ(v[0], 10 * 0.5f - 2);
@@ -36,7 +36,7 @@ TEST(QuantRows, Q4_1AndQ5_1BlocksDecodeAsScaleTimesLevelPlusMin) {
   BlockQ5_1 q5{};
   q5.d = f32_to_fp16(0.25f);
   q5.m = f32_to_fp16(1.0f);
-  q5.qs[1] = 0x21;                    // element 1: 1, element 17: 2
+  q5.qs[1] = 0x21;                         // element 1: 1, element 17: 2
   const uint32_t qh = 1u << 17 | 1u << 3;  // fifth bits of elements 17 and 3
   std::memcpy(q5.qh, &qh, 4);
   v = decode(GgmlType::kQ5_1, &q5, 32);
@@ -68,7 +68,8 @@ TEST(QuantRows, ThirtyTwoElementEncodersRoundAsGgmlReference) {
   EXPECT_EQ(q4.m, f32_to_fp16(-3.0f));
   const float id4 = 1.0f / (7.75f / 15);
   for (int e = 0; e < 32; ++e) {
-    const int want = std::min(15, static_cast<int>((x[static_cast<size_t>(e)] + 3.0f) * id4 + 0.5f));
+    const int want =
+        std::min(15, static_cast<int>((x[static_cast<size_t>(e)] + 3.0f) * id4 + 0.5f));
     const int got = e < 16 ? q4.qs[e] & 15 : q4.qs[e - 16] >> 4;
     EXPECT_EQ(got, want) << e;
   }
@@ -80,8 +81,8 @@ TEST(QuantRows, ThirtyTwoElementEncodersRoundAsGgmlReference) {
   std::memcpy(&qh, q5.qh, 4);
   const float id5 = 1.0f / (4.75f / -16);
   for (int e = 0; e < 32; ++e) {
-    const int want =
-        std::min(31, static_cast<int>(static_cast<int8_t>(x[static_cast<size_t>(e)] * id5 + 16.5f)));
+    const int want = std::min(
+        31, static_cast<int>(static_cast<int8_t>(x[static_cast<size_t>(e)] * id5 + 16.5f)));
     const int low = e < 16 ? q5.qs[e] & 15 : q5.qs[e - 16] >> 4;
     EXPECT_EQ(low | ((qh >> e) & 1) << 4, want) << e;
   }
@@ -109,10 +110,10 @@ TEST(QuantRows, Q4_KAndQ5_KSuperBlocksDecodeWithSixBitScalesAndMins) {
   b.scales[10] = 0x5 | 0xc << 4;
   b.scales[2] = 2 << 6;
   b.scales[6] = 1 << 6;
-  b.qs[7] = 0x9a;           // element 7 (sub-block 0): 10; element 39 (sub-block 1): 9
-  b.qs[96 + 4] = 0x0e;      // element 192 + 4 (sub-block 6): 14
+  b.qs[7] = 0x9a;       // element 7 (sub-block 0): 10; element 39 (sub-block 1): 9
+  b.qs[96 + 4] = 0x0e;  // element 192 + 4 (sub-block 6): 14
   std::vector<float> v = decode(GgmlType::kQ4_K, &b, 256);
-  EXPECT_EQ(v[7], 0.0f);                      // sub-block 0: scale 0, min 0
+  EXPECT_EQ(v[7], 0.0f);                       // sub-block 0: scale 0, min 0
   EXPECT_EQ(v[39], 0.5f * 3 * 9 - 0.25f * 5);  // sub-block 1
   EXPECT_EQ(v[196], 0.5f * 37 * 14 - 0.25f * 28);
   EXPECT_EQ(v[197], -0.25f * 28);
@@ -150,7 +151,7 @@ TEST(QuantRows, Q2_KAndQ3_KSuperBlocksDecodeTwoAndThreeBitLevels) {
   b.d = f32_to_fp16(1.0f);
   b.dmin = f32_to_fp16(0.5f);
   b.scales[12] = 0x3 | 0x2 << 4;  // sub-block 12 (elements 192..207): scale 3, min 2
-  b.qs[32 + 1] = 2 << 4;           // element 128 + 32 * 2 + 1 = 193: level 2
+  b.qs[32 + 1] = 2 << 4;          // element 128 + 32 * 2 + 1 = 193: level 2
   std::vector<float> v = decode(GgmlType::kQ2_K, &b, 256);
   EXPECT_EQ(v[193], 1.0f * 3 * 2 - 0.5f * 2);
   EXPECT_EQ(v[192], -0.5f * 2);
@@ -161,8 +162,8 @@ TEST(QuantRows, Q2_KAndQ3_KSuperBlocksDecodeTwoAndThreeBitLevels) {
   // bits 6-7 of byte 8 + 1. Other scales are stored 0, i.e. -32.
   c.scales[5] = 13 << 4;
   c.scales[9] = 2 << 6;
-  c.qs[32 + 17] = 1 << 4;           // element 128 + 64 + 17 = 209 (sub-block 13): low 1
-  c.hmask[17] = 1 << (4 * 1 + 2);   // its third bit: level (1 | 4) - 4 = 1
+  c.qs[32 + 17] = 1 << 4;          // element 128 + 64 + 17 = 209 (sub-block 13): low 1
+  c.hmask[17] = 1 << (4 * 1 + 2);  // its third bit: level (1 | 4) - 4 = 1
   v = decode(GgmlType::kQ3_K, &c, 256);
   EXPECT_EQ(v[209], 0.5f * (45 - 32) * 1);
   EXPECT_EQ(v[0], 0.5f * -32 * -4);  // level 0, no third bit: -4

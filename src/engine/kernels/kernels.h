@@ -73,8 +73,8 @@ inline constexpr size_t q8_row_bytes(int k) {
 // scales (one per 256 values), then k/16 int16 sums of 16 consecutive values. Opaque
 // like the Q8 row; a multiple of 64 bytes.
 inline constexpr size_t q8k_row_bytes(int k) {
-  const size_t raw = static_cast<size_t>(k) + 4 * static_cast<size_t>(k / 256) +
-                     2 * static_cast<size_t>(k / 16);
+  const size_t raw =
+      static_cast<size_t>(k) + 4 * static_cast<size_t>(k / 256) + 2 * static_cast<size_t>(k / 16);
   return (raw + 63) / 64 * 64;
 }
 

@@ -124,7 +124,7 @@ Affine fit_affine(const float* x, int n, int qmax) {
     if (det <= 0) continue;
     double a = (n * s_lx - s_l * s_x) / det;
     double b = (s_ll * s_x - s_l * s_lx) / det;  // the min
-    if (b > 0) {  // the format's min is <= 0
+    if (b > 0) {                                 // the format's min is <= 0
       b = 0;
       a = s_lx / s_ll;
     }

@@ -14,13 +14,13 @@ void fill_scalar_ops(Kernels& table);     // scalar/ops_scalar.cpp
 // scalar/matmul_kquants_scalar.cpp (K-quant matmuls, quantize_q8k)
 void fill_scalar_kquants(Kernels& table);
 #if defined(__x86_64__) || defined(_M_X64)
-void fill_avx2(Kernels& table);      // x86/matmul_avx2.cpp, calls fill_avx2_ops
-void fill_avx2_ops(Kernels& table);  // x86/ops_avx2.cpp
+void fill_avx2(Kernels& table);          // x86/matmul_avx2.cpp, calls fill_avx2_ops
+void fill_avx2_ops(Kernels& table);      // x86/ops_avx2.cpp
 void fill_avx2_kquants(Kernels& table);  // x86/matmul_kquants_avx2.cpp
 void fill_avx2_q4_1_q5(Kernels& table);  // x86/matmul_q4_1_q5_avx2.cpp
 void matmul_q4_0_avx2(const MatmulArgs& args, int r0, int r1);  // x86/matmul_lanes_avx2.cpp
 void fill_avx512(Kernels& table);                               // x86/matmul_avx512.cpp
-void fill_avx512_kquants(Kernels& table);  // x86/matmul_kquants_avx512.cpp
+void fill_avx512_kquants(Kernels& table);                       // x86/matmul_kquants_avx512.cpp
 // The K-quants' packed layouts (x86/matmul_kquants_avx512.cpp), for the AVX-512
 // table's packed_tile_bytes / pack_tiles / packed_matmul (0 / nullptr: not a K-quant).
 size_t kquant_packed_tile_bytes_avx512(GgmlType type, int k);

@@ -32,8 +32,8 @@ float hsum(__m256 v) {
 
 // One weight row's super-block, unpacked.
 struct alignas(32) Unpacked {
-  __m256i levels[8];  // elements 32p..32p+31, unsigned
-  __m256i scales[8];  // int16 scale of each vpmaddubsw lane of piece p
+  __m256i levels[8];    // elements 32p..32p+31, unsigned
+  __m256i scales[8];    // int16 scale of each vpmaddubsw lane of piece p
   __m256i sum_weights;  // int16 weights of the 16 activation sums
   float d;
   float dmin;
@@ -54,9 +54,9 @@ __m256i two_values(__m256i v, int a, int b) {
   const __m256i both = _mm256_blend_epi32(half_a, half_b, 0xf0);
   const char ia = static_cast<char>(2 * (a % 8)), ib = static_cast<char>(2 * (b % 8));
   const char ia1 = static_cast<char>(ia + 1), ib1 = static_cast<char>(ib + 1);
-  const __m256i pick = _mm256_setr_epi8(ia, ia1, ia, ia1, ia, ia1, ia, ia1, ia, ia1, ia, ia1, ia,
-                                        ia1, ia, ia1, ib, ib1, ib, ib1, ib, ib1, ib, ib1, ib, ib1,
-                                        ib, ib1, ib, ib1, ib, ib1);
+  const __m256i pick =
+      _mm256_setr_epi8(ia, ia1, ia, ia1, ia, ia1, ia, ia1, ia, ia1, ia, ia1, ia, ia1, ia, ia1, ib,
+                       ib1, ib, ib1, ib, ib1, ib, ib1, ib, ib1, ib, ib1, ib, ib1, ib, ib1);
   return _mm256_shuffle_epi8(both, pick);
 }
 
@@ -140,8 +140,8 @@ struct Q6K {
     for (int p = 0; p < 8; ++p) {  // elements 128 h + 32 t + l
       const int h = p / 4, t = p % 4;
       const __m256i ql = load32(b.ql + 64 * h + 32 * (t & 1));
-      const __m256i nib = t < 2 ? _mm256_and_si256(ql, low4)
-                                : _mm256_and_si256(_mm256_srli_epi16(ql, 4), low4);
+      const __m256i nib =
+          t < 2 ? _mm256_and_si256(ql, low4) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), low4);
       const __m256i high = _mm256_and_si256(shift16(load32(b.qh + 32 * h), 4 - 2 * t), bits45);
       u.levels[p] = _mm256_or_si256(nib, high);
     }
@@ -156,8 +156,7 @@ struct Q6K {
 void unpack_low2(const uint8_t* qs, Unpacked& u) {
   const __m256i low2 = _mm256_set1_epi8(0x03);
   for (int p = 0; p < 8; ++p) {  // bits 2t of qs[32 h + l]: element 128 h + 32 t + l
-    u.levels[p] =
-        _mm256_and_si256(_mm256_srli_epi16(load32(qs + 32 * (p / 4)), 2 * (p % 4)), low2);
+    u.levels[p] = _mm256_and_si256(_mm256_srli_epi16(load32(qs + 32 * (p / 4)), 2 * (p % 4)), low2);
   }
 }
 
@@ -217,7 +216,8 @@ template <typename K, int TX, int TR>
 void tile(const MatmulArgs& a, int i, int r) {
   using Block = typename K::Block;
   const Block* w[TR];
-  for (int t = 0; t < TR; ++t) w[t] = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r + t));
+  for (int t = 0; t < TR; ++t)
+    w[t] = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r + t));
   const int8_t* xq[TX];
   const float* xd[TX];
   const int16_t* xs[TX];
@@ -256,8 +256,7 @@ void tile(const MatmulArgs& a, int i, int r) {
           acc[s][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum),
                                        _mm256_mul_ps(_mm256_set1_ps(u[t].dmin), dx), acc[s][t]);
         } else {
-          const __m256i total =
-              _mm256_sub_epi32(isum[t], _mm256_slli_epi32(msum, K::kOffsetShift));
+          const __m256i total = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(msum, K::kOffsetShift));
           acc[s][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total),
                                       _mm256_mul_ps(_mm256_set1_ps(u[t].d), dx), acc[s][t]);
         }
@@ -321,7 +320,8 @@ void quantize_q8k(const float* x, void* out, int k) {
     const __m256 target = _mm256_set1_ps(amax);
     for (int j = 0; j < kSuperElems; j += 8) {
       const __m256 v = _mm256_loadu_ps(xb + j);
-      const int hits = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(v, abs_mask), target, _CMP_EQ_OQ));
+      const int hits =
+          _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(v, abs_mask), target, _CMP_EQ_OQ));
       if (hits != 0) {
         max = xb[j + __builtin_ctz(static_cast<unsigned>(hits))];
         break;
@@ -345,8 +345,9 @@ void quantize_q8k(const float* x, void* out, int k) {
       sums[16 * b + j / 16 + 1] = static_cast<int16_t>(_mm_extract_epi32(s, 1));
       const __m256i p =
           _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(qb + j),
-                          _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+      _mm256_storeu_si256(
+          reinterpret_cast<__m256i*>(qb + j),
+          _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
     }
     scales[b] = 1 / iscale;
   }

@@ -142,14 +142,11 @@ __m512i bytes32(int v) { return _mm512_set1_epi32(v); }
 // the result is byte sel_i (0..3) of the source dword, or zero for sel_i < 0.
 // (vpshufb indexes bytes of the whole 128-bit lane, hence the per-dword offsets.)
 [[gnu::always_inline]] inline __m512i dword_bytes(int sel0, int sel1, int sel2, int sel3) {
-  auto byte = [](int sel, int i) {
-    return static_cast<uint32_t>(sel < 0 ? 0x80 : sel) << (8 * i);
-  };
+  auto byte = [](int sel, int i) { return static_cast<uint32_t>(sel < 0 ? 0x80 : sel) << (8 * i); };
   const uint32_t pattern = byte(sel0, 0) | byte(sel1, 1) | byte(sel2, 2) | byte(sel3, 3);
-  const __m512i lane_offsets =
-      _mm512_setr_epi32(0, 0x04040404, 0x08080808, 0x0c0c0c0c, 0, 0x04040404, 0x08080808,
-                        0x0c0c0c0c, 0, 0x04040404, 0x08080808, 0x0c0c0c0c, 0, 0x04040404,
-                        0x08080808, 0x0c0c0c0c);
+  const __m512i lane_offsets = _mm512_setr_epi32(
+      0, 0x04040404, 0x08080808, 0x0c0c0c0c, 0, 0x04040404, 0x08080808, 0x0c0c0c0c, 0, 0x04040404,
+      0x08080808, 0x0c0c0c0c, 0, 0x04040404, 0x08080808, 0x0c0c0c0c);
   return _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(pattern)), lane_offsets);
 }
 // Byte k (0..3) of each dword, zero-extended to the dword.
@@ -257,7 +254,7 @@ struct Q6K {
   using Block = BlockQ6_K;
   static constexpr int kSubLen = 16;
   static constexpr bool kHasMin = false;
-  static constexpr int kOffsetShift = 5;  // levels carry +32
+  static constexpr int kOffsetShift = 5;                 // levels carry +32
   static constexpr size_t kPackedBytes = 13 * 256 + 32;  // per super-block of 16 rows
   template <typename S>
   [[gnu::always_inline]] static void pack(S& src, PackedSuper& p) {
@@ -329,7 +326,7 @@ struct Q3K {
   using Block = BlockQ3_K;
   static constexpr int kSubLen = 16;
   static constexpr bool kHasMin = false;
-  static constexpr int kOffsetShift = 2;  // levels carry +4
+  static constexpr int kOffsetShift = 2;           // levels carry +4
   static constexpr size_t kPackedBytes = 7 * 256;  // per super-block of 16 rows
   template <typename S>
   [[gnu::always_inline]] static void pack(S& src, PackedSuper& p) {
@@ -406,7 +403,8 @@ template <typename K, int TX>
           dot[s] = _mm512_dpbusd_epi32(dot[s], p.g[group], _mm512_set1_epi32(load_i32(x)));
         }
       }
-      for (int s = 0; s < TX; ++s) isum[s] = _mm512_add_epi32(isum[s], _mm512_mullo_epi32(dot[s], p.sc[j]));
+      for (int s = 0; s < TX; ++s)
+        isum[s] = _mm512_add_epi32(isum[s], _mm512_mullo_epi32(dot[s], p.sc[j]));
     }
     for (int i = 0; i < 8; ++i) {
       for (int s = 0; s < TX; ++s) {
@@ -420,7 +418,8 @@ template <typename K, int TX>
         acc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[s]), _mm512_mul_ps(p.d, dx), acc[s]);
         acc[s] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[s]), _mm512_mul_ps(p.dmin, dx), acc[s]);
       } else {
-        const __m512i total = _mm512_sub_epi32(isum[s], _mm512_slli_epi32(msum[s], K::kOffsetShift));
+        const __m512i total =
+            _mm512_sub_epi32(isum[s], _mm512_slli_epi32(msum[s], K::kOffsetShift));
         acc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(p.d, dx), acc[s]);
       }
     }

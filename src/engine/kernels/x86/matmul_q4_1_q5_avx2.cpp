@@ -39,10 +39,10 @@ __m256i nibbles(const uint8_t* qs) {
 __m256i fifth_bits(const uint8_t* qh) {
   uint32_t bits;
   std::memcpy(&bits, qh, 4);
-  const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(static_cast<int>(bits)),
-      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
-                       3, 3, 3, 3, 3, 3));
+  const __m256i spread =
+      _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                          _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                           2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
   const __m256i select = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
   const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
   return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
@@ -85,7 +85,8 @@ template <typename Q, int TX, int TR>
 void tile(const MatmulArgs& a, int i, int r) {
   using Block = typename Q::Block;
   const Block* w[TR];
-  for (int t = 0; t < TR; ++t) w[t] = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r + t));
+  for (int t = 0; t < TR; ++t)
+    w[t] = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r + t));
   const int8_t* xq[TX];
   const float* xd[TX];
   const int32_t* xs[TX];
@@ -122,7 +123,8 @@ void tile(const MatmulArgs& a, int i, int r) {
       for (int t = 0; t < TR; ++t) {
         __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(lv[t], xv), ones);
         if constexpr (Q::kOffset != 0) {
-          dot = _mm256_sub_epi32(dot, _mm256_setr_epi32(Q::kOffset * xs[s][b], 0, 0, 0, 0, 0, 0, 0));
+          dot =
+              _mm256_sub_epi32(dot, _mm256_setr_epi32(Q::kOffset * xs[s][b], 0, 0, 0, 0, 0, 0, 0));
         }
         acc[s][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw[t] * dx), acc[s][t]);
         if constexpr (requires { w[t][b].m; }) {
