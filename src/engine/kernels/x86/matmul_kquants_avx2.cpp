@@ -211,9 +211,11 @@ void prefetch_next_rows(const MatmulArgs& a, int r_next, int count, size_t offse
   }
 }
 
-// TX activation rows (starting at i) x TR weight rows (starting at r).
+// TX activation rows (starting at i) x TR weight rows (starting at r). `unpacked`,
+// when given, holds the TR weight rows' super-blocks already unpacked (row t's at
+// unpacked + t * nb).
 template <typename K, int TX, int TR>
-void tile(const MatmulArgs& a, int i, int r) {
+void tile(const MatmulArgs& a, int i, int r, const Unpacked* unpacked = nullptr) {
   using Block = typename K::Block;
   const Block* w[TR];
   for (int t = 0; t < TR; ++t)
@@ -231,34 +233,51 @@ void tile(const MatmulArgs& a, int i, int r) {
   for (int s = 0; s < TX; ++s)
     for (int t = 0; t < TR; ++t) acc[s][t] = _mm256_setzero_ps();
   const int nb = a.k / kSuperElems;
-  Unpacked u[TR];
+  Unpacked own[TR];
+  const Unpacked* u[TR];
   for (int b = 0; b < nb; ++b) {
-    if (TX == 1) prefetch_next_rows(a, r + TR, TR, b * sizeof(Block), sizeof(Block));
-    for (int t = 0; t < TR; ++t) K::unpack(w[t][b], u[t]);
-    for (int s = 0; s < TX; ++s) {
-      const int8_t* x = xq[s] + static_cast<size_t>(b) * kSuperElems;
-      __m256i isum[TR];
-      for (int t = 0; t < TR; ++t) isum[t] = _mm256_setzero_si256();
-      for (int p = 0; p < 8; ++p) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * p));
-        for (int t = 0; t < TR; ++t) {
-          const __m256i prod = _mm256_maddubs_epi16(u[t].levels[p], xv);
-          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(prod, u[t].scales[p]));
+    if (unpacked != nullptr) {
+      for (int t = 0; t < TR; ++t) u[t] = unpacked + static_cast<size_t>(t) * nb + b;
+    } else {
+      if (TX == 1) prefetch_next_rows(a, r + TR, TR, b * sizeof(Block), sizeof(Block));
+      for (int t = 0; t < TR; ++t) {
+        K::unpack(w[t][b], own[t]);
+        u[t] = &own[t];
+      }
+    }
+    // Each weight vector is loaded once for the tile's activation rows.
+    __m256i isum[TX][TR];
+    for (int s = 0; s < TX; ++s)
+      for (int t = 0; t < TR; ++t) isum[s][t] = _mm256_setzero_si256();
+    for (int p = 0; p < 8; ++p) {
+      __m256i xv[TX];
+      for (int s = 0; s < TX; ++s) {
+        xv[s] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+            xq[s] + static_cast<size_t>(b) * kSuperElems + 32 * p));
+      }
+      for (int t = 0; t < TR; ++t) {
+        const __m256i levels = u[t]->levels[p], scales = u[t]->scales[p];
+        for (int s = 0; s < TX; ++s) {
+          const __m256i prod = _mm256_maddubs_epi16(levels, xv[s]);
+          isum[s][t] = _mm256_add_epi32(isum[s][t], _mm256_madd_epi16(prod, scales));
         }
       }
+    }
+    for (int s = 0; s < TX; ++s) {
       const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs[s] + 16 * b));
       const __m256 dx = _mm256_set1_ps(xd[s][b]);
       for (int t = 0; t < TR; ++t) {
-        const __m256i msum = _mm256_madd_epi16(sums, u[t].sum_weights);
+        const __m256i msum = _mm256_madd_epi16(sums, u[t]->sum_weights);
         if constexpr (K::kHasMin) {
-          acc[s][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]),
-                                      _mm256_mul_ps(_mm256_set1_ps(u[t].d), dx), acc[s][t]);
+          acc[s][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[s][t]),
+                                      _mm256_mul_ps(_mm256_set1_ps(u[t]->d), dx), acc[s][t]);
           acc[s][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum),
-                                       _mm256_mul_ps(_mm256_set1_ps(u[t].dmin), dx), acc[s][t]);
+                                       _mm256_mul_ps(_mm256_set1_ps(u[t]->dmin), dx), acc[s][t]);
         } else {
-          const __m256i total = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(msum, K::kOffsetShift));
+          const __m256i total =
+              _mm256_sub_epi32(isum[s][t], _mm256_slli_epi32(msum, K::kOffsetShift));
           acc[s][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total),
-                                      _mm256_mul_ps(_mm256_set1_ps(u[t].d), dx), acc[s][t]);
+                                      _mm256_mul_ps(_mm256_set1_ps(u[t]->d), dx), acc[s][t]);
         }
       }
     }
@@ -270,18 +289,32 @@ void tile(const MatmulArgs& a, int i, int r) {
   }
 }
 
-// Activation rows in chunks that stay in L2 while weight rows sweep them; each weight
-// row is unpacked once per 4 activation rows; leftover activation rows (and decode)
-// take 4 weight rows at a time.
+// Rows of up to this many super-blocks (k <= 16384) are unpacked once per chunk of
+// activation rows (34 KiB of stack); longer ones once per 4 activation rows.
+constexpr int kMaxUnpackedSupers = 64;
+
+// Activation rows in chunks that stay in L2 while weight rows sweep them, 4 at a time
+// against each weight row; leftover activation rows (and decode) take 4 weight rows at
+// a time.
 template <typename K>
 void matmul_rows(const MatmulArgs& a, int r0, int r1) {
+  using Block = typename K::Block;
+  const int nb = a.k / kSuperElems;
+  Unpacked row[kMaxUnpackedSupers];
   const size_t x_bytes = a.x_stride == 0 ? 1 : a.x_stride;
   const int chunk = static_cast<int>(std::max<size_t>(4, (size_t{256} << 10) / x_bytes / 4 * 4));
   for (int c0 = 0; c0 < a.n; c0 += chunk) {
     const int c1 = c0 + chunk < a.n ? c0 + chunk : a.n;
     const int c4 = c0 + (c1 - c0) / 4 * 4;
-    for (int r = r0; r < r1; ++r) {
-      for (int i = c0; i < c4; i += 4) tile<K, 4, 1>(a, i, r);
+    const bool reuse = nb <= kMaxUnpackedSupers && c4 - c0 > 4;
+    for (int r = r0; r < r1 && c4 > c0; ++r) {
+      const Unpacked* unpacked = nullptr;
+      if (reuse) {  // 4 x 2 tiles measured slower here: 16 registers are too few
+        const Block* w = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r));
+        for (int b = 0; b < nb; ++b) K::unpack(w[b], row[b]);
+        unpacked = row;
+      }
+      for (int i = c0; i < c4; i += 4) tile<K, 4, 1>(a, i, r, unpacked);
     }
     for (int i = c4; i < c1; ++i) {
       int r = r0;
