@@ -86,6 +86,9 @@ const Tables& tables() {
     r.avx512 = r.avx2;
     fill_avx512(r.avx512);
     fill_avx512_kquants(r.avx512);
+    r.avx512.matmul_q4_1 = matmul_q4_1_avx512;  // x86/matmul_lanes_avx512.cpp
+    r.avx512.matmul_q5_0 = matmul_q5_0_avx512;
+    r.avx512.matmul_q5_1 = matmul_q5_1_avx512;
     r.avx512.name = "avx512";
     r.avx512.level = Level::kAvx512;
 #endif

@@ -30,6 +30,9 @@ MatmulFn kquant_packed_matmul_avx512(GgmlType type);
 // x86/matmul_lanes_avx512.cpp
 void matmul_q4_0_avx512(const MatmulArgs& args, int r0, int r1);
 void matmul_q8_0_avx512(const MatmulArgs& args, int r0, int r1);
+void matmul_q4_1_avx512(const MatmulArgs& args, int r0, int r1);
+void matmul_q5_0_avx512(const MatmulArgs& args, int r0, int r1);
+void matmul_q5_1_avx512(const MatmulArgs& args, int r0, int r1);
 void fill_packed_avx512(Kernels& table);  // Q4_0/Q8_0 weights repacked in lane order
 #endif
 #if defined(__aarch64__)
