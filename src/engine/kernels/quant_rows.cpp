@@ -111,7 +111,9 @@ void encode_affine(const float* x, uint16_t& d_out, uint16_t& m_out, int* q) {
   d_out = f32_to_fp16(d);
   m_out = f32_to_fp16(min);
   for (int e = 0; e < kBlockElems; ++e) {
-    q[e] = std::min(kLevels - 1, static_cast<int>(static_cast<uint8_t>((x[e] - min) * id + 0.5f)));
+    // Truncation after adding one half, as ggml rounds (not lround).
+    q[e] = std::min(kLevels - 1,
+                    static_cast<int>(static_cast<uint8_t>((x[e] - min) * id + 0.5f)));  // NOLINT
   }
 }
 

@@ -49,8 +49,10 @@ __m256i shift16(__m256i v, int s) {
 // From 16 int16 values v[0..15] (as two 128-bit halves): the vector whose low half
 // repeats v[a] and high half v[b] (a, b constant).
 __m256i two_values(__m256i v, int a, int b) {
-  const __m256i half_a = _mm256_permute2x128_si256(v, v, a < 8 ? 0x00 : 0x11);
-  const __m256i half_b = _mm256_permute2x128_si256(v, v, b < 8 ? 0x00 : 0x11);
+  const __m256i low = _mm256_permute2x128_si256(v, v, 0x00);  // immediates must be constants
+  const __m256i high = _mm256_permute2x128_si256(v, v, 0x11);
+  const __m256i half_a = a < 8 ? low : high;
+  const __m256i half_b = b < 8 ? low : high;
   const __m256i both = _mm256_blend_epi32(half_a, half_b, 0xf0);
   const char ia = static_cast<char>(2 * (a % 8)), ib = static_cast<char>(2 * (b % 8));
   const char ia1 = static_cast<char>(ia + 1), ib1 = static_cast<char>(ib + 1);
