@@ -335,6 +335,20 @@ void run_rows(const MatmulArgs& a, const PackedBlock* packed, int b0, int count,
   for (int s = 0; s < TX; ++s) _mm512_mask_storeu_ps(y[s], lanes, acc[s]);
 }
 
+// Every activation row against one packed chunk of a 16-row tile, 4 rows at a time.
+template <typename W>
+void run_all_rows(const MatmulArgs& a, const PackedBlock* packed, int b0, int count, int r,
+                  __mmask16 lanes) {
+  int i = 0;
+  for (; i + 4 <= a.n; i += 4) run_rows<W, 4>(a, packed, b0, count, i, r, lanes);
+  switch (a.n - i) {
+    case 3: return run_rows<W, 3>(a, packed, b0, count, i, r, lanes);
+    case 2: return run_rows<W, 2>(a, packed, b0, count, i, r, lanes);
+    case 1: return run_rows<W, 1>(a, packed, b0, count, i, r, lanes);
+    default: return;
+  }
+}
+
 // Hints the next tile's 16 rows into L2 while block b of this tile is computed: the
 // next tile is one contiguous range (16 rows of w_stride bytes), prefetched front to
 // back, 1/nb of it per block, so DRAM sees one sequential stream instead of 16 short
@@ -400,21 +414,7 @@ void matmul_lanes(const MatmulArgs& a, int r0, int r1) {
         prefetch_next_tile(a, r, b, nb);
         W::pack_block(w, b, packed[b - b0]);
       }
-      int i = 0;
-      for (; i + 4 <= a.n; i += 4) run_rows<W, 4>(a, packed, b0, count, i, r, lanes);
-      switch (a.n - i) {
-        case 3:
-          run_rows<W, 3>(a, packed, b0, count, i, r, lanes);
-          break;
-        case 2:
-          run_rows<W, 2>(a, packed, b0, count, i, r, lanes);
-          break;
-        case 1:
-          run_rows<W, 1>(a, packed, b0, count, i, r, lanes);
-          break;
-        default:
-          break;
-      }
+      run_all_rows<W>(a, packed, b0, count, r, lanes);
     }
   }
 }
@@ -451,21 +451,7 @@ void matmul_lanes_packed(const MatmulArgs& a, int r0, int r1) {
       const int count = nb - b0 < kChunkBlocks ? nb - b0 : kChunkBlocks;
       for (int b = b0; b < b0 + count; ++b)
         W::load_packed(tile + static_cast<size_t>(b) * W::kPackedBlockBytes, packed[b - b0]);
-      int i = 0;
-      for (; i + 4 <= a.n; i += 4) run_rows<W, 4>(a, packed, b0, count, i, r, lanes);
-      switch (a.n - i) {
-        case 3:
-          run_rows<W, 3>(a, packed, b0, count, i, r, lanes);
-          break;
-        case 2:
-          run_rows<W, 2>(a, packed, b0, count, i, r, lanes);
-          break;
-        case 1:
-          run_rows<W, 1>(a, packed, b0, count, i, r, lanes);
-          break;
-        default:
-          break;
-      }
+      run_all_rows<W>(a, packed, b0, count, r, lanes);
     }
   }
 }
