@@ -2,7 +2,7 @@
 // (CMakeLists.txt, by file name); only called after dispatch.cpp has seen F, BW, VL,
 // DQ, VNNI and BF16 and the OS's ZMM state support.
 //
-// Float weight types: 16-lane FMA tiles (4 activation rows x 4 weight rows for
+// Float weight types: 16-lane FMA tiles (4 activation rows x 5 weight rows for
 // prefill, one weight row at a time for up to 4 activation rows) with masked tails.
 // Every (activation row, weight row) pair is summed in one fixed order whatever the
 // tile (float_tile), so results do not depend on the batch. Q4_0 and Q8_0:
@@ -65,75 +65,55 @@ struct BF16W {
 };
 
 // The one order every (activation row, weight row) dot product is summed in, whatever
-// the tile: the row is cut into 16-element chunks, chunk c is multiply-added (in
-// increasing c) into partial sum c % kParts, and the result is
-// reduce_add(p0 + p1). Two independent chains keep the FMA latency off the critical
-// path when one weight row streams alone (decode). Measured on one thread (F16,
-// 5632 x 2048, bench/kernels_bench.cpp): one chain streams 27-28 GB/s, two 30-32;
-// prefill with a 2 x 4 tile reaches 135 GFLOP/s against 155-165 for the old
-// single-chain 4 x 4 tile and 110 for four chains walked in four passes (2 x 6 tile:
-// 142-150). A tile of
-// TX activation rows x TR
-// weight rows keeps A of each pair's partial sums in registers and walks k
-// kParts / A times, so it needs TX * TR * A accumulators.
-constexpr int kParts = 2;
+// the tile: the row is cut into 16-element chunks, multiply-added in increasing order
+// into one 16-lane partial sum, then reduce_add. One chain per pair: with the prefetch
+// below, decode streams as fast as with two interleaved chains (one thread, F16
+// 5632 x 2048 from memory: 32-36 GB/s either way), and prefill tiles fit twice the
+// pairs in registers (4 x 5 tile: 165-187 GFLOP/s against 142-150 for the 2 x 6 tile
+// two chains allowed; 4 x 4 157-176, 4 x 6 129 as it spills, 3 x 8 151). A tile of TX
+// activation rows x TR weight rows needs TX * TR accumulators.
 constexpr int kPrefetchAhead = 4096;  // bytes, see float_tile
 
-template <typename W, int TX, int TR, int A>
+template <typename W, int TX, int TR>
 void float_tile(const MatmulArgs& a, int i, int r) {
-  static_assert(kParts % A == 0 && TX * TR * A <= 24, "accumulators must fit the register file");
-  constexpr int kGroup = 16 * kParts;  // elements per round of chunks
+  static_assert(TX * TR <= 24, "accumulators must fit the register file");
   const uint8_t* w[TR];
   const float* x[TX];
   for (int t = 0; t < TR; ++t) w[t] = row_at(a.w, a.w_stride, r + t);
   for (int s = 0; s < TX; ++s)
     x[s] = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i + s));
-  const int kg = a.k / kGroup * kGroup;
-  __m512 part[TX][TR][kParts];
-  for (int pass = 0; pass < kParts / A; ++pass) {
-    __m512 acc[TX][TR][A];
-    for (int s = 0; s < TX; ++s)
-      for (int t = 0; t < TR; ++t)
-        for (int q = 0; q < A; ++q) acc[s][t][q] = _mm512_setzero_ps();
-    for (int j = 0; j < kg; j += kGroup) {
-      if constexpr (TR == 1) {
-        // One row streaming alone (decode): ask for the line a row ahead; the hardware
-        // prefetcher alone leaves ~10% of the bandwidth unused here (one thread, F16
-        // 5632 x 2048 from memory: 31-32 GB/s without, 34-36 GB/s with; 2-3 KiB or
-        // 8 KiB ahead gain less).
-        for (size_t b = 0; b < kGroup * W::kBytes; b += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(w[0] + j * W::kBytes + b) + kPrefetchAhead,
-                       _MM_HINT_T0);
-      }
-      for (int q = 0; q < A; ++q) {
-        const int jj = j + 16 * (pass * A + q);
-        __m512 wv[TR];
-        for (int t = 0; t < TR; ++t) wv[t] = W::load16(w[t] + jj * W::kBytes);
-        for (int s = 0; s < TX; ++s) {
-          const __m512 xv = _mm512_loadu_ps(x[s] + jj);
-          for (int t = 0; t < TR; ++t) acc[s][t][q] = _mm512_fmadd_ps(wv[t], xv, acc[s][t][q]);
-        }
-      }
+  const int kg = a.k / 16 * 16;
+  __m512 acc[TX][TR];
+  for (int s = 0; s < TX; ++s)
+    for (int t = 0; t < TR; ++t) acc[s][t] = _mm512_setzero_ps();
+  for (int j = 0; j < kg; j += 16) {
+    if constexpr (TR == 1) {
+      // One row streaming alone (decode): ask for the line a row ahead; the hardware
+      // prefetcher alone leaves ~10% of the bandwidth unused here (one thread, F16
+      // 5632 x 2048 from memory: 31-32 GB/s without, 34-36 GB/s with; 2-3 KiB or
+      // 8 KiB ahead gain less).
+      if ((j * W::kBytes) % 64 == 0)
+        _mm_prefetch(reinterpret_cast<const char*>(w[0] + j * W::kBytes) + kPrefetchAhead,
+                     _MM_HINT_T0);
     }
-    for (int q = 0; q < A; ++q) {  // the last, partial round of chunks
-      const int jj = kg + 16 * (pass * A + q);
-      if (jj >= a.k) break;
-      const int left = a.k - jj;
-      const __mmask16 m = left >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << left) - 1);
-      for (int t = 0; t < TR; ++t) {
-        const __m512 wv = W::load_tail(w[t] + jj * W::kBytes, m);
-        for (int s = 0; s < TX; ++s)
-          acc[s][t][q] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[s] + jj), acc[s][t][q]);
-      }
+    __m512 wv[TR];
+    for (int t = 0; t < TR; ++t) wv[t] = W::load16(w[t] + j * W::kBytes);
+    for (int s = 0; s < TX; ++s) {
+      const __m512 xv = _mm512_loadu_ps(x[s] + j);
+      for (int t = 0; t < TR; ++t) acc[s][t] = _mm512_fmadd_ps(wv[t], xv, acc[s][t]);
     }
-    for (int s = 0; s < TX; ++s)
-      for (int t = 0; t < TR; ++t)
-        for (int q = 0; q < A; ++q) part[s][t][pass * A + q] = acc[s][t][q];
+  }
+  if (kg < a.k) {  // the last, partial chunk
+    const __mmask16 m = static_cast<__mmask16>((1u << (a.k - kg)) - 1);
+    for (int t = 0; t < TR; ++t) {
+      const __m512 wv = W::load_tail(w[t] + kg * W::kBytes, m);
+      for (int s = 0; s < TX; ++s)
+        acc[s][t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[s] + kg), acc[s][t]);
+    }
   }
   for (int s = 0; s < TX; ++s) {
     float* y = y_at(a, i + s);
-    for (int t = 0; t < TR; ++t)
-      y[r + t] = _mm512_reduce_add_ps(_mm512_add_ps(part[s][t][0], part[s][t][1]));
+    for (int t = 0; t < TR; ++t) y[r + t] = _mm512_reduce_add_ps(acc[s][t]);
   }
 }
 
@@ -144,7 +124,7 @@ void float_tile(const MatmulArgs& a, int i, int r) {
 // prefetch).
 template <typename W, int TX>
 void stream_rows(const MatmulArgs& a, int i, int r0, int r1) {
-  for (int r = r0; r < r1; ++r) float_tile<W, TX, 1, kParts>(a, i, r);
+  for (int r = r0; r < r1; ++r) float_tile<W, TX, 1>(a, i, r);
 }
 
 template <typename W>
@@ -157,14 +137,12 @@ void stream_rows_n(const MatmulArgs& a, int i, int rows_x, int r0, int r1) {
   }
 }
 
-// Prefill: tiles of 2 activation rows x 6 weight rows (all 24 partial sums in
-// registers, one pass; measured on one thread, F16 5632 x 2048: 142-150 GFLOP/s, 2 x 4
-// 122-129, 3 x 4 139, 4 x 2 68 as its activation loads from L2 dominate)
-// over chunks of activation rows, each weight tile reused across the chunk from cache;
-// leftover activation rows stream the tile's weight rows.
+// Prefill: tiles of 4 activation rows x 5 weight rows (see float_tile) over chunks of
+// activation rows, each weight tile reused across the chunk from cache; leftover
+// activation rows stream the tile's weight rows.
 template <typename W>
 void matmul_float(const MatmulArgs& a, int r0, int r1) {
-  constexpr int kTX = 2, kTR = 6;
+  constexpr int kTX = 4, kTR = 5;
   if (a.n <= 4) return stream_rows_n<W>(a, 0, a.n, r0, r1);
   const int chunk = x_chunk_rows(a.x_stride);
   for (int c0 = 0; c0 < a.n; c0 += chunk) {
@@ -172,7 +150,7 @@ void matmul_float(const MatmulArgs& a, int r0, int r1) {
     const int cx = c0 + (c1 - c0) / kTX * kTX;
     int r = r0;
     for (; r + kTR <= r1; r += kTR) {
-      for (int i = c0; i < cx; i += kTX) float_tile<W, kTX, kTR, kParts>(a, i, r);
+      for (int i = c0; i < cx; i += kTX) float_tile<W, kTX, kTR>(a, i, r);
       if (cx < c1) stream_rows_n<W>(a, cx, c1 - cx, r, r + kTR);
     }
     for (int i = c0; i < c1; i += 4) stream_rows_n<W>(a, i, c1 - i < 4 ? c1 - i : 4, r, r1);
