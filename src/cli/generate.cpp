@@ -38,6 +38,7 @@ struct GenerateArgs {
   std::string kernels;
   std::vector<std::string> stops;
   bool no_mmap = false;
+  bool ggml_attention = false;
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -52,6 +53,7 @@ void run(const GenerateArgs& a) {
   engine::ModelOptions options;
   options.threads = a.threads;
   options.read_into_memory = a.no_mmap;
+  options.ggml_attention_rounding = a.ggml_attention;
   options.ctx_tokens = a.bench ? std::max(a.ctx_size, a.bench_prompt + a.bench_gen) : a.ctx_size;
   auto loaded = engine::Model::load(a.model, options);
   if (!loaded.ok()) fail(loaded.status().message());
@@ -184,6 +186,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--kernels", a->kernels, "force a kernel table: scalar, avx2, avx512, neon or neondot");
   cmd->add_flag("--no-mmap", a->no_mmap,
                 "read the model into huge-page memory instead of mapping the file");
+  cmd->add_flag("--ggml-attention", a->ggml_attention,
+                "round attention as llama.cpp's CPU flash attention does (F16 sums of V), to "
+                "compare logits and greedy ids with llama.cpp's");
   cmd->callback([a] {
     if (!a->bench && a->prompt.empty() && a->no_bos) fail("--prompt is empty and --no-bos is set");
     run(*a);

@@ -38,6 +38,12 @@ struct ModelOptions {
   // (AVX-512: Q4_0/Q8_0 in lane order) into a private copy at load; the file pages
   // of the rewritten matrices are released. Off: every matrix is read from the file.
   bool repack_weights = true;
+  // Round attention as llama.cpp's CPU flash attention does for short batches and
+  // contexts (ggml's one-query path: an online softmax whose weighted sum of V rows is
+  // kept in F16, rounded at every position), so that logits and greedy ids can be
+  // compared with llama.cpp's at float rounding (--ggml-attention). Off: the softmax
+  // weights sum V in F32, which is more precise.
+  bool ggml_attention_rounding = false;
 };
 
 struct ModelInfo {

@@ -139,6 +139,9 @@ class LlamaModel final : public Model {
   std::vector<float> scores_;      // per thread: ctx positions
   std::vector<float> qhalf_;       // per thread: one head of q rounded to F16
   std::vector<uint16_t> qhalf16_;  // per thread: the same head in F16
+  // Per thread, ggml_attention_rounding only: the F16 sum of V rows, and two f32 rows.
+  std::vector<uint16_t> vacc16_;
+  std::vector<float> vtmp_;
   std::vector<float> rope_cos_, rope_sin_;
 };
 
@@ -338,6 +341,10 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
   model->rope_cos_.resize(nb * static_cast<size_t>(model->rope_dims_ / 2 + 1));
   model->rope_sin_.resize(nb * static_cast<size_t>(model->rope_dims_ / 2 + 1));
   model->qhalf16_.resize(model->qhalf_.size());
+  if (options.ggml_attention_rounding) {
+    model->vacc16_.resize(model->qhalf_.size());
+    model->vtmp_.resize(2 * model->qhalf_.size());
+  }
   return std::unique_ptr<Model>(std::move(model));
 }
 
@@ -514,8 +521,38 @@ void LlamaModel::attention(std::span<const BatchEntry> batch, int layer) {
       const uint16_t* kb = kv_->k_block(layer, table[static_cast<size_t>(p0 / bt)]) + head_offset;
       kernels_->dot_f16_rows(qh, kb, kv_stride, rows, hd, scale, scores + p0);
     }
-    kernels_->softmax(scores, n_pos);
     float* out = &att_[static_cast<size_t>(i) * n_heads * hd + static_cast<size_t>(h) * hd];
+    if (options_.ggml_attention_rounding) {
+      uint16_t* acc = vacc16_.data() + static_cast<size_t>(thread) * static_cast<size_t>(hd);
+      float* sum = vtmp_.data() + static_cast<size_t>(thread) * 2 * static_cast<size_t>(hd);
+      float* v = sum + hd;
+      std::fill(acc, acc + hd, uint16_t{0});
+      float max = -INFINITY, total = 0.0f;
+      for (int p = 0; p < n_pos; ++p) {
+        const float s = scores[p];
+        float old_scale = 1.0f, weight = 1.0f;
+        kernels_->f16_to_f32(acc, sum, hd);
+        if (s > max) {  // a new maximum rescales what is summed so far, rounded again
+          old_scale = std::exp(max - s);
+          max = s;
+          for (int d = 0; d < hd; ++d) sum[d] *= old_scale;
+          kernels_->f32_to_f16(sum, acc, hd);
+          kernels_->f16_to_f32(acc, sum, hd);
+        } else {
+          weight = std::exp(s - max);
+        }
+        const uint16_t* row = kv_->v_block(layer, table[static_cast<size_t>(p / bt)]) +
+                              head_offset + static_cast<size_t>(p % bt) * static_cast<size_t>(kvd);
+        kernels_->f16_to_f32(row, v, hd);
+        for (int d = 0; d < hd; ++d) sum[d] = std::fma(v[d], weight, sum[d]);
+        kernels_->f32_to_f16(sum, acc, hd);
+        total = total * old_scale + weight;
+      }
+      kernels_->f16_to_f32(acc, out, hd);
+      kernels_->scale(out, 1.0f / total, hd);
+      return;
+    }
+    kernels_->softmax(scores, n_pos);
     std::fill(out, out + hd, 0.0f);
     for (int p0 = 0; p0 < n_pos; p0 += bt) {
       const int rows = std::min(bt, n_pos - p0);

@@ -251,8 +251,11 @@ TEST(Model, LoadReportsAMissingFile) {
 }
 
 // Logits of the last prompt position for a synthetic model of `type`.
-std::vector<float> last_logits(const std::string& path, const std::vector<int32_t>& prompt) {
-  auto model = load_or_fail(path, {.threads = 2, .ctx_tokens = 256});
+std::vector<float> last_logits(const std::string& path, const std::vector<int32_t>& prompt,
+                               bool ggml_attention_rounding = false) {
+  ModelOptions options{.threads = 2, .ctx_tokens = 256};
+  options.ggml_attention_rounding = ggml_attention_rounding;
+  auto model = load_or_fail(path, options);
   if (!model) return {};
   EXPECT_GE(model->kv().begin_sequence(0, prompt), 0);
   std::vector<BatchEntry> batch;
@@ -274,6 +277,46 @@ double relative_rms_error(const std::vector<float>& ref, const std::vector<float
     norm += ref[i] * static_cast<double>(ref[i]);
   }
   return std::sqrt(diff / norm);
+}
+
+// ModelOptions::ggml_attention_rounding changes attention's rounding only: with one
+// position there is nothing to round (the F16 sum of one V row is that row), with more
+// the logits move by a little, and llama.cpp's greedy ids (made with the same rounding)
+// still come out.
+TEST(Model, GgmlAttentionRoundingOnlyRoundsTheAttentionSum) {
+  const std::string ref_path = kModels + "/reference-greedy.jsonl";
+  if (!fs::exists(ref_path)) GTEST_SKIP() << "shared models absent: " << ref_path;
+  const std::string path = kModels + "/stories260K.gguf";
+  auto model = load_or_fail(path, {.threads = 2});
+  ASSERT_NE(model, nullptr);
+  const std::vector<int32_t> bos = {model->tokenizer().bos()};
+  EXPECT_EQ(last_logits(path, bos, true), last_logits(path, bos, false));
+  const auto ids = model->tokenizer().encode("Once upon a time, there was", true, false);
+  const std::vector<float> rounded = last_logits(path, ids, true), exact = last_logits(path, ids, false);
+  EXPECT_NE(rounded, exact);
+  EXPECT_LT(relative_rms_error(exact, rounded), 1e-2);
+
+  ModelOptions options{.threads = 2};
+  options.ggml_attention_rounding = true;
+  std::map<std::string, std::unique_ptr<Model>> models;
+  std::ifstream in(ref_path);
+  std::string line;
+  int checked = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto ref = nlohmann::json::parse(line);
+    const std::string name = ref["model"];
+    auto& m = models[name];
+    if (!m) m = load_or_fail(kModels + "/" + name + ".gguf", options);
+    ASSERT_NE(m, nullptr);
+    const std::string prompt = ref["prompt"];
+    auto prompt_ids = m->tokenizer().encode(prompt, /*add_bos=*/true, /*parse_special=*/false);
+    auto expected = ref["tokens"].get<std::vector<int32_t>>();
+    EXPECT_EQ(greedy(*m, prompt_ids, static_cast<int>(expected.size())), expected)
+        << name << " prompt \"" << prompt << "\"";
+    ++checked;
+  }
+  EXPECT_GE(checked, 7);
 }
 
 TEST(Model, QuantizedModelsAreBatchInvariantToo) {
