@@ -89,6 +89,16 @@ std::vector<int32_t> prompt_ids(Model& model, const std::string& prompt) {
   return model.tokenizer().encode(prompt, /*add_bos=*/true, /*parse_special=*/false);
 }
 
+// n greedy ids after the prompt (with BOS), not stopping at end of generation.
+std::vector<int32_t> greedy_ids(Model& model, const std::string& prompt, size_t n) {
+  GenerateOptions options;
+  options.max_tokens = static_cast<int>(n);
+  options.stop_at_end_of_generation = false;
+  auto result = generate(model, prompt_ids(model, prompt), options);
+  EXPECT_TRUE(result.ok()) << result.status().message();
+  return result.ok() ? result->generated_ids : std::vector<int32_t>{};
+}
+
 std::vector<float> last_logits(Model& model, const std::vector<int32_t>& ids) {
   EXPECT_GE(model.kv().begin_sequence(0, ids), 0);
   std::vector<BatchEntry> batch;
@@ -162,12 +172,7 @@ TEST_P(KquantModels, GreedyIdsMatchLlamaCppUntilTheFirstNearTie) {
     Model& model = models.get(name);
     const auto want = ref["tokens"].get<std::vector<int32_t>>();
     const auto gaps = ref["logit_gaps"].get<std::vector<double>>();
-    GenerateOptions options;
-    options.max_tokens = static_cast<int>(want.size());
-    options.stop_at_end_of_generation = false;
-    auto result = generate(model, prompt_ids(model, prompt), options);
-    ASSERT_TRUE(result.ok()) << result.status().message();
-    const std::vector<int32_t>& got = result->generated_ids;
+    const std::vector<int32_t> got = greedy_ids(model, prompt, want.size());
     size_t defined = want.size();
     for (size_t i = 0; i < gaps.size() && i < want.size(); ++i) {
       if (gaps[i] < kNearTie) {
@@ -203,7 +208,8 @@ TEST_P(KquantModels, WithGgmlAttentionRoundingLogitsAndIdsAgreeWithLlamaCpp) {
   for (const nlohmann::json& ref : read_lines(kData + "/reference-logits.jsonl")) {
     const std::string name = ref["model"], prompt = ref["prompt"];
     const auto want = ref["logits"].get<std::vector<float>>();
-    const double error = relative_rms_error(want, last_logits(models.get(name), prompt_ids(models.get(name), prompt)));
+    Model& model = models.get(name);
+    const double error = relative_rms_error(want, last_logits(model, prompt_ids(model, prompt)));
     EXPECT_LT(error, 0.03) << name << " prompt \"" << prompt << "\"";
     if (error < 1e-6) ++close;
   }
@@ -211,12 +217,7 @@ TEST_P(KquantModels, WithGgmlAttentionRoundingLogitsAndIdsAgreeWithLlamaCpp) {
     const std::string name = ref["model"], prompt = ref["prompt"];
     Model& model = models.get(name);
     const auto want = ref["tokens"].get<std::vector<int32_t>>();
-    GenerateOptions options;
-    options.max_tokens = static_cast<int>(want.size());
-    options.stop_at_end_of_generation = false;
-    auto result = generate(model, prompt_ids(model, prompt), options);
-    ASSERT_TRUE(result.ok()) << result.status().message();
-    const std::vector<int32_t>& got = result->generated_ids;
+    const std::vector<int32_t> got = greedy_ids(model, prompt, want.size());
     ++lines;
     if (got.size() >= want.size() &&
         std::equal(want.begin(), want.end(), got.begin())) {

@@ -55,9 +55,9 @@ std::vector<int32_t> greedy(Model& model, const std::vector<int32_t>& prompt, in
   return result.ok() ? result->generated_ids : std::vector<int32_t>{};
 }
 
-TEST(Model, GreedyMatchesLlamaCppReference) {
+// Every line of the shared reference-greedy.jsonl (llama.cpp's ids) with these options.
+void expect_llama_cpp_reference_ids(const ModelOptions& options) {
   const std::string ref_path = kModels + "/reference-greedy.jsonl";
-  if (!fs::exists(ref_path)) GTEST_SKIP() << "shared models absent: " << ref_path;
   std::map<std::string, std::unique_ptr<Model>> models;
   std::ifstream in(ref_path);
   std::string line;
@@ -67,7 +67,7 @@ TEST(Model, GreedyMatchesLlamaCppReference) {
     auto ref = nlohmann::json::parse(line);
     const std::string name = ref["model"];
     auto& model = models[name];
-    if (!model) model = load_or_fail(kModels + "/" + name + ".gguf", {.threads = 2});
+    if (!model) model = load_or_fail(kModels + "/" + name + ".gguf", options);
     ASSERT_NE(model, nullptr);
     const std::string prompt = ref["prompt"];
     auto ids = model->tokenizer().encode(prompt, /*add_bos=*/true, /*parse_special=*/false);
@@ -77,6 +77,12 @@ TEST(Model, GreedyMatchesLlamaCppReference) {
     ++checked;
   }
   EXPECT_GE(checked, 7);
+}
+
+TEST(Model, GreedyMatchesLlamaCppReference) {
+  const std::string ref_path = kModels + "/reference-greedy.jsonl";
+  if (!fs::exists(ref_path)) GTEST_SKIP() << "shared models absent: " << ref_path;
+  expect_llama_cpp_reference_ids({.threads = 2});
 }
 
 // Runs several sequences together: their prompts in chunks interleaved with the
@@ -298,25 +304,7 @@ TEST(Model, GgmlAttentionRoundingOnlyRoundsTheAttentionSum) {
 
   ModelOptions options{.threads = 2};
   options.ggml_attention_rounding = true;
-  std::map<std::string, std::unique_ptr<Model>> models;
-  std::ifstream in(ref_path);
-  std::string line;
-  int checked = 0;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    auto ref = nlohmann::json::parse(line);
-    const std::string name = ref["model"];
-    auto& m = models[name];
-    if (!m) m = load_or_fail(kModels + "/" + name + ".gguf", options);
-    ASSERT_NE(m, nullptr);
-    const std::string prompt = ref["prompt"];
-    auto prompt_ids = m->tokenizer().encode(prompt, /*add_bos=*/true, /*parse_special=*/false);
-    auto expected = ref["tokens"].get<std::vector<int32_t>>();
-    EXPECT_EQ(greedy(*m, prompt_ids, static_cast<int>(expected.size())), expected)
-        << name << " prompt \"" << prompt << "\"";
-    ++checked;
-  }
-  EXPECT_GE(checked, 7);
+  expect_llama_cpp_reference_ids(options);
 }
 
 TEST(Model, QuantizedModelsAreBatchInvariantToo) {
