@@ -27,6 +27,7 @@
 #include "engine/gguf_writer.h"
 #include "engine/kernels/kernels.h"
 #include "engine/synth.h"
+#include "logits_testing.h"
 
 namespace infera::engine {
 namespace {
@@ -99,29 +100,8 @@ std::vector<int32_t> greedy_ids(Model& model, const std::string& prompt, size_t 
   return result.ok() ? result->generated_ids : std::vector<int32_t>{};
 }
 
-std::vector<float> last_logits(Model& model, const std::vector<int32_t>& ids) {
-  EXPECT_GE(model.kv().begin_sequence(0, ids), 0);
-  std::vector<BatchEntry> batch;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    batch.push_back({0, ids[i], static_cast<int32_t>(i), i + 1 == ids.size()});
-  }
-  std::vector<const float*> logits;
-  Status s = model.eval(batch, logits);
-  EXPECT_TRUE(s.ok()) << s.message();
-  std::vector<float> out;
-  if (s.ok()) out.assign(logits[0], logits[0] + model.info().n_vocab);
-  model.kv().end_sequence(0);
-  return out;
-}
-
-double relative_rms_error(const std::vector<float>& ref, const std::vector<float>& got) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    diff += (got[i] - ref[i]) * static_cast<double>(got[i] - ref[i]);
-    norm += ref[i] * static_cast<double>(ref[i]);
-  }
-  return std::sqrt(diff / norm);
-}
+using test_util::last_logits;
+using test_util::relative_rms_error;
 
 class KquantModels : public ::testing::TestWithParam<std::string> {
  protected:

@@ -19,6 +19,7 @@
 #include "engine/gguf.h"
 #include "engine/gguf_writer.h"
 #include "engine/synth.h"
+#include "logits_testing.h"
 
 // Counts heap allocations made while `g_count_allocations` is set (hot-path test).
 std::atomic<bool> g_count_allocations{false};
@@ -263,27 +264,10 @@ std::vector<float> last_logits(const std::string& path, const std::vector<int32_
   options.ggml_attention_rounding = ggml_attention_rounding;
   auto model = load_or_fail(path, options);
   if (!model) return {};
-  EXPECT_GE(model->kv().begin_sequence(0, prompt), 0);
-  std::vector<BatchEntry> batch;
-  for (size_t i = 0; i < prompt.size(); ++i) {
-    batch.push_back({0, prompt[i], static_cast<int32_t>(i), i + 1 == prompt.size()});
-  }
-  std::vector<const float*> logits;
-  Status s = model->eval(batch, logits);
-  EXPECT_TRUE(s.ok()) << s.message();
-  if (!s.ok()) return {};
-  return std::vector<float>(logits[0], logits[0] + model->info().n_vocab);
+  return test_util::last_logits(*model, prompt);
 }
 
-// Error of `got` relative to the spread of `ref`: RMS(got - ref) / RMS(ref).
-double relative_rms_error(const std::vector<float>& ref, const std::vector<float>& got) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    diff += (got[i] - ref[i]) * static_cast<double>(got[i] - ref[i]);
-    norm += ref[i] * static_cast<double>(ref[i]);
-  }
-  return std::sqrt(diff / norm);
-}
+using test_util::relative_rms_error;
 
 // ModelOptions::ggml_attention_rounding changes attention's rounding only: with one
 // position there is nothing to round (the F16 sum of one V row is that row), with more

@@ -13,16 +13,12 @@
 #include <cstring>
 
 #include "engine/kernels/tables.h"
+#include "engine/kernels/x86/avx2_util.h"
 
 namespace infera::engine::kernels {
 namespace {
 
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using avx2::hsum;
 
 const uint8_t* row_at(const void* base, size_t stride, int i) {
   return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;

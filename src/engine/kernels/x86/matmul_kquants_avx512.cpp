@@ -31,11 +31,18 @@
 #include <cstring>
 
 #include "engine/kernels/tables.h"
+#include "engine/kernels/x86/lanes_avx512.h"
 
 namespace infera::engine::kernels {
 namespace {
 
-constexpr int kLanes = 16;       // weight rows per tile
+using lanes512::kLanes;
+using lanes512::load_i32;
+using lanes512::prefetch_lines_l1;
+using lanes512::prefetch_next_tile;
+using lanes512::raw_halves16;
+using lanes512::transpose16;
+
 constexpr int kChunkSupers = 4;  // super-blocks packed at a time (about 23 KiB of stack)
 
 struct alignas(64) PackedSuper {
@@ -46,55 +53,6 @@ struct alignas(64) PackedSuper {
   __m512 dmin;     // lane r: row r's dmin (types with mins)
 };
 
-// Lane r of t[j] = dword j of the 16 bytes at `offset` in row r's super-block b.
-// Must inline into the block loops (called, it passes vectors through memory).
-template <typename Block>
-[[gnu::always_inline]] inline void transpose16(const Block* const* w, int b, size_t offset,
-                                               __m512i* t) {
-  auto piece = [&](int row) {
-    return _mm_loadu_si128(
-        reinterpret_cast<const __m128i*>(reinterpret_cast<const uint8_t*>(&w[row][b]) + offset));
-  };
-  __m512i a[4];  // a[q], 128-bit lane L: the piece of row 4L + q
-  for (int q = 0; q < 4; ++q) {
-    __m512i v = _mm512_castsi128_si512(piece(q));
-    v = _mm512_inserti32x4(v, piece(q + 4), 1);
-    v = _mm512_inserti32x4(v, piece(q + 8), 2);
-    a[q] = _mm512_inserti32x4(v, piece(q + 12), 3);
-  }
-  const __m512i u0 = _mm512_unpacklo_epi32(a[0], a[1]);
-  const __m512i u1 = _mm512_unpackhi_epi32(a[0], a[1]);
-  const __m512i u2 = _mm512_unpacklo_epi32(a[2], a[3]);
-  const __m512i u3 = _mm512_unpackhi_epi32(a[2], a[3]);
-  t[0] = _mm512_unpacklo_epi64(u0, u2);
-  t[1] = _mm512_unpackhi_epi64(u0, u2);
-  t[2] = _mm512_unpacklo_epi64(u1, u3);
-  t[3] = _mm512_unpackhi_epi64(u1, u3);
-}
-
-// The 16 rows' halves at `offset` in super-block b.
-template <typename Block>
-[[gnu::always_inline]] inline __m256i raw_halves16(const Block* const* w, int b, size_t offset) {
-  uint64_t h4[4];
-  for (int q = 0; q < 4; ++q) {
-    uint64_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      uint16_t h;
-      std::memcpy(&h, reinterpret_cast<const uint8_t*>(&w[4 * q + i][b]) + offset, 2);
-      v |= static_cast<uint64_t>(h) << (16 * i);
-    }
-    h4[q] = v;
-  }
-  return _mm256_setr_epi64x(static_cast<long long>(h4[0]), static_cast<long long>(h4[1]),
-                            static_cast<long long>(h4[2]), static_cast<long long>(h4[3]));
-}
-
-// Where a pack reads one super-block of the 16 rows from. piece(offset, t): the four
-// transposed dword vectors of the 16 bytes at `offset`; halves(offset): the halves at
-// `offset` as floats. RowSource transposes the rows on the fly; RecordSource does the
-// same and also stores each result in call order (the layout written at load);
-// ReplaySource reads that layout back. A pack makes the same calls in the same order
-// whatever its source, so packed and unpacked weights give bit-identical results.
 template <typename Block>
 struct RowSource {
   const Block* const* w;
@@ -371,12 +329,6 @@ struct Q3K {
   }
 };
 
-int32_t load_i32(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
 // TX activation rows (Q8K values, scales, 16-value sums) against `count` packed
 // super-blocks starting at super-block b0; acc in/out.
 template <typename K, int TX>
@@ -461,36 +413,16 @@ void run_rows(const MatmulArgs& a, const PackedSuper* packed, int b0, int count,
   for (int s = 0; s < TX; ++s) _mm512_mask_storeu_ps(y[s], lanes, acc[s]);
 }
 
-// Hints the next tile's 16 rows into L2 while super-block b of this tile is
-// computed: the next tile is one contiguous range when rows are packed (the model's
-// matrices), prefetched front to back, 1/nb of it per super-block, so memory sees one
-// sequential stream rather than 16 short ones. Prefetches never fault, so rows past
-// the matrix are harmless.
-void prefetch_next_tile(const MatmulArgs& a, int r, int b, int nb) {
-  const size_t span = static_cast<size_t>(kLanes) * a.w_stride;
-  const size_t lo = span * static_cast<size_t>(b) / static_cast<size_t>(nb);
-  const size_t hi = span * static_cast<size_t>(b + 1) / static_cast<size_t>(nb);
-  const uintptr_t base =
-      reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r + kLanes) * a.w_stride;
-  for (uintptr_t line = (base + lo + 63) & ~uintptr_t{63}; line < base + hi; line += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
-  }
-}
-
-// Rows as stored (kPacked false: a.w, a.w_stride as MatmulArgs says) or repacked at
-// load (kPacked true: a.w the packed matrix, a.w_stride its tile bytes; see
-// pack_tiles). Packed tiles are read as one sequential stream.
 // Packed tiles are one sequential stream, but the hardware prefetchers alone leave
 // decode well short of the bandwidth: each super-block hints the one kPrefetchSupers
 // ahead into L1 (measured, one thread, Q4_K 5632 x 2048 from DRAM, loaded machine:
 // about 20 GB/s without, 25 with 1 ahead into L2, 28 / 33 / 36 with 1 / 2 / 4 ahead
-// into L1, no better further). Prefetches never fault: past the matrix is harmless.
+// into L1, no better further).
 constexpr int kPrefetchSupers = 4;
-void prefetch_ahead(const uint8_t* p, size_t bytes) {
-  for (size_t o = 0; o < bytes; o += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
-  }
-}
+
+// Rows as stored (kPacked false: a.w, a.w_stride as MatmulArgs says) or repacked at
+// load (kPacked true: a.w the packed matrix, a.w_stride its tile bytes; see
+// pack_tiles).
 
 template <typename K, bool kPacked>
 void matmul_lanes(const MatmulArgs& a, int r0, int r1) {
@@ -515,7 +447,7 @@ void matmul_lanes(const MatmulArgs& a, int r0, int r1) {
     auto pack = [&](int b, PackedSuper& p) {
       if constexpr (kPacked) {
         const uint8_t* at = tile + static_cast<size_t>(b) * K::kPackedBytes;
-        prefetch_ahead(at + kPrefetchSupers * K::kPackedBytes, K::kPackedBytes);
+        prefetch_lines_l1(at + kPrefetchSupers * K::kPackedBytes, K::kPackedBytes);
         ReplaySource src{at};
         K::pack(src, p);
       } else {

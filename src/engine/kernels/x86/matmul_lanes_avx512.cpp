@@ -27,11 +27,18 @@
 #include <cstring>
 
 #include "engine/kernels/tables.h"
+#include "engine/kernels/x86/lanes_avx512.h"
 
 namespace infera::engine::kernels {
 namespace {
 
-constexpr int kLanes = 16;        // weight rows per tile
+using lanes512::kLanes;
+using lanes512::load_i32;
+using lanes512::prefetch_lines_l1;
+using lanes512::prefetch_next_tile;
+using lanes512::raw_halves16;
+using lanes512::transpose16;
+
 constexpr int kChunkBlocks = 64;  // blocks transposed at a time (36 KiB of stack)
 
 struct alignas(64) PackedBlock {
@@ -42,52 +49,6 @@ struct alignas(64) PackedBlock {
   __m512 m;  // lane r: row r's min (types with a min)
 };
 
-// Transposes 16 rows' 16-byte pieces (at byte `offset` of each row's block b) so that
-// lane r of t[j] is dword j of row r's piece.
-// The helpers below must inline into the block loops: called, they pass vectors
-// through memory (measured: GCC left transpose16 and scales16 out of line).
-template <typename Block>
-[[gnu::always_inline]] inline void transpose16(const Block* const* w, int b, size_t offset, __m512i* t) {
-  auto piece = [&](int row) {
-    return _mm_loadu_si128(
-        reinterpret_cast<const __m128i*>(reinterpret_cast<const uint8_t*>(&w[row][b]) + offset));
-  };
-  __m512i a[4];  // a[q], 128-bit lane L: the piece of row 4L + q
-  for (int q = 0; q < 4; ++q) {
-    __m512i v = _mm512_castsi128_si512(piece(q));
-    v = _mm512_inserti32x4(v, piece(q + 4), 1);
-    v = _mm512_inserti32x4(v, piece(q + 8), 2);
-    a[q] = _mm512_inserti32x4(v, piece(q + 12), 3);
-  }
-  // 4x4 transpose of dwords inside each 128-bit lane.
-  const __m512i u0 = _mm512_unpacklo_epi32(a[0], a[1]);
-  const __m512i u1 = _mm512_unpackhi_epi32(a[0], a[1]);
-  const __m512i u2 = _mm512_unpacklo_epi32(a[2], a[3]);
-  const __m512i u3 = _mm512_unpackhi_epi32(a[2], a[3]);
-  t[0] = _mm512_unpacklo_epi64(u0, u2);
-  t[1] = _mm512_unpackhi_epi64(u0, u2);
-  t[2] = _mm512_unpacklo_epi64(u1, u3);
-  t[3] = _mm512_unpackhi_epi64(u1, u3);
-}
-
-// The 16 rows' scales of block b, packed 4 to a 64-bit integer register (integer
-// ports are idle here; a hardware gather costs more than the whole transpose on some
-// cores).
-template <typename Block>
-[[gnu::always_inline]] inline __m256i raw_halves16(const Block* const* w, int b, size_t offset) {
-  uint64_t d4[4];
-  for (int g = 0; g < 4; ++g) {
-    uint64_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      uint16_t h;
-      std::memcpy(&h, reinterpret_cast<const uint8_t*>(&w[4 * g + i][b]) + offset, 2);
-      v |= static_cast<uint64_t>(h) << (16 * i);
-    }
-    d4[g] = v;
-  }
-  return _mm256_setr_epi64x(static_cast<long long>(d4[0]), static_cast<long long>(d4[1]),
-                            static_cast<long long>(d4[2]), static_cast<long long>(d4[3]));
-}
 template <typename Block>
 [[gnu::always_inline]] inline __m512 scales16(const Block* const* w, int b) {
   return _mm512_cvtph_ps(raw_halves16(w, b, offsetof(Block, d)));
@@ -281,12 +242,6 @@ struct Q5 {
 using Q50 = Q5<BlockQ5_0, 16>;
 using Q51 = Q5<BlockQ5_1, 0>;
 
-int32_t load_i32(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
 // TX activation rows (xq/xd/xs/xm) against one packed chunk; acc in/out.
 template <typename W, int TX>
 void multiply(const PackedBlock* packed, int b0, int count, const int8_t* const* xq,
@@ -349,33 +304,10 @@ void run_all_rows(const MatmulArgs& a, const PackedBlock* packed, int b0, int co
   }
 }
 
-// Hints the next tile's 16 rows into L2 while block b of this tile is computed: the
-// next tile is one contiguous range (16 rows of w_stride bytes), prefetched front to
-// back, 1/nb of it per block, so DRAM sees one sequential stream instead of 16 short
-// ones (which defeat the hardware prefetchers: measured decode from DRAM, one thread,
-// Q4_0: 6 GB/s without software prefetch, 9 GB/s prefetching into L1, 21 GB/s into L2).
-// Prefetches never fault, so rows past the matrix are harmless.
-void prefetch_next_tile(const MatmulArgs& a, int r, int b, int nb) {
-  const size_t span = static_cast<size_t>(kLanes) * a.w_stride;
-  const size_t lo = span * static_cast<size_t>(b) / static_cast<size_t>(nb);
-  const size_t hi = span * static_cast<size_t>(b + 1) / static_cast<size_t>(nb);
-  const uintptr_t base =
-      reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r + kLanes) * a.w_stride;
-  for (uintptr_t line = (base + lo + 63) & ~uintptr_t{63}; line < base + hi; line += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
-  }
-}
-
-// Decode of packed tiles reads one sequential stream; besides the hardware prefetcher,
-// asking for the lines kPrefetchAhead bytes past the block being read keeps more of
-// the memory bandwidth busy (the same gain as for float rows, see matmul_avx512.cpp).
+// Decode of packed tiles reads one sequential stream; asking for the lines
+// kPrefetchAhead bytes past the block being read keeps more of the memory bandwidth
+// busy (the same gain as for float rows, see matmul_avx512.cpp).
 constexpr size_t kPrefetchAhead = 4096;
-inline void prefetch_ahead(const uint8_t* p, size_t bytes) {
-  const uintptr_t lo = reinterpret_cast<uintptr_t>(p) + kPrefetchAhead;
-  for (uintptr_t line = (lo + 63) & ~uintptr_t{63}; line < lo + bytes; line += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
-  }
-}
 
 // One activation row against all blocks of the 16 rows, each block transposed into
 // registers just before use. Same arithmetic as pack + multiply.
@@ -452,7 +384,8 @@ void matmul_lanes_packed(const MatmulArgs& a, int r0, int r1) {
       __m512 acc[1] = {_mm512_setzero_ps()};
       for (int b = 0; b < nb; ++b) {
         PackedBlock p;
-        prefetch_ahead(tile + static_cast<size_t>(b) * W::kPackedBlockBytes, W::kPackedBlockBytes);
+        prefetch_lines_l1(tile + static_cast<size_t>(b) * W::kPackedBlockBytes + kPrefetchAhead,
+                          W::kPackedBlockBytes);
         W::load_packed(tile + static_cast<size_t>(b) * W::kPackedBlockBytes, p);
         multiply<W, 1>(&p, b, 1, xq, xd, xs, xm, acc);
       }

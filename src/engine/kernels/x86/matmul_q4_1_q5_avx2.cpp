@@ -17,16 +17,12 @@
 #include <cstring>
 
 #include "engine/kernels/tables.h"
+#include "engine/kernels/x86/avx2_util.h"
 
 namespace infera::engine::kernels {
 namespace {
 
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using avx2::hsum;
 
 // Low nibbles (elements 0..15) then high nibbles (16..31).
 __m256i nibbles(const uint8_t* qs) {
