@@ -19,10 +19,9 @@ namespace infera::engine::kernels {
 namespace {
 
 using avx2::hsum;
+using avx2::prefetch_next_rows;
+using avx2::row_at;
 
-const uint8_t* row_at(const void* base, size_t stride, int i) {
-  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
-}
 float* y_at(const MatmulArgs& a, int i) {
   return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
                                   static_cast<size_t>(i) * a.y_stride);
@@ -34,21 +33,6 @@ int x_chunk_rows(size_t x_stride) {
   return static_cast<int>(rows < 4 ? 4 : rows / 4 * 4);
 }
 
-// Decode reads a few short weight rows at once, too many short streams for the
-// hardware prefetchers: each step hints into L2 the cache lines that start within
-// bytes [offset, offset + span) of the next tile's `count` rows (each line once over
-// a row). Into L2, not L1: that many outstanding L1 misses stall. Prefetches never
-// fault, so rows past the matrix are harmless.
-void prefetch_next_rows(const MatmulArgs& a, int r_next, int count, size_t offset, size_t span) {
-  const uintptr_t base =
-      reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r_next) * a.w_stride;
-  for (int t = 0; t < count; ++t) {
-    const uintptr_t lo = base + static_cast<size_t>(t) * a.w_stride + offset;
-    for (uintptr_t line = (lo + 63) & ~uintptr_t{63}; line < lo + span; line += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
-    }
-  }
-}
 
 // ---- float weight types ----------------------------------------------------------
 

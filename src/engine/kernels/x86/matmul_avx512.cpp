@@ -19,13 +19,12 @@
 #include <cstring>
 
 #include "engine/kernels/tables.h"
+#include "engine/kernels/x86/avx2_util.h"
 
 namespace infera::engine::kernels {
 namespace {
 
-const uint8_t* row_at(const void* base, size_t stride, int i) {
-  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
-}
+using avx2::row_at;
 float* y_at(const MatmulArgs& a, int i) {
   return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
                                   static_cast<size_t>(i) * a.y_stride);

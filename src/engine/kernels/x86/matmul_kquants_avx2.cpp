@@ -25,6 +25,8 @@ namespace infera::engine::kernels {
 namespace {
 
 using avx2::hsum;
+using avx2::prefetch_next_rows;
+using avx2::row_at;
 
 // One weight row's super-block, unpacked.
 struct alignas(32) Unpacked {
@@ -191,23 +193,7 @@ struct Q3K {
   }
 };
 
-const uint8_t* row_at(const void* base, size_t stride, int i) {
-  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
-}
 
-// As in matmul_avx2.cpp: decode reads a few rows at once, too many short streams
-// for the hardware prefetchers, so each step hints the next tile's matching bytes
-// into L2. Prefetches never fault.
-void prefetch_next_rows(const MatmulArgs& a, int r_next, int count, size_t offset, size_t span) {
-  const uintptr_t base =
-      reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r_next) * a.w_stride;
-  for (int t = 0; t < count; ++t) {
-    const uintptr_t lo = base + static_cast<size_t>(t) * a.w_stride + offset;
-    for (uintptr_t line = (lo + 63) & ~uintptr_t{63}; line < lo + span; line += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
-    }
-  }
-}
 
 // TX activation rows (starting at i) x TR weight rows (starting at r). `unpacked`,
 // when given, holds the TR weight rows' super-blocks already unpacked (row t's at

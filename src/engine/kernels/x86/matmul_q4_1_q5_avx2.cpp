@@ -23,6 +23,8 @@ namespace infera::engine::kernels {
 namespace {
 
 using avx2::hsum;
+using avx2::prefetch_next_rows;
+using avx2::row_at;
 
 // Low nibbles (elements 0..15) then high nibbles (16..31).
 __m256i nibbles(const uint8_t* qs) {
@@ -60,22 +62,7 @@ struct Q51 {
   static __m256i levels(const Block& b) { return _mm256_or_si256(nibbles(b.qs), fifth_bits(b.qh)); }
 };
 
-const uint8_t* row_at(const void* base, size_t stride, int i) {
-  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
-}
 
-// As in matmul_avx2.cpp: decode reads a few rows at once, so each step hints the next
-// tile's matching bytes into L2. Prefetches never fault.
-void prefetch_next_rows(const MatmulArgs& a, int r_next, int count, size_t offset, size_t span) {
-  const uintptr_t base =
-      reinterpret_cast<uintptr_t>(a.w) + static_cast<size_t>(r_next) * a.w_stride;
-  for (int t = 0; t < count; ++t) {
-    const uintptr_t lo = base + static_cast<size_t>(t) * a.w_stride + offset;
-    for (uintptr_t line = (lo + 63) & ~uintptr_t{63}; line < lo + span; line += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
-    }
-  }
-}
 
 template <typename Q, int TX, int TR>
 void tile(const MatmulArgs& a, int i, int r) {
