@@ -39,6 +39,7 @@ struct GenerateArgs {
   std::vector<std::string> stops;
   bool no_mmap = false;
   bool ggml_attention = false;
+  bool ggml_compat = false;
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -53,7 +54,8 @@ void run(const GenerateArgs& a) {
   engine::ModelOptions options;
   options.threads = a.threads;
   options.read_into_memory = a.no_mmap;
-  options.ggml_attention_rounding = a.ggml_attention;
+  options.ggml_attention_rounding = a.ggml_attention || a.ggml_compat;
+  options.ggml_kernel_order = a.ggml_compat;
   options.ctx_tokens = a.bench ? std::max(a.ctx_size, a.bench_prompt + a.bench_gen) : a.ctx_size;
   auto loaded = engine::Model::load(a.model, options);
   if (!loaded.ok()) fail(loaded.status().message());
@@ -189,6 +191,10 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--ggml-attention", a->ggml_attention,
                 "round attention as llama.cpp's CPU flash attention does (F16 sums of V), to "
                 "compare logits and greedy ids with llama.cpp's");
+  cmd->add_flag("--ggml-compat", a->ggml_compat,
+                "compute as llama.cpp's CPU backend does (its attention rounding and its "
+                "summation order in the products; slower): its logits bit for bit and its "
+                "greedy ids, also on deep models");
   cmd->callback([a] {
     if (!a->bench && a->prompt.empty() && a->no_bos) fail("--prompt is empty and --no-bos is set");
     run(*a);

@@ -309,7 +309,7 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
   }
   INFERA_TRY(model->load_weights());
 
-  model->kernels_ = &k::active();
+  model->kernels_ = options.ggml_kernel_order ? &k::ggml_order(k::active()) : &k::active();
   model->pool_ = std::make_unique<ThreadPool>(std::max(1, options.threads));
   model->repack_weights();
   int64_t blocks = (options.ctx_tokens + options.block_tokens - 1) / options.block_tokens;
@@ -546,7 +546,7 @@ void LlamaModel::attention(std::span<const BatchEntry> batch, int layer) {
         kernels_->f16_to_f32(row, v, hd);
         for (int d = 0; d < hd; ++d) sum[d] = std::fma(v[d], weight, sum[d]);
         kernels_->f32_to_f16(sum, acc, hd);
-        total = total * old_scale + weight;
+        total = std::fma(total, old_scale, weight);  // as ggml's S = S * ms + vs
       }
       kernels_->f16_to_f32(acc, out, hd);
       kernels_->scale(out, 1.0f / total, hd);

@@ -8,6 +8,8 @@
 // with exp: relative 1e-5.
 #include "engine/kernels/kernels.h"
 
+#include "engine/kernels/tables.h"  // the scalar ggml-order pieces
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -765,6 +767,123 @@ TEST(Kernels, ArmTablesUseNeonForEveryEntry) {
   }
 }
 #endif
+
+// ---- llama.cpp's summation orders (ggml_order) -------------------------------------
+
+const GgmlType kGgmlOrderTypes[] = {GgmlType::kQ8_0, GgmlType::kQ4_K, GgmlType::kQ5_K,
+                                    GgmlType::kQ6_K};
+
+std::vector<std::pair<const Kernels*, bool>> ggml_order_simd_tables() {
+  std::vector<std::pair<const Kernels*, bool>> out;  // table, AVX-512 variant of SiLU
+  if (const Kernels* t = by_name("avx2")) out.push_back({&ggml_order(*t), false});
+  if (const Kernels* t = by_name("avx512")) out.push_back({&ggml_order(*t), true});
+  return out;
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// The SIMD versions give the scalar reference's floats exactly: that reference spells
+// out llama.cpp's order one operation at a time. Batches of 1-3 and the fifth row of 5
+// take Q4_K's gemv order, the first four of 5 and all of 8 its gemm order.
+TEST(Kernels, GgmlOrderSimdProductsAreBitIdenticalToTheScalarReference) {
+  const auto tables = ggml_order_simd_tables();
+  if (tables.empty()) GTEST_SKIP() << "no x86 SIMD table on this CPU";
+  const Kernels& scalar = ggml_order(ref());
+  std::mt19937 rng(21);
+  for (GgmlType type : kGgmlOrderTypes) {
+    for (int k : {256, 2048, 2816}) {
+      if (type == GgmlType::kQ8_0 && k == 2816) k = 2592;
+      for (int n : {1, 3, 5, 8}) {
+        const int rows = 19;
+        Weights w = make_weights(rng, type, rows, k);
+        Activations x = make_activations(rng, ref(), n, k);
+        std::vector<float> want = run_matmul(scalar, type, w, x, n, rows, k, 0, rows);
+        for (const auto& [table, avx512] : tables) {
+          SCOPED_TRACE(std::string(table->name) + " type " + type_name(type) + " k " +
+                       std::to_string(k) + " n " + std::to_string(n));
+          std::vector<float> got = run_matmul(*table, type, w, x, n, rows, k, 3, rows);
+          for (int i = 0; i < n; ++i) {
+            for (int r = 3; r < rows; ++r) {
+              const size_t at = static_cast<size_t>(i) * (rows + 2) + static_cast<size_t>(r);
+              ASSERT_TRUE(same_bits(got[at], want[at]))
+                  << "i " << i << " r " << r << ": " << got[at] << " vs " << want[at];
+            }
+          }
+        }
+      }
+    }
+  }
+  // SiLU: inputs across the range, with the slow paths of both expf variants (|x|
+  // beyond 87 and beyond 133) and a tail past the last whole vector.
+  std::vector<float> a = random_floats(rng, 1003, 6.0f);
+  for (float big : {-90.0f, 90.0f, -130.0f, 130.0f, -140.0f, 140.0f, 88.5f, -88.5f, 0.0f, -0.0f})
+    a.push_back(big);
+  std::vector<float> b = random_floats(rng, a.size());
+  const int n = static_cast<int>(a.size());
+  for (const auto& [table, avx512] : tables) {
+    std::vector<float> want(a.size()), got(a.size());
+    silu_mul_ggml_lanes(a.data(), b.data(), want.data(), n, avx512 ? 16 : 8, avx512);
+    table->silu_mul(a.data(), b.data(), got.data(), n);
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_TRUE(same_bits(got[i], want[i]))
+          << table->name << " silu at " << i << " x " << a[i] << ": " << got[i] << " vs " << want[i];
+    }
+  }
+}
+
+// The reordered products are still the products: within float rounding of infera's
+// own scalar kernels, every batch size.
+TEST(Kernels, GgmlOrderProductsAgreeWithTheDefaultKernels) {
+  const Kernels& scalar = ggml_order(ref());
+  std::mt19937 rng(22);
+  for (GgmlType type : kGgmlOrderTypes) {
+    const int k = common_k(type), rows = 7;
+    for (int n : {1, 5}) {
+      Weights w = make_weights(rng, type, rows, k);
+      Activations x = make_activations(rng, ref(), n, k);
+      std::vector<float> want = run_matmul(ref(), type, w, x, n, rows, k, 0, rows);
+      std::vector<float> got = run_matmul(scalar, type, w, x, n, rows, k, 0, rows);
+      for (int i = 0; i < n; ++i) {
+        for (int r = 0; r < rows; ++r) {
+          const size_t at = static_cast<size_t>(i) * (rows + 2) + static_cast<size_t>(r);
+          ASSERT_NEAR(got[at], want[at], 2e-6 * abs_dot(w, x, i, r, k))
+              << type_name(type) << " n " << n << " i " << i << " r " << r;
+        }
+      }
+    }
+  }
+  // ggml's expf: within 2 ulp of libm's over the float range; flushes beyond it.
+  for (bool avx512 : {false, true}) {
+    for (float x = -87.0f; x < 88.0f; x += 0.37f) {
+      const float e = std::exp(x), got = ggml_expf_lane(x, avx512);
+      ASSERT_NEAR(got, e, 2.5e-7 * e) << "x " << x << " avx512 variant " << avx512;
+    }
+    EXPECT_EQ(ggml_expf_lane(-200.0f, avx512), 0.0f);
+    EXPECT_EQ(ggml_expf_lane(200.0f, avx512), INFINITY);
+    EXPECT_EQ(ggml_expf_lane(0.0f, avx512), 1.0f);
+  }
+  std::vector<float> a = random_floats(rng, 100, 4.0f), b = random_floats(rng, 100);
+  std::vector<float> want(100), got(100);
+  ref().silu_mul(a.data(), b.data(), want.data(), 100);
+  scalar.silu_mul(a.data(), b.data(), got.data(), 100);
+  expect_close(got, want, 1e-6, "ggml-order silu");
+  // Attention scores and rope: the same values as the default kernels' to rounding.
+  const int d = 128;
+  std::vector<float> q = random_floats(rng, d);
+  std::vector<uint16_t> kh(3 * d);
+  std::vector<float> kf = random_floats(rng, 3 * d);
+  ref().f32_to_f16(kf.data(), kh.data(), 3 * d);
+  float s1[3], s2[3];
+  ref().dot_f16_rows(q.data(), kh.data(), d * sizeof(uint16_t), 3, d, 0.125f, s1);
+  scalar.dot_f16_rows(q.data(), kh.data(), d * sizeof(uint16_t), 3, d, 0.125f, s2);
+  for (int r = 0; r < 3; ++r) EXPECT_NEAR(s2[r], s1[r], 1e-5) << "row " << r;
+  float cs[32], sn[32];
+  rope_angles(7, 64, 10000.0f, 1.0f, cs, sn);
+  std::vector<float> v1 = random_floats(rng, 128), v2 = v1;
+  ref().rope(v1.data(), 2, 64, 64, cs, sn, RopeStyle::kNormal);
+  scalar.rope(v2.data(), 2, 64, 64, cs, sn, RopeStyle::kNormal);
+  expect_close(v2, v1, 1e-6, "ggml-order rope");
+}
 
 TEST(Kernels, DispatchPicksTheBestSupportedTableAndCanBeForced) {
   EXPECT_EQ(by_name("no-such-level"), nullptr);

@@ -59,6 +59,10 @@ struct Tables {
   Kernels avx512{};
   bool has_avx2 = false;
   bool has_avx512 = false;
+  // The same in llama.cpp's summation orders (see ggml_order).
+  Kernels scalar_ggml{};
+  Kernels avx2_ggml{};
+  Kernels avx512_ggml{};
   // ARM
   Kernels neon{};
   Kernels neondot{};
@@ -73,6 +77,9 @@ const Tables& tables() {
     fill_scalar_ops(r.scalar);
     r.scalar.name = "scalar";
     r.scalar.level = Level::kScalar;
+    r.scalar_ggml = r.scalar;
+    fill_scalar_ggml_order(r.scalar_ggml);
+    r.scalar_ggml.name = "scalar-ggml";
 #if defined(__x86_64__) || defined(_M_X64)
     const X86Features f = detect_x86();
     r.has_avx2 = f.avx2;
@@ -91,6 +98,24 @@ const Tables& tables() {
     r.avx512.matmul_q5_1 = matmul_q5_1_avx512;
     r.avx512.name = "avx512";
     r.avx512.level = Level::kAvx512;
+    // ggml's orders: its Q6_K dot product is the AVX2 table's; no repacked layouts
+    // (their lane orders are infera's own).
+    auto ggml_from = [&](const Kernels& base, const char* name) {
+      Kernels g = base;
+      fill_avx2_ggml_order(g);
+      g.matmul_q6_k = r.avx2.matmul_q6_k;
+      g.rope = r.scalar_ggml.rope;
+      g.packed_tile_bytes = nullptr;
+      g.pack_tiles = nullptr;
+      g.packed_matmul = nullptr;
+      g.name = name;
+      return g;
+    };
+    r.avx2_ggml = ggml_from(r.avx2, "avx2-ggml");
+    r.avx2_ggml.dot_f16_rows = dot_f16_rows_ggml8;
+    r.avx512_ggml = ggml_from(r.avx512, "avx512-ggml");
+    r.avx512_ggml.dot_f16_rows = dot_f16_rows_ggml16;
+    fill_avx512_ggml_order(r.avx512_ggml);
 #endif
 #if defined(__aarch64__)
     r.has_neon = true;
@@ -169,6 +194,14 @@ bool force(std::string_view name) {
   if (k == nullptr) return false;
   g_active.store(k, std::memory_order_release);
   return true;
+}
+
+const Kernels& ggml_order(const Kernels& base) {
+  const Tables& t = tables();
+  if (&base == &t.scalar) return t.scalar_ggml;
+  if (&base == &t.avx2) return t.avx2_ggml;
+  if (&base == &t.avx512) return t.avx512_ggml;
+  return base;
 }
 
 MatmulFn matmul_for(const Kernels& t, GgmlType type) {

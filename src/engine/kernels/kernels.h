@@ -174,6 +174,18 @@ bool force(std::string_view name);
 // The best level this CPU supports.
 Level detected_level();
 
+// `base` with the products and SiLU that llama.cpp's CPU backend computes in its own
+// float order replaced by kernels that sum in exactly that order (llama.cpp 3f545bec
+// built for x86 with AVX2 / AVX-512, its default): Q8_0, Q4_K (as its 8-row repacked
+// gemv / gemm), Q5_K and Q6_K products and ggml's vector expf in SiLU; with them, and
+// the Q8_0 / Q8_K activation rounding every table shares, those products give
+// llama.cpp's floats bit for bit, so deep models give its greedy ids. Slower (one row
+// at a time, no repacked weights); for checking against llama.cpp
+// (ModelOptions::ggml_kernel_order). The AVX2 and AVX-512 tables have such a variant,
+// the scalar table one that is the reference the SIMD versions are tested against;
+// for other tables (ARM, whose ggml orders differ) `base` itself is returned.
+const Kernels& ggml_order(const Kernels& base);
+
 // The table's matmul for a weight type, or nullptr if the type is not supported.
 MatmulFn matmul_for(const Kernels& table, GgmlType type);
 // How that matmul's X rows are encoded (kF32 for types it does not support).

@@ -13,11 +13,30 @@ void fill_scalar_matmul(Kernels& table);  // scalar/matmul_scalar.cpp
 void fill_scalar_ops(Kernels& table);     // scalar/ops_scalar.cpp
 // scalar/matmul_kquants_scalar.cpp (K-quant matmuls, quantize_q8k)
 void fill_scalar_kquants(Kernels& table);
+// scalar/ggml_order_scalar.cpp: the scalar table's ggml_order entries (the reference
+// of llama.cpp's x86 summation orders), and pieces of it the tests use.
+void fill_scalar_ggml_order(Kernels& table);
+// ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)): ggml's sum of 8 float lanes.
+float ggml_lane_sum(const float* acc);
+// One lane of ggml's vector expf: the AVX-512 variant (vscalefps) or the AVX2 one.
+float ggml_expf_lane(float x, bool avx512_variant);
+// ggml's vector SiLU times b, `width` lanes at a time (16 for its AVX-512 loop, 8 for
+// AVX2), the tail by libm's expf.
+// ggml_vec_dot_f16's order for its AVX-512 (16 lanes) and AVX2 (8 lanes) builds, as
+// Kernels::dot_f16_rows.
+void dot_f16_rows_ggml16(const float* q, const uint16_t* k, size_t k_stride, int n_rows, int d,
+                         float scale, float* out);
+void dot_f16_rows_ggml8(const float* q, const uint16_t* k, size_t k_stride, int n_rows, int d,
+                        float scale, float* out);
+void silu_mul_ggml_lanes(const float* a, const float* b, float* y, int n, int width,
+                         bool avx512_variant);
 #if defined(__x86_64__) || defined(_M_X64)
 void fill_avx2(Kernels& table);          // x86/matmul_avx2.cpp, calls fill_avx2_ops
 void fill_avx2_ops(Kernels& table);      // x86/ops_avx2.cpp
 void fill_avx2_kquants(Kernels& table);  // x86/matmul_kquants_avx2.cpp
 void fill_avx2_q4_1_q5(Kernels& table);  // x86/matmul_q4_1_q5_avx2.cpp
+void fill_avx2_ggml_order(Kernels& table);     // x86/matmul_ggml_avx2.cpp
+void fill_avx512_ggml_order(Kernels& table);   // x86/ops_ggml_avx512.cpp
 void matmul_q4_0_avx2(const MatmulArgs& args, int r0, int r1);  // x86/matmul_lanes_avx2.cpp
 void fill_avx512(Kernels& table);                               // x86/matmul_avx512.cpp
 void fill_avx512_kquants(Kernels& table);                       // x86/matmul_kquants_avx512.cpp
