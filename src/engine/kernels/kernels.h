@@ -174,16 +174,20 @@ bool force(std::string_view name);
 // The best level this CPU supports.
 Level detected_level();
 
-// `base` with the products and SiLU that llama.cpp's CPU backend computes in its own
-// float order replaced by kernels that sum in exactly that order (llama.cpp 3f545bec
-// built for x86 with AVX2 / AVX-512, its default): Q8_0, Q4_K (as its 8-row repacked
-// gemv / gemm), Q5_K and Q6_K products and ggml's vector expf in SiLU; with them, and
-// the Q8_0 / Q8_K activation rounding every table shares, those products give
-// llama.cpp's floats bit for bit, so deep models give its greedy ids. Slower (one row
-// at a time, no repacked weights); for checking against llama.cpp
-// (ModelOptions::ggml_kernel_order). The AVX2 and AVX-512 tables have such a variant,
-// the scalar table one that is the reference the SIMD versions are tested against;
-// for other tables (ARM, whose ggml orders differ) `base` itself is returned.
+// `base` with the entries whose float order differs from llama.cpp's CPU backend
+// (3f545bec, built for x86 as it builds by default, -march=native) replaced by kernels
+// that compute in exactly its order: the Q8_0, Q4_K, Q5_K and Q6_K products (Q4_K as
+// its 8-row repacked gemv / gemm), rope's rotation, attention scores against the F16
+// K cache (dot_f16_rows) and the vector expf of SiLU. With them, and the Q8_0 / Q8_K
+// activation rounding every table shares, those steps give llama.cpp's floats bit for
+// bit, so deep models give its greedy ids (ModelOptions::ggml_kernel_order). Unlike
+// the other tables the Q4_K product depends on the batch, as llama.cpp's does: of a
+// batch of n > 3 rows, the first n - n % 4 sum per 64 elements, the rest per 256.
+// Slower (one weight row at a time, no repacked weights). The AVX2 table follows
+// llama.cpp's AVX2 build and the AVX-512 table its AVX-512 build (their SiLU and
+// score reductions differ in the last bit); the scalar table's variant spells the
+// AVX-512 build's order out one operation at a time, the reference the SIMD versions
+// are tested against. Other tables (ARM, whose ggml orders differ) return `base`.
 const Kernels& ggml_order(const Kernels& base);
 
 // The table's matmul for a weight type, or nullptr if the type is not supported.
