@@ -642,22 +642,37 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
     }
     attention(batch, l);
     matmul({{&L.wo, xn_.data()}}, att_.data(), n);
-    kernels_->add(x_.data(), xn_.data(), x_.data(), n * d);
-    for (int i = 0; i < n; ++i)
+    int rows = n;
+    if (l + 1 == info_.n_layers) {
+      // The last layer's feed-forward only matters for the rows that want logits:
+      // keep those (in order) and drop the rest, as llama.cpp does. Besides the work
+      // saved, its batch-dependent products (ggml_kernel_order) then see its batches.
+      rows = 0;
+      for (int i = 0; i < n; ++i) {
+        if (!batch[static_cast<size_t>(i)].want_logits) continue;
+        if (rows != i) {
+          std::copy_n(&x_[static_cast<size_t>(i) * d], d, &x_[static_cast<size_t>(rows) * d]);
+          std::copy_n(&xn_[static_cast<size_t>(i) * d], d, &xn_[static_cast<size_t>(rows) * d]);
+        }
+        ++rows;
+      }
+      if (rows == 0) break;
+    }
+    kernels_->add(x_.data(), xn_.data(), x_.data(), rows * d);
+    for (int i = 0; i < rows; ++i)
       kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], L.ffn_norm,
                         &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
-    matmul({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, xn_.data(), n);
-    kernels_->silu_mul(gate_.data(), up_.data(), gate_.data(), n * info_.ffn_dim);
-    matmul({{&L.w_down, xn_.data()}}, gate_.data(), n);
-    kernels_->add(x_.data(), xn_.data(), x_.data(), n * d);
+    matmul({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, xn_.data(), rows);
+    kernels_->silu_mul(gate_.data(), up_.data(), gate_.data(), rows * info_.ffn_dim);
+    matmul({{&L.w_down, xn_.data()}}, gate_.data(), rows);
+    kernels_->add(x_.data(), xn_.data(), x_.data(), rows * d);
   }
-  // Final norm and output only for the rows that want logits.
+  // Final norm and output for the rows that want logits (the first ones of x_ now).
   int n_out = 0;
-  for (int i = 0; i < n; ++i) {
-    if (!batch[static_cast<size_t>(i)].want_logits) continue;
+  for (int i = 0; i < n; ++i) n_out += batch[static_cast<size_t>(i)].want_logits ? 1 : 0;
+  for (int i = 0; i < n_out; ++i) {
     kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], output_norm_,
-                      &xn_[static_cast<size_t>(n_out) * d], d, rms_eps_);
-    ++n_out;
+                      &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
   }
   logits_.resize(static_cast<size_t>(n_out) * info_.n_vocab);
   if (n_out > 0) matmul({{&output_, logits_.data()}}, xn_.data(), n_out);

@@ -22,6 +22,10 @@ float ggml_lane_sum(const float* acc);
 float ggml_expf_lane(float x, bool avx512_variant);
 // ggml's vector SiLU times b, `width` lanes at a time (16 for its AVX-512 loop, 8 for
 // AVX2), the tail by libm's expf.
+// The scalar forms llama.cpp's AVX2 build uses where its AVX-512 build differs (the
+// scalar table has the latter): Q2_K's vec_dot and F16 with 8 lanes.
+void matmul_q2_k_ggml_lanes(const MatmulArgs& a, int r0, int r1);
+void matmul_f16_ggml8(const MatmulArgs& a, int r0, int r1);
 // ggml_vec_dot_f16's order for its AVX-512 (16 lanes) and AVX2 (8 lanes) builds, as
 // Kernels::dot_f16_rows.
 void dot_f16_rows_ggml16(const float* q, const uint16_t* k, size_t k_stride, int n_rows, int d,
@@ -35,8 +39,9 @@ void fill_avx2(Kernels& table);          // x86/matmul_avx2.cpp, calls fill_avx2
 void fill_avx2_ops(Kernels& table);      // x86/ops_avx2.cpp
 void fill_avx2_kquants(Kernels& table);  // x86/matmul_kquants_avx2.cpp
 void fill_avx2_q4_1_q5(Kernels& table);  // x86/matmul_q4_1_q5_avx2.cpp
-void fill_avx2_ggml_order(Kernels& table);     // x86/matmul_ggml_avx2.cpp
-void fill_avx512_ggml_order(Kernels& table);   // x86/ops_ggml_avx512.cpp
+void fill_avx2_ggml_order(Kernels& table);     // x86/ggml_order_avx2.cpp
+MatmulFn matmul_q2_k_ggml_repacked_avx2();     // its Q2_K in the AVX-512 build's form
+void fill_avx512_ggml_order(Kernels& table);   // x86/ggml_order_avx512.cpp
 void matmul_q4_0_avx2(const MatmulArgs& args, int r0, int r1);  // x86/matmul_lanes_avx2.cpp
 void fill_avx512(Kernels& table);                               // x86/matmul_avx512.cpp
 void fill_avx512_kquants(Kernels& table);                       // x86/matmul_kquants_avx512.cpp

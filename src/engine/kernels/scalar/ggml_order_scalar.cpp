@@ -1,20 +1,27 @@
 // Scalar reference of llama.cpp's x86 summation orders (see ggml_order in kernels.h),
 // as its AVX-512 build computes: the products of Q8_0, Q4_K, Q5_K and Q6_K rows and ggml's vector SiLU, written out
 // one float operation at a time so that the AVX2 / AVX-512 versions in
-// x86/matmul_ggml_avx2.cpp and x86/ops_ggml_avx512.cpp can be tested against them bit
+// x86/ggml_order_avx2.cpp and x86/ggml_order_avx512.cpp can be tested against them bit
 // for bit. Slow; the scalar table's ggml order uses them.
 //
 // The orders (facts read from llama.cpp 3f545bec, ggml-cpu, built for x86 with AVX2):
-// - "Eight lanes" (Q8_0 decode and prefill, Q5_K, Q6_K): lane l in [0, 8) holds the
-//   integer dot of the 4-element groups 4l..4l+3 of every 32-element chunk (for the
-//   K-quants weighted by the chunk's sub-block scale), per block or super-block b an
-//   FMA acc[l] = fma(d_b, float(lane), acc[l]); then the lanes are summed as
-//   ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)).
-// - Q4_K (weights repacked 8 rows at a time): two chains, acc = fma(float(isum),
-//   d_w * d_x, acc) and mins = fma(float(msum), dmin_w * d_x, mins), y = acc - mins,
-//   one step per super-block for a single activation row (gemv) and one step per 64
-//   elements for activation rows taken four at a time (gemm: the first n - n % 4 of
-//   a batch of n > 3 rows).
+// - "Eight lanes" (its vec_dot functions for Q8_0, Q5_0, Q4_1, Q5_1, Q3_K, Q5_K, Q6_K
+//   and, on AVX2 builds, Q2_K; its tinyBLAS prefill for Q8_0 and Q5_0 sums alike): lane
+//   l in [0, 8) holds the integer dot of the 4-element groups 4l..4l+3 of every
+//   32-element chunk (for the K-quants weighted by the chunk's scales), per block or
+//   super-block b an FMA acc[l] = fma(d_b, float(lane), acc[l]); then the lanes are
+//   summed as ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)). The types with a
+//   min add a scalar chain (Q4_1, Q5_1, Q5_K) or a first FMA per super-block (Q2_K).
+// - Repacked weights (Q4_0 and Q4_K on AVX2 builds, Q2_K on AVX-512 ones, 8 rows at
+//   a time): one chain acc = fma(float(isum), d_w * d_x, acc) and, with mins, a second
+//   mins = fma(float(msum), dmin_w * d_x, mins), y = acc - mins; one step per block
+//   (Q4_0) or super-block for a single activation row (gemv) and, for K-quants, one
+//   step per 64 (Q4_K) or 128 (Q2_K) elements for activation rows taken four at a
+//   time (gemm: the first n - n % 4 of a batch of n > 3 rows).
+// - F16: one activation row (ggml_vec_dot_f16, activations rounded to F16): four
+//   accumulators of 16 (AVX-512) or 8 (AVX2) lanes, reduced as dot_f16_rows; more
+//   rows (llamafile's tinyBLAS): one accumulator of 16 / 8 lanes over the row, then
+//   GCC's _mm512_reduce_add_ps / the 8-lane sum above.
 #include <cmath>
 #include <cstring>
 
@@ -55,6 +62,265 @@ void matmul_q8_0(const MatmulArgs& a, int r0, int r1) {
           acc[l] = std::fma(d, static_cast<float>(dot4(xq + b * kBlockElems, q, 4 * l)), acc[l]);
       }
       y_at(a, i)[r] = ggml_lane_sum(acc);
+    }
+  }
+}
+
+// ---- the 32-element types -----------------------------------------------------------
+
+// The levels of one block in element order: signed for Q4_0 (q - 8) and Q5_0 (q - 16),
+// unsigned for Q4_1 (0..15) and Q5_1 (0..31).
+void levels(const BlockQ4_0& b, int* q) {
+  for (int e = 0; e < 16; ++e) {
+    q[e] = (b.qs[e] & 15) - 8;
+    q[e + 16] = (b.qs[e] >> 4) - 8;
+  }
+}
+void levels(const BlockQ4_1& b, int* q) {
+  for (int e = 0; e < 16; ++e) {
+    q[e] = b.qs[e] & 15;
+    q[e + 16] = b.qs[e] >> 4;
+  }
+}
+uint32_t high_bits(const uint8_t* qh) {
+  uint32_t h;
+  std::memcpy(&h, qh, 4);
+  return h;
+}
+void levels(const BlockQ5_0& b, int* q) {
+  const uint32_t h = high_bits(b.qh);
+  for (int e = 0; e < 16; ++e) {
+    q[e] = ((b.qs[e] & 15) | ((h >> e) & 1) << 4) - 16;
+    q[e + 16] = ((b.qs[e] >> 4) | ((h >> (e + 16)) & 1) << 4) - 16;
+  }
+}
+void levels(const BlockQ5_1& b, int* q) {
+  const uint32_t h = high_bits(b.qh);
+  for (int e = 0; e < 16; ++e) {
+    q[e] = (b.qs[e] & 15) | ((h >> e) & 1) << 4;
+    q[e + 16] = (b.qs[e] >> 4) | ((h >> (e + 16)) & 1) << 4;
+  }
+}
+
+// Q4_0, repacked by ggml: one FMA per block of the whole block's integer dot.
+void matmul_q4_0(const MatmulArgs& a, int r0, int r1) {
+  const int nb = a.k / kBlockElems;
+  int q[kBlockElems];
+  for (int i = 0; i < a.n; ++i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8_values(xrow);
+    const float* xd = q8_scales(xrow, a.k);
+    for (int r = r0; r < r1; ++r) {
+      const auto* w = reinterpret_cast<const BlockQ4_0*>(row_at(a.w, a.w_stride, r));
+      float acc = 0;
+      for (int b = 0; b < nb; ++b) {
+        levels(w[b], q);
+        int32_t isum = 0;
+        for (int e = 0; e < kBlockElems; ++e) isum += q[e] * xq[b * kBlockElems + e];
+        acc = std::fma(static_cast<float>(isum), fp16_to_f32(w[b].d) * xd[b], acc);
+      }
+      y_at(a, i)[r] = acc;
+    }
+  }
+}
+
+// Q5_0 (vec_dot and tinyBLAS alike) and Q4_1 / Q5_1 (vec_dot): eight lanes per block;
+// with a min, summs = fma(m_w, s_x, summs) added after the lanes.
+template <typename Block>
+void matmul_lanes32(const MatmulArgs& a, int r0, int r1) {
+  constexpr bool kMin = requires(Block b) { b.m; };
+  const int nb = a.k / kBlockElems;
+  int q[kBlockElems];
+  for (int i = 0; i < a.n; ++i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8_values(xrow);
+    const float* xd = q8_scales(xrow, a.k);
+    const float* xs = q8_min_sums(xrow, a.k);
+    for (int r = r0; r < r1; ++r) {
+      const auto* w = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r));
+      float acc[8] = {};
+      float summs = 0;
+      for (int b = 0; b < nb; ++b) {
+        levels(w[b], q);
+        if constexpr (kMin) summs = std::fma(fp16_to_f32(w[b].m), xs[b], summs);
+        const float d = fp16_to_f32(w[b].d) * xd[b];
+        for (int l = 0; l < 8; ++l)
+          acc[l] = std::fma(d, static_cast<float>(dot4(xq + b * kBlockElems, q, 4 * l)), acc[l]);
+      }
+      y_at(a, i)[r] = ggml_lane_sum(acc) + summs;
+    }
+  }
+}
+
+// ---- Q2_K, Q3_K -------------------------------------------------------------------------
+
+void levels_q2_k(const BlockQ2_K& b, int* q) {
+  for (int e = 0; e < kSuperElems; ++e) {
+    const int h = e / 128, t = (e / 32) % 4, l = e % 32;
+    q[e] = (b.qs[32 * h + l] >> (2 * t)) & 3;
+  }
+}
+
+// Q3_K (vec_dot): eight lanes, each chunk's two 16-element scales (stored - 32).
+void matmul_q3_k(const MatmulArgs& a, int r0, int r1) {
+  const int nb = a.k / kSuperElems;
+  int q[kSuperElems];
+  for (int i = 0; i < a.n; ++i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8k_values(xrow);
+    const float* xd = q8k_scales(xrow, a.k);
+    for (int r = r0; r < r1; ++r) {
+      const auto* w = reinterpret_cast<const BlockQ3_K*>(row_at(a.w, a.w_stride, r));
+      float acc[8] = {};
+      for (int b = 0; b < nb; ++b) {
+        const BlockQ3_K& blk = w[b];
+        uint8_t sc[16];
+        k3_scales(blk.scales, sc);
+        for (int e = 0; e < kSuperElems; ++e) {
+          const int h = e / 128, t = (e / 32) % 4, l = e % 32;
+          q[e] = (((blk.qs[32 * h + l] >> (2 * t)) & 3) | ((blk.hmask[l] >> (4 * h + t)) & 1) << 2) - 4;
+        }
+        const int8_t* x = xq + b * kSuperElems;
+        const float d = xd[b] * fp16_to_f32(blk.d);
+        for (int l = 0; l < 8; ++l) {
+          int32_t lane = 0;
+          for (int c = 0; c < 8; ++c) lane += (sc[2 * c + l / 4] - 32) * dot4(x, q, 32 * c + 4 * l);
+          acc[l] = std::fma(d, static_cast<float>(lane), acc[l]);
+        }
+      }
+      y_at(a, i)[r] = ggml_lane_sum(acc);
+    }
+  }
+}
+
+// Q2_K as llama.cpp's AVX2 build (vec_dot): per super-block the mins' lanes first
+// (lane l: groups 2l and 2l + 1), then the scaled levels' lanes.
+void matmul_q2_k_lanes(const MatmulArgs& a, int r0, int r1) {
+  const int nb = a.k / kSuperElems;
+  int q[kSuperElems];
+  for (int i = 0; i < a.n; ++i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8k_values(xrow);
+    const float* xd = q8k_scales(xrow, a.k);
+    const int16_t* xs = q8k_sums(xrow, a.k);
+    for (int r = r0; r < r1; ++r) {
+      const auto* w = reinterpret_cast<const BlockQ2_K*>(row_at(a.w, a.w_stride, r));
+      float acc[8] = {};
+      for (int b = 0; b < nb; ++b) {
+        const BlockQ2_K& blk = w[b];
+        levels_q2_k(blk, q);
+        const int8_t* x = xq + b * kSuperElems;
+        const int16_t* s16 = xs + b * 16;
+        const float d = xd[b] * fp16_to_f32(blk.d);
+        const float dmin = -(xd[b] * fp16_to_f32(blk.dmin));
+        for (int l = 0; l < 8; ++l) {
+          const int32_t mins = (blk.scales[2 * l] >> 4) * s16[2 * l] +
+                               (blk.scales[2 * l + 1] >> 4) * s16[2 * l + 1];
+          acc[l] = std::fma(dmin, static_cast<float>(mins), acc[l]);
+        }
+        for (int l = 0; l < 8; ++l) {
+          int32_t lane = 0;
+          for (int c = 0; c < 8; ++c) lane += (blk.scales[2 * c + l / 4] & 15) * dot4(x, q, 32 * c + 4 * l);
+          acc[l] = std::fma(d, static_cast<float>(lane), acc[l]);
+        }
+      }
+      y_at(a, i)[r] = ggml_lane_sum(acc);
+    }
+  }
+}
+
+// Q2_K as llama.cpp's AVX-512 build (repacked): the two chains of Q4_K, per super-block
+// (gemv) or per 128 elements (gemm rows).
+void matmul_q2_k_repacked(const MatmulArgs& a, int r0, int r1) {
+  const int nb = a.k / kSuperElems;
+  const int gemm_rows = a.n > 3 ? a.n - a.n % 4 : 0;
+  int q[kSuperElems];
+  for (int i = 0; i < a.n; ++i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8k_values(xrow);
+    const float* xd = q8k_scales(xrow, a.k);
+    const int16_t* xs = q8k_sums(xrow, a.k);
+    const int steps = i < gemm_rows ? 2 : 1;
+    for (int r = r0; r < r1; ++r) {
+      const auto* w = reinterpret_cast<const BlockQ2_K*>(row_at(a.w, a.w_stride, r));
+      float acc = 0, mins = 0;
+      for (int b = 0; b < nb; ++b) {
+        const BlockQ2_K& blk = w[b];
+        levels_q2_k(blk, q);
+        const int8_t* x = xq + b * kSuperElems;
+        const int16_t* s16 = xs + b * 16;
+        const float d = fp16_to_f32(blk.d) * xd[b];
+        const float dmin = fp16_to_f32(blk.dmin) * xd[b];
+        for (int step = 0; step < steps; ++step) {
+          const int j0 = 16 / steps * step, j1 = 16 / steps * (step + 1);  // 16-element groups
+          int32_t isum = 0, msum = 0;
+          for (int j = j0; j < j1; ++j) {
+            int32_t dot = 0;
+            for (int e = 16 * j; e < 16 * j + 16; ++e) dot += q[e] * x[e];
+            isum += (blk.scales[j] & 15) * dot;
+            msum += (blk.scales[j] >> 4) * s16[j];
+          }
+          acc = std::fma(static_cast<float>(isum), d, acc);
+          mins = std::fma(static_cast<float>(msum), dmin, mins);
+        }
+      }
+      y_at(a, i)[r] = acc - mins;
+    }
+  }
+}
+
+// ---- F16 ------------------------------------------------------------------------------
+
+// W lanes summed as ggml's builds do. 16 lanes: GCC's _mm512_reduce_add_ps (halves,
+// quarters, then (t0 + t2) + (t1 + t3)). 8 lanes: its tinyBLAS and quants.c hsum
+// (ggml_lane_sum) or, with `hadd`, vec.cpp's AVX reduction, whose two hadds give
+// (t0 + t1) + (t2 + t3) of the halves' sums t.
+template <int W>
+float reduce_lanes(const float* x, bool hadd = false) {
+  if constexpr (W == 16) {
+    float t3[8], t6[4];
+    for (int l = 0; l < 8; ++l) t3[l] = x[l + 8] + x[l];
+    for (int l = 0; l < 4; ++l) t6[l] = t3[l + 4] + t3[l];
+    return (t6[0] + t6[2]) + (t6[1] + t6[3]);
+  } else {
+    if (!hadd) return ggml_lane_sum(x);
+    float t0[4];
+    for (int l = 0; l < 4; ++l) t0[l] = x[l] + x[l + 4];
+    return (t0[0] + t0[1]) + (t0[2] + t0[3]);
+  }
+}
+
+// One activation row: ggml_vec_dot_f16 (four W-lane accumulators). More rows with k a
+// multiple of W: tinyBLAS (one W-lane accumulator). X is already rounded to F16.
+template <int W>
+void matmul_f16_w(const MatmulArgs& a, int r0, int r1) {
+  const bool tiny_blas = a.n > 1 && a.k % W == 0;
+  for (int i = 0; i < a.n; ++i) {
+    const float* x = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i));
+    for (int r = r0; r < r1; ++r) {
+      const auto* w = reinterpret_cast<const uint16_t*>(row_at(a.w, a.w_stride, r));
+      float result;
+      if (tiny_blas) {
+        float acc[W] = {};
+        for (int j = 0; j < a.k; j += W)
+          for (int l = 0; l < W; ++l) acc[l] = std::fma(fp16_to_f32(w[j + l]), x[j + l], acc[l]);
+        result = reduce_lanes<W>(acc);
+      } else {
+        const int step = 4 * W, np = a.k - a.k % step;
+        float acc[4][W] = {};
+        for (int j = 0; j < np; j += step)
+          for (int g = 0; g < 4; ++g)
+            for (int l = 0; l < W; ++l) {
+              const int e = j + g * W + l;
+              acc[g][l] = std::fma(fp16_to_f32(w[e]), x[e], acc[g][l]);
+            }
+        float v[W];
+        for (int l = 0; l < W; ++l) v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+        double sum = reduce_lanes<W>(v, /*hadd=*/true);
+        for (int e = np; e < a.k; ++e) sum += static_cast<double>(fp16_to_f32(w[e]) * x[e]);
+        result = static_cast<float>(sum);
+      }
+      y_at(a, i)[r] = result;
     }
   }
 }
@@ -222,18 +488,7 @@ void dot_f16_rows(const float* q, const uint16_t* k, size_t k_stride, int n_rows
     }
     float x[W];
     for (int l = 0; l < W; ++l) x[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-    float sum;
-    if constexpr (W == 16) {
-      float t3[8], t6[4];
-      for (int l = 0; l < 8; ++l) t3[l] = x[l + 8] + x[l];
-      for (int l = 0; l < 4; ++l) t6[l] = t3[l + 4] + t3[l];
-      sum = (t6[0] + t6[2]) + (t6[1] + t6[3]);
-    } else {
-      float t0[4];
-      for (int l = 0; l < 4; ++l) t0[l] = x[l] + x[l + 4];
-      sum = (t0[0] + t0[1]) + (t0[2] + t0[3]);
-    }
-    double tail = sum;
+    double tail = reduce_lanes<W>(x, /*hadd=*/true);
     for (int e = np; e < d; ++e) tail += static_cast<double>(fp16_to_f32(kr[e]) * q[e]);
     out[r] = static_cast<float>(tail) * scale;
   }
@@ -311,7 +566,17 @@ void dot_f16_rows_ggml8(const float* q, const uint16_t* k, size_t k_stride, int 
   dot_f16_rows<8>(q, k, k_stride, n_rows, d, scale, out);
 }
 
+void matmul_q2_k_ggml_lanes(const MatmulArgs& a, int r0, int r1) { matmul_q2_k_lanes(a, r0, r1); }
+void matmul_f16_ggml8(const MatmulArgs& a, int r0, int r1) { matmul_f16_w<8>(a, r0, r1); }
+
 void fill_scalar_ggml_order(Kernels& t) {
+  t.matmul_f16 = matmul_f16_w<16>;
+  t.matmul_q4_0 = matmul_q4_0;
+  t.matmul_q4_1 = matmul_lanes32<BlockQ4_1>;
+  t.matmul_q5_0 = matmul_lanes32<BlockQ5_0>;
+  t.matmul_q5_1 = matmul_lanes32<BlockQ5_1>;
+  t.matmul_q2_k = matmul_q2_k_repacked;
+  t.matmul_q3_k = matmul_q3_k;
   t.matmul_q8_0 = matmul_q8_0;
   t.matmul_q4_k = matmul_q4_k;
   t.matmul_q5_k = matmul_q5_k;
