@@ -44,11 +44,11 @@ struct ModelOptions {
   // compared with llama.cpp's at float rounding (--ggml-attention). Off: the softmax
   // weights sum V in F32, which is more precise.
   bool ggml_attention_rounding = false;
-  // Compute the products and SiLU in llama.cpp's float order (kernels::ggml_order: its
-  // x86 Q8_0, Q4_K, Q5_K, Q6_K products and vector expf), so that with
-  // ggml_attention_rounding logits match llama.cpp's bit for bit even through many
-  // layers (--ggml-compat sets both). Slower, and no repacked weights. Off: infera's
-  // own (faster) kernels, equally exact but rounding elsewhere.
+  // Compute the products, rope, attention scores and SiLU in llama.cpp's float order
+  // (kernels::ggml_order, x86 only), so that with ggml_attention_rounding the logits are
+  // llama.cpp's bit for bit even through many layers (--ggml-compat sets both).
+  // Slower, and no repacked weights. Off: infera's own (faster) kernels, as exact but
+  // rounding in other places.
   bool ggml_kernel_order = false;
 };
 

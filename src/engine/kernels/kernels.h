@@ -174,20 +174,23 @@ bool force(std::string_view name);
 // The best level this CPU supports.
 Level detected_level();
 
-// `base` with the entries whose float order differs from llama.cpp's CPU backend
-// (3f545bec, built for x86 as it builds by default, -march=native) replaced by kernels
-// that compute in exactly its order: the Q8_0, Q4_K, Q5_K and Q6_K products (Q4_K as
-// its 8-row repacked gemv / gemm), rope's rotation, attention scores against the F16
-// K cache (dot_f16_rows) and the vector expf of SiLU. With them, and the Q8_0 / Q8_K
+// `base` with every entry whose float order differs from llama.cpp's CPU backend
+// (3f545bec, built for x86 as it builds by default, -march=native) replaced by one
+// that computes in exactly its order: the products of every weight type (in the form
+// llama.cpp picks for the type, the ISA and the batch: its vec_dot functions, its
+// 8-row repacked gemv / gemm for Q4_0, Q4_K and, on AVX-512, Q2_K, its tinyBLAS for
+// F16 batches), rope's rotation, attention scores against the F16 K cache
+// (dot_f16_rows) and the vector expf of SiLU. With them, and the Q8_0 / Q8_K
 // activation rounding every table shares, those steps give llama.cpp's floats bit for
-// bit, so deep models give its greedy ids (ModelOptions::ggml_kernel_order). Unlike
-// the other tables the Q4_K product depends on the batch, as llama.cpp's does: of a
-// batch of n > 3 rows, the first n - n % 4 sum per 64 elements, the rest per 256.
+// bit, so even deep models give its greedy ids (ModelOptions::ggml_kernel_order).
+// Unlike the other tables some products depend on the batch, as llama.cpp's do: F16
+// sums one way for a single row and another for more; Q4_K and Q2_K sum per 64 / 128
+// elements for the first n - n % 4 rows of a batch of n > 3, per 256 for the rest.
 // Slower (one weight row at a time, no repacked weights). The AVX2 table follows
-// llama.cpp's AVX2 build and the AVX-512 table its AVX-512 build (their SiLU and
-// score reductions differ in the last bit); the scalar table's variant spells the
-// AVX-512 build's order out one operation at a time, the reference the SIMD versions
-// are tested against. Other tables (ARM, whose ggml orders differ) return `base`.
+// llama.cpp's AVX2 build and the AVX-512 table its AVX-512 build (SiLU, the score and
+// F16 reductions and Q2_K differ); the scalar table's variant spells the AVX-512
+// build's order out one operation at a time, the reference the SIMD versions are
+// tested against. Other tables (ARM, whose ggml orders differ) return `base`.
 const Kernels& ggml_order(const Kernels& base);
 
 // The table's matmul for a weight type, or nullptr if the type is not supported.
