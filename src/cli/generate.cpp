@@ -185,7 +185,8 @@ void add_generate_command(CLI::App& app) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   cmd->add_option("--stop", a->stops, "stop when the generated text contains this (repeatable)");
-  cmd->add_option("--kernels", a->kernels, "force a kernel table: scalar, avx2, avx512, neon or neondot");
+  cmd->add_option("--kernels", a->kernels,
+                  "force a kernel table: scalar, avx2, avx512, neon or neondot");
   cmd->add_flag("--no-mmap", a->no_mmap,
                 "read the model into huge-page memory instead of mapping the file");
   cmd->add_flag("--ggml-attention", a->ggml_attention,

@@ -230,7 +230,8 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
     return Status::InvalidArgument(
         str(path, ": threads, ctx_tokens, block_tokens and max_batch must be positive"));
   }
-  auto file = GgufFile::open(path, options.read_into_memory ? LoadMode::kReadIntoMemory : LoadMode::kMap);
+  auto file =
+      GgufFile::open(path, options.read_into_memory ? LoadMode::kReadIntoMemory : LoadMode::kMap);
   if (!file.ok()) return file.status();
   auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
   model->file_ = std::move(file).value();
@@ -390,8 +391,10 @@ void LlamaModel::repack_weights() {
     // original never both stay resident. (Released pages of a file mapping would be read
     // again from the file; those of a --no-mmap copy would read as zeros.)
     if (m.data == embeddings_.data) return;
-    const uintptr_t lo = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(task.r0);
-    const uintptr_t hi = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(task.r1);
+    const uintptr_t lo =
+        reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(task.r0);
+    const uintptr_t hi =
+        reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(task.r1);
     const uintptr_t first = (lo + page - 1) / page * page, last = hi / page * page;
     if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
   });
@@ -439,8 +442,8 @@ void LlamaModel::matmul(std::initializer_list<MatmulJob> jobs, const float* x, i
   const Matrix& first = *jobs.begin()->m;
   // Types share an input when it is the same quantized encoding (Q4_K beside Q6_K).
   auto same_input = [](GgmlType a, GgmlType b) {
-    return a == b || (k::matmul_input(a) != k::MatmulInput::kF32 &&
-                      k::matmul_input(a) == k::matmul_input(b));
+    return a == b ||
+           (k::matmul_input(a) != k::MatmulInput::kF32 && k::matmul_input(a) == k::matmul_input(b));
   };
   for (const MatmulJob& job : jobs) {
     if (!same_input(job.m->type, first.type) || job.m->cols != first.cols) {
@@ -459,11 +462,11 @@ void LlamaModel::matmul(std::initializer_list<MatmulJob> jobs, const float* x, i
   int64_t rows_total = 0;
   for (const MatmulJob& job : jobs) {
     const bool packed = job.m->tile_bytes > 0;
-    args[n_jobs] = k::MatmulArgs{job.m->data, packed ? job.m->tile_bytes : job.m->row_bytes,
-                                 xin,         x_stride,
-                                 job.y,       static_cast<size_t>(job.m->rows) * sizeof(float),
-                                 n,           job.m->cols};
-    fns[n_jobs] = packed ? kernels_->packed_matmul(job.m->type) : k::matmul_for(*kernels_, job.m->type);
+    args[n_jobs] = k::MatmulArgs{
+        job.m->data, packed ? job.m->tile_bytes : job.m->row_bytes,    xin, x_stride,
+        job.y,       static_cast<size_t>(job.m->rows) * sizeof(float), n,   job.m->cols};
+    fns[n_jobs] =
+        packed ? kernels_->packed_matmul(job.m->type) : k::matmul_for(*kernels_, job.m->type);
     unit_start[n_jobs + 1] = unit_start[n_jobs] + (job.m->rows + unit - 1) / unit;
     rows_total += job.m->rows;
     ++n_jobs;

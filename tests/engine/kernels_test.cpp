@@ -8,8 +8,6 @@
 // with exp: relative 1e-5.
 #include "engine/kernels/kernels.h"
 
-#include "engine/kernels/tables.h"  // the scalar ggml-order pieces
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,6 +19,8 @@
 #include <string>
 #include <type_traits>
 #include <vector>
+
+#include "engine/kernels/tables.h"  // the scalar ggml-order pieces
 
 namespace infera::engine::kernels {
 namespace {
@@ -278,8 +278,7 @@ TEST(Kernels, MatmulResultsDoNotDependOnTheBatchOnOddLengths) {
     for (GgmlType type : kTypes) {
       for (int k : odd_ks_for(type)) {
         const int rows = 9, n = 11;
-        SCOPED_TRACE(std::string(t->name) + " type " + type_name(type) + " k " +
-                     std::to_string(k));
+        SCOPED_TRACE(std::string(t->name) + " type " + type_name(type) + " k " + std::to_string(k));
         Weights w = make_weights(rng, type, rows, k);
         Activations x = make_activations(rng, *t, n, k);
         const std::vector<float> full = run_matmul(*t, type, w, x, n, rows, k, 0, rows);
@@ -427,8 +426,10 @@ TEST(Kernels, ScalarQuantizedMatmulEqualsDequantizedProduct) {
           double weight = w.values[static_cast<size_t>(r * k + j)];
           if (has_min) {
             uint16_t m;  // after d in both layouts
-            std::memcpy(&m, w.bytes.data() + w.stride * static_cast<size_t>(r) +
-                                block_bytes * static_cast<size_t>(j / 32) + 2, 2);
+            std::memcpy(&m,
+                        w.bytes.data() + w.stride * static_cast<size_t>(r) +
+                            block_bytes * static_cast<size_t>(j / 32) + 2,
+                        2);
             weight -= fp16_to_f32(m);
             if (j % 32 == 0) want += static_cast<double>(fp16_to_f32(m)) * min_sums[j / 32];
           }
@@ -840,8 +841,8 @@ TEST(Kernels, GgmlOrderSimdProductsAreBitIdenticalToTheScalarReference) {
     silu_mul_ggml_lanes(a.data(), b.data(), want.data(), n, avx512 ? 16 : 8, avx512);
     table->silu_mul(a.data(), b.data(), got.data(), n);
     for (size_t i = 0; i < a.size(); ++i) {
-      ASSERT_TRUE(same_bits(got[i], want[i]))
-          << table->name << " silu at " << i << " x " << a[i] << ": " << got[i] << " vs " << want[i];
+      ASSERT_TRUE(same_bits(got[i], want[i])) << table->name << " silu at " << i << " x " << a[i]
+                                              << ": " << got[i] << " vs " << want[i];
     }
   }
 }

@@ -207,16 +207,16 @@ TEST_P(KquantModels, WithGgmlAttentionRoundingLogitsAndIdsAgreeWithLlamaCpp) {
     const auto want = ref["tokens"].get<std::vector<int32_t>>();
     const std::vector<int32_t> got = greedy_ids(model, prompt, want.size());
     ++lines;
-    if (got.size() >= want.size() &&
-        std::equal(want.begin(), want.end(), got.begin())) {
+    if (got.size() >= want.size() && std::equal(want.begin(), want.end(), got.begin())) {
       ++identical;
     } else {
       std::printf("%s: %s \"%s\" differs from llama.cpp's ids\n", GetParam().c_str(), name.c_str(),
                   prompt.c_str());
     }
   }
-  std::printf("%s, ggml attention rounding: %d of 60 logit rows within 1e-6, %d of %d lines identical\n",
-              GetParam().c_str(), close, identical, lines);
+  std::printf(
+      "%s, ggml attention rounding: %d of 60 logit rows within 1e-6, %d of %d lines identical\n",
+      GetParam().c_str(), close, identical, lines);
   EXPECT_GE(close, 40);
   EXPECT_GE(identical, 45);
 }
@@ -252,7 +252,8 @@ TEST_P(KquantModels, WithGgmlCompatLogitsAndIdsAreLlamaCppsBitForBit) {
     const auto want = ref["tokens"].get<std::vector<int32_t>>();
     const std::vector<int32_t> got = greedy_ids(model, prompt, want.size());
     ++lines;
-    const bool same = got.size() >= want.size() && std::equal(want.begin(), want.end(), got.begin());
+    const bool same =
+        got.size() >= want.size() && std::equal(want.begin(), want.end(), got.begin());
     identical += same;
     EXPECT_TRUE(same) << name << " prompt \"" << prompt << "\" differs from llama.cpp's ids";
   }
@@ -304,7 +305,8 @@ TEST(TinyLlamaShapeModels, WithGgmlCompatGreedyIdsAreLlamaCpps) {
     const auto want = ref["tokens"].get<std::vector<int32_t>>();
     const std::vector<int32_t> got = greedy_ids(*model, prompt, want.size());
     ++lines;
-    const bool same = got.size() >= want.size() && std::equal(want.begin(), want.end(), got.begin());
+    const bool same =
+        got.size() >= want.size() && std::equal(want.begin(), want.end(), got.begin());
     identical += same;
     EXPECT_TRUE(same) << name << " prompt \"" << prompt << "\" differs from llama.cpp's ids";
   }

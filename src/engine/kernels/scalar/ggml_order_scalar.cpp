@@ -1,6 +1,6 @@
 // Scalar reference of llama.cpp's x86 summation orders (see ggml_order in kernels.h),
-// as its AVX-512 build computes: the products of Q8_0, Q4_K, Q5_K and Q6_K rows and ggml's vector SiLU, written out
-// one float operation at a time so that the AVX2 / AVX-512 versions in
+// as its AVX-512 build computes: the products of Q8_0, Q4_K, Q5_K and Q6_K rows and ggml's vector
+// SiLU, written out one float operation at a time so that the AVX2 / AVX-512 versions in
 // x86/ggml_order_avx2.cpp and x86/ggml_order_avx512.cpp can be tested against them bit
 // for bit. Slow; the scalar table's ggml order uses them.
 //
@@ -178,7 +178,9 @@ void matmul_q3_k(const MatmulArgs& a, int r0, int r1) {
         k3_scales(blk.scales, sc);
         for (int e = 0; e < kSuperElems; ++e) {
           const int h = e / 128, t = (e / 32) % 4, l = e % 32;
-          q[e] = (((blk.qs[32 * h + l] >> (2 * t)) & 3) | ((blk.hmask[l] >> (4 * h + t)) & 1) << 2) - 4;
+          q[e] =
+              (((blk.qs[32 * h + l] >> (2 * t)) & 3) | ((blk.hmask[l] >> (4 * h + t)) & 1) << 2) -
+              4;
         }
         const int8_t* x = xq + b * kSuperElems;
         const float d = xd[b] * fp16_to_f32(blk.d);
@@ -214,13 +216,14 @@ void matmul_q2_k_lanes(const MatmulArgs& a, int r0, int r1) {
         const float d = xd[b] * fp16_to_f32(blk.d);
         const float dmin = -(xd[b] * fp16_to_f32(blk.dmin));
         for (int l = 0; l < 8; ++l) {
-          const int32_t mins = (blk.scales[2 * l] >> 4) * s16[2 * l] +
-                               (blk.scales[2 * l + 1] >> 4) * s16[2 * l + 1];
+          const int32_t mins =
+              (blk.scales[2 * l] >> 4) * s16[2 * l] + (blk.scales[2 * l + 1] >> 4) * s16[2 * l + 1];
           acc[l] = std::fma(dmin, static_cast<float>(mins), acc[l]);
         }
         for (int l = 0; l < 8; ++l) {
           int32_t lane = 0;
-          for (int c = 0; c < 8; ++c) lane += (blk.scales[2 * c + l / 4] & 15) * dot4(x, q, 32 * c + 4 * l);
+          for (int c = 0; c < 8; ++c)
+            lane += (blk.scales[2 * c + l / 4] & 15) * dot4(x, q, 32 * c + 4 * l);
           acc[l] = std::fma(d, static_cast<float>(lane), acc[l]);
         }
       }

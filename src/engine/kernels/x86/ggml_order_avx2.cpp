@@ -171,11 +171,13 @@ void matmul_q3_k(const MatmulArgs& a, int r0, int r1) {
         for (int c = 0; c < 8; ++c) {
           // level = low2 | high << 2, minus 4; high = bit (4 (c / 4) + c % 4) = bit c of hmask[l]
           const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hmask, c), _mm256_set1_epi8(1));
-          const __m256i q = _mm256_sub_epi8(_mm256_or_si256(low2_chunk(blk.qs, c), _mm256_slli_epi16(high, 2)),
-                                            _mm256_set1_epi8(4));
+          const __m256i q =
+              _mm256_sub_epi8(_mm256_or_si256(low2_chunk(blk.qs, c), _mm256_slli_epi16(high, 2)),
+                              _mm256_set1_epi8(4));
           const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * c));
           const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(xv, q));
-          lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(p16, chunk_scales(sc[2 * c] - 32, sc[2 * c + 1] - 32)));
+          lanes = _mm256_add_epi32(
+              lanes, _mm256_madd_epi16(p16, chunk_scales(sc[2 * c] - 32, sc[2 * c + 1] - 32)));
         }
         const __m256 d = _mm256_set1_ps(xd[b] * fp16_to_f32(blk.d));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
@@ -199,7 +201,8 @@ void matmul_q2_k_lanes(const MatmulArgs& a, int r0, int r1) {
       for (int b = 0; b < nb; ++b) {
         const BlockQ2_K& blk = w[b];
         const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales));
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
+        const __m256i mins =
+            _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
         const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + b * 16));
         const __m256 dmin = _mm256_set1_ps(-(xd[b] * fp16_to_f32(blk.dmin)));
         acc = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, sums)), acc);
@@ -209,7 +212,8 @@ void matmul_q2_k_lanes(const MatmulArgs& a, int r0, int r1) {
           const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * c));
           const __m256i p16 = _mm256_maddubs_epi16(low2_chunk(blk.qs, c), xv);
           lanes = _mm256_add_epi32(
-              lanes, _mm256_madd_epi16(p16, chunk_scales(blk.scales[2 * c] & 15, blk.scales[2 * c + 1] & 15)));
+              lanes, _mm256_madd_epi16(
+                         p16, chunk_scales(blk.scales[2 * c] & 15, blk.scales[2 * c + 1] & 15)));
         }
         const __m256 d = _mm256_set1_ps(xd[b] * fp16_to_f32(blk.d));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
@@ -249,7 +253,8 @@ void matmul_q2_k_repacked(const MatmulArgs& a, int r0, int r1) {
           const int32_t d0 = _mm_cvtsi128_si32(_mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0xb1)));
           const int32_t d1 = _mm_cvtsi128_si32(_mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0xb1)));
           isum += (blk.scales[2 * c] & 15) * d0 + (blk.scales[2 * c + 1] & 15) * d1;
-          msum += (blk.scales[2 * c] >> 4) * s16[2 * c] + (blk.scales[2 * c + 1] >> 4) * s16[2 * c + 1];
+          msum +=
+              (blk.scales[2 * c] >> 4) * s16[2 * c] + (blk.scales[2 * c + 1] >> 4) * s16[2 * c + 1];
           if (per_128 && c % 4 == 3) {
             acc = std::fma(static_cast<float>(isum), d, acc);
             mins = std::fma(static_cast<float>(msum), dmin, mins);
@@ -297,7 +302,8 @@ void matmul_f16(const MatmulArgs& a, int r0, int r1) {
                          _mm256_setzero_ps()};
         for (int j = 0; j < np; j += 32)
           for (int g = 0; g < 4; ++g)
-            acc[g] = _mm256_fmadd_ps(load_half8(w + j + 8 * g), _mm256_loadu_ps(x + j + 8 * g), acc[g]);
+            acc[g] =
+                _mm256_fmadd_ps(load_half8(w + j + 8 * g), _mm256_loadu_ps(x + j + 8 * g), acc[g]);
         double sum = hadd_reduce(
             _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3])));
         for (int e = np; e < a.k; ++e) sum += static_cast<double>(fp16_to_f32(w[e]) * x[e]);
@@ -330,11 +336,13 @@ void matmul_q4_k(const MatmulArgs& a, int r0, int r1) {
         const float dmin = fp16_to_f32(w[b].dmin) * xd[b];
         int32_t isum = 0, msum = 0;
         for (int j = 0; j < 4; ++j) {  // 64 elements: sub-blocks 2j (low) and 2j + 1 (high)
-          const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * j));
+          const __m256i bits =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * j));
           const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j));
           const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j + 32));
           const int32_t d0 = hsum_i32(dot4_lanes(_mm256_and_si256(bits, m4), x0));
-          const int32_t d1 = hsum_i32(dot4_lanes(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), x1));
+          const int32_t d1 =
+              hsum_i32(dot4_lanes(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), x1));
           isum += sc[2 * j] * d0 + sc[2 * j + 1] * d1;
           msum += mn[2 * j] * (s16[4 * j] + s16[4 * j + 1]) +
                   mn[2 * j + 1] * (s16[4 * j + 2] + s16[4 * j + 3]);
@@ -377,7 +385,8 @@ void matmul_q5_k(const MatmulArgs& a, int r0, int r1) {
         const __m256i hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh));
         __m256i lanes = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
-          const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * j));
+          const __m256i bits =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * j));
           const __m256i one = _mm256_set1_epi8(1);
           const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one);
           const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one);
@@ -388,8 +397,8 @@ void matmul_q5_k(const MatmulArgs& a, int r0, int r1) {
           const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j + 32));
           const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, x0),
                                                _mm256_set1_epi16(static_cast<int16_t>(sc[2 * j])));
-          const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, x1),
-                                               _mm256_set1_epi16(static_cast<int16_t>(sc[2 * j + 1])));
+          const __m256i p1 = _mm256_madd_epi16(
+              _mm256_maddubs_epi16(q1, x1), _mm256_set1_epi16(static_cast<int16_t>(sc[2 * j + 1])));
           lanes = _mm256_add_epi32(lanes, _mm256_add_epi32(p0, p1));
         }
         const __m256 d = _mm256_set1_ps(xd[b] * fp16_to_f32(w[b].d));
@@ -422,9 +431,9 @@ __m256 expf8(__m256 x) {
   if (_mm256_movemask_ps(big) == 0) return normal;
   // 2^n split in two factors so that neither overflows; beyond |n| > 192, s1 * s1
   // is inf (n > 0) or 0.
-  const __m256i g = _mm256_and_si256(
-      _mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
-      _mm256_set1_epi32(static_cast<int>(0x82000000u)));
+  const __m256i g =
+      _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                       _mm256_set1_epi32(static_cast<int>(0x82000000u)));
   const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
   const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
   const __m256 huge = _mm256_cmp_ps(abs_n, _mm256_set1_ps(192), _CMP_GT_OQ);

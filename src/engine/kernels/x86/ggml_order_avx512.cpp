@@ -24,13 +24,14 @@ __m512 expf16(__m512 x) {
   const __m512 n = _mm512_sub_ps(z, r);
   const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
                                     _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
-  const __mmask16 huge = _mm512_cmp_ps_mask(_mm512_andnot_ps(_mm512_set1_ps(-0.0f), n), _mm512_set1_ps(192), _CMP_GT_OQ);
+  const __mmask16 huge = _mm512_cmp_ps_mask(_mm512_andnot_ps(_mm512_set1_ps(-0.0f), n),
+                                            _mm512_set1_ps(192), _CMP_GT_OQ);
   const __m512 u = _mm512_mul_ps(b, b);
   const __m512 p = _mm512_fmadd_ps(
       _mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
       _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f)));
-  const __m512 j =
-      _mm512_fmadd_ps(p, u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+  const __m512 j = _mm512_fmadd_ps(
+      p, u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
   const __m512 res = _mm512_scalef_ps(j, n);
   if (huge == 0) return res;
   const __mmask16 nonpositive = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ);
@@ -76,14 +77,15 @@ void matmul_f16(const MatmulArgs& a, int r0, int r1) {
                          _mm512_setzero_ps()};
         for (int j = 0; j < np; j += 64)
           for (int g = 0; g < 4; ++g)
-            acc[g] = _mm512_fmadd_ps(load_half16(w + j + 16 * g), _mm512_loadu_ps(x + j + 16 * g), acc[g]);
+            acc[g] = _mm512_fmadd_ps(load_half16(w + j + 16 * g), _mm512_loadu_ps(x + j + 16 * g),
+                                     acc[g]);
         double sum = _mm512_reduce_add_ps(
             _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
         for (int e = np; e < a.k; ++e) sum += static_cast<double>(fp16_to_f32(w[e]) * x[e]);
         result = static_cast<float>(sum);
       }
-      reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) + static_cast<size_t>(i) * a.y_stride)[r] =
-          result;
+      reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
+                               static_cast<size_t>(i) * a.y_stride)[r] = result;
     }
   }
 }
