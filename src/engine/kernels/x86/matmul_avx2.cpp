@@ -93,6 +93,14 @@ void float_tile(const MatmulArgs& a, int i, int r) {
       for (int t = 0; t < TR; ++t)
         for (int q = 0; q < A; ++q) acc[s][t][q] = _mm256_setzero_ps();
     for (int j = 0; j < k16; j += 16) {
+      if constexpr (TR == 1) {
+        // One row streaming alone (decode): ask for the line 8 KiB ahead, as the
+        // AVX-512 path does 4 KiB ahead (F16 5632 x 2048 from memory, one thread,
+        // bench/kernels_bench.cpp: 27-29 GB/s without, 31-36 with; 2 KiB: no gain,
+        // 4 KiB: 29-34).
+        if ((j * W::kBytes) % 64 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(w[0] + j * W::kBytes) + 8192, _MM_HINT_T0);
+      }
       for (int q = 0; q < A; ++q) {
         const int jj = j + 8 * (pass * A + q);
         __m256 wv[TR];
