@@ -9,6 +9,16 @@
 
 namespace infera::engine::kernels {
 
+// Row i of a matrix whose rows are `stride` bytes apart.
+inline const uint8_t* row_at(const void* base, size_t stride, int i) {
+  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
+}
+// The outputs of activation row i (MatmulArgs::y, y_stride).
+inline float* y_at(const MatmulArgs& a, int i) {
+  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
+                                  static_cast<size_t>(i) * a.y_stride);
+}
+
 void fill_scalar_matmul(Kernels& table);  // scalar/matmul_scalar.cpp
 void fill_scalar_ops(Kernels& table);     // scalar/ops_scalar.cpp
 // scalar/matmul_kquants_scalar.cpp (K-quant matmuls, quantize_q8k)

@@ -23,13 +23,6 @@
 namespace infera::engine::kernels {
 namespace {
 
-inline const uint8_t* row_at(const void* base, size_t stride, int i) {
-  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
-}
-inline float* y_at(const MatmulArgs& a, int i) {
-  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
-                                  static_cast<size_t>(i) * a.y_stride);
-}
 
 // Activation rows per chunk so that a chunk stays in L2 while weight tiles sweep it
 // (128 KiB: a Cortex-A55's L2; an A76 has 512 KiB).

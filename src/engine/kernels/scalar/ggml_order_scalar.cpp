@@ -30,14 +30,6 @@
 namespace infera::engine::kernels {
 namespace {
 
-const uint8_t* row_at(const void* base, size_t stride, int i) {
-  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
-}
-float* y_at(const MatmulArgs& a, int i) {
-  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
-                                  static_cast<size_t>(i) * a.y_stride);
-}
-
 int32_t dot4(const int8_t* x, const int* q, int e) {
   int32_t s = 0;
   for (int t = 0; t < 4; ++t) s += q[e + t] * x[e + t];

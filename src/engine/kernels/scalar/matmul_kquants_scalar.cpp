@@ -14,13 +14,6 @@
 namespace infera::engine::kernels {
 namespace {
 
-const uint8_t* row_at(const void* base, size_t stride, int i) {
-  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
-}
-float* y_at(const MatmulArgs& a, int i) {
-  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
-                                  static_cast<size_t>(i) * a.y_stride);
-}
 
 // One super-block's integer sums against 256 activation values x and their sixteen
 // 16-value sums.

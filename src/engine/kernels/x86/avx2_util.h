@@ -20,11 +20,6 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Row i of a matrix whose rows are `stride` bytes apart.
-inline const uint8_t* row_at(const void* base, size_t stride, int i) {
-  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
-}
-
 // Decode reads a few short weight rows at once, too many short streams for the
 // hardware prefetchers: each step hints into L2 the cache lines that start within
 // bytes [offset, offset + span) of the next tile's `count` rows (each line once over

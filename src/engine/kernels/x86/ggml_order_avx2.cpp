@@ -17,13 +17,6 @@
 namespace infera::engine::kernels {
 namespace {
 
-using avx2::row_at;
-
-float* y_at(const MatmulArgs& a, int i) {
-  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
-                                  static_cast<size_t>(i) * a.y_stride);
-}
-
 // 8 int32 lanes, lane l = sum of u[4l..4l+3] * s[4l..4l+3] (u unsigned bytes below 128
 // or 128 itself, s signed): no int16 saturation for these operands.
 __m256i dot4_lanes(__m256i u, __m256i s) {

@@ -51,10 +51,6 @@ void silu_mul(const float* a, const float* b, float* y, int n) {
   for (; i < n; ++i) y[i] = a[i] / (1.0f + std::exp(-a[i])) * b[i];
 }
 
-const uint8_t* row_at(const void* base, size_t stride, int i) {
-  return static_cast<const uint8_t*>(base) + static_cast<size_t>(i) * stride;
-}
-
 __m512 load_half16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }

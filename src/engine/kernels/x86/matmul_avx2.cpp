@@ -20,12 +20,7 @@ namespace {
 
 using avx2::hsum;
 using avx2::prefetch_next_rows;
-using avx2::row_at;
 
-float* y_at(const MatmulArgs& a, int i) {
-  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
-                                  static_cast<size_t>(i) * a.y_stride);
-}
 
 // Activation rows per chunk so that a chunk stays in L2 while weight tiles sweep it.
 int x_chunk_rows(size_t x_stride) {

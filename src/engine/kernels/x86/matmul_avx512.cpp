@@ -24,11 +24,6 @@
 namespace infera::engine::kernels {
 namespace {
 
-using avx2::row_at;
-float* y_at(const MatmulArgs& a, int i) {
-  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
-                                  static_cast<size_t>(i) * a.y_stride);
-}
 int x_chunk_rows(size_t x_stride) {
   const size_t rows = (size_t{256} << 10) / (x_stride == 0 ? 1 : x_stride);
   return static_cast<int>(rows < 4 ? 4 : rows / 4 * 4);

@@ -28,7 +28,6 @@ namespace {
 
 using avx2::hsum;
 using avx2::prefetch_next_rows;
-using avx2::row_at;
 
 // One weight row's super-block, unpacked.
 struct alignas(32) Unpacked {

@@ -24,7 +24,6 @@ namespace {
 
 using avx2::hsum;
 using avx2::prefetch_next_rows;
-using avx2::row_at;
 
 // Low nibbles (elements 0..15) then high nibbles (16..31).
 __m256i nibbles(const uint8_t* qs) {
