@@ -18,6 +18,15 @@ inline float* y_at(const MatmulArgs& a, int i) {
   return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
                                   static_cast<size_t>(i) * a.y_stride);
 }
+// y(i, r) = dot(weight row r as const Block*, i) for the weight rows [r0, r1) and every
+// activation row: the driver of the kernels that compute one pair at a time.
+template <typename Block, typename Dot>
+void each_pair(const MatmulArgs& a, int r0, int r1, Dot dot) {
+  for (int r = r0; r < r1; ++r) {
+    const auto* w = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r));
+    for (int i = 0; i < a.n; ++i) y_at(a, i)[r] = dot(w, i);
+  }
+}
 
 void fill_scalar_matmul(Kernels& table);  // scalar/matmul_scalar.cpp
 void fill_scalar_ops(Kernels& table);     // scalar/ops_scalar.cpp

@@ -40,22 +40,19 @@ int32_t dot4(const int8_t* x, const int* q, int e) {
 void matmul_q8_0(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kBlockElems;
   int q[kBlockElems];
-  for (int i = 0; i < a.n; ++i) {
+  each_pair<BlockQ8_0>(a, r0, r1, [&](const BlockQ8_0* w, int i) {
     const void* xrow = row_at(a.x, a.x_stride, i);
     const int8_t* xq = q8_values(xrow);
     const float* xd = q8_scales(xrow, a.k);
-    for (int r = r0; r < r1; ++r) {
-      const auto* w = reinterpret_cast<const BlockQ8_0*>(row_at(a.w, a.w_stride, r));
-      float acc[8] = {};
-      for (int b = 0; b < nb; ++b) {
-        for (int e = 0; e < kBlockElems; ++e) q[e] = w[b].qs[e];
-        const float d = fp16_to_f32(w[b].d) * xd[b];
-        for (int l = 0; l < 8; ++l)
-          acc[l] = std::fma(d, static_cast<float>(dot4(xq + b * kBlockElems, q, 4 * l)), acc[l]);
-      }
-      y_at(a, i)[r] = ggml_lane_sum(acc);
+    float acc[8] = {};
+    for (int b = 0; b < nb; ++b) {
+      for (int e = 0; e < kBlockElems; ++e) q[e] = w[b].qs[e];
+      const float d = fp16_to_f32(w[b].d) * xd[b];
+      for (int l = 0; l < 8; ++l)
+        acc[l] = std::fma(d, static_cast<float>(dot4(xq + b * kBlockElems, q, 4 * l)), acc[l]);
     }
-  }
+    return ggml_lane_sum(acc);
+  });
 }
 
 // ---- the 32-element types -----------------------------------------------------------
@@ -98,22 +95,19 @@ void levels(const BlockQ5_1& b, int* q) {
 void matmul_q4_0(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kBlockElems;
   int q[kBlockElems];
-  for (int i = 0; i < a.n; ++i) {
+  each_pair<BlockQ4_0>(a, r0, r1, [&](const BlockQ4_0* w, int i) {
     const void* xrow = row_at(a.x, a.x_stride, i);
     const int8_t* xq = q8_values(xrow);
     const float* xd = q8_scales(xrow, a.k);
-    for (int r = r0; r < r1; ++r) {
-      const auto* w = reinterpret_cast<const BlockQ4_0*>(row_at(a.w, a.w_stride, r));
-      float acc = 0;
-      for (int b = 0; b < nb; ++b) {
-        levels(w[b], q);
-        int32_t isum = 0;
-        for (int e = 0; e < kBlockElems; ++e) isum += q[e] * xq[b * kBlockElems + e];
-        acc = std::fma(static_cast<float>(isum), fp16_to_f32(w[b].d) * xd[b], acc);
-      }
-      y_at(a, i)[r] = acc;
+    float acc = 0;
+    for (int b = 0; b < nb; ++b) {
+      levels(w[b], q);
+      int32_t isum = 0;
+      for (int e = 0; e < kBlockElems; ++e) isum += q[e] * xq[b * kBlockElems + e];
+      acc = std::fma(static_cast<float>(isum), fp16_to_f32(w[b].d) * xd[b], acc);
     }
-  }
+    return acc;
+  });
 }
 
 // Q5_0 (vec_dot and tinyBLAS alike) and Q4_1 / Q5_1 (vec_dot): eight lanes per block;
@@ -123,25 +117,22 @@ void matmul_lanes32(const MatmulArgs& a, int r0, int r1) {
   constexpr bool kMin = requires(Block b) { b.m; };
   const int nb = a.k / kBlockElems;
   int q[kBlockElems];
-  for (int i = 0; i < a.n; ++i) {
+  each_pair<Block>(a, r0, r1, [&](const Block* w, int i) {
     const void* xrow = row_at(a.x, a.x_stride, i);
     const int8_t* xq = q8_values(xrow);
     const float* xd = q8_scales(xrow, a.k);
     const float* xs = q8_min_sums(xrow, a.k);
-    for (int r = r0; r < r1; ++r) {
-      const auto* w = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r));
-      float acc[8] = {};
-      float summs = 0;
-      for (int b = 0; b < nb; ++b) {
-        levels(w[b], q);
-        if constexpr (kMin) summs = std::fma(fp16_to_f32(w[b].m), xs[b], summs);
-        const float d = fp16_to_f32(w[b].d) * xd[b];
-        for (int l = 0; l < 8; ++l)
-          acc[l] = std::fma(d, static_cast<float>(dot4(xq + b * kBlockElems, q, 4 * l)), acc[l]);
-      }
-      y_at(a, i)[r] = ggml_lane_sum(acc) + summs;
+    float acc[8] = {};
+    float summs = 0;
+    for (int b = 0; b < nb; ++b) {
+      levels(w[b], q);
+      if constexpr (kMin) summs = std::fma(fp16_to_f32(w[b].m), xs[b], summs);
+      const float d = fp16_to_f32(w[b].d) * xd[b];
+      for (int l = 0; l < 8; ++l)
+        acc[l] = std::fma(d, static_cast<float>(dot4(xq + b * kBlockElems, q, 4 * l)), acc[l]);
     }
-  }
+    return ggml_lane_sum(acc) + summs;
+  });
 }
 
 // ---- Q2_K, Q3_K -------------------------------------------------------------------------
@@ -157,34 +148,30 @@ void levels_q2_k(const BlockQ2_K& b, int* q) {
 void matmul_q3_k(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kSuperElems;
   int q[kSuperElems];
-  for (int i = 0; i < a.n; ++i) {
+  each_pair<BlockQ3_K>(a, r0, r1, [&](const BlockQ3_K* w, int i) {
     const void* xrow = row_at(a.x, a.x_stride, i);
     const int8_t* xq = q8k_values(xrow);
     const float* xd = q8k_scales(xrow, a.k);
-    for (int r = r0; r < r1; ++r) {
-      const auto* w = reinterpret_cast<const BlockQ3_K*>(row_at(a.w, a.w_stride, r));
-      float acc[8] = {};
-      for (int b = 0; b < nb; ++b) {
-        const BlockQ3_K& blk = w[b];
-        uint8_t sc[16];
-        k3_scales(blk.scales, sc);
-        for (int e = 0; e < kSuperElems; ++e) {
-          const int h = e / 128, t = (e / 32) % 4, l = e % 32;
-          q[e] =
-              (((blk.qs[32 * h + l] >> (2 * t)) & 3) | ((blk.hmask[l] >> (4 * h + t)) & 1) << 2) -
-              4;
-        }
-        const int8_t* x = xq + b * kSuperElems;
-        const float d = xd[b] * fp16_to_f32(blk.d);
-        for (int l = 0; l < 8; ++l) {
-          int32_t lane = 0;
-          for (int c = 0; c < 8; ++c) lane += (sc[2 * c + l / 4] - 32) * dot4(x, q, 32 * c + 4 * l);
-          acc[l] = std::fma(d, static_cast<float>(lane), acc[l]);
-        }
+    float acc[8] = {};
+    for (int b = 0; b < nb; ++b) {
+      const BlockQ3_K& blk = w[b];
+      uint8_t sc[16];
+      k3_scales(blk.scales, sc);
+      for (int e = 0; e < kSuperElems; ++e) {
+        const int h = e / 128, t = (e / 32) % 4, l = e % 32;
+        q[e] =
+            (((blk.qs[32 * h + l] >> (2 * t)) & 3) | ((blk.hmask[l] >> (4 * h + t)) & 1) << 2) - 4;
       }
-      y_at(a, i)[r] = ggml_lane_sum(acc);
+      const int8_t* x = xq + b * kSuperElems;
+      const float d = xd[b] * fp16_to_f32(blk.d);
+      for (int l = 0; l < 8; ++l) {
+        int32_t lane = 0;
+        for (int c = 0; c < 8; ++c) lane += (sc[2 * c + l / 4] - 32) * dot4(x, q, 32 * c + 4 * l);
+        acc[l] = std::fma(d, static_cast<float>(lane), acc[l]);
+      }
     }
-  }
+    return ggml_lane_sum(acc);
+  });
 }
 
 // Q2_K as llama.cpp's AVX2 build (vec_dot): per super-block the mins' lanes first
@@ -192,36 +179,33 @@ void matmul_q3_k(const MatmulArgs& a, int r0, int r1) {
 void matmul_q2_k_lanes(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kSuperElems;
   int q[kSuperElems];
-  for (int i = 0; i < a.n; ++i) {
+  each_pair<BlockQ2_K>(a, r0, r1, [&](const BlockQ2_K* w, int i) {
     const void* xrow = row_at(a.x, a.x_stride, i);
     const int8_t* xq = q8k_values(xrow);
     const float* xd = q8k_scales(xrow, a.k);
     const int16_t* xs = q8k_sums(xrow, a.k);
-    for (int r = r0; r < r1; ++r) {
-      const auto* w = reinterpret_cast<const BlockQ2_K*>(row_at(a.w, a.w_stride, r));
-      float acc[8] = {};
-      for (int b = 0; b < nb; ++b) {
-        const BlockQ2_K& blk = w[b];
-        levels_q2_k(blk, q);
-        const int8_t* x = xq + b * kSuperElems;
-        const int16_t* s16 = xs + b * 16;
-        const float d = xd[b] * fp16_to_f32(blk.d);
-        const float dmin = -(xd[b] * fp16_to_f32(blk.dmin));
-        for (int l = 0; l < 8; ++l) {
-          const int32_t mins =
-              (blk.scales[2 * l] >> 4) * s16[2 * l] + (blk.scales[2 * l + 1] >> 4) * s16[2 * l + 1];
-          acc[l] = std::fma(dmin, static_cast<float>(mins), acc[l]);
-        }
-        for (int l = 0; l < 8; ++l) {
-          int32_t lane = 0;
-          for (int c = 0; c < 8; ++c)
-            lane += (blk.scales[2 * c + l / 4] & 15) * dot4(x, q, 32 * c + 4 * l);
-          acc[l] = std::fma(d, static_cast<float>(lane), acc[l]);
-        }
+    float acc[8] = {};
+    for (int b = 0; b < nb; ++b) {
+      const BlockQ2_K& blk = w[b];
+      levels_q2_k(blk, q);
+      const int8_t* x = xq + b * kSuperElems;
+      const int16_t* s16 = xs + b * 16;
+      const float d = xd[b] * fp16_to_f32(blk.d);
+      const float dmin = -(xd[b] * fp16_to_f32(blk.dmin));
+      for (int l = 0; l < 8; ++l) {
+        const int32_t mins =
+            (blk.scales[2 * l] >> 4) * s16[2 * l] + (blk.scales[2 * l + 1] >> 4) * s16[2 * l + 1];
+        acc[l] = std::fma(dmin, static_cast<float>(mins), acc[l]);
       }
-      y_at(a, i)[r] = ggml_lane_sum(acc);
+      for (int l = 0; l < 8; ++l) {
+        int32_t lane = 0;
+        for (int c = 0; c < 8; ++c)
+          lane += (blk.scales[2 * c + l / 4] & 15) * dot4(x, q, 32 * c + 4 * l);
+        acc[l] = std::fma(d, static_cast<float>(lane), acc[l]);
+      }
     }
-  }
+    return ggml_lane_sum(acc);
+  });
 }
 
 // Q2_K as llama.cpp's AVX-512 build (repacked): the two chains of Q4_K, per super-block
@@ -230,38 +214,35 @@ void matmul_q2_k_repacked(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kSuperElems;
   const int gemm_rows = a.n > 3 ? a.n - a.n % 4 : 0;
   int q[kSuperElems];
-  for (int i = 0; i < a.n; ++i) {
+  each_pair<BlockQ2_K>(a, r0, r1, [&](const BlockQ2_K* w, int i) {
     const void* xrow = row_at(a.x, a.x_stride, i);
     const int8_t* xq = q8k_values(xrow);
     const float* xd = q8k_scales(xrow, a.k);
     const int16_t* xs = q8k_sums(xrow, a.k);
     const int steps = i < gemm_rows ? 2 : 1;
-    for (int r = r0; r < r1; ++r) {
-      const auto* w = reinterpret_cast<const BlockQ2_K*>(row_at(a.w, a.w_stride, r));
-      float acc = 0, mins = 0;
-      for (int b = 0; b < nb; ++b) {
-        const BlockQ2_K& blk = w[b];
-        levels_q2_k(blk, q);
-        const int8_t* x = xq + b * kSuperElems;
-        const int16_t* s16 = xs + b * 16;
-        const float d = fp16_to_f32(blk.d) * xd[b];
-        const float dmin = fp16_to_f32(blk.dmin) * xd[b];
-        for (int step = 0; step < steps; ++step) {
-          const int j0 = 16 / steps * step, j1 = 16 / steps * (step + 1);  // 16-element groups
-          int32_t isum = 0, msum = 0;
-          for (int j = j0; j < j1; ++j) {
-            int32_t dot = 0;
-            for (int e = 16 * j; e < 16 * j + 16; ++e) dot += q[e] * x[e];
-            isum += (blk.scales[j] & 15) * dot;
-            msum += (blk.scales[j] >> 4) * s16[j];
-          }
-          acc = std::fma(static_cast<float>(isum), d, acc);
-          mins = std::fma(static_cast<float>(msum), dmin, mins);
+    float acc = 0, mins = 0;
+    for (int b = 0; b < nb; ++b) {
+      const BlockQ2_K& blk = w[b];
+      levels_q2_k(blk, q);
+      const int8_t* x = xq + b * kSuperElems;
+      const int16_t* s16 = xs + b * 16;
+      const float d = fp16_to_f32(blk.d) * xd[b];
+      const float dmin = fp16_to_f32(blk.dmin) * xd[b];
+      for (int step = 0; step < steps; ++step) {
+        const int j0 = 16 / steps * step, j1 = 16 / steps * (step + 1);  // 16-element groups
+        int32_t isum = 0, msum = 0;
+        for (int j = j0; j < j1; ++j) {
+          int32_t dot = 0;
+          for (int e = 16 * j; e < 16 * j + 16; ++e) dot += q[e] * x[e];
+          isum += (blk.scales[j] & 15) * dot;
+          msum += (blk.scales[j] >> 4) * s16[j];
         }
+        acc = std::fma(static_cast<float>(isum), d, acc);
+        mins = std::fma(static_cast<float>(msum), dmin, mins);
       }
-      y_at(a, i)[r] = acc - mins;
     }
-  }
+    return acc - mins;
+  });
 }
 
 // ---- F16 ------------------------------------------------------------------------------
@@ -290,34 +271,31 @@ float reduce_lanes(const float* x, bool hadd = false) {
 template <int W>
 void matmul_f16_w(const MatmulArgs& a, int r0, int r1) {
   const bool tiny_blas = a.n > 1 && a.k % W == 0;
-  for (int i = 0; i < a.n; ++i) {
+  each_pair<uint16_t>(a, r0, r1, [&](const uint16_t* w, int i) {
     const float* x = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i));
-    for (int r = r0; r < r1; ++r) {
-      const auto* w = reinterpret_cast<const uint16_t*>(row_at(a.w, a.w_stride, r));
-      float result;
-      if (tiny_blas) {
-        float acc[W] = {};
-        for (int j = 0; j < a.k; j += W)
-          for (int l = 0; l < W; ++l) acc[l] = std::fma(fp16_to_f32(w[j + l]), x[j + l], acc[l]);
-        result = reduce_lanes<W>(acc);
-      } else {
-        const int step = 4 * W, np = a.k - a.k % step;
-        float acc[4][W] = {};
-        for (int j = 0; j < np; j += step)
-          for (int g = 0; g < 4; ++g)
-            for (int l = 0; l < W; ++l) {
-              const int e = j + g * W + l;
-              acc[g][l] = std::fma(fp16_to_f32(w[e]), x[e], acc[g][l]);
-            }
-        float v[W];
-        for (int l = 0; l < W; ++l) v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-        double sum = reduce_lanes<W>(v, /*hadd=*/true);
-        for (int e = np; e < a.k; ++e) sum += static_cast<double>(fp16_to_f32(w[e]) * x[e]);
-        result = static_cast<float>(sum);
-      }
-      y_at(a, i)[r] = result;
+    float result;
+    if (tiny_blas) {
+      float acc[W] = {};
+      for (int j = 0; j < a.k; j += W)
+        for (int l = 0; l < W; ++l) acc[l] = std::fma(fp16_to_f32(w[j + l]), x[j + l], acc[l]);
+      result = reduce_lanes<W>(acc);
+    } else {
+      const int step = 4 * W, np = a.k - a.k % step;
+      float acc[4][W] = {};
+      for (int j = 0; j < np; j += step)
+        for (int g = 0; g < 4; ++g)
+          for (int l = 0; l < W; ++l) {
+            const int e = j + g * W + l;
+            acc[g][l] = std::fma(fp16_to_f32(w[e]), x[e], acc[g][l]);
+          }
+      float v[W];
+      for (int l = 0; l < W; ++l) v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+      double sum = reduce_lanes<W>(v, /*hadd=*/true);
+      for (int e = np; e < a.k; ++e) sum += static_cast<double>(fp16_to_f32(w[e]) * x[e]);
+      result = static_cast<float>(sum);
     }
-  }
+    return result;
+  });
 }
 
 // The 256 levels of a Q4_K / Q5_K super-block in element order.
@@ -339,108 +317,99 @@ void matmul_q4_k(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kSuperElems;
   const int gemm_rows = a.n > 3 ? a.n - a.n % 4 : 0;
   int q[kSuperElems];
-  for (int i = 0; i < a.n; ++i) {
+  each_pair<BlockQ4_K>(a, r0, r1, [&](const BlockQ4_K* w, int i) {
     const void* xrow = row_at(a.x, a.x_stride, i);
     const int8_t* xq = q8k_values(xrow);
     const float* xd = q8k_scales(xrow, a.k);
     const int16_t* xs = q8k_sums(xrow, a.k);
     const int steps = i < gemm_rows ? 4 : 1;  // chain steps per super-block
-    for (int r = r0; r < r1; ++r) {
-      const auto* w = reinterpret_cast<const BlockQ4_K*>(row_at(a.w, a.w_stride, r));
-      float acc = 0, mins = 0;
-      for (int b = 0; b < nb; ++b) {
-        levels_q4_k(w[b], q);
-        uint8_t sc[8], mn[8];
-        k4_scale_min(w[b].scales, sc, mn);
-        const int8_t* x = xq + b * kSuperElems;
-        const int16_t* s16 = xs + b * 16;
-        const float d = fp16_to_f32(w[b].d) * xd[b];
-        const float dmin = fp16_to_f32(w[b].dmin) * xd[b];
-        for (int step = 0; step < steps; ++step) {
-          const int j0 = 8 / steps * step, j1 = 8 / steps * (step + 1);  // sub-blocks
-          int32_t isum = 0, msum = 0;
-          for (int j = j0; j < j1; ++j) {
-            int32_t dot = 0;
-            for (int e = 32 * j; e < 32 * j + 32; ++e) dot += q[e] * x[e];
-            isum += sc[j] * dot;
-            msum += mn[j] * (s16[2 * j] + s16[2 * j + 1]);
-          }
-          acc = std::fma(static_cast<float>(isum), d, acc);
-          mins = std::fma(static_cast<float>(msum), dmin, mins);
+    float acc = 0, mins = 0;
+    for (int b = 0; b < nb; ++b) {
+      levels_q4_k(w[b], q);
+      uint8_t sc[8], mn[8];
+      k4_scale_min(w[b].scales, sc, mn);
+      const int8_t* x = xq + b * kSuperElems;
+      const int16_t* s16 = xs + b * 16;
+      const float d = fp16_to_f32(w[b].d) * xd[b];
+      const float dmin = fp16_to_f32(w[b].dmin) * xd[b];
+      for (int step = 0; step < steps; ++step) {
+        const int j0 = 8 / steps * step, j1 = 8 / steps * (step + 1);  // sub-blocks
+        int32_t isum = 0, msum = 0;
+        for (int j = j0; j < j1; ++j) {
+          int32_t dot = 0;
+          for (int e = 32 * j; e < 32 * j + 32; ++e) dot += q[e] * x[e];
+          isum += sc[j] * dot;
+          msum += mn[j] * (s16[2 * j] + s16[2 * j + 1]);
         }
+        acc = std::fma(static_cast<float>(isum), d, acc);
+        mins = std::fma(static_cast<float>(msum), dmin, mins);
       }
-      y_at(a, i)[r] = acc - mins;
     }
-  }
+    return acc - mins;
+  });
 }
 
 void matmul_q5_k(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kSuperElems;
   int q[kSuperElems];
-  for (int i = 0; i < a.n; ++i) {
+  each_pair<BlockQ5_K>(a, r0, r1, [&](const BlockQ5_K* w, int i) {
     const void* xrow = row_at(a.x, a.x_stride, i);
     const int8_t* xq = q8k_values(xrow);
     const float* xd = q8k_scales(xrow, a.k);
     const int16_t* xs = q8k_sums(xrow, a.k);
-    for (int r = r0; r < r1; ++r) {
-      const auto* w = reinterpret_cast<const BlockQ5_K*>(row_at(a.w, a.w_stride, r));
-      float acc[8] = {};
-      float summs = 0;
-      for (int b = 0; b < nb; ++b) {
-        levels_q5_k(w[b], q);
-        uint8_t sc[8], mn[8];
-        k4_scale_min(w[b].scales, sc, mn);
-        const int8_t* x = xq + b * kSuperElems;
-        const int16_t* s16 = xs + b * 16;
-        int32_t msum = 0;
-        for (int j = 0; j < 8; ++j) msum += mn[j] * (s16[2 * j] + s16[2 * j + 1]);
-        summs = std::fma(-(xd[b] * fp16_to_f32(w[b].dmin)), static_cast<float>(msum), summs);
-        const float d = xd[b] * fp16_to_f32(w[b].d);
-        for (int l = 0; l < 8; ++l) {
-          int32_t lane = 0;
-          for (int j = 0; j < 8; ++j) lane += sc[j] * dot4(x, q, 32 * j + 4 * l);
-          acc[l] = std::fma(d, static_cast<float>(lane), acc[l]);
-        }
+    float acc[8] = {};
+    float summs = 0;
+    for (int b = 0; b < nb; ++b) {
+      levels_q5_k(w[b], q);
+      uint8_t sc[8], mn[8];
+      k4_scale_min(w[b].scales, sc, mn);
+      const int8_t* x = xq + b * kSuperElems;
+      const int16_t* s16 = xs + b * 16;
+      int32_t msum = 0;
+      for (int j = 0; j < 8; ++j) msum += mn[j] * (s16[2 * j] + s16[2 * j + 1]);
+      summs = std::fma(-(xd[b] * fp16_to_f32(w[b].dmin)), static_cast<float>(msum), summs);
+      const float d = xd[b] * fp16_to_f32(w[b].d);
+      for (int l = 0; l < 8; ++l) {
+        int32_t lane = 0;
+        for (int j = 0; j < 8; ++j) lane += sc[j] * dot4(x, q, 32 * j + 4 * l);
+        acc[l] = std::fma(d, static_cast<float>(lane), acc[l]);
       }
-      y_at(a, i)[r] = ggml_lane_sum(acc) + summs;
     }
-  }
+    return ggml_lane_sum(acc) + summs;
+  });
 }
 
 void matmul_q6_k(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kSuperElems;
   int q[kSuperElems];  // unsigned 6-bit levels (0..63); the -32 comes from the sums
-  for (int i = 0; i < a.n; ++i) {
+  each_pair<BlockQ6_K>(a, r0, r1, [&](const BlockQ6_K* w, int i) {
     const void* xrow = row_at(a.x, a.x_stride, i);
     const int8_t* xq = q8k_values(xrow);
     const float* xd = q8k_scales(xrow, a.k);
     const int16_t* xs = q8k_sums(xrow, a.k);
-    for (int r = r0; r < r1; ++r) {
-      const auto* w = reinterpret_cast<const BlockQ6_K*>(row_at(a.w, a.w_stride, r));
-      float acc[8] = {};
-      for (int b = 0; b < nb; ++b) {
-        const BlockQ6_K& blk = w[b];
-        for (int e = 0; e < kSuperElems; ++e) {
-          const int h = e / 128, t = (e / 32) % 4, l = e % 32;
-          const uint8_t byte = blk.ql[64 * h + 32 * (t & 1) + l];
-          const int low = t < 2 ? byte & 15 : byte >> 4;
-          q[e] = low | ((blk.qh[32 * h + l] >> (2 * t)) & 3) << 4;
-        }
-        const int8_t* x = xq + b * kSuperElems;
-        const int16_t* s16 = xs + b * 16;
-        const float d = xd[b] * fp16_to_f32(blk.d);
-        for (int l = 0; l < 8; ++l) {
-          int32_t lane = 0;
-          for (int c = 0; c < 8; ++c) {  // 32-element chunks; 16-element scale groups
-            lane += blk.scales[2 * c + l / 4] * dot4(x, q, 32 * c + 4 * l);
-          }
-          lane -= 32 * (blk.scales[2 * l] * s16[2 * l] + blk.scales[2 * l + 1] * s16[2 * l + 1]);
-          acc[l] = std::fma(d, static_cast<float>(lane), acc[l]);
-        }
+    float acc[8] = {};
+    for (int b = 0; b < nb; ++b) {
+      const BlockQ6_K& blk = w[b];
+      for (int e = 0; e < kSuperElems; ++e) {
+        const int h = e / 128, t = (e / 32) % 4, l = e % 32;
+        const uint8_t byte = blk.ql[64 * h + 32 * (t & 1) + l];
+        const int low = t < 2 ? byte & 15 : byte >> 4;
+        q[e] = low | ((blk.qh[32 * h + l] >> (2 * t)) & 3) << 4;
       }
-      y_at(a, i)[r] = ggml_lane_sum(acc);
+      const int8_t* x = xq + b * kSuperElems;
+      const int16_t* s16 = xs + b * 16;
+      const float d = xd[b] * fp16_to_f32(blk.d);
+      for (int l = 0; l < 8; ++l) {
+        int32_t lane = 0;
+        for (int c = 0; c < 8; ++c) {  // 32-element chunks; 16-element scale groups
+          lane += blk.scales[2 * c + l / 4] * dot4(x, q, 32 * c + 4 * l);
+        }
+        lane -= 32 * (blk.scales[2 * l] * s16[2 * l] + blk.scales[2 * l + 1] * s16[2 * l + 1]);
+        acc[l] = std::fma(d, static_cast<float>(lane), acc[l]);
+      }
     }
-  }
+    return ggml_lane_sum(acc);
+  });
 }
 
 // ggml's rotation, as GCC contracts it: x0' = fma(x0, cos, -(x1 sin)),

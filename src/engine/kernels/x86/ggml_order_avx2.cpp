@@ -25,23 +25,20 @@ __m256i dot4_lanes(__m256i u, __m256i s) {
 
 void matmul_q8_0(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kBlockElems;
-  for (int r = r0; r < r1; ++r) {
-    const auto* w = reinterpret_cast<const BlockQ8_0*>(row_at(a.w, a.w_stride, r));
-    for (int i = 0; i < a.n; ++i) {
-      const void* xrow = row_at(a.x, a.x_stride, i);
-      const int8_t* xq = q8_values(xrow);
-      const float* xd = q8_scales(xrow, a.k);
-      __m256 acc = _mm256_setzero_ps();
-      for (int b = 0; b < nb; ++b) {
-        const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-        const __m256i lanes = dot4_lanes(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
-        const __m256 d = _mm256_set1_ps(fp16_to_f32(w[b].d) * xd[b]);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
-      }
-      y_at(a, i)[r] = avx2::hsum(acc);
+  each_pair<BlockQ8_0>(a, r0, r1, [&](const BlockQ8_0* w, int i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8_values(xrow);
+    const float* xd = q8_scales(xrow, a.k);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; ++b) {
+      const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+      const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+      const __m256i lanes = dot4_lanes(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
+      const __m256 d = _mm256_set1_ps(fp16_to_f32(w[b].d) * xd[b]);
+      acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
     }
-  }
+    return avx2::hsum(acc);
+  });
 }
 
 int32_t hsum_i32(__m256i v) {
@@ -79,22 +76,19 @@ __m256i signed_dot4(__m256i q, __m256i x) {
 
 void matmul_q4_0(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kBlockElems;
-  for (int r = r0; r < r1; ++r) {
-    const auto* w = reinterpret_cast<const BlockQ4_0*>(row_at(a.w, a.w_stride, r));
-    for (int i = 0; i < a.n; ++i) {
-      const void* xrow = row_at(a.x, a.x_stride, i);
-      const int8_t* xq = q8_values(xrow);
-      const float* xd = q8_scales(xrow, a.k);
-      float acc = 0;
-      for (int b = 0; b < nb; ++b) {
-        const __m256i q = _mm256_sub_epi8(nibbles32(w[b].qs), _mm256_set1_epi8(8));
-        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-        const int32_t isum = hsum_i32(signed_dot4(q, x));
-        acc = std::fma(static_cast<float>(isum), fp16_to_f32(w[b].d) * xd[b], acc);
-      }
-      y_at(a, i)[r] = acc;
+  each_pair<BlockQ4_0>(a, r0, r1, [&](const BlockQ4_0* w, int i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8_values(xrow);
+    const float* xd = q8_scales(xrow, a.k);
+    float acc = 0;
+    for (int b = 0; b < nb; ++b) {
+      const __m256i q = _mm256_sub_epi8(nibbles32(w[b].qs), _mm256_set1_epi8(8));
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+      const int32_t isum = hsum_i32(signed_dot4(q, x));
+      acc = std::fma(static_cast<float>(isum), fp16_to_f32(w[b].d) * xd[b], acc);
     }
-  }
+    return acc;
+  });
 }
 
 // Q4_1, Q5_0, Q5_1: eight lanes (see the scalar reference).
@@ -103,32 +97,29 @@ void matmul_lanes32(const MatmulArgs& a, int r0, int r1) {
   constexpr bool kMin = requires(Block b) { b.m; };
   constexpr bool kHigh = requires(Block b) { b.qh; };
   const int nb = a.k / kBlockElems;
-  for (int r = r0; r < r1; ++r) {
-    const auto* w = reinterpret_cast<const Block*>(row_at(a.w, a.w_stride, r));
-    for (int i = 0; i < a.n; ++i) {
-      const void* xrow = row_at(a.x, a.x_stride, i);
-      const int8_t* xq = q8_values(xrow);
-      const float* xd = q8_scales(xrow, a.k);
-      const float* xs = q8_min_sums(xrow, a.k);
-      __m256 acc = _mm256_setzero_ps();
-      float summs = 0;
-      for (int b = 0; b < nb; ++b) {
-        __m256i q = nibbles32(w[b].qs);
-        if constexpr (kHigh) q = _mm256_or_si256(q, high_bit_bytes(w[b].qh));
-        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-        __m256i lanes;
-        if constexpr (kMin) {
-          summs = std::fma(fp16_to_f32(w[b].m), xs[b], summs);
-          lanes = dot4_lanes(q, x);  // unsigned levels
-        } else {
-          lanes = signed_dot4(_mm256_sub_epi8(q, _mm256_set1_epi8(16)), x);  // Q5_0
-        }
-        const __m256 d = _mm256_set1_ps(fp16_to_f32(w[b].d) * xd[b]);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
+  each_pair<Block>(a, r0, r1, [&](const Block* w, int i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8_values(xrow);
+    const float* xd = q8_scales(xrow, a.k);
+    const float* xs = q8_min_sums(xrow, a.k);
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int b = 0; b < nb; ++b) {
+      __m256i q = nibbles32(w[b].qs);
+      if constexpr (kHigh) q = _mm256_or_si256(q, high_bit_bytes(w[b].qh));
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+      __m256i lanes;
+      if constexpr (kMin) {
+        summs = std::fma(fp16_to_f32(w[b].m), xs[b], summs);
+        lanes = dot4_lanes(q, x);  // unsigned levels
+      } else {
+        lanes = signed_dot4(_mm256_sub_epi8(q, _mm256_set1_epi8(16)), x);  // Q5_0
       }
-      y_at(a, i)[r] = avx2::hsum(acc) + summs;
+      const __m256 d = _mm256_set1_ps(fp16_to_f32(w[b].d) * xd[b]);
+      acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
     }
-  }
+    return avx2::hsum(acc) + summs;
+  });
 }
 
 // ---- Q2_K, Q3_K -------------------------------------------------------------------------
@@ -147,73 +138,67 @@ __m256i low2_chunk(const uint8_t* qs, int c) {
 
 void matmul_q3_k(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kSuperElems;
-  for (int r = r0; r < r1; ++r) {
-    const auto* w = reinterpret_cast<const BlockQ3_K*>(row_at(a.w, a.w_stride, r));
-    for (int i = 0; i < a.n; ++i) {
-      const void* xrow = row_at(a.x, a.x_stride, i);
-      const int8_t* xq = q8k_values(xrow);
-      const float* xd = q8k_scales(xrow, a.k);
-      __m256 acc = _mm256_setzero_ps();
-      for (int b = 0; b < nb; ++b) {
-        const BlockQ3_K& blk = w[b];
-        uint8_t sc[16];
-        k3_scales(blk.scales, sc);
-        const __m256i hmask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.hmask));
-        const int8_t* x = xq + b * kSuperElems;
-        __m256i lanes = _mm256_setzero_si256();
-        for (int c = 0; c < 8; ++c) {
-          // level = low2 | high << 2, minus 4; high = bit (4 (c / 4) + c % 4) = bit c of hmask[l]
-          const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hmask, c), _mm256_set1_epi8(1));
-          const __m256i q =
-              _mm256_sub_epi8(_mm256_or_si256(low2_chunk(blk.qs, c), _mm256_slli_epi16(high, 2)),
-                              _mm256_set1_epi8(4));
-          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * c));
-          const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(xv, q));
-          lanes = _mm256_add_epi32(
-              lanes, _mm256_madd_epi16(p16, chunk_scales(sc[2 * c] - 32, sc[2 * c + 1] - 32)));
-        }
-        const __m256 d = _mm256_set1_ps(xd[b] * fp16_to_f32(blk.d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
+  each_pair<BlockQ3_K>(a, r0, r1, [&](const BlockQ3_K* w, int i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8k_values(xrow);
+    const float* xd = q8k_scales(xrow, a.k);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; ++b) {
+      const BlockQ3_K& blk = w[b];
+      uint8_t sc[16];
+      k3_scales(blk.scales, sc);
+      const __m256i hmask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.hmask));
+      const int8_t* x = xq + b * kSuperElems;
+      __m256i lanes = _mm256_setzero_si256();
+      for (int c = 0; c < 8; ++c) {
+        // level = low2 | high << 2, minus 4; high = bit (4 (c / 4) + c % 4) = bit c of hmask[l]
+        const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hmask, c), _mm256_set1_epi8(1));
+        const __m256i q =
+            _mm256_sub_epi8(_mm256_or_si256(low2_chunk(blk.qs, c), _mm256_slli_epi16(high, 2)),
+                            _mm256_set1_epi8(4));
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * c));
+        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(xv, q));
+        lanes = _mm256_add_epi32(
+            lanes, _mm256_madd_epi16(p16, chunk_scales(sc[2 * c] - 32, sc[2 * c + 1] - 32)));
       }
-      y_at(a, i)[r] = avx2::hsum(acc);
+      const __m256 d = _mm256_set1_ps(xd[b] * fp16_to_f32(blk.d));
+      acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
     }
-  }
+    return avx2::hsum(acc);
+  });
 }
 
 // Q2_K as llama.cpp's AVX2 build: the mins' lanes, then the levels' lanes.
 void matmul_q2_k_lanes(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kSuperElems;
-  for (int r = r0; r < r1; ++r) {
-    const auto* w = reinterpret_cast<const BlockQ2_K*>(row_at(a.w, a.w_stride, r));
-    for (int i = 0; i < a.n; ++i) {
-      const void* xrow = row_at(a.x, a.x_stride, i);
-      const int8_t* xq = q8k_values(xrow);
-      const float* xd = q8k_scales(xrow, a.k);
-      const int16_t* xs = q8k_sums(xrow, a.k);
-      __m256 acc = _mm256_setzero_ps();
-      for (int b = 0; b < nb; ++b) {
-        const BlockQ2_K& blk = w[b];
-        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales));
-        const __m256i mins =
-            _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
-        const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + b * 16));
-        const __m256 dmin = _mm256_set1_ps(-(xd[b] * fp16_to_f32(blk.dmin)));
-        acc = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, sums)), acc);
-        const int8_t* x = xq + b * kSuperElems;
-        __m256i lanes = _mm256_setzero_si256();
-        for (int c = 0; c < 8; ++c) {
-          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * c));
-          const __m256i p16 = _mm256_maddubs_epi16(low2_chunk(blk.qs, c), xv);
-          lanes = _mm256_add_epi32(
-              lanes, _mm256_madd_epi16(
-                         p16, chunk_scales(blk.scales[2 * c] & 15, blk.scales[2 * c + 1] & 15)));
-        }
-        const __m256 d = _mm256_set1_ps(xd[b] * fp16_to_f32(blk.d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
+  each_pair<BlockQ2_K>(a, r0, r1, [&](const BlockQ2_K* w, int i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8k_values(xrow);
+    const float* xd = q8k_scales(xrow, a.k);
+    const int16_t* xs = q8k_sums(xrow, a.k);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; ++b) {
+      const BlockQ2_K& blk = w[b];
+      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales));
+      const __m256i mins =
+          _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
+      const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + b * 16));
+      const __m256 dmin = _mm256_set1_ps(-(xd[b] * fp16_to_f32(blk.dmin)));
+      acc = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, sums)), acc);
+      const int8_t* x = xq + b * kSuperElems;
+      __m256i lanes = _mm256_setzero_si256();
+      for (int c = 0; c < 8; ++c) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * c));
+        const __m256i p16 = _mm256_maddubs_epi16(low2_chunk(blk.qs, c), xv);
+        lanes = _mm256_add_epi32(
+            lanes, _mm256_madd_epi16(
+                       p16, chunk_scales(blk.scales[2 * c] & 15, blk.scales[2 * c + 1] & 15)));
       }
-      y_at(a, i)[r] = avx2::hsum(acc);
+      const __m256 d = _mm256_set1_ps(xd[b] * fp16_to_f32(blk.d));
+      acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
     }
-  }
+    return avx2::hsum(acc);
+  });
 }
 
 // Q2_K as llama.cpp's AVX-512 build (repacked): Q4_K's two chains, per 256 elements
@@ -221,47 +206,44 @@ void matmul_q2_k_lanes(const MatmulArgs& a, int r0, int r1) {
 void matmul_q2_k_repacked(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kSuperElems;
   const int gemm_rows = a.n > 3 ? a.n - a.n % 4 : 0;
-  for (int r = r0; r < r1; ++r) {
-    const auto* w = reinterpret_cast<const BlockQ2_K*>(row_at(a.w, a.w_stride, r));
-    for (int i = 0; i < a.n; ++i) {
-      const void* xrow = row_at(a.x, a.x_stride, i);
-      const int8_t* xq = q8k_values(xrow);
-      const float* xd = q8k_scales(xrow, a.k);
-      const int16_t* xs = q8k_sums(xrow, a.k);
-      const bool per_128 = i < gemm_rows;
-      float acc = 0, mins = 0;
-      for (int b = 0; b < nb; ++b) {
-        const BlockQ2_K& blk = w[b];
-        const int8_t* x = xq + b * kSuperElems;
-        const int16_t* s16 = xs + b * 16;
-        const float d = fp16_to_f32(blk.d) * xd[b];
-        const float dmin = fp16_to_f32(blk.dmin) * xd[b];
-        int32_t isum = 0, msum = 0;
-        for (int c = 0; c < 8; ++c) {  // groups 2c and 2c + 1
-          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * c));
-          const __m256i lanes = dot4_lanes(low2_chunk(blk.qs, c), xv);
-          __m128i lo = _mm256_castsi256_si128(lanes), hi = _mm256_extracti128_si256(lanes, 1);
-          lo = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0x4e));
-          hi = _mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0x4e));
-          const int32_t d0 = _mm_cvtsi128_si32(_mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0xb1)));
-          const int32_t d1 = _mm_cvtsi128_si32(_mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0xb1)));
-          isum += (blk.scales[2 * c] & 15) * d0 + (blk.scales[2 * c + 1] & 15) * d1;
-          msum +=
-              (blk.scales[2 * c] >> 4) * s16[2 * c] + (blk.scales[2 * c + 1] >> 4) * s16[2 * c + 1];
-          if (per_128 && c % 4 == 3) {
-            acc = std::fma(static_cast<float>(isum), d, acc);
-            mins = std::fma(static_cast<float>(msum), dmin, mins);
-            isum = msum = 0;
-          }
-        }
-        if (!per_128) {
+  each_pair<BlockQ2_K>(a, r0, r1, [&](const BlockQ2_K* w, int i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8k_values(xrow);
+    const float* xd = q8k_scales(xrow, a.k);
+    const int16_t* xs = q8k_sums(xrow, a.k);
+    const bool per_128 = i < gemm_rows;
+    float acc = 0, mins = 0;
+    for (int b = 0; b < nb; ++b) {
+      const BlockQ2_K& blk = w[b];
+      const int8_t* x = xq + b * kSuperElems;
+      const int16_t* s16 = xs + b * 16;
+      const float d = fp16_to_f32(blk.d) * xd[b];
+      const float dmin = fp16_to_f32(blk.dmin) * xd[b];
+      int32_t isum = 0, msum = 0;
+      for (int c = 0; c < 8; ++c) {  // groups 2c and 2c + 1
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * c));
+        const __m256i lanes = dot4_lanes(low2_chunk(blk.qs, c), xv);
+        __m128i lo = _mm256_castsi256_si128(lanes), hi = _mm256_extracti128_si256(lanes, 1);
+        lo = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0x4e));
+        hi = _mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0x4e));
+        const int32_t d0 = _mm_cvtsi128_si32(_mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0xb1)));
+        const int32_t d1 = _mm_cvtsi128_si32(_mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0xb1)));
+        isum += (blk.scales[2 * c] & 15) * d0 + (blk.scales[2 * c + 1] & 15) * d1;
+        msum +=
+            (blk.scales[2 * c] >> 4) * s16[2 * c] + (blk.scales[2 * c + 1] >> 4) * s16[2 * c + 1];
+        if (per_128 && c % 4 == 3) {
           acc = std::fma(static_cast<float>(isum), d, acc);
           mins = std::fma(static_cast<float>(msum), dmin, mins);
+          isum = msum = 0;
         }
       }
-      y_at(a, i)[r] = acc - mins;
+      if (!per_128) {
+        acc = std::fma(static_cast<float>(isum), d, acc);
+        mins = std::fma(static_cast<float>(msum), dmin, mins);
+      }
     }
-  }
+    return acc - mins;
+  });
 }
 
 // ---- F16 (llama.cpp's AVX2 build: 8 lanes) ----------------------------------------------
@@ -280,126 +262,115 @@ float hadd_reduce(__m256 v) {
 void matmul_f16(const MatmulArgs& a, int r0, int r1) {
   const bool tiny_blas = a.n > 1 && a.k % 8 == 0;
   const int np = a.k - a.k % 32;
-  for (int r = r0; r < r1; ++r) {
-    const auto* w = reinterpret_cast<const uint16_t*>(row_at(a.w, a.w_stride, r));
-    for (int i = 0; i < a.n; ++i) {
-      const float* x = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i));
-      float result;
-      if (tiny_blas) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int j = 0; j < a.k; j += 8)
-          acc = _mm256_fmadd_ps(load_half8(w + j), _mm256_loadu_ps(x + j), acc);
-        result = avx2::hsum(acc);
-      } else {
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                         _mm256_setzero_ps()};
-        for (int j = 0; j < np; j += 32)
-          for (int g = 0; g < 4; ++g)
-            acc[g] =
-                _mm256_fmadd_ps(load_half8(w + j + 8 * g), _mm256_loadu_ps(x + j + 8 * g), acc[g]);
-        double sum = hadd_reduce(
-            _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3])));
-        for (int e = np; e < a.k; ++e) sum += static_cast<double>(fp16_to_f32(w[e]) * x[e]);
-        result = static_cast<float>(sum);
-      }
-      y_at(a, i)[r] = result;
+  each_pair<uint16_t>(a, r0, r1, [&](const uint16_t* w, int i) {
+    const float* x = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i));
+    float result;
+    if (tiny_blas) {
+      __m256 acc = _mm256_setzero_ps();
+      for (int j = 0; j < a.k; j += 8)
+        acc = _mm256_fmadd_ps(load_half8(w + j), _mm256_loadu_ps(x + j), acc);
+      result = avx2::hsum(acc);
+    } else {
+      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                       _mm256_setzero_ps()};
+      for (int j = 0; j < np; j += 32)
+        for (int g = 0; g < 4; ++g)
+          acc[g] =
+              _mm256_fmadd_ps(load_half8(w + j + 8 * g), _mm256_loadu_ps(x + j + 8 * g), acc[g]);
+      double sum =
+          hadd_reduce(_mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3])));
+      for (int e = np; e < a.k; ++e) sum += static_cast<double>(fp16_to_f32(w[e]) * x[e]);
+      result = static_cast<float>(sum);
     }
-  }
+    return result;
+  });
 }
 
 void matmul_q4_k(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kSuperElems;
   const int gemm_rows = a.n > 3 ? a.n - a.n % 4 : 0;
   const __m256i m4 = _mm256_set1_epi8(15);
-  for (int r = r0; r < r1; ++r) {
-    const auto* w = reinterpret_cast<const BlockQ4_K*>(row_at(a.w, a.w_stride, r));
-    for (int i = 0; i < a.n; ++i) {
-      const void* xrow = row_at(a.x, a.x_stride, i);
-      const int8_t* xq = q8k_values(xrow);
-      const float* xd = q8k_scales(xrow, a.k);
-      const int16_t* xs = q8k_sums(xrow, a.k);
-      const bool per_64 = i < gemm_rows;
-      float acc = 0, mins = 0;
-      for (int b = 0; b < nb; ++b) {
-        uint8_t sc[8], mn[8];
-        k4_scale_min(w[b].scales, sc, mn);
-        const int8_t* x = xq + b * kSuperElems;
-        const int16_t* s16 = xs + b * 16;
-        const float d = fp16_to_f32(w[b].d) * xd[b];
-        const float dmin = fp16_to_f32(w[b].dmin) * xd[b];
-        int32_t isum = 0, msum = 0;
-        for (int j = 0; j < 4; ++j) {  // 64 elements: sub-blocks 2j (low) and 2j + 1 (high)
-          const __m256i bits =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * j));
-          const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j));
-          const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j + 32));
-          const int32_t d0 = hsum_i32(dot4_lanes(_mm256_and_si256(bits, m4), x0));
-          const int32_t d1 =
-              hsum_i32(dot4_lanes(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), x1));
-          isum += sc[2 * j] * d0 + sc[2 * j + 1] * d1;
-          msum += mn[2 * j] * (s16[4 * j] + s16[4 * j + 1]) +
-                  mn[2 * j + 1] * (s16[4 * j + 2] + s16[4 * j + 3]);
-          if (per_64) {
-            acc = std::fma(static_cast<float>(isum), d, acc);
-            mins = std::fma(static_cast<float>(msum), dmin, mins);
-            isum = msum = 0;
-          }
-        }
-        if (!per_64) {
+  each_pair<BlockQ4_K>(a, r0, r1, [&](const BlockQ4_K* w, int i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8k_values(xrow);
+    const float* xd = q8k_scales(xrow, a.k);
+    const int16_t* xs = q8k_sums(xrow, a.k);
+    const bool per_64 = i < gemm_rows;
+    float acc = 0, mins = 0;
+    for (int b = 0; b < nb; ++b) {
+      uint8_t sc[8], mn[8];
+      k4_scale_min(w[b].scales, sc, mn);
+      const int8_t* x = xq + b * kSuperElems;
+      const int16_t* s16 = xs + b * 16;
+      const float d = fp16_to_f32(w[b].d) * xd[b];
+      const float dmin = fp16_to_f32(w[b].dmin) * xd[b];
+      int32_t isum = 0, msum = 0;
+      for (int j = 0; j < 4; ++j) {  // 64 elements: sub-blocks 2j (low) and 2j + 1 (high)
+        const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * j));
+        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j));
+        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j + 32));
+        const int32_t d0 = hsum_i32(dot4_lanes(_mm256_and_si256(bits, m4), x0));
+        const int32_t d1 =
+            hsum_i32(dot4_lanes(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), x1));
+        isum += sc[2 * j] * d0 + sc[2 * j + 1] * d1;
+        msum += mn[2 * j] * (s16[4 * j] + s16[4 * j + 1]) +
+                mn[2 * j + 1] * (s16[4 * j + 2] + s16[4 * j + 3]);
+        if (per_64) {
           acc = std::fma(static_cast<float>(isum), d, acc);
           mins = std::fma(static_cast<float>(msum), dmin, mins);
+          isum = msum = 0;
         }
       }
-      y_at(a, i)[r] = acc - mins;
+      if (!per_64) {
+        acc = std::fma(static_cast<float>(isum), d, acc);
+        mins = std::fma(static_cast<float>(msum), dmin, mins);
+      }
     }
-  }
+    return acc - mins;
+  });
 }
 
 void matmul_q5_k(const MatmulArgs& a, int r0, int r1) {
   const int nb = a.k / kSuperElems;
   const __m256i m4 = _mm256_set1_epi8(15);
-  for (int r = r0; r < r1; ++r) {
-    const auto* w = reinterpret_cast<const BlockQ5_K*>(row_at(a.w, a.w_stride, r));
-    for (int i = 0; i < a.n; ++i) {
-      const void* xrow = row_at(a.x, a.x_stride, i);
-      const int8_t* xq = q8k_values(xrow);
-      const float* xd = q8k_scales(xrow, a.k);
-      const int16_t* xs = q8k_sums(xrow, a.k);
-      __m256 acc = _mm256_setzero_ps();
-      float summs = 0;
-      for (int b = 0; b < nb; ++b) {
-        uint8_t sc[8], mn[8];
-        k4_scale_min(w[b].scales, sc, mn);
-        const int8_t* x = xq + b * kSuperElems;
-        const int16_t* s16 = xs + b * 16;
-        int32_t msum = 0;
-        for (int j = 0; j < 8; ++j) msum += mn[j] * (s16[2 * j] + s16[2 * j + 1]);
-        summs = std::fma(-(xd[b] * fp16_to_f32(w[b].dmin)), static_cast<float>(msum), summs);
-        const __m256i hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh));
-        __m256i lanes = _mm256_setzero_si256();
-        for (int j = 0; j < 4; ++j) {
-          const __m256i bits =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * j));
-          const __m256i one = _mm256_set1_epi8(1);
-          const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one);
-          const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one);
-          const __m256i q0 = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_slli_epi16(h0, 4));
-          const __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
-                                             _mm256_slli_epi16(h1, 4));
-          const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j));
-          const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j + 32));
-          const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, x0),
-                                               _mm256_set1_epi16(static_cast<int16_t>(sc[2 * j])));
-          const __m256i p1 = _mm256_madd_epi16(
-              _mm256_maddubs_epi16(q1, x1), _mm256_set1_epi16(static_cast<int16_t>(sc[2 * j + 1])));
-          lanes = _mm256_add_epi32(lanes, _mm256_add_epi32(p0, p1));
-        }
-        const __m256 d = _mm256_set1_ps(xd[b] * fp16_to_f32(w[b].d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
+  each_pair<BlockQ5_K>(a, r0, r1, [&](const BlockQ5_K* w, int i) {
+    const void* xrow = row_at(a.x, a.x_stride, i);
+    const int8_t* xq = q8k_values(xrow);
+    const float* xd = q8k_scales(xrow, a.k);
+    const int16_t* xs = q8k_sums(xrow, a.k);
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int b = 0; b < nb; ++b) {
+      uint8_t sc[8], mn[8];
+      k4_scale_min(w[b].scales, sc, mn);
+      const int8_t* x = xq + b * kSuperElems;
+      const int16_t* s16 = xs + b * 16;
+      int32_t msum = 0;
+      for (int j = 0; j < 8; ++j) msum += mn[j] * (s16[2 * j] + s16[2 * j + 1]);
+      summs = std::fma(-(xd[b] * fp16_to_f32(w[b].dmin)), static_cast<float>(msum), summs);
+      const __m256i hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh));
+      __m256i lanes = _mm256_setzero_si256();
+      for (int j = 0; j < 4; ++j) {
+        const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * j));
+        const __m256i one = _mm256_set1_epi8(1);
+        const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one);
+        const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one);
+        const __m256i q0 = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_slli_epi16(h0, 4));
+        const __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                                           _mm256_slli_epi16(h1, 4));
+        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j));
+        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j + 32));
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, x0),
+                                             _mm256_set1_epi16(static_cast<int16_t>(sc[2 * j])));
+        const __m256i p1 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(q1, x1), _mm256_set1_epi16(static_cast<int16_t>(sc[2 * j + 1])));
+        lanes = _mm256_add_epi32(lanes, _mm256_add_epi32(p0, p1));
       }
-      y_at(a, i)[r] = avx2::hsum(acc) + summs;
+      const __m256 d = _mm256_set1_ps(xd[b] * fp16_to_f32(w[b].d));
+      acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
     }
-  }
+    return avx2::hsum(acc) + summs;
+  });
 }
 
 // ggml's AVX2 expf (ARM's optimized-routines scheme: n = round(x / ln2) by the 1.5 *

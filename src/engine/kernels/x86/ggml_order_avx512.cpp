@@ -58,32 +58,25 @@ __m512 load_half16(const uint16_t* p) {
 void matmul_f16(const MatmulArgs& a, int r0, int r1) {
   const bool tiny_blas = a.n > 1 && a.k % 16 == 0;
   const int np = a.k - a.k % 64;
-  for (int r = r0; r < r1; ++r) {
-    const auto* w = reinterpret_cast<const uint16_t*>(row_at(a.w, a.w_stride, r));
-    for (int i = 0; i < a.n; ++i) {
-      const float* x = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i));
-      float result;
-      if (tiny_blas) {
-        __m512 acc = _mm512_setzero_ps();
-        for (int j = 0; j < a.k; j += 16)
-          acc = _mm512_fmadd_ps(load_half16(w + j), _mm512_loadu_ps(x + j), acc);
-        result = _mm512_reduce_add_ps(acc);
-      } else {
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                         _mm512_setzero_ps()};
-        for (int j = 0; j < np; j += 64)
-          for (int g = 0; g < 4; ++g)
-            acc[g] = _mm512_fmadd_ps(load_half16(w + j + 16 * g), _mm512_loadu_ps(x + j + 16 * g),
-                                     acc[g]);
-        double sum = _mm512_reduce_add_ps(
-            _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
-        for (int e = np; e < a.k; ++e) sum += static_cast<double>(fp16_to_f32(w[e]) * x[e]);
-        result = static_cast<float>(sum);
-      }
-      reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(a.y) +
-                               static_cast<size_t>(i) * a.y_stride)[r] = result;
+  each_pair<uint16_t>(a, r0, r1, [&](const uint16_t* w, int i) {
+    const float* x = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i));
+    if (tiny_blas) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int j = 0; j < a.k; j += 16)
+        acc = _mm512_fmadd_ps(load_half16(w + j), _mm512_loadu_ps(x + j), acc);
+      return _mm512_reduce_add_ps(acc);
     }
-  }
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    for (int j = 0; j < np; j += 64)
+      for (int g = 0; g < 4; ++g)
+        acc[g] =
+            _mm512_fmadd_ps(load_half16(w + j + 16 * g), _mm512_loadu_ps(x + j + 16 * g), acc[g]);
+    double sum = _mm512_reduce_add_ps(
+        _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
+    for (int e = np; e < a.k; ++e) sum += static_cast<double>(fp16_to_f32(w[e]) * x[e]);
+    return static_cast<float>(sum);
+  });
 }
 
 }  // namespace
