@@ -266,35 +266,39 @@ float reduce_lanes(const float* x, bool hadd = false) {
   }
 }
 
-// One activation row: ggml_vec_dot_f16 (four W-lane accumulators). More rows with k a
-// multiple of W: tinyBLAS (one W-lane accumulator). X is already rounded to F16.
+// ggml_vec_dot_f16 of n F16 values h and floats x (rounded to F16 already): four
+// accumulators of W lanes (16 for its AVX-512 build, 8 for AVX2) over 4 W elements at a
+// time, FMA per lane; then acc0 + acc2, acc1 + acc3, their sum, the lanes reduced as
+// reduce_lanes(hadd) does; a tail below a whole step in double.
+template <int W>
+float vec_dot_f16(const uint16_t* h, const float* x, int n) {
+  const int step = 4 * W, np = n - n % step;
+  float acc[4][W] = {};
+  for (int j = 0; j < np; j += step)
+    for (int g = 0; g < 4; ++g)
+      for (int l = 0; l < W; ++l) {
+        const int e = j + g * W + l;
+        acc[g][l] = std::fma(fp16_to_f32(h[e]), x[e], acc[g][l]);
+      }
+  float v[W];
+  for (int l = 0; l < W; ++l) v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+  double sum = reduce_lanes<W>(v, /*hadd=*/true);
+  for (int e = np; e < n; ++e) sum += static_cast<double>(fp16_to_f32(h[e]) * x[e]);
+  return static_cast<float>(sum);
+}
+
+// One activation row: vec_dot_f16. More rows with k a multiple of W: tinyBLAS (one
+// W-lane accumulator over the row, then reduce_lanes).
 template <int W>
 void matmul_f16_w(const MatmulArgs& a, int r0, int r1) {
   const bool tiny_blas = a.n > 1 && a.k % W == 0;
   each_pair<uint16_t>(a, r0, r1, [&](const uint16_t* w, int i) {
     const float* x = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i));
-    float result;
-    if (tiny_blas) {
-      float acc[W] = {};
-      for (int j = 0; j < a.k; j += W)
-        for (int l = 0; l < W; ++l) acc[l] = std::fma(fp16_to_f32(w[j + l]), x[j + l], acc[l]);
-      result = reduce_lanes<W>(acc);
-    } else {
-      const int step = 4 * W, np = a.k - a.k % step;
-      float acc[4][W] = {};
-      for (int j = 0; j < np; j += step)
-        for (int g = 0; g < 4; ++g)
-          for (int l = 0; l < W; ++l) {
-            const int e = j + g * W + l;
-            acc[g][l] = std::fma(fp16_to_f32(w[e]), x[e], acc[g][l]);
-          }
-      float v[W];
-      for (int l = 0; l < W; ++l) v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-      double sum = reduce_lanes<W>(v, /*hadd=*/true);
-      for (int e = np; e < a.k; ++e) sum += static_cast<double>(fp16_to_f32(w[e]) * x[e]);
-      result = static_cast<float>(sum);
-    }
-    return result;
+    if (!tiny_blas) return vec_dot_f16<W>(w, x, a.k);
+    float acc[W] = {};
+    for (int j = 0; j < a.k; j += W)
+      for (int l = 0; l < W; ++l) acc[l] = std::fma(fp16_to_f32(w[j + l]), x[j + l], acc[l]);
+    return reduce_lanes<W>(acc);
   });
 }
 
@@ -429,32 +433,13 @@ void rope(float* x, int n_heads, int head_dim, int rot_dim, const float* cos, co
   }
 }
 
-// ggml_vec_dot_f16 (attention scores against the F16 K cache): four accumulators of
-// `width` lanes (16 for its AVX-512 build, 8 for AVX2) over 4 * width elements at a
-// time, FMA per lane; then acc0 + acc2, acc1 + acc3, their sum, and the lanes reduced
-// as GCC's _mm512_reduce_add_ps (16) or ggml's AVX hadd sequence (8); a tail below a
-// whole step in double. Times `scale` in float.
+// Attention scores against the F16 K cache: vec_dot_f16 times `scale` in float.
 template <int W>
 void dot_f16_rows(const float* q, const uint16_t* k, size_t k_stride, int n_rows, int d,
                   float scale, float* out) {
-  const int step = 4 * W, np = d - d % step;
   for (int r = 0; r < n_rows; ++r) {
-    const auto* kr = reinterpret_cast<const uint16_t*>(reinterpret_cast<const uint8_t*>(k) +
-                                                       static_cast<size_t>(r) * k_stride);
-    float acc[4][W] = {};
-    for (int i = 0; i < np; i += step) {
-      for (int j = 0; j < 4; ++j) {
-        for (int l = 0; l < W; ++l) {
-          const int e = i + j * W + l;
-          acc[j][l] = std::fma(fp16_to_f32(kr[e]), q[e], acc[j][l]);
-        }
-      }
-    }
-    float x[W];
-    for (int l = 0; l < W; ++l) x[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-    double tail = reduce_lanes<W>(x, /*hadd=*/true);
-    for (int e = np; e < d; ++e) tail += static_cast<double>(fp16_to_f32(kr[e]) * q[e]);
-    out[r] = static_cast<float>(tail) * scale;
+    const auto* kr = reinterpret_cast<const uint16_t*>(row_at(k, k_stride, r));
+    out[r] = vec_dot_f16<W>(kr, q, d) * scale;
   }
 }
 

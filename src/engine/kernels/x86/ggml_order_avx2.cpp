@@ -41,11 +41,13 @@ void matmul_q8_0(const MatmulArgs& a, int r0, int r1) {
   });
 }
 
+int32_t hsum_i32(__m128i v) {
+  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
+  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
+  return _mm_cvtsi128_si32(v);
+}
 int32_t hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return _mm_cvtsi128_si32(s);
+  return hsum_i32(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
 }
 
 // ---- the 32-element types -----------------------------------------------------------
@@ -223,11 +225,8 @@ void matmul_q2_k_repacked(const MatmulArgs& a, int r0, int r1) {
       for (int c = 0; c < 8; ++c) {  // groups 2c and 2c + 1
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * c));
         const __m256i lanes = dot4_lanes(low2_chunk(blk.qs, c), xv);
-        __m128i lo = _mm256_castsi256_si128(lanes), hi = _mm256_extracti128_si256(lanes, 1);
-        lo = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0x4e));
-        hi = _mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0x4e));
-        const int32_t d0 = _mm_cvtsi128_si32(_mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0xb1)));
-        const int32_t d1 = _mm_cvtsi128_si32(_mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0xb1)));
+        const int32_t d0 = hsum_i32(_mm256_castsi256_si128(lanes));       // group 2c
+        const int32_t d1 = hsum_i32(_mm256_extracti128_si256(lanes, 1));  // group 2c + 1
         isum += (blk.scales[2 * c] & 15) * d0 + (blk.scales[2 * c + 1] & 15) * d1;
         msum +=
             (blk.scales[2 * c] >> 4) * s16[2 * c] + (blk.scales[2 * c + 1] >> 4) * s16[2 * c + 1];
