@@ -8,6 +8,9 @@ class Server;
 namespace infera::obs {
 class Registry;
 }
+namespace infera::models {
+class Registry;
+}
 
 namespace infera::api {
 
@@ -15,5 +18,11 @@ namespace infera::api {
 // 503 until the server can serve and during drain), metrics (/metrics in
 // Prometheus text format, /api/stats as JSON).
 void register_system_routes(http::Server& server, obs::Registry& metrics);
+
+// The model registry's routes: GET /v1/models (OpenAI list, with each model's
+// state), GET /api/models (state, kind, bytes, last use, load time, requests),
+// POST /api/models/{name}/load and /unload (answer when done).
+// REQUIRES: `registry` outlives the server.
+void register_model_routes(http::Server& server, models::Registry& registry);
 
 }  // namespace infera::api

@@ -17,6 +17,7 @@
 #include "api/openai_request.h"
 #include "cache/cache.h"
 #include "http/server.h"
+#include "models/registry.h"
 #include "sched/scheduler.h"
 
 namespace infera::api {
@@ -53,6 +54,7 @@ struct Outcome {
   int error_status = 0;  // non-zero: failed before or while generating
   std::string error_code;
   std::string error;
+  double ttft_ms = -1;   // computed answers: submit to first token
 };
 
 // A cached answer: "o2", prompt and completion token counts (4 bytes each, little
@@ -366,34 +368,49 @@ sched::SamplingParams to_sampling(const SamplingRequest& s) {
   return p;
 }
 
-class GenerationRoutes {
+// The model a request runs on, as the routes see it: held by a lease for the
+// request's whole life, so the model cannot be unloaded under it.
+struct ModelView {
+  std::shared_ptr<models::Lease> lease;
+  models::TextGenerator* generator = nullptr;
+  std::string model_id;
+  ChatFormat chat_format = ChatFormat::kPlain;
+};
+
+class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
  public:
-  GenerationRoutes(const GenerationConfig& config, sched::Scheduler& scheduler, Tokenize tokenize,
-                   cache::Cache* cache, cache::CachePolicy policy)
+  GenerationRoutes(const GenerationConfig& config, models::Registry& models, cache::Cache* cache,
+                   cache::CachePolicy policy, GenerationHooks hooks)
       : config_(config),
-        scheduler_(scheduler),
-        tokenize_(std::move(tokenize)),
+        models_(models),
         cache_(cache),
         policy_(policy),
-        sessions_(config.sessions_max, config.session_turns),
-        created_(unix_now()) {}
+        hooks_(std::move(hooks)),
+        sessions_(config.sessions_max, config.session_turns) {}
 
   void openai(const http::Request& req, http::Responder responder, bool chat) {
     http::Response error;
     auto body = parse_json_object(req, error);
     if (!body) return responder.send(error);
-    auto spec = openai_spec(*body, chat, no_cache(req), error);
-    if (!spec) return responder.send(error);
+    auto parsed = chat ? parse_chat_completion(*body, config_.default_max_tokens)
+                       : parse_completion(*body, config_.default_max_tokens);
+    if (!parsed.ok()) return responder.send(invalid(parsed.status().message()));
+    const bool client_no_cache = no_cache(req);
     const std::string id = (chat ? "chatcmpl-" : "cmpl-") + req.request_id;
-    std::shared_ptr<Sink> sink;
-    if (body->value("stream", false)) {
-      bool usage = body->contains("stream_options") && (*body)["stream_options"].is_object() &&
-                   (*body)["stream_options"].value("include_usage", false);
-      sink = std::make_shared<OpenAiStreamSink>(responder, chat, id, config_.model_id, usage);
-    } else {
-      sink = std::make_shared<OpenAiWholeSink>(responder, chat, id, config_.model_id);
-    }
-    run(std::move(*spec), std::move(sink));
+    const auto started = Clock::now();
+    with_model(parsed->model, parsed->keep_alive, responder,
+               [self = shared_from_this(), g = std::move(parsed).value(), chat, client_no_cache, id, responder,
+                started](ModelView view) mutable {
+                 Spec spec = self->openai_spec(g, chat, view, client_no_cache);
+                 std::shared_ptr<Sink> sink;
+                 if (g.stream) {
+                   sink = std::make_shared<OpenAiStreamSink>(responder, chat, id, view.model_id, g.include_usage);
+                 } else {
+                   sink = std::make_shared<OpenAiWholeSink>(responder, chat, id, view.model_id);
+                 }
+                 self->run(std::move(spec), self->observed(std::move(sink), view.model_id, started),
+                           std::move(view));
+               });
   }
 
   void assistant(const http::Request& req, http::Responder responder) {
@@ -402,33 +419,48 @@ class GenerationRoutes {
     if (!body) return responder.send(error);
     auto parsed = parse_assistant_chat(*body);
     if (!parsed.ok()) return responder.send(invalid(parsed.status().message()));
-    const AssistantRequest& a = *parsed;
-    auto spec = assistant_spec(a, no_cache(req));
-    run(std::move(spec), std::make_shared<AssistantSink>(responder, config_.model_id, sessions_,
-                                                         a.session_id, a.question));
-  }
-
-  http::Response models() const {
-    json data = json::array();
-    data.push_back({{"id", config_.model_id}, {"object", "model"}, {"created", created_},
-                    {"owned_by", "infera"}});
-    return http::Response::json(200, json{{"object", "list"}, {"data", data}}.dump());
+    const bool client_no_cache = no_cache(req);
+    const auto started = Clock::now();
+    with_model(parsed->model, parsed->keep_alive, responder,
+               [self = shared_from_this(), a = std::move(parsed).value(), client_no_cache, responder,
+                started](ModelView view) mutable {
+                 Spec spec = self->assistant_spec(a, view, client_no_cache);
+                 auto sink = std::make_shared<AssistantSink>(responder, view.model_id, self->sessions_,
+                                                             a.session_id, a.question);
+                 self->run(std::move(spec), self->observed(std::move(sink), view.model_id, started),
+                           std::move(view));
+               });
   }
 
   // Runs one warm-up request body; `done` gets whether its answer is now cached.
   void warm(const json& body, std::function<void(bool)> done) {
-    http::Response error;
-    std::optional<Spec> spec;
-    if (body.contains("question")) {
-      auto parsed = parse_assistant_chat(body);
-      if (parsed.ok()) spec = assistant_spec(*parsed, false);
-    } else {
-      spec = openai_spec(body, body.contains("messages"), false, error);
+    std::string model;
+    if (body.is_object() && body.contains("model") && body["model"].is_string()) {
+      model = body["model"].get<std::string>();
     }
-    if (!spec || !spec->cache_key) return done(false);
-    run(std::move(*spec), std::make_shared<CallbackSink>([done](const Outcome& o) {
-          done(o.error_status == 0 && (o.finish_reason == "stop" || o.finish_reason == "length"));
-        }));
+    if (model.empty()) model = models_.default_model();
+    models_.acquire(model, std::nullopt,
+                    [self = shared_from_this(), body, done](Result<std::shared_ptr<models::Lease>> lease) {
+                      if (!lease.ok()) return done(false);
+                      auto view = self->view_of(std::move(lease).value());
+                      if (!view) return done(false);
+                      std::optional<Spec> spec;
+                      if (body.contains("question")) {
+                        auto parsed = parse_assistant_chat(body);
+                        if (parsed.ok()) spec = self->assistant_spec(*parsed, *view, false);
+                      } else {
+                        const bool chat = body.contains("messages");
+                        auto parsed = chat ? parse_chat_completion(body, self->config_.default_max_tokens)
+                                           : parse_completion(body, self->config_.default_max_tokens);
+                        if (parsed.ok()) spec = self->openai_spec(*parsed, chat, *view, false);
+                      }
+                      if (!spec || !spec->cache_key) return done(false);
+                      self->run(std::move(*spec), std::make_shared<CallbackSink>([done](const Outcome& o) {
+                                  done(o.error_status == 0 &&
+                                       (o.finish_reason == "stop" || o.finish_reason == "length"));
+                                }),
+                                std::move(*view));
+                    });
   }
 
  private:
@@ -441,6 +473,95 @@ class GenerationRoutes {
     return value.find("no-cache") != std::string::npos;
   }
 
+  // The view of a leased model; nullopt when it does not generate text.
+  std::optional<ModelView> view_of(std::shared_ptr<models::Lease> lease) const {
+    ModelView view;
+    view.generator = lease->model().text_generator();
+    if (view.generator == nullptr) return std::nullopt;
+    const models::ModelSpec& spec = lease->spec();
+    view.model_id = spec.name;
+    if (spec.chat_template != "auto" && chat_format_from_name(spec.chat_template, view.chat_format)) {
+    } else if (!config_.detect_chat_format) {
+      view.chat_format = config_.chat_format;
+    } else {
+      view.chat_format = detect_chat_format(view.generator->chat_template_text());
+    }
+    view.lease = std::move(lease);
+    return view;
+  }
+
+  // Resolves the request's model (loading it if needed) and calls `then` with it,
+  // or answers the error: 404 unknown model, 503 cannot load or memory pressure.
+  void with_model(const std::string& requested, std::optional<std::chrono::milliseconds> keep_alive,
+                  http::Responder responder, std::function<void(ModelView)> then) {
+    if (hooks_.memory_pressure) {
+      if (auto retry = hooks_.memory_pressure()) {
+        http::Response r = http::Response::error(
+            503, "the server is short of memory and admits no new generation now; retry later",
+            "server_error", "memory_pressure");
+        r.headers.emplace_back("Retry-After", fmt::format("{}", static_cast<int>(std::ceil(*retry))));
+        return responder.send(std::move(r));
+      }
+    }
+    const std::string name = requested.empty() ? models_.default_model() : requested;
+    if (name.empty()) {
+      return responder.send(http::Response::error(404, "no model is configured on this server",
+                                                  "invalid_request_error", "model_not_found"));
+    }
+    models_.acquire(name, keep_alive,
+                    [self = shared_from_this(), name, responder,
+                     then = std::move(then)](Result<std::shared_ptr<models::Lease>> lease) mutable {
+                      if (!lease.ok()) return responder.send(lease_error(lease.status()));
+                      auto view = self->view_of(std::move(lease).value());
+                      if (!view) {
+                        return responder.send(http::Response::error(
+                            400, fmt::format("model '{}' does not generate text", name),
+                            "invalid_request_error", "model_not_supported"));
+                      }
+                      then(std::move(*view));
+                    });
+  }
+
+  static http::Response lease_error(const Status& st) {
+    if (st.code() == StatusCode::kNotFound) {
+      return http::Response::error(404, st.message(), "invalid_request_error", "model_not_found");
+    }
+    const bool pressure = st.code() == StatusCode::kResourceExhausted;
+    http::Response r = http::Response::error(503, st.message(), "server_error",
+                                             pressure ? "memory_pressure" : "model_unavailable");
+    r.headers.emplace_back("Retry-After", pressure ? "5" : "1");
+    return r;
+  }
+
+  // Reports the request's end to the hooks (SLA, anomalies), then to `sink`.
+  std::shared_ptr<Sink> observed(std::shared_ptr<Sink> sink, std::string model, Clock::time_point started) {
+    if (!hooks_.on_finished) return sink;
+    class Observed final : public Sink {
+     public:
+      Observed(std::shared_ptr<Sink> inner, std::string model, Clock::time_point started,
+               const GenerationHooks& hooks)
+          : inner_(std::move(inner)), model_(std::move(model)), started_(started), hooks_(hooks) {}
+      void start(const char* x_cache) override { inner_->start(x_cache); }
+      void text(std::string_view piece) override { inner_->text(piece); }
+      void done(const Outcome& o) override {
+        hooks_.on_finished(model_, ms_since(started_), o.from_cache ? -1 : o.ttft_ms, o.error_status < 500);
+        inner_->done(o);
+      }
+      bool gone() const override { return inner_->gone(); }
+      bool sent_text() const override { return inner_->sent_text(); }
+
+     private:
+      static double ms_since(Clock::time_point t) {
+        return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+      }
+      std::shared_ptr<Sink> inner_;
+      std::string model_;
+      Clock::time_point started_;
+      const GenerationHooks& hooks_;
+    };
+    return std::make_shared<Observed>(std::move(sink), std::move(model), started, hooks_);
+  }
+
   Clock::time_point deadline_for(std::optional<double> requested_s) const {
     double limit = config_.request_timeout_s;
     if (requested_s && (limit <= 0 || *requested_s < limit)) limit = *requested_s;
@@ -450,13 +571,14 @@ class GenerationRoutes {
 
   // The cache key of a request whose inputs (prompt, or role and content of each
   // message) are `inputs`; nullopt when it must not be cached.
-  std::optional<std::string> key_for(const char* endpoint, const std::vector<std::string_view>& inputs,
-                                     const SamplingRequest& s, bool client_no_cache) const {
+  std::optional<std::string> key_for(const ModelView& view, const char* endpoint,
+                                     const std::vector<std::string_view>& inputs, const SamplingRequest& s,
+                                     bool client_no_cache) const {
     if (cache_ == nullptr) return std::nullopt;
     cache::Sampling sampling{s.temperature, s.top_k, s.seed, client_no_cache};
     if (!cache::is_cacheable(policy_, sampling)) return std::nullopt;
-    cache::KeyBuilder k(config_.model_id, config_.model_identity, endpoint);
-    k.param("chat_format", chat_format_name(config_.chat_format));
+    cache::KeyBuilder k(view.model_id, view.lease->identity(), endpoint);
+    k.param("chat_format", chat_format_name(view.chat_format));
     k.param("inputs", static_cast<int64_t>(inputs.size()));
     for (std::string_view text : inputs) k.input(text);
     k.param("max_tokens", s.max_tokens).param("temperature", s.temperature).param("top_p", s.top_p);
@@ -482,35 +604,26 @@ class GenerationRoutes {
     return inputs;
   }
 
-  std::optional<Spec> openai_spec(const json& body, bool chat, bool client_no_cache,
-                                  http::Response& error) const {
-    auto parsed = chat ? parse_chat_completion(body, config_.default_max_tokens)
-                       : parse_completion(body, config_.default_max_tokens);
-    if (!parsed.ok()) {
-      error = invalid(parsed.status().message());
-      return std::nullopt;
-    }
-    const GenerationRequest& g = *parsed;
-    if (!g.model.empty() && g.model != config_.model_id) {
-      error = http::Response::error(
-          400, fmt::format("'model': unknown model '{}'; this server serves '{}'", g.model, config_.model_id),
-          "invalid_request_error", "model_not_found");
-      return std::nullopt;
-    }
+  Spec openai_spec(const GenerationRequest& g, bool chat, const ModelView& view, bool client_no_cache) const {
     Spec spec;
-    spec.prompt = chat ? render_chat(config_.chat_format, g.messages) : g.prompt;
+    spec.prompt = chat ? render_chat(view.chat_format, g.messages) : g.prompt;
     spec.sampling = g.sampling;
     spec.priority = g.priority;
     spec.deadline = deadline_for(g.timeout_s);
-    spec.cache_key = chat ? key_for("chat", message_inputs(g.messages), g.sampling, client_no_cache)
-                          : key_for("completions", {g.prompt}, g.sampling, client_no_cache);
+    spec.cache_key = chat ? key_for(view, "chat", message_inputs(g.messages), g.sampling, client_no_cache)
+                          : key_for(view, "completions", {g.prompt}, g.sampling, client_no_cache);
     return spec;
   }
 
-  Spec assistant_spec(const AssistantRequest& a, bool client_no_cache) {
+  std::string system_prompt(const ModelView& view, const std::string& role) const {
+    const auto& prompts = view.lease->spec().role_prompts;
+    if (auto it = prompts.find(role); it != prompts.end()) return it->second;
+    return role == "teacher" ? config_.teacher_system_prompt : config_.student_system_prompt;
+  }
+
+  Spec assistant_spec(const AssistantRequest& a, const ModelView& view, bool client_no_cache) {
     std::vector<ChatMessage> messages;
-    const std::string& system =
-        a.role == "teacher" ? config_.teacher_system_prompt : config_.student_system_prompt;
+    const std::string system = system_prompt(view, a.role);
     if (!system.empty()) messages.push_back({"system", system});
     if (!a.session_id.empty()) {
       auto past = sessions_.history(a.session_id);
@@ -518,19 +631,21 @@ class GenerationRoutes {
     }
     messages.push_back({"user", a.question});
     Spec spec;
-    spec.prompt = render_chat(config_.chat_format, messages);
+    spec.prompt = render_chat(view.chat_format, messages);
     spec.sampling.max_tokens = config_.default_max_tokens;
     spec.sampling.temperature = 0;  // deterministic: repeated questions hit the cache
     spec.deadline = deadline_for(std::nullopt);
-    spec.cache_key = key_for("chat", message_inputs(messages), spec.sampling, client_no_cache);
+    spec.cache_key = key_for(view, "chat", message_inputs(messages), spec.sampling, client_no_cache);
     return spec;
   }
 
   // Answers from the cache, joins an identical generation in flight, or generates.
-  void run(Spec spec, std::shared_ptr<Sink> sink) {
+  // The sink keeps the view (and so the model's lease) until the request ends.
+  void run(Spec spec, std::shared_ptr<Sink> sink, ModelView view) {
+    auto model = std::make_shared<ModelView>(std::move(view));
     if (!spec.cache_key) {
       sink->start("MISS");
-      return submit(std::move(spec), std::move(sink), nullptr);
+      return submit(std::move(spec), std::move(sink), nullptr, model);
     }
     cache::Lookup hit = cache_->get(*spec.cache_key);
     if (hit.value) {
@@ -551,22 +666,23 @@ class GenerationRoutes {
       own->cache_key.reset();
       ticket->flight().subscribe(
           [sink](std::string_view piece) { sink->text(piece); },
-          [this, sink, own](const Result<std::string>& value) {
+          [self = shared_from_this(), sink, own, model](const Result<std::string>& value) {
             std::optional<Outcome> o;
             if (value.ok()) o = decode(*value);
             if (o) return sink->done(*o);
-            if (!sink->sent_text()) return submit(std::move(*own), sink, nullptr);
+            if (!sink->sent_text()) return self->submit(std::move(*own), sink, nullptr, model);
             sink->done(failure(503, "shared_generation_failed",
                                "the identical request this one joined did not finish; retry"));
           });
       return;
     }
-    submit(std::move(spec), std::move(sink), std::move(ticket));
+    submit(std::move(spec), std::move(sink), std::move(ticket), model);
   }
 
-  void submit(Spec spec, std::shared_ptr<Sink> sink, std::shared_ptr<cache::FlightTicket> ticket) {
+  void submit(Spec spec, std::shared_ptr<Sink> sink, std::shared_ptr<cache::FlightTicket> ticket,
+              std::shared_ptr<ModelView> model) {
     auto job = std::make_unique<sched::Job>();
-    job->prompt = tokenize_(spec.prompt);
+    job->prompt = model->generator->tokenize(spec.prompt);
     job->max_tokens = spec.sampling.max_tokens;
     job->sampling = to_sampling(spec.sampling);
     job->stop = spec.sampling.stop;
@@ -579,7 +695,8 @@ class GenerationRoutes {
       sink->text(piece);
       if (ticket) ticket->publish_chunk(std::string(piece));
     };
-    job->on_done = [sink, text, ticket](const sched::Completion& c) {
+    // The job holds the model's lease until it ends.
+    job->on_done = [sink, text, ticket, model](const sched::Completion& c) {
       Outcome o;
       if (c.reason == sched::FinishReason::kError) {
         o = failure(500, "engine_error", c.error);
@@ -590,6 +707,7 @@ class GenerationRoutes {
         o.completion_tokens = c.completion_tokens;
         o.cached_prompt_tokens = c.cached_prompt_tokens;
       }
+      o.ttft_ms = c.completion_tokens > 0 ? c.ttft_ms : -1;
       if (ticket) {
         // Only complete answers are cached; followers of a failed flight are told.
         bool complete = c.reason == sched::FinishReason::kStop || c.reason == sched::FinishReason::kLength;
@@ -598,7 +716,7 @@ class GenerationRoutes {
       }
       sink->done(o);
     };
-    Status st = scheduler_.submit(std::move(job));
+    Status st = model->generator->scheduler().submit(std::move(job));
     if (st.ok()) return;
     if (ticket) ticket->complete(Status::Unavailable(st.message()));
     switch (st.code()) {
@@ -610,12 +728,11 @@ class GenerationRoutes {
   }
 
   GenerationConfig config_;
-  sched::Scheduler& scheduler_;
-  Tokenize tokenize_;
+  models::Registry& models_;
   cache::Cache* cache_;
   cache::CachePolicy policy_;
+  GenerationHooks hooks_;
   SessionStore sessions_;
-  int64_t created_;
 };
 
 json tier_json(const cache::TierStats& t) {
@@ -662,9 +779,9 @@ std::vector<json> warm_requests(const std::string& body) {
 }  // namespace
 
 void register_generation_routes(http::Server& server, const GenerationConfig& config,
-                                sched::Scheduler& scheduler, Tokenize tokenize, cache::Cache* cache,
-                                cache::CachePolicy policy) {
-  auto routes = std::make_shared<GenerationRoutes>(config, scheduler, std::move(tokenize), cache, policy);
+                                models::Registry& models, cache::Cache* cache, cache::CachePolicy policy,
+                                GenerationHooks hooks) {
+  auto routes = std::make_shared<GenerationRoutes>(config, models, cache, policy, std::move(hooks));
   server.route("POST", "/v1/chat/completions", http::Handler([routes](const http::Request& r, http::Responder p) {
                  routes->openai(r, std::move(p), /*chat=*/true);
                }));
@@ -674,7 +791,6 @@ void register_generation_routes(http::Server& server, const GenerationConfig& co
   server.route("POST", "/api/chat", http::Handler([routes](const http::Request& r, http::Responder p) {
                  routes->assistant(r, std::move(p));
                }));
-  server.route("GET", "/v1/models", http::SyncHandler([routes](const http::Request&) { return routes->models(); }));
   if (cache == nullptr) return;
 
   server.route("GET", "/api/cache/stats", http::SyncHandler([cache](const http::Request&) {
@@ -714,20 +830,20 @@ void register_generation_routes(http::Server& server, const GenerationConfig& co
 }
 
 int warm_cache_from_file(const std::string& path, const GenerationConfig& config,
-                         sched::Scheduler& scheduler, const Tokenize& tokenize, cache::Cache& cache,
-                         cache::CachePolicy policy, std::string* error) {
+                         models::Registry& models, cache::Cache& cache, cache::CachePolicy policy,
+                         std::string* error) {
   std::ifstream in(path);
   if (!in) {
     if (error) *error = path + ": cannot open the cache warm-up file";
     return 0;
   }
   std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  GenerationRoutes routes(config, scheduler, tokenize, &cache, policy);
+  auto routes = std::make_shared<GenerationRoutes>(config, models, &cache, policy, GenerationHooks{});
   std::vector<std::future<bool>> results;
   for (const auto& request : warm_requests(body)) {
     auto promise = std::make_shared<std::promise<bool>>();
     results.push_back(promise->get_future());
-    routes.warm(request, [promise](bool cached) { promise->set_value(cached); });
+    routes->warm(request, [promise](bool cached) { promise->set_value(cached); });
   }
   int cached = 0;
   for (auto& r : results) cached += r.get() ? 1 : 0;

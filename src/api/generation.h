@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,8 +23,8 @@
 namespace infera::http {
 class Server;
 }
-namespace infera::sched {
-class Scheduler;
+namespace infera::models {
+class Registry;
 }
 namespace infera::cache {
 class Cache;
@@ -33,9 +34,10 @@ enum class CachePolicy;
 namespace infera::api {
 
 struct GenerationConfig {
-  std::string model_id;                 // name reported in responses and /v1/models
-  std::string model_identity;           // identifies the model file for cache keys
-  ChatFormat chat_format = ChatFormat::kPlain;
+  // --chat-template: a format for every model whose declaration says "auto"; with
+  // "auto" here too, each model's format is detected from its file.
+  bool detect_chat_format = true;
+  ChatFormat chat_format = ChatFormat::kPlain;  // when !detect_chat_format
   int default_max_tokens = 256;         // --default-max-tokens
   double request_timeout_s = 0;         // --request-timeout (0 = none); a request may ask for less
   std::string student_system_prompt;    // --student-prompt, /api/chat role "student"
@@ -44,21 +46,30 @@ struct GenerationConfig {
   int session_turns = 8;                // question/answer pairs kept per session
 };
 
-// Text → token ids (with BOS, special tokens parsed), as the model expects.
-using Tokenize = std::function<std::vector<int32_t>(const std::string& text)>;
+// What the generation routes ask of, and tell, the rest of the server.
+struct GenerationHooks {
+  // Seconds for Retry-After while new generations must be refused (memory
+  // pressure: 503 memory_pressure), nullopt while they are admitted. May be empty.
+  std::function<std::optional<double>()> memory_pressure;
+  // Once per finished generation request: its model, end-to-end latency, time to
+  // first token (< 0 when none was generated) and whether it succeeded (no 5xx).
+  std::function<void(const std::string& model, double latency_ms, double ttft_ms, bool ok)> on_finished;
+};
 
 // Registers the generation routes, and with a cache also POST /admin/cache/warm,
 // POST /admin/cache/clear, GET /api/cache/stats and GET /api/v1/performance.
-// REQUIRES: `scheduler` and `cache` (may be null) outlive the server.
+// Requests name their model ("model"; the registry's default when absent); the
+// registry loads it on first use. REQUIRES: `models` and `cache` (may be null)
+// outlive the server.
 void register_generation_routes(http::Server& server, const GenerationConfig& config,
-                                sched::Scheduler& scheduler, Tokenize tokenize,
-                                cache::Cache* cache, cache::CachePolicy policy);
+                                models::Registry& models, cache::Cache* cache,
+                                cache::CachePolicy policy, GenerationHooks hooks = {});
 
 // Runs each line of a JSONL file (chat completion or /api/chat request bodies)
 // through the cache so later identical requests hit; returns how many were cached.
 // Blocks until done. REQUIRES: a cache.
 int warm_cache_from_file(const std::string& path, const GenerationConfig& config,
-                         sched::Scheduler& scheduler, const Tokenize& tokenize,
-                         cache::Cache& cache, cache::CachePolicy policy, std::string* error);
+                         models::Registry& models, cache::Cache& cache, cache::CachePolicy policy,
+                         std::string* error);
 
 }  // namespace infera::api

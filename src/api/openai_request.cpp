@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "models/models_file.h"
+
 namespace infera::api {
 namespace {
 
@@ -61,6 +63,23 @@ Status read_bool(const json& body, const char* field, bool& out) {
     if (!_st.ok()) return _st;         \
   } while (0)
 
+Status read_keep_alive(const json& body, std::optional<std::chrono::milliseconds>& out) {
+  auto it = body.find("keep_alive");
+  if (it == body.end() || it->is_null()) return Status::Ok();
+  std::string text;
+  if (it->is_string()) {
+    text = it->get<std::string>();
+  } else if (it->is_number()) {
+    text = fmt::format("{}", it->get<double>());
+  } else {
+    return field_error("keep_alive", "must be a duration such as \"5m\" or a number of seconds");
+  }
+  auto parsed = models::parse_keep_alive(text);
+  if (!parsed.ok()) return field_error("keep_alive", parsed.status().message());
+  out = *parsed;
+  return Status::Ok();
+}
+
 Status parse_common(const json& body, int default_max_tokens, GenerationRequest& r) {
   if (!body.is_object()) return Status::InvalidArgument("request body must be a JSON object");
   INFERA_RETURN_IF_ERROR(read_string(body, "model", r.model));
@@ -105,6 +124,7 @@ Status parse_common(const json& body, int default_max_tokens, GenerationRequest&
   double timeout = 0;
   INFERA_RETURN_IF_ERROR(read_number(body, "timeout", 0.001, 86400, timeout));
   if (timeout > 0) r.timeout_s = timeout;
+  INFERA_RETURN_IF_ERROR(read_keep_alive(body, r.keep_alive));
   if (auto it = body.find("n"); it != body.end() && !it->is_null()) {
     if (!it->is_number_integer() || it->get<int64_t>() != 1) {
       return field_error("n", "must be 1 (one choice per request is supported)");
@@ -187,6 +207,8 @@ Result<AssistantRequest> parse_assistant_chat(const json& body) {
   }
   INFERA_RETURN_IF_ERROR(read_string(body, "session_id", r.session_id));
   if (r.session_id.size() > 256) return field_error("session_id", "must be at most 256 characters");
+  INFERA_RETURN_IF_ERROR(read_string(body, "model", r.model));
+  INFERA_RETURN_IF_ERROR(read_keep_alive(body, r.keep_alive));
   return r;
 }
 

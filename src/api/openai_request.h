@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,9 @@ struct GenerationRequest {
   std::string user;
   int priority = 0;                    // infera extension: higher is served first
   std::optional<double> timeout_s;     // infera extension: per-request deadline
+  // Ollama's keep_alive: how long the model stays loaded after this request
+  // ("5m", seconds, -1 forever, 0 unload when idle).
+  std::optional<std::chrono::milliseconds> keep_alive;
 };
 
 // `default_max_tokens` applies when the request omits max_tokens.
@@ -49,6 +53,8 @@ struct AssistantRequest {  // /api/chat
   std::string question;
   std::string role = "student";  // "student" or "teacher"
   std::string session_id;
+  std::string model;             // empty: the server's default model
+  std::optional<std::chrono::milliseconds> keep_alive;
 };
 Result<AssistantRequest> parse_assistant_chat(const nlohmann::json& body);
 

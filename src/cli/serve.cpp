@@ -13,9 +13,9 @@
 #include "api/api.h"
 #include "api/generation.h"
 #include "cache/cache.h"
-#include "engine/engine.h"
-#include "sched/engine_runner.h"
-#include "sched/scheduler.h"
+#include "models/gguf_model.h"
+#include "models/models_file.h"
+#include "models/registry.h"
 #include "cli/commands.h"
 #include "cli/settings.h"
 #include "core/config.h"
@@ -52,27 +52,78 @@ class Maintenance {
   std::thread thread_;
 };
 
-// Identifies a model file for cache keys: a rebuilt or replaced file changes it.
-std::string model_identity(const std::string& path) {
+// Where the bundled default model may be: beside the working directory (a
+// checkout), beside the binary (build/infera -> models/), or installed.
+std::string find_default_model() {
+  constexpr const char* kFile = "stories260K-tok512.gguf";
+  std::vector<std::filesystem::path> candidates = {std::filesystem::path("models") / kFile};
   std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
-  auto mtime = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
-  return fmt::format("{}:{}:{}", std::filesystem::absolute(path, ec).string(), size, mtime);
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    candidates.push_back(exe.parent_path() / "models" / kFile);
+    candidates.push_back(exe.parent_path().parent_path() / "models" / kFile);
+  }
+  candidates.push_back(std::filesystem::path("/usr/share/infera/models") / kFile);
+  for (const auto& c : candidates) {
+    if (std::filesystem::is_regular_file(c, ec)) return c.lexically_normal().string();
+  }
+  return {};
 }
 
-// One short generation before /ready turns 200: pages the weights in and sizes
-// every buffer, so the first user does not pay for it.
-void warm_up(sched::Scheduler& scheduler, engine::Model& model) {
-  const auto start = std::chrono::steady_clock::now();
-  auto job = std::make_unique<sched::Job>();
-  job->prompt = model.tokenizer().encode("Hello", /*add_bos=*/true, /*parse_special=*/false);
-  job->max_tokens = 2;
-  job->sampling.temperature = 0;
-  std::promise<void> done;
-  job->on_done = [&done](const sched::Completion&) { done.set_value(); };
-  if (scheduler.submit(std::move(job)).ok()) done.get_future().wait();
-  log::info("model.warmed_up", "warm-up generation took {:.1f} ms",
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+// Declares the models of --models-file, --model and --models-dir, or the bundled
+// default model when none is given.
+Status declare_models(const core::Config& config, models::Registry& registry) {
+  bool any = false;
+  if (const std::string& file = config.get_string("models_file"); !file.empty()) {
+    auto specs = models::parse_models_file(file);
+    if (!specs.ok()) return specs.status();
+    for (auto& spec : *specs) {
+      if (Status st = registry.add(std::move(spec)); !st.ok()) return st;
+    }
+    any = true;
+  }
+  if (const std::string& list = config.get_string("model"); !list.empty()) {
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t end = list.find(',', pos);
+      if (end == std::string::npos) end = list.size();
+      auto spec = models::parse_model_flag(list.substr(pos, end - pos));
+      if (!spec.ok()) return spec.status();
+      if (Status st = registry.add(std::move(spec).value()); !st.ok()) return st;
+      pos = end + 1;
+    }
+    any = true;
+  }
+  if (const std::string& dir = config.get_string("models_dir"); !dir.empty()) {
+    if (Status st = registry.add_directory(dir, models::ModelSpec{}); !st.ok()) return st;
+    any = true;
+  }
+  if (any) return Status::Ok();
+  models::ModelSpec spec;
+  spec.path = find_default_model();
+  if (spec.path.empty()) {
+    return Status::NotFound(
+        "no model given (--model, --models-file, --models-dir) and the bundled "
+        "models/stories260K-tok512.gguf was not found beside the working directory or the binary");
+  }
+  spec.name = "stories260K";
+  spec.declared_by = "default";
+  log::info("model.default", "no model given; serving the bundled {} as '{}'", spec.path, spec.name);
+  return registry.add(std::move(spec));
+}
+
+// Loads the pinned models before the server reports ready.
+void preload_pinned(models::Registry& registry) {
+  std::vector<std::future<Status>> loads;
+  for (const auto& s : registry.list()) {
+    if (!s.spec.pin) continue;
+    auto done = std::make_shared<std::promise<Status>>();
+    loads.push_back(done->get_future());
+    registry.load(s.spec.name, [done](Status st) { done->set_value(st); });
+  }
+  for (auto& l : loads) {
+    if (Status st = l.get(); !st.ok()) log::error("model.preload_failed", "{}", st.message());
+  }
 }
 
 // Copies the cache's counters into gauges whenever metrics are exported.
@@ -108,66 +159,45 @@ int run_serve(const core::FlagValues& flags) {
   http::Server server(server_config_from(*config), metrics);
   api::register_system_routes(server, metrics);
 
-  // The model, its scheduler and the generation endpoints (when a model is given).
-  std::unique_ptr<engine::Model> model;
-  std::unique_ptr<sched::ModelRunner> runner;
-  std::unique_ptr<sched::Scheduler> scheduler;
+  auto registry_config = registry_config_from(*config);
+  if (!registry_config.ok()) {
+    std::cerr << "infera: " << registry_config.status().message() << "\n";
+    return 2;
+  }
+  models::Registry registry(*registry_config, metrics);
+  registry.register_kind(models::make_gguf_kind(gguf_kind_config_from(*config), metrics));
+  if (Status st = declare_models(*config, registry); !st.ok()) {
+    log::error("model.declare_failed", "{}", st.message());
+    log::shutdown();
+    std::cerr << "infera: " << st.message() << "\n";
+    return 1;
+  }
+  api::register_model_routes(server, registry);
+
   std::unique_ptr<cache::Cache> response_cache;
-  if (const std::string& path = config->get_string("model"); !path.empty()) {
-    auto loaded = engine::Model::load(path, model_options_from(*config));
-    if (!loaded.ok()) {
-      log::error("model.load_failed", "{}", loaded.status().message());
+  cache::Config cache_config = cache_config_from(*config);
+  if (cache_config.policy != cache::CachePolicy::kOff) {
+    auto opened = cache::Cache::open(cache_config);
+    if (!opened.ok()) {
+      std::cerr << "infera: " << opened.status().message() << "\n";
+      log::error("cache.open_failed", "{}", opened.status().message());
       log::shutdown();
-      std::cerr << "infera: " << loaded.status().message() << "\n";
       return 1;
     }
-    model = std::move(loaded).value();
-    const engine::ModelInfo& info = model->info();
-    api::GenerationConfig gen = generation_config_from(*config);
-    if (gen.model_id.empty()) gen.model_id = std::filesystem::path(path).stem().string();
-    if (config->get_string("chat_template") == "auto") {
-      gen.chat_format = api::detect_chat_format(info.chat_template);
-      if (gen.chat_format == api::ChatFormat::kPlain) {
-        log::warn("model.chat_template", "{}: no known chat template{}; using a plain format",
-                  path, info.chat_template.empty() ? "" : " (unrecognized)");
-      }
+    response_cache = std::move(opened).value();
+    export_cache_metrics(*response_cache, metrics);
+  }
+  const api::GenerationConfig gen = generation_config_from(*config);
+  api::register_generation_routes(server, gen, registry, response_cache.get(), cache_config.policy);
+  if (const std::string& warm = config->get_string("cache_warm"); !warm.empty() && response_cache) {
+    std::string error;
+    int cached = api::warm_cache_from_file(warm, gen, registry, *response_cache, cache_config.policy, &error);
+    if (!error.empty()) {
+      std::cerr << "infera: " << error << "\n";
+      log::shutdown();
+      return 1;
     }
-    log::info("model.loaded", "{}: {} {} layers, dim {}, {} ({} MiB of weights), chat format {}",
-              path, info.arch, info.n_layers, info.dim, engine::ggml_type_info(info.weight_type).name,
-              info.weight_bytes >> 20, api::chat_format_name(gen.chat_format));
-    runner = sched::make_engine_runner(*model, static_cast<int32_t>(config->get_int("ctx_size")),
-                                       config->get_bool("prefix_cache"));
-    scheduler = std::make_unique<sched::Scheduler>(scheduler_config_from(*config), *runner, metrics);
-    const engine::Tokenizer& tokenizer = model->tokenizer();
-    api::Tokenize tokenize = [&tokenizer](const std::string& text) {
-      return tokenizer.encode(text, /*add_bos=*/true, /*parse_special=*/true);
-    };
-    gen.model_identity = model_identity(path);
-    cache::Config cache_config = cache_config_from(*config);
-    if (cache_config.policy != cache::CachePolicy::kOff) {
-      auto opened = cache::Cache::open(cache_config);
-      if (!opened.ok()) {
-        std::cerr << "infera: " << opened.status().message() << "\n";
-        log::error("cache.open_failed", "{}", opened.status().message());
-        log::shutdown();
-        return 1;
-      }
-      response_cache = std::move(opened).value();
-      export_cache_metrics(*response_cache, metrics);
-    }
-    api::register_generation_routes(server, gen, *scheduler, tokenize, response_cache.get(),
-                                    cache_config.policy);
-    if (const std::string& warm = config->get_string("cache_warm"); !warm.empty() && response_cache) {
-      std::string error;
-      int cached = api::warm_cache_from_file(warm, gen, *scheduler, tokenize, *response_cache,
-                                             cache_config.policy, &error);
-      if (!error.empty()) {
-        std::cerr << "infera: " << error << "\n";
-        log::shutdown();
-        return 1;
-      }
-      log::info("cache.warmed", "{}: {} answers cached", warm, cached);
-    }
+    log::info("cache.warmed", "{}: {} answers cached", warm, cached);
   }
   if (Status st = server.start(); !st.ok()) {
     log::error("server.start_failed", "{}", st.message());
@@ -178,7 +208,7 @@ int run_serve(const core::FlagValues& flags) {
              fmt::format("listening on {}:{}", config->get_string("host"), server.port()),
              fmt::format("\"port\":{}", server.port()));
   Maintenance maintenance;
-  if (scheduler && config->get_bool("model_warmup_enabled")) warm_up(*scheduler, *model);
+  preload_pinned(registry);
   server.set_ready(true);
   server.run();
   log::info("server.stopped", "server stopped");

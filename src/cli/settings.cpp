@@ -1,5 +1,7 @@
 #include "cli/settings.h"
 
+#include "models/models_file.h"
+
 namespace infera::cli {
 
 http::ServerConfig server_config_from(const core::Config& c) {
@@ -43,15 +45,33 @@ sched::SchedulerConfig scheduler_config_from(const core::Config& c) {
 
 api::GenerationConfig generation_config_from(const core::Config& c) {
   api::GenerationConfig g;
-  g.model_id = c.get_string("model_name");
   if (const std::string& name = c.get_string("chat_template"); name != "auto") {
-    api::chat_format_from_name(name, g.chat_format);
+    g.detect_chat_format = !api::chat_format_from_name(name, g.chat_format);
   }
   g.default_max_tokens = static_cast<int>(c.get_int("default_max_tokens"));
   g.request_timeout_s = c.get_double("request_timeout");
   g.student_system_prompt = c.get_string("student_prompt");
   g.teacher_system_prompt = c.get_string("teacher_prompt");
   return g;
+}
+
+models::GgufKindConfig gguf_kind_config_from(const core::Config& c) {
+  models::GgufKindConfig k;
+  k.engine = model_options_from(c);
+  k.scheduler = scheduler_config_from(c);
+  k.prefix_cache = c.get_bool("prefix_cache");
+  return k;
+}
+
+Result<models::RegistryConfig> registry_config_from(const core::Config& c) {
+  models::RegistryConfig r;
+  r.max_loaded = static_cast<int>(c.get_int("model_cache_size"));
+  r.memory_budget_bytes = static_cast<uint64_t>(c.get_int("models_memory_budget"));
+  r.warm_up = c.get_bool("model_warmup_enabled");
+  auto keep = models::parse_keep_alive(c.get_string("keep_alive"));
+  if (!keep.ok()) return Status::InvalidArgument("INFERA_KEEP_ALIVE / --keep-alive: " + keep.status().message());
+  r.default_keep_alive = *keep;
+  return r;
 }
 
 cache::Config cache_config_from(const core::Config& c) {

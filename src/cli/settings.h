@@ -8,6 +8,8 @@
 #include "sched/scheduler.h"
 #include "core/log.h"
 #include "http/server.h"
+#include "models/gguf_model.h"
+#include "models/registry.h"
 
 namespace infera::cli {
 
@@ -15,8 +17,9 @@ http::ServerConfig server_config_from(const core::Config& config);
 log::LogConfig log_config_from(const core::Config& config);
 engine::ModelOptions model_options_from(const core::Config& config);
 sched::SchedulerConfig scheduler_config_from(const core::Config& config);
-// Everything but the model id and the detected chat format.
 api::GenerationConfig generation_config_from(const core::Config& config);
 cache::Config cache_config_from(const core::Config& config);
+models::GgufKindConfig gguf_kind_config_from(const core::Config& config);
+Result<models::RegistryConfig> registry_config_from(const core::Config& config);
 
 }  // namespace infera::cli

@@ -136,6 +136,19 @@ void add_config_flags(CLI::App& app, FlagValues& flags) {
                        (spec.default_value.empty() ? "\"\"" : spec.default_value) + "]";
     std::string names = "--" + spec.flag;
     if (!spec.alias.empty()) names += ",--" + spec.alias;
+    if (spec.repeatable) {
+      app.add_option_function<std::vector<std::string>>(
+             names,
+             [&flags, flag = spec.flag](const std::vector<std::string>& values) {
+               std::string joined;
+               for (const auto& v : values) joined += (joined.empty() ? "" : ",") + v;
+               flags[flag] = joined;
+             },
+             help + " (repeatable)")
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+          ->expected(1);
+      continue;
+    }
     app.add_option_function<std::string>(
         names, [&flags, flag = spec.flag](const std::string& v) { flags[flag] = v; }, help);
   }

@@ -39,6 +39,9 @@ struct OptionSpec {
   std::vector<std::string> choices;  // for kChoice
   std::string help;      // one line, with the unit
   std::string alias;     // a second flag name, e.g. max-seqs for batch-size
+  // The flag may be given several times; the values are joined with ',' (the
+  // environment and TOML give the comma-separated list directly).
+  bool repeatable = false;
 };
 
 // All options infera knows, in display order.

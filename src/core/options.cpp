@@ -39,9 +39,19 @@ std::vector<OptionSpec> make_specs() {
        "when the engine is idle, how long the first request waits for others to batch with, ms"},
       // Model and serving
       {"model", "INFERA_MODEL", "model", T::kString, "", 0, 0, {},
-       "GGUF model file to serve (empty = no generation endpoints)"},
-      {"model_name", "INFERA_MODEL_NAME", "model-name", T::kString, "", 0, 0, {},
-       "model id reported by the API (default: the file name without .gguf)"},
+       "a model to serve: name=path.gguf or path.gguf (name: file name without .gguf); with no "
+       "model option at all, the bundled models/stories260K-tok512.gguf",
+       "", true},
+      {"models_file", "INFERA_MODELS_FILE", "models-file", T::kString, "", 0, 0, {},
+       "TOML file of [[models]] (name, path, kind, pin, keep_alive, ctx_size, max_seqs, "
+       "chat_template, role_prompts)"},
+      {"models_dir", "INFERA_MODELS_DIR", "models-dir", T::kString, "", 0, 0, {},
+       "serve every .gguf file of this directory, each loaded on first use"},
+      {"models_memory_budget", "INFERA_MODELS_MEMORY_BUDGET", "models-memory-budget", T::kSize, "0",
+       0, 1099511627776.0, {}, "bytes all loaded models may hold together (0 = no limit)"},
+      {"keep_alive", "INFERA_KEEP_ALIVE", "keep-alive", T::kString, "-1", 0, 0, {},
+       "idle time before a model without its own keep_alive is unloaded (30s, 5m, 1h; -1 never, 0 "
+       "at once)"},
       {"ctx_size", "INFERA_CTX_SIZE", "ctx-size", T::kInt, "4096", 16, 1048576, {},
        "KV cache size in tokens, shared by all sequences"},
       {"mmap", "INFERA_MMAP", "mmap", T::kBool, "true", 0, 0, {},
@@ -85,13 +95,33 @@ std::vector<OptionSpec> make_specs() {
        "JSON lines of requests answered at start so their repeats hit the cache"},
       // Models and memory
       {"model_cache_size", "MODEL_CACHE_SIZE", "model-cache-size", T::kInt, "2", 1, 1024, {},
-       "most models kept loaded at once"},
+       "most models loaded at once; loading another evicts the least valuable unpinned one"},
       {"model_warmup_enabled", "MODEL_WARMUP_ENABLED", "model-warmup-enabled", T::kBool, "true", 0,
        0, {}, "run a warm-up pass when a model is loaded"},
       {"memory_cleanup_threshold", "MEMORY_CLEANUP_THRESHOLD", "memory-cleanup-threshold", T::kFloat,
-       "0.80", 0.05, 1.0, {}, "fraction of memory in use that triggers cleanup"},
+       "0.80", 0.05, 1.0, {},
+       "fraction of memory in use (machine, or the cgroup's limit) above which caches shrink and "
+       "idle models unload"},
       {"critical_memory_threshold", "CRITICAL_MEMORY_THRESHOLD", "critical-memory-threshold",
-       T::kFloat, "0.95", 0.05, 1.0, {}, "fraction of memory in use that triggers shedding"},
+       T::kFloat, "0.95", 0.05, 1.0, {},
+       "fraction of memory in use above which new generations and loads get 503 memory_pressure"},
+      // Operations: self-healing, SLA, alerts
+      {"stall_timeout", "INFERA_STALL_TIMEOUT", "stall-timeout", T::kFloat, "10", 0.05, 3600, {},
+       "seconds an engine with queued work may go without a step before it is reported stalled"},
+      {"ttft_objective_ms", "INFERA_TTFT_OBJECTIVE_MS", "ttft-objective-ms", T::kFloat, "5000", 0,
+       3600000, {},
+       "P95 time to first token, ms; a window above it lowers admitted sequences and prefill chunk "
+       "until healthy (0 = off)"},
+      {"sla_objectives", "INFERA_SLA_OBJECTIVES", "sla-objectives", T::kString,
+       "*=p95:2000ms,availability:99.9", 0, 0, {},
+       "latency and availability objectives per scope, e.g. "
+       "\"*=p95:2000ms,availability:99.9;route:/api/chat=p95:5000ms;model:tiny=p95:800ms\""},
+      {"anomaly_window_ms", "INFERA_ANOMALY_WINDOW_MS", "anomaly-window-ms", T::kInt, "10000", 100,
+       3600000, {}, "length of the anomaly detector's windows, ms (a window beyond 2 sigma alerts)"},
+      {"alert_webhook", "INFERA_ALERT_WEBHOOK", "alert-webhook", T::kString, "", 0, 0, {},
+       "http:// URL that receives each alert as JSON when it fires and resolves (retried)"},
+      {"test_hooks", "INFERA_TEST_HOOKS", "test-hooks", T::kBool, "false", 0, 0, {},
+       "enable fault-injection routes under /admin/test/ (tests only; never in production)"},
       // Logging
       {"log_level", "INFERA_LOG_LEVEL", "log-level", T::kChoice, "info", 0, 0,
        {"trace", "debug", "info", "warn", "error", "off"}, "least severe level written"},

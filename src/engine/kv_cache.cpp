@@ -1,6 +1,10 @@
 #include "engine/kv_cache.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdint>
 
 namespace infera::engine {
 namespace {
@@ -150,6 +154,38 @@ void KvCache::end_sequence(int32_t seq) {
   if (it == tables_.end()) return;
   for (int32_t b : it->second) release_block(b);
   tables_.erase(it);
+}
+
+uint64_t KvCache::drop_cached_prefixes() {
+  uint64_t released = 0;
+  for (auto it = lru_.begin(); it != lru_.end();) {
+    const int32_t block = it->block;
+    if (refs_[static_cast<size_t>(block)] != 1) {
+      ++it;
+      continue;
+    }
+    prefix_.erase(it->hash);
+    it = lru_.erase(it);
+    release_block(block);
+    release_pages(block);
+    released += 2 * static_cast<uint64_t>(n_layers_) * static_cast<uint64_t>(block_tokens_) *
+                static_cast<uint64_t>(kv_dim_) * sizeof(uint16_t);
+  }
+  return released;
+}
+
+void KvCache::release_pages(int32_t block) {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const size_t bytes = static_cast<size_t>(block_tokens_) * static_cast<size_t>(kv_dim_) * sizeof(uint16_t);
+  for (auto* store : {&k_, &v_}) {
+    for (int layer = 0; layer < n_layers_; ++layer) {
+      auto begin = reinterpret_cast<uintptr_t>(block_ptr(*store, layer, block));
+      uintptr_t first = (begin + page - 1) & ~(page - 1);
+      uintptr_t last = (begin + bytes) & ~(page - 1);
+      // Freed blocks are always written before they are read again, so zeroed pages are fine.
+      if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+    }
+  }
 }
 
 KvUsage KvCache::usage() const {

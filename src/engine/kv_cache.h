@@ -49,6 +49,10 @@ class KvCache {
   // (and `dst` absent) when src holds fewer positions or no block is free.
   bool fork_sequence(int32_t src, int32_t dst, int32_t n_tokens);
   void end_sequence(int32_t seq);
+  // Forgets every prefix-cache entry no live sequence holds and gives the pages of
+  // those blocks back to the operating system (the memory guard's cleanup); blocks
+  // still shared by live sequences stay cached. Returns the bytes released.
+  uint64_t drop_cached_prefixes();
   bool has_sequence(int32_t seq) const { return tables_.count(seq) != 0; }
 
   KvUsage usage() const;
@@ -77,6 +81,7 @@ class KvCache {
     return block_ptr(store, layer, block) + static_cast<size_t>(pos % block_tokens_) * kv_dim_;
   }
   int32_t alloc_block();  // -1 when none can be freed
+  void release_pages(int32_t block);  // MADV_DONTNEED on the block's whole pages
   void release_block(int32_t block);
 
   struct CacheEntry {

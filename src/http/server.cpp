@@ -46,6 +46,13 @@ using Clock = std::chrono::steady_clock;
 
 // ---- Request / Response helpers -------------------------------------------------
 
+std::string_view Request::param(std::string_view name) const {
+  for (const auto& [k, v] : params) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
 std::string_view Request::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (beast::iequals(beast::string_view(k.data(), k.size()),
@@ -173,6 +180,9 @@ struct Server::Impl {
   tcp::acceptor acceptor;
   std::unordered_map<std::string, std::vector<std::unique_ptr<RouteEntry>>> routes;
   std::unique_ptr<RouteEntry> unmatched;
+  // Pattern routes by their pattern, each split into segments.
+  std::vector<std::pair<std::vector<std::string>, std::vector<std::unique_ptr<RouteEntry>>*>> patterns;
+  Server::Observer observer;
   obs::Gauge& connections;
   obs::Gauge& in_flight_gauge;
   std::atomic<int64_t> in_flight{0};
@@ -186,8 +196,47 @@ struct Server::Impl {
     e->path = path;
     e->handler = std::move(h);
     auto& ref = *e;
-    routes[path].push_back(std::move(e));
+    auto& list = routes[path];
+    const bool first = list.empty();
+    list.push_back(std::move(e));
+    if (first && path.find('{') != std::string::npos) patterns.emplace_back(split_path(path), &list);
     return ref;
+  }
+
+  static std::vector<std::string> split_path(std::string_view path) {
+    std::vector<std::string> parts;
+    size_t pos = 0;
+    while (pos <= path.size()) {
+      size_t end = path.find('/', pos);
+      if (end == std::string_view::npos) end = path.size();
+      parts.emplace_back(path.substr(pos, end - pos));
+      pos = end + 1;
+    }
+    return parts;
+  }
+
+  // The routes of the first pattern `path` matches (filling `params`), or null.
+  std::vector<std::unique_ptr<RouteEntry>>* match_pattern(const std::string& path,
+                                                           std::vector<std::pair<std::string, std::string>>& params) {
+    if (patterns.empty()) return nullptr;
+    const std::vector<std::string> parts = split_path(path);
+    for (auto& [pattern, list] : patterns) {
+      if (pattern.size() != parts.size()) continue;
+      params.clear();
+      bool ok = true;
+      for (size_t i = 0; i < parts.size() && ok; ++i) {
+        const std::string& p = pattern[i];
+        if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
+          ok = !parts[i].empty();
+          params.emplace_back(p.substr(1, p.size() - 2), parts[i]);
+        } else {
+          ok = p == parts[i];
+        }
+      }
+      if (ok) return list;
+    }
+    params.clear();
+    return nullptr;
   }
 
   void count(RouteEntry& route, int status, double seconds) {
@@ -362,17 +411,21 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
     }
 
     if (!early) {
+      req.params.clear();
       auto it = routes.find(req.path);
-      if (it == routes.end()) {
+      std::vector<std::unique_ptr<RouteEntry>>* candidates =
+          it != routes.end() && it->first.find('{') == std::string::npos ? &it->second : nullptr;
+      if (candidates == nullptr) candidates = match_pattern(req.path, req.params);
+      if (candidates == nullptr) {
         early = Response::error(404, "no route for " + req.method + " " + req.path,
                                 "invalid_request_error", "not_found");
       } else {
         route = nullptr;
-        for (auto& e : it->second) {
+        for (auto& e : *candidates) {
           if (e->method == req.method) route = e.get();
         }
         if (route == nullptr) {
-          route = it->second.front().get();
+          route = candidates->front().get();
           early = Response::error(405, "method " + req.method + " not allowed on " + req.path,
                                   "invalid_request_error", "method_not_allowed");
         }
@@ -493,6 +546,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
     }
     double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     count(*route, status, seconds);
+    if (observer) observer(req, route->path, status, seconds);
     if (write_failed || !keep_alive) break;
   }
   beast::error_code ignored;
@@ -549,6 +603,8 @@ Server::Server(ServerConfig config, obs::Registry& metrics)
 }
 
 Server::~Server() = default;
+
+void Server::set_observer(Observer observer) { impl_->observer = std::move(observer); }
 
 void Server::route(const std::string& method, const std::string& path, Handler handler) {
   impl_->add_route(method, path, std::move(handler));

@@ -47,6 +47,10 @@ struct Request {
   std::string body;
   std::string request_id;
   Headers headers;
+  // Values of a pattern route's {placeholders}, e.g. {"name", "tiny"}.
+  std::vector<std::pair<std::string, std::string>> params;
+  // The placeholder's value; empty when absent.
+  std::string_view param(std::string_view name) const;
   // Case-insensitive header lookup; empty when absent.
   std::string_view header(std::string_view name) const;
 };
@@ -93,9 +97,17 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Registers a handler for an exact path. REQUIRES: before start().
+  // Registers a handler for an exact path, or for a pattern whose segments may be
+  // placeholders ("/api/models/{name}/load": one non-empty segment each, see
+  // Request::param). Exact paths win over patterns. REQUIRES: before start().
   void route(const std::string& method, const std::string& path, Handler handler);
   void route(const std::string& method, const std::string& path, SyncHandler handler);
+
+  // Called once per finished request (any thread) with the route it matched (its
+  // registered path or pattern, "unmatched" otherwise), the status and the time from
+  // headers read to response written. For SLA tracking. REQUIRES: before start().
+  using Observer = std::function<void(const Request&, std::string_view route, int status, double seconds)>;
+  void set_observer(Observer observer);
 
   // Binds and listens; port() is known afterwards. Fails with a message naming
   // the address when it cannot bind.

@@ -47,6 +47,7 @@ class EngineRunner final : public ModelRunner {
     if (prefix_cache_) model_.kv().publish_prefix(seq_id, prompt);
   }
   void end_sequence(int32_t seq_id) override { model_.kv().end_sequence(seq_id); }
+  uint64_t drop_cached_prefixes() override { return model_.kv().drop_cached_prefixes(); }
   KvUsage kv_usage() const override {
     engine::KvUsage u = model_.kv().usage();
     return {u.blocks_total, u.blocks_used, u.block_tokens};

@@ -77,6 +77,9 @@ class ModelRunner {
   // Frees the sequence's blocks (shared prefix blocks stay while referenced).
   virtual void end_sequence(int32_t seq_id) = 0;
   virtual KvUsage kv_usage() const = 0;
+  // Frees prefix-cache blocks no live sequence holds (memory pressure); returns the
+  // bytes given back. Runners without a prefix cache free nothing.
+  virtual uint64_t drop_cached_prefixes() { return 0; }
 
   // Evaluates one batch; `logits` receives one pointer (n_vocab floats, valid until
   // the next eval) per entry with want_logits, in batch order.

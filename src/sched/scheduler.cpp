@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -60,24 +61,28 @@ struct Running {
 
 struct Scheduler::Impl {
   Impl(SchedulerConfig c, ModelRunner& r, obs::Registry& m)
+      : Impl(c, r, m, c.model_name.empty() ? obs::Labels{} : obs::Labels{{"model", c.model_name}}) {}
+  Impl(SchedulerConfig c, ModelRunner& r, obs::Registry& m, const obs::Labels& l)
       : config(c),
         runner(r),
-        ttft(m.histogram("infera_time_to_first_token_seconds", "Submit to first generated token")),
-        itl(m.histogram("infera_inter_token_seconds", "Time between generated tokens")),
-        e2e(m.histogram("infera_request_duration_seconds", "Submit to last token")),
-        queue_time(m.histogram("infera_queue_seconds", "Submit to admission")),
-        batch_tokens(m.histogram("infera_batch_tokens", "Tokens evaluated per engine step")),
-        batch_seqs(m.histogram("infera_batch_sequences", "Sequences in an engine step")),
-        step_time(m.histogram("infera_step_seconds", "Duration of one engine step")),
-        generated_tokens(m.counter("infera_generated_tokens_total", "Tokens generated")),
-        prompt_tokens(m.counter("infera_prompt_tokens_total", "Prompt tokens evaluated")),
-        prefix_hits(m.counter("infera_prefix_cache_hits_total", "Sequences that reused cached prompt KV blocks")),
-        prefix_tokens(m.counter("infera_prefix_cache_tokens_total", "Prompt tokens reused from the prefix cache")),
-        rejected(m.counter("infera_requests_rejected_total", "Requests refused because the queue was full")),
-        running_gauge(m.gauge("infera_sequences_running", "Sequences being prefilled or decoded")),
-        waiting_gauge(m.gauge("infera_sequences_waiting", "Requests waiting for admission")),
-        kv_used(m.gauge("infera_kv_blocks_used", "KV cache blocks in use")),
-        kv_free(m.gauge("infera_kv_blocks_free", "KV cache blocks free")) {
+        ttft(m.histogram("infera_time_to_first_token_seconds", "Submit to first generated token", l)),
+        itl(m.histogram("infera_inter_token_seconds", "Time between generated tokens", l)),
+        e2e(m.histogram("infera_request_duration_seconds", "Submit to last token", l)),
+        queue_time(m.histogram("infera_queue_seconds", "Submit to admission", l)),
+        batch_tokens(m.histogram("infera_batch_tokens", "Tokens evaluated per engine step", l)),
+        batch_seqs(m.histogram("infera_batch_sequences", "Sequences in an engine step", l)),
+        step_time(m.histogram("infera_step_seconds", "Duration of one engine step", l)),
+        generated_tokens(m.counter("infera_generated_tokens_total", "Tokens generated", l)),
+        prompt_tokens(m.counter("infera_prompt_tokens_total", "Prompt tokens evaluated", l)),
+        prefix_hits(m.counter("infera_prefix_cache_hits_total", "Sequences that reused cached prompt KV blocks", l)),
+        prefix_tokens(m.counter("infera_prefix_cache_tokens_total", "Prompt tokens reused from the prefix cache", l)),
+        rejected(m.counter("infera_requests_rejected_total", "Requests refused because the queue was full", l)),
+        running_gauge(m.gauge("infera_sequences_running", "Sequences being prefilled or decoded", l)),
+        waiting_gauge(m.gauge("infera_sequences_waiting", "Requests waiting for admission", l)),
+        kv_used(m.gauge("infera_kv_blocks_used", "KV cache blocks in use", l)),
+        kv_free(m.gauge("infera_kv_blocks_free", "KV cache blocks free", l)) {
+    max_seqs.store(config.max_seqs);
+    max_batch_tokens.store(config.max_batch_tokens);
     publish_kv();
     thread = std::thread([this] { loop(); });
   }
@@ -105,6 +110,14 @@ struct Scheduler::Impl {
   std::condition_variable cv;
   std::deque<Waiting> incoming;  // guarded by mu
   std::atomic<int64_t> queued{0};  // submitted, not yet admitted or ended
+  std::atomic<int64_t> steps{0};   // steps that evaluated a batch
+  std::atomic<int> max_seqs{0};    // limits in force (set_limits)
+  std::atomic<int> max_batch_tokens{0};
+  // Requests to the loop (guarded by mu): drop unused prefix blocks, then answer.
+  std::vector<std::shared_ptr<std::promise<uint64_t>>> drop_requests;
+  // Fault injection (guarded by mu).
+  Clock::time_point delay_until{};
+  std::chrono::milliseconds delay_per_step{0};
   bool stopping = false;         // guarded by mu
   SchedulerStats shared_stats;   // guarded by mu
 
@@ -187,7 +200,8 @@ struct Scheduler::Impl {
       return a.arrival < b.arrival;
     });
     size_t taken = 0;
-    while (taken < waiting.size() && static_cast<int>(running.size()) < config.max_seqs) {
+    const int limit = max_seqs.load(std::memory_order_relaxed);
+    while (taken < waiting.size() && static_cast<int>(running.size()) < limit) {
       Waiting& w = waiting[taken];
       int32_t seq_id = next_seq_id++;
       int32_t reused = runner.begin_sequence(seq_id, w.job->prompt);
@@ -224,7 +238,7 @@ struct Scheduler::Impl {
   void build_batch() {
     batch.clear();
     batch_owner.clear();
-    int budget = config.max_batch_tokens;
+    int budget = max_batch_tokens.load(std::memory_order_relaxed);
     for (auto& r : running) {
       if (!r->prefill_done || budget <= 0) continue;
       if (!runner.reserve(r->seq_id, r->n_past + 1)) {
@@ -305,6 +319,7 @@ struct Scheduler::Impl {
       running.clear();
       return;
     }
+    steps.fetch_add(1, std::memory_order_relaxed);
     advance_positions();
     auto now = Clock::now();
     for (size_t i = 0; i < batch_owner.size(); ++i) {
@@ -317,16 +332,41 @@ struct Scheduler::Impl {
     step_time.observe(std::chrono::duration<double>(Clock::now() - start).count());
   }
 
+  // Sleeps while a fault is injected; returns with `lock` held. Engine-loop thread.
+  void injected_delay(std::unique_lock<std::mutex>& lock) {
+    auto now = Clock::now();
+    if (now >= delay_until || delay_per_step.count() <= 0) return;
+    auto until = std::min(delay_until, now + delay_per_step);
+    cv.wait_until(lock, until, [this] { return stopping; });
+  }
+
+  void serve_drop_requests(std::unique_lock<std::mutex>& lock) {
+    if (drop_requests.empty()) return;
+    auto requests = std::move(drop_requests);
+    drop_requests.clear();
+    lock.unlock();
+    uint64_t released = runner.drop_cached_prefixes();
+    publish_kv();
+    for (auto& r : requests) r->set_value(released);
+    lock.lock();
+  }
+
   void loop() {
     for (;;) {
       {
         std::unique_lock lock(mu);
-        cv.wait(lock, [this] { return stopping || !incoming.empty() || !running.empty() || !waiting.empty(); });
+        cv.wait(lock, [this] {
+          return stopping || !incoming.empty() || !running.empty() || !waiting.empty() ||
+                 !drop_requests.empty();
+        });
+        if (stopping) break;
+        serve_drop_requests(lock);
+        injected_delay(lock);
         if (stopping) break;
         if (running.empty() && waiting.empty() && config.batch_timeout_ms > 0) {
           // Idle engine: let a burst of requests arrive so they prefill together.
           auto until = Clock::now() + std::chrono::milliseconds(config.batch_timeout_ms);
-          while (!stopping && static_cast<int>(incoming.size()) < config.max_seqs &&
+          while (!stopping && static_cast<int>(incoming.size()) < max_seqs.load() &&
                  cv.wait_until(lock, until) != std::cv_status::timeout) {
           }
         }
@@ -344,6 +384,11 @@ struct Scheduler::Impl {
       std::lock_guard lock(mu);
       for (auto& w : incoming) waiting.push_back(std::move(w));
       incoming.clear();
+    }
+    {
+      std::lock_guard lock(mu);
+      for (auto& r : drop_requests) r->set_value(0);
+      drop_requests.clear();
     }
     // Callbacks run without the lock: they may submit again (refused once stopping).
     for (auto& w : waiting) finish_waiting(w, FinishReason::kCancelled);
@@ -402,7 +447,38 @@ SchedulerStats Scheduler::stats() const {
   std::lock_guard lock(impl_->mu);
   SchedulerStats s = impl_->shared_stats;
   s.waiting = impl_->queued.load();
+  s.steps_completed = impl_->steps.load();
+  s.max_seqs = impl_->max_seqs.load();
+  s.max_batch_tokens = impl_->max_batch_tokens.load();
   return s;
+}
+
+void Scheduler::set_limits(int max_seqs, int max_batch_tokens) {
+  impl_->max_seqs.store(std::max(1, max_seqs));
+  impl_->max_batch_tokens.store(std::max(1, max_batch_tokens));
+  impl_->cv.notify_all();
+}
+
+uint64_t Scheduler::drop_cached_prefixes(std::chrono::milliseconds timeout) {
+  auto request = std::make_shared<std::promise<uint64_t>>();
+  auto answer = request->get_future();
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return 0;
+    impl_->drop_requests.push_back(std::move(request));
+  }
+  impl_->cv.notify_all();
+  if (answer.wait_for(timeout) != std::future_status::ready) return 0;
+  return answer.get();
+}
+
+void Scheduler::inject_delay(std::chrono::milliseconds per_step, std::chrono::milliseconds duration) {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->delay_per_step = per_step;
+    impl_->delay_until = Clock::now() + duration;
+  }
+  impl_->cv.notify_all();
 }
 
 }  // namespace infera::sched

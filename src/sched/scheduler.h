@@ -34,6 +34,8 @@ struct SchedulerConfig {
                                 // more requests so their prompts prefill together
   int max_queue = 256;          // --max-queue: waiting requests before 429
   int max_batch_tokens = 256;   // tokens evaluated per step (prefill chunking)
+  std::string model_name;       // value of the "model" label on this scheduler's metrics
+                                // (empty: unlabelled)
 };
 
 enum class FinishReason { kStop, kLength, kTimeout, kCancelled, kError };
@@ -68,6 +70,9 @@ struct SchedulerStats {
   KvUsage kv;
   int64_t prefix_hits = 0;         // sequences that reused cached prompt blocks
   int64_t prefix_tokens_reused = 0;
+  int64_t steps_completed = 0;     // engine steps that evaluated a batch (watchdog progress)
+  int max_seqs = 0;                // limits in force (set_limits may lower them)
+  int max_batch_tokens = 0;
 };
 
 class Scheduler {
@@ -83,6 +88,22 @@ class Scheduler {
   Status submit(std::unique_ptr<Job> job);
 
   SchedulerStats stats() const;
+
+  // Changes the sequences admitted together and the tokens per step at run time
+  // (self-healing lowers them while time to first token breaks its objective);
+  // running sequences beyond a lowered max_seqs finish, none is cut. Values are
+  // clamped to at least 1.
+  void set_limits(int max_seqs, int max_batch_tokens);
+
+  // Drops the prefix-cache blocks no sequence holds, on the engine loop (memory
+  // pressure). Waits at most `timeout` for the loop; returns the bytes released,
+  // 0 when the loop did not get to it in time (it still does later).
+  uint64_t drop_cached_prefixes(std::chrono::milliseconds timeout);
+
+  // Fault injection for tests of the watchdog and the anomaly detector: for the
+  // next `duration`, every engine step first sleeps `per_step` (per_step ==
+  // duration: one stall). Only reachable through --test-hooks routes.
+  void inject_delay(std::chrono::milliseconds per_step, std::chrono::milliseconds duration);
 
  private:
   struct Impl;

@@ -1,0 +1,99 @@
+// The one interface every kind of model implements (GGUF decoder today; embedding
+// encoders, XGBoost, ONNX, TorchScript and upstream servers later), so that the
+// registry, cache, limits, priorities, metrics and console are written once,
+// against it, never with a switch on the kind. A new kind is a ModelKind
+// implementation and one Registry::register_kind call.
+//
+// Threads: ModelKind::load and LoadedModel::warm_up run on the registry's loader
+// thread and may block; every other method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/status.h"
+
+namespace infera::sched {
+class Scheduler;
+}
+
+namespace infera::models {
+
+// A model as declared (models file, --model, --models-dir or the built-in default).
+struct ModelSpec {
+  std::string name;             // the API's model id; unique
+  std::string kind = "gguf";
+  std::string path;
+  bool pin = false;             // never unloaded (idle, budget or memory pressure)
+  // Idle time before unload: -1 never, 0 as soon as idle; unset = the registry's
+  // default (--keep-alive).
+  std::optional<std::chrono::milliseconds> keep_alive;
+  int ctx_size = 0;             // KV positions; 0 = --ctx-size
+  int max_seqs = 0;             // sequences decoded together; 0 = --max-seqs
+  std::string chat_template = "auto";  // a chat format name, "auto" = from the file
+  // System prompt per /api/chat role ("student", "teacher", custom roles); roles not
+  // listed use the server-wide prompts.
+  std::map<std::string, std::string> role_prompts;
+  std::string declared_by;      // "models-file <path>", "--model", "--models-dir <dir>", "default"
+};
+
+// The capability of models that generate text from a prompt (LLMs).
+class TextGenerator {
+ public:
+  virtual ~TextGenerator() = default;
+  virtual sched::Scheduler& scheduler() = 0;
+  // Text → token ids with BOS, special tokens parsed.
+  virtual std::vector<int32_t> tokenize(const std::string& text) const = 0;
+  // The file's own chat template text (tokenizer.chat_template), may be empty.
+  virtual const std::string& chat_template_text() const = 0;
+};
+
+// A loaded, servable model. Destroying it frees everything it holds; the registry
+// does so only when no request holds a lease on it.
+class LoadedModel {
+ public:
+  virtual ~LoadedModel() = default;
+  // Memory the model holds now (weights, KV cache, scratch), bytes.
+  virtual uint64_t bytes() const = 0;
+  // One small request through the whole path before the model takes traffic
+  // (pages weights in, sizes buffers). Blocks; loader thread.
+  virtual Status warm_up() = 0;
+  // Requests queued or running on it, and work steps finished so far (watchdog).
+  struct Progress {
+    int64_t pending = 0;
+    int64_t steps_completed = 0;
+  };
+  virtual Progress progress() const = 0;
+  // Frees caches it can rebuild (e.g. unused prefix KV blocks); returns bytes freed.
+  virtual uint64_t drop_caches() = 0;
+  // Capabilities; null when the kind has none of it.
+  virtual TextGenerator* text_generator() { return nullptr; }
+  // Kind-specific facts for /api/models (architecture, quantization, context, ...).
+  virtual nlohmann::json describe() const = 0;
+};
+
+// Loads models of one kind.
+class ModelKind {
+ public:
+  virtual ~ModelKind() = default;
+  virtual std::string name() const = 0;  // the models file's `kind`
+  // Checks a declaration before anything loads (file exists and looks right);
+  // InvalidArgument naming the file and the problem.
+  virtual Status validate(const ModelSpec& spec) const = 0;
+  // What loading `spec` will take, bytes (for the memory budget, before loading).
+  virtual uint64_t estimate_bytes(const ModelSpec& spec) const = 0;
+  // Identifies the file's current content (path, size, mtime): cache keys follow it,
+  // and a change reloads the model when idle.
+  virtual std::string identity(const ModelSpec& spec) const = 0;
+  // Loads; errors name the file and the problem. Loader thread.
+  virtual Result<std::unique_ptr<LoadedModel>> load(const ModelSpec& spec) = 0;
+};
+
+}  // namespace infera::models
