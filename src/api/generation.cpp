@@ -398,7 +398,10 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     const bool client_no_cache = no_cache(req);
     const std::string id = (chat ? "chatcmpl-" : "cmpl-") + req.request_id;
     const auto started = Clock::now();
-    with_model(parsed->model, parsed->keep_alive, responder,
+    // Copied first: the lambda below takes `parsed` apart.
+    const std::string model = parsed->model;
+    const auto keep_alive = parsed->keep_alive;
+    with_model(model, keep_alive, responder,
                [self = shared_from_this(), g = std::move(parsed).value(), chat, client_no_cache, id, responder,
                 started](ModelView view) mutable {
                  Spec spec = self->openai_spec(g, chat, view, client_no_cache);
@@ -421,7 +424,9 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     if (!parsed.ok()) return responder.send(invalid(parsed.status().message()));
     const bool client_no_cache = no_cache(req);
     const auto started = Clock::now();
-    with_model(parsed->model, parsed->keep_alive, responder,
+    const std::string model = parsed->model;
+    const auto keep_alive = parsed->keep_alive;
+    with_model(model, keep_alive, responder,
                [self = shared_from_this(), a = std::move(parsed).value(), client_no_cache, responder,
                 started](ModelView view) mutable {
                  Spec spec = self->assistant_spec(a, view, client_no_cache);
