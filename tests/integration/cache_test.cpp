@@ -621,7 +621,8 @@ TEST(CacheSingleFlight, HundredConcurrentIdenticalRequestsRunTheEngineOnce) {
   auto server = serve();
   ASSERT_GT(server->port(), 0);
   const int port = server->port();
-  const double tokens_before = metric(port, "infera_generated_tokens_total");
+  ASSERT_EQ(http_request(port, "POST", "/api/models/stories260K/load")->status, 200);  // loads lazily
+  const double tokens_before = metric(port, "infera_generated_tokens_total{model=\"stories260K\"}");
   ASSERT_GE(tokens_before, 0) << "no infera_generated_tokens_total in /metrics";
 
   constexpr int kCallers = 100;
@@ -641,7 +642,7 @@ TEST(CacheSingleFlight, HundredConcurrentIdenticalRequestsRunTheEngineOnce) {
         << i << ": " << answers[static_cast<size_t>(i)].body;
     EXPECT_EQ(answers[static_cast<size_t>(i)].text, answers[0].text) << i;
   }
-  const double tokens_for_all = metric(port, "infera_generated_tokens_total");
+  const double tokens_for_all = metric(port, "infera_generated_tokens_total{model=\"stories260K\"}");
   json stats = cache_stats(port);
   EXPECT_EQ(stats["single_flight"]["computations"], 1) << stats.dump();
   EXPECT_GT(stats["single_flight"]["merges"].get<int>(), 0)
@@ -657,7 +658,7 @@ TEST(CacheSingleFlight, HundredConcurrentIdenticalRequestsRunTheEngineOnce) {
                      {{"Cache-Control", "no-cache"}});
   ASSERT_EQ(alone.status, 200);
   EXPECT_EQ(alone.text, answers[0].text);
-  const double tokens_for_one = metric(port, "infera_generated_tokens_total") - tokens_for_all;
+  const double tokens_for_one = metric(port, "infera_generated_tokens_total{model=\"stories260K\"}") - tokens_for_all;
   EXPECT_GT(tokens_for_one, 0);
   EXPECT_EQ(tokens_for_all - tokens_before, tokens_for_one);
 }
@@ -760,13 +761,13 @@ TEST(CachePolicy, NoCacheHeaderSkipsTheCache) {
   const int port = server->port();
   Answer filled = ask_chat(port, "Once there was");
   ASSERT_EQ(filled.x_cache, "MISS");
-  const double tokens = metric(port, "infera_generated_tokens_total");
+  const double tokens = metric(port, "infera_generated_tokens_total{model=\"stories260K\"}");
   Answer skipped = ask(port, "/v1/chat/completions", chat_body("Once there was"),
                        {{"Cache-Control", "no-cache"}});
   ASSERT_EQ(skipped.status, 200);
   EXPECT_EQ(skipped.x_cache, "MISS");
   EXPECT_EQ(skipped.text, filled.text);
-  EXPECT_GT(metric(port, "infera_generated_tokens_total"), tokens) << "no-cache must generate";
+  EXPECT_GT(metric(port, "infera_generated_tokens_total{model=\"stories260K\"}"), tokens) << "no-cache must generate";
   EXPECT_EQ(ask_chat(port, "Once there was").x_cache, "HIT-L1");
 }
 
@@ -807,12 +808,12 @@ TEST(CachePolicy, PolicyOffNeverCaches) {
   auto server = serve({"--cache-policy", "off"});
   ASSERT_GT(server->port(), 0);
   const int port = server->port();
-  double tokens = metric(port, "infera_generated_tokens_total");
+  double tokens = metric(port, "infera_generated_tokens_total{model=\"stories260K\"}");
   for (int i = 0; i < 2; ++i) {
     Answer r = ask_chat(port, "Nothing is kept");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.x_cache, "MISS") << "attempt " << i;
-    const double now = metric(port, "infera_generated_tokens_total");
+    const double now = metric(port, "infera_generated_tokens_total{model=\"stories260K\"}");
     EXPECT_GT(now, tokens) << "attempt " << i << " did not reach the engine";
     tokens = now;
   }
@@ -854,14 +855,14 @@ TEST(CacheWarming, WarmFileAtStartMakesTheFirstRequestsHit) {
   ASSERT_GT(server->port(), 0);
   const int port = server->port();
   EXPECT_NE(server->logs().find("2 answers cached"), std::string::npos) << server->logs();
-  const double tokens = metric(port, "infera_generated_tokens_total");
+  const double tokens = metric(port, "infera_generated_tokens_total{model=\"stories260K\"}");
   Answer chat = ask_chat(port, "Warm story one");
   ASSERT_EQ(chat.status, 200) << chat.body;
   EXPECT_EQ(chat.x_cache, "HIT-L1");
   Answer assistant = ask(port, "/api/chat", assistant_body("What is the moon?"));
   ASSERT_EQ(assistant.status, 200) << assistant.body;
   EXPECT_EQ(assistant.x_cache, "HIT-L1");
-  EXPECT_EQ(metric(port, "infera_generated_tokens_total"), tokens);
+  EXPECT_EQ(metric(port, "infera_generated_tokens_total{model=\"stories260K\"}"), tokens);
 }
 
 TEST(CacheWarming, AdminWarmThenHitAndAdminClearThenMiss) {
