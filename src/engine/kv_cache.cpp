@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <new>
 #include <cstdint>
 
 namespace infera::engine {
@@ -21,14 +22,28 @@ uint64_t chain_hash(uint64_t previous, std::span<const int32_t> tokens) {
   return h;
 }
 
+size_t kv_halves(int n_layers, int kv_dim, int64_t n_blocks, int block_tokens) {
+  return static_cast<size_t>(n_layers) * static_cast<size_t>(n_blocks) *
+         static_cast<size_t>(block_tokens) * static_cast<size_t>(kv_dim);
+}
+
 }  // namespace
 
+KvStore::KvStore(size_t halves) : bytes_(std::max<size_t>(halves, 1) * sizeof(uint16_t)) {
+  void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  data_ = static_cast<uint16_t*>(p);
+}
+
+KvStore::~KvStore() { ::munmap(data_, bytes_); }
+
 KvCache::KvCache(int n_layers, int kv_dim, int64_t n_blocks, int block_tokens)
-    : n_layers_(n_layers), kv_dim_(kv_dim), n_blocks_(n_blocks), block_tokens_(block_tokens) {
-  size_t total = static_cast<size_t>(n_layers) * static_cast<size_t>(n_blocks) *
-                 static_cast<size_t>(block_tokens) * static_cast<size_t>(kv_dim);
-  k_.assign(total, 0);
-  v_.assign(total, 0);
+    : n_layers_(n_layers),
+      kv_dim_(kv_dim),
+      n_blocks_(n_blocks),
+      block_tokens_(block_tokens),
+      k_(kv_halves(n_layers, kv_dim, n_blocks, block_tokens)),
+      v_(kv_halves(n_layers, kv_dim, n_blocks, block_tokens)) {
   refs_.assign(static_cast<size_t>(n_blocks), 0);
   free_.reserve(static_cast<size_t>(n_blocks));
   for (int64_t b = n_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));

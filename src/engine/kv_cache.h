@@ -27,6 +27,21 @@ struct KvUsage {
   int32_t block_tokens = 0;
 };
 
+// Zeroed anonymous memory that becomes resident only where it is written, so a
+// large KV cache costs nothing at load and little until sequences fill it.
+class KvStore {
+ public:
+  explicit KvStore(size_t halves);  // throws std::bad_alloc when it cannot map
+  ~KvStore();
+  KvStore(const KvStore&) = delete;
+  KvStore& operator=(const KvStore&) = delete;
+  uint16_t* data() { return data_; }
+
+ private:
+  uint16_t* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 class KvCache {
  public:
   KvCache(int n_layers, int kv_dim, int64_t n_blocks, int block_tokens);
@@ -69,14 +84,14 @@ class KvCache {
   uint16_t* v_block(int layer, int32_t block) { return block_ptr(v_, layer, block); }
 
  private:
-  uint16_t* block_ptr(std::vector<uint16_t>& store, int layer, int32_t block) {
+  uint16_t* block_ptr(KvStore& store, int layer, int32_t block) {
     size_t offset = ((static_cast<size_t>(layer) * static_cast<size_t>(n_blocks_) +
                       static_cast<size_t>(block)) *
                      static_cast<size_t>(block_tokens_)) *
                     static_cast<size_t>(kv_dim_);
     return store.data() + offset;
   }
-  uint16_t* row(std::vector<uint16_t>& store, int layer, int32_t seq, int32_t pos) {
+  uint16_t* row(KvStore& store, int layer, int32_t seq, int32_t pos) {
     int32_t block = tables_[seq][static_cast<size_t>(pos / block_tokens_)];
     return block_ptr(store, layer, block) + static_cast<size_t>(pos % block_tokens_) * kv_dim_;
   }
@@ -93,7 +108,7 @@ class KvCache {
   int kv_dim_;
   int64_t n_blocks_;
   int block_tokens_;
-  std::vector<uint16_t> k_, v_;
+  KvStore k_, v_;
   std::vector<int32_t> refs_;
   std::vector<int32_t> free_;
   std::unordered_map<int32_t, std::vector<int32_t>> tables_;

@@ -59,8 +59,10 @@ class GgufModel final : public LoadedModel, public TextGenerator {
 
   Status warm_up() override {
     auto job = std::make_unique<sched::Job>();
+    // One forward pass over a short prompt touches every weight and sizes the
+    // scratch; more tokens would only add to the cold start.
     job->prompt = tokenize("Hello");
-    job->max_tokens = 2;
+    job->max_tokens = 1;
     job->sampling.temperature = 0;
     auto done = std::make_shared<std::promise<sched::Completion>>();
     auto result = done->get_future();
