@@ -108,6 +108,9 @@ class Cache {
                                         const std::function<Result<std::string>()>& compute) = 0;
   virtual void clear() = 0;                 // every tier (L3: only this cache's key prefix)
   virtual std::size_t evict_expired() = 0;  // L1 TTL sweep for a maintenance thread
+  // Memory pressure: L1 keeps at most `keep_fraction` of its bytes, coldest entries
+  // leaving first (L2/L3 keep them). Returns the bytes freed.
+  virtual std::uint64_t shrink_memory(double keep_fraction) = 0;
   virtual Stats stats() const = 0;
 };
 

@@ -210,6 +210,22 @@ std::size_t MemoryCache::evict_expired() {
   return dropped;
 }
 
+std::uint64_t MemoryCache::shrink(double keep_fraction) {
+  keep_fraction = std::clamp(keep_fraction, 0.0, 1.0);
+  std::uint64_t freed = 0;
+  for (auto& shard : shards_) {
+    std::vector<std::uint64_t> gone;
+    std::lock_guard lock(shard->mu);
+    const auto target = static_cast<std::size_t>(static_cast<double>(shard->policy.bytes()) * keep_fraction);
+    shard->policy.shed(target, &gone);
+    const std::uint64_t before = shard->stored_bytes;
+    for (std::uint64_t id : gone) shard->drop(id);
+    freed += before - shard->stored_bytes;
+    shard->evictions += gone.size();
+  }
+  return freed;
+}
+
 MemoryCacheStats MemoryCache::stats() const {
   MemoryCacheStats s;
   s.tier.enabled = true;

@@ -50,6 +50,9 @@ class MemoryCache {
   bool erase(std::string_view key);
   void clear();
   std::size_t evict_expired();  // O(entries); returns how many were dropped
+  // Memory pressure: drops the coldest entries until each shard holds at most
+  // `keep_fraction` of what it held; returns the stored bytes freed.
+  std::uint64_t shrink(double keep_fraction);
   MemoryCacheStats stats() const;
 
  private:

@@ -122,6 +122,8 @@ void TieredCache::clear() {
 
 std::size_t TieredCache::evict_expired() { return l1_->evict_expired(); }
 
+std::uint64_t TieredCache::shrink_memory(double keep_fraction) { return l1_->shrink(keep_fraction); }
+
 Stats TieredCache::stats() const {
   Stats s;
   const MemoryCacheStats memory = l1_->stats();

@@ -28,6 +28,7 @@ class TieredCache final : public Cache {
                                 const std::function<Result<std::string>()>& compute) override;
   void clear() override;
   std::size_t evict_expired() override;
+  std::uint64_t shrink_memory(double keep_fraction) override;
   Stats stats() const override;
 
  private:

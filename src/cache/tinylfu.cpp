@@ -111,6 +111,16 @@ void WTinyLfuPolicy::on_miss(std::uint64_t id) { sketch_.record(id); }
 
 void WTinyLfuPolicy::on_erase(std::uint64_t id) { remove(id); }
 
+void WTinyLfuPolicy::shed(std::size_t target_bytes, std::vector<std::uint64_t>* evicted) {
+  for (List* list : {&probation_, &window_, &protected_}) {
+    while (bytes() > target_bytes && !list->order.empty()) {
+      const std::uint64_t id = list->order.back();
+      remove(id);
+      evicted->push_back(id);
+    }
+  }
+}
+
 bool WTinyLfuPolicy::main_over(std::size_t extra_bytes, std::size_t extra_entries) const {
   return probation_.bytes + protected_.bytes + extra_bytes > main_max_bytes_ ||
          probation_.order.size() + protected_.order.size() + extra_entries > main_max_entries_;

@@ -51,6 +51,9 @@ class WTinyLfuPolicy {
   // possibly id itself when it is rejected or larger than the whole budget.
   void on_insert(std::uint64_t id, std::size_t bytes, std::vector<std::uint64_t>* evicted);
   void on_erase(std::uint64_t id);  // removal decided by the owner (TTL, overwrite)
+  // Evicts the coldest entries (probation's least recent, then the window's, then
+  // protected's) until at most `target_bytes` remain; appends their ids.
+  void shed(std::size_t target_bytes, std::vector<std::uint64_t>* evicted);
 
   std::size_t bytes() const { return window_.bytes + probation_.bytes + protected_.bytes; }
   std::size_t entries() const { return nodes_.size(); }

@@ -40,6 +40,26 @@ TEST(MemoryCache, ReturnsWhatWasPutAndCountsHitsAndMisses) {
   EXPECT_FALSE(cache.get("a").has_value());
 }
 
+TEST(MemoryCache, ShrinkDropsColdEntriesFirstAndFreesBytes) {
+  MemoryCacheOptions o = small_options();
+  o.shards = 1;
+  o.compress_threshold_bytes = SIZE_MAX;
+  MemoryCache cache(o);
+  for (int i = 0; i < 20; ++i) cache.put("k" + std::to_string(i), std::string(100, 'x'));
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(cache.get("k" + std::to_string(i)).has_value());
+  }
+  const auto before = cache.stats();
+  const std::uint64_t freed = cache.shrink(0.5);
+  const auto after = cache.stats();
+  EXPECT_GT(freed, 0u);
+  EXPECT_EQ(before.stored_bytes - after.stored_bytes, freed);
+  EXPECT_LE(after.tier.entries, before.tier.entries / 2 + 1);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(cache.peek("k" + std::to_string(i)).has_value()) << i;
+  EXPECT_EQ(cache.shrink(0.0) > 0, true);
+  EXPECT_EQ(cache.stats().tier.entries, 0u);
+}
+
 TEST(MemoryCache, PeekDoesNotCountAsALookup) {
   MemoryCache cache(small_options());
   EXPECT_FALSE(cache.peek("a").has_value());
