@@ -518,6 +518,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                      then = std::move(then)](Result<std::shared_ptr<models::Lease>> lease) mutable {
                       if (!lease.ok()) return responder.send(lease_error(lease.status()));
                       auto view = self->view_of(std::move(lease).value());
+                      responder.set_model(name);
                       if (!view) {
                         return responder.send(http::Response::error(
                             400, fmt::format("model '{}' does not generate text", name),

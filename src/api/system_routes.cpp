@@ -10,17 +10,32 @@
 
 namespace infera::api {
 
-void register_system_routes(http::Server& server, obs::Registry& metrics) {
+void register_system_routes(http::Server& server, obs::Registry& metrics, DegradedReason degraded) {
   const auto started = std::chrono::steady_clock::now();
-  auto health = [](const http::Request&) {
+  server.route("GET", "/health", [](const http::Request&) {
+    return http::Response::json(200, R"({"status":"ok"})");
+  });
+  auto health = [degraded](const http::Request&) {
+    if (degraded) {
+      if (auto reason = degraded()) {
+        std::string body = R"({"status":"degraded","reason":)";
+        append_json_string(body, *reason);
+        body += '}';
+        return http::Response::json(503, std::move(body));
+      }
+    }
     return http::Response::json(200, R"({"status":"ok"})");
   };
-  server.route("GET", "/health", health);
   server.route("GET", "/api/health", health);
   server.route("GET", "/api/v1/health", health);
 
-  server.route("GET", "/ready", [&server](const http::Request&) {
-    if (server.ready()) return http::Response::json(200, R"({"status":"ready"})");
+  server.route("GET", "/ready", [&server, degraded](const http::Request&) {
+    std::optional<std::string> reason = degraded ? degraded() : std::nullopt;
+    if (server.ready() && !reason) return http::Response::json(200, R"({"status":"ready"})");
+    if (reason) {
+      return http::Response::error(503, "server is not ready (degraded: " + *reason + ")", "server_error",
+                                   "degraded");
+    }
     const char* why = server.draining() ? "draining" : "starting";
     return http::Response::error(503, fmt::format("server is not ready ({})", why),
                                  "server_error", why);

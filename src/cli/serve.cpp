@@ -17,6 +17,7 @@
 #include "models/models_file.h"
 #include "models/registry.h"
 #include "cli/commands.h"
+#include "cli/operations.h"
 #include "cli/settings.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -157,13 +158,25 @@ int run_serve(const core::FlagValues& flags) {
   log::init_logging(log_config_from(*config));
   obs::Registry& metrics = obs::Registry::global();
   http::Server server(server_config_from(*config), metrics);
-  api::register_system_routes(server, metrics);
+  auto ops_config = operations_config_from(*config);
+  if (!ops_config.ok()) {
+    std::cerr << "infera: " << ops_config.status().message() << "\n";
+    return 2;
+  }
+  auto ops_made = Operations::create(std::move(ops_config).value(), metrics);
+  if (!ops_made.ok()) {
+    std::cerr << "infera: " << ops_made.status().message() << "\n";
+    return 2;
+  }
+  std::unique_ptr<Operations> ops = std::move(ops_made).value();
+  api::register_system_routes(server, metrics, [&ops] { return ops->degraded_reason(); });
 
   auto registry_config = registry_config_from(*config);
   if (!registry_config.ok()) {
     std::cerr << "infera: " << registry_config.status().message() << "\n";
     return 2;
   }
+  registry_config->load_veto = ops->load_veto();
   models::Registry registry(*registry_config, metrics);
   registry.register_kind(models::make_gguf_kind(gguf_kind_config_from(*config), metrics));
   if (Status st = declare_models(*config, registry); !st.ok()) {
@@ -188,7 +201,11 @@ int run_serve(const core::FlagValues& flags) {
     export_cache_metrics(*response_cache, metrics);
   }
   const api::GenerationConfig gen = generation_config_from(*config);
-  api::register_generation_routes(server, gen, registry, response_cache.get(), cache_config.policy);
+  api::register_generation_routes(server, gen, registry, response_cache.get(), cache_config.policy,
+                                  ops->generation_hooks());
+  ops->attach(registry, response_cache.get());
+  ops->register_routes(server);
+  server.set_observer(ops->observer());
   if (const std::string& warm = config->get_string("cache_warm"); !warm.empty() && response_cache) {
     std::string error;
     int cached = api::warm_cache_from_file(warm, gen, registry, *response_cache, cache_config.policy, &error);
@@ -209,8 +226,10 @@ int run_serve(const core::FlagValues& flags) {
              fmt::format("\"port\":{}", server.port()));
   Maintenance maintenance;
   preload_pinned(registry);
+  ops->start();
   server.set_ready(true);
   server.run();
+  ops.reset();  // its threads read the registry and the cache: stop them first
   log::info("server.stopped", "server stopped");
   log::shutdown();
   return 0;

@@ -1,5 +1,7 @@
 #include "cli/settings.h"
 
+#include <fmt/format.h>
+
 #include "models/models_file.h"
 
 namespace infera::cli {
@@ -72,6 +74,30 @@ Result<models::RegistryConfig> registry_config_from(const core::Config& c) {
   if (!keep.ok()) return Status::InvalidArgument("INFERA_KEEP_ALIVE / --keep-alive: " + keep.status().message());
   r.default_keep_alive = *keep;
   return r;
+}
+
+Result<OperationsConfig> operations_config_from(const core::Config& c) {
+  OperationsConfig o;
+  o.cleanup_threshold = c.get_double("memory_cleanup_threshold");
+  o.critical_threshold = c.get_double("critical_memory_threshold");
+  if (o.critical_threshold < o.cleanup_threshold) {
+    return Status::InvalidArgument(fmt::format(
+        "CRITICAL_MEMORY_THRESHOLD ({}) must not be below MEMORY_CLEANUP_THRESHOLD ({})",
+        o.critical_threshold, o.cleanup_threshold));
+  }
+  o.stall_timeout = std::chrono::milliseconds(static_cast<int64_t>(c.get_double("stall_timeout") * 1000));
+  o.ttft_objective_ms = c.get_double("ttft_objective_ms");
+  auto objectives = obs::SlaTracker::parse_objectives(c.get_string("sla_objectives"));
+  if (!objectives.ok()) {
+    return Status::InvalidArgument("INFERA_SLA_OBJECTIVES / --sla-objectives: " + objectives.status().message());
+  }
+  o.objectives = std::move(objectives).value();
+  o.anomaly_window = std::chrono::milliseconds(c.get_int("anomaly_window_ms"));
+  o.alert_webhook = c.get_string("alert_webhook");
+  o.test_hooks = c.get_bool("test_hooks");
+  o.base_max_seqs = static_cast<int>(c.get_int("batch_size"));
+  o.base_max_batch_tokens = static_cast<int>(c.get_int("max_batch_tokens"));
+  return o;
 }
 
 cache::Config cache_config_from(const core::Config& c) {

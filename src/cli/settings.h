@@ -2,6 +2,7 @@
 #pragma once
 
 #include "api/generation.h"
+#include "cli/operations.h"
 #include "cache/cache.h"
 #include "core/config.h"
 #include "engine/engine.h"
@@ -21,5 +22,6 @@ api::GenerationConfig generation_config_from(const core::Config& config);
 cache::Config cache_config_from(const core::Config& config);
 models::GgufKindConfig gguf_kind_config_from(const core::Config& config);
 Result<models::RegistryConfig> registry_config_from(const core::Config& config);
+Result<OperationsConfig> operations_config_from(const core::Config& config);
 
 }  // namespace infera::cli

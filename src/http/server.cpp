@@ -98,6 +98,7 @@ struct Responder::State : std::enable_shared_from_this<Responder::State> {
   std::optional<net::steady_timer> wake;
   std::atomic<bool> gone{false};
   bool response_done = false;  // strand-only: the session finished this request
+  std::string model;           // guarded by mu: Responder::set_model
 
   void push(Event ev) {
     bool notify = false;
@@ -129,6 +130,11 @@ void Responder::write(std::string chunk) {
   state_->push(Event{Event::Kind::kChunk, {}, std::move(chunk)});
 }
 void Responder::end() { state_->push(Event{Event::Kind::kEnd, {}, {}}); }
+void Responder::set_model(std::string model) {
+  std::lock_guard lock(state_->mu);
+  state_->model = std::move(model);
+}
+
 bool Responder::client_gone() const { return state_->gone.load(std::memory_order_relaxed); }
 
 // ---- Server ---------------------------------------------------------------------
@@ -439,6 +445,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
 
     int status = 0;
     bool write_failed = false;
+    std::string model;  // the handler's Responder::set_model, for the observer
     if (early) {
       status = early->status;
       bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(early->status), 11};
@@ -539,6 +546,10 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
       }
       if (write_failed) state->gone.store(true);
       state->response_done = true;
+      if (observer) {
+        std::lock_guard lock(state->mu);
+        model = state->model;
+      }
       if (state->wake) {
         beast::error_code ignored;
         stream.socket().cancel(ignored);  // ends the disconnect watcher's wait
@@ -546,7 +557,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
     }
     double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     count(*route, status, seconds);
-    if (observer) observer(req, route->path, status, seconds);
+    if (observer) observer(req, route->path, model, status, seconds);
     if (write_failed || !keep_alive) break;
   }
   beast::error_code ignored;

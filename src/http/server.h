@@ -80,6 +80,8 @@ class Responder {
   void begin_stream(int status, std::string content_type, Headers headers = {});
   void write(std::string chunk);
   void end();
+  // Names the model serving this request, for the server's observer (SLA per model).
+  void set_model(std::string model);
   // True once the client has disconnected (a write failed or the server stopped).
   bool client_gone() const;
 
@@ -104,9 +106,11 @@ class Server {
   void route(const std::string& method, const std::string& path, SyncHandler handler);
 
   // Called once per finished request (any thread) with the route it matched (its
-  // registered path or pattern, "unmatched" otherwise), the status and the time from
-  // headers read to response written. For SLA tracking. REQUIRES: before start().
-  using Observer = std::function<void(const Request&, std::string_view route, int status, double seconds)>;
+  // registered path or pattern, "unmatched" otherwise), the model the handler named
+  // (Responder::set_model; may be empty), the status and the time from headers read
+  // to response written. For SLA tracking. REQUIRES: before start().
+  using Observer = std::function<void(const Request&, std::string_view route, std::string_view model,
+                                      int status, double seconds)>;
   void set_observer(Observer observer);
 
   // Binds and listens; port() is known afterwards. Fails with a message naming

@@ -281,7 +281,7 @@ struct Registry::Impl {
     if (config.load_veto) {
       if (auto reason = config.load_veto()) {
         e->state = ModelState::kAvailable;
-        calls = fail_waiters(*e, Status::Unavailable(*reason));
+        calls = fail_waiters(*e, Status::ResourceExhausted(*reason));
         lock.unlock();
         run_all(calls);
         lock.lock();

@@ -39,8 +39,8 @@ struct RegistryConfig {
   std::chrono::milliseconds default_keep_alive{-1};
   // How often loaded models' files are checked for changes.
   std::chrono::milliseconds file_check_interval{2000};
-  // Asked before every load; returns a reason to refuse it (memory pressure), or
-  // nullopt to go ahead. May be empty.
+  // Asked before every load; returns a reason to refuse it (memory pressure: the
+  // waiting requests get ResourceExhausted), or nullopt to go ahead. May be empty.
   std::function<std::optional<std::string>()> load_veto;
 };
 
@@ -107,7 +107,8 @@ class Registry {
   // requests wait for one load. `keep_alive` (Ollama's per-request field) replaces
   // the model's idle time from now on. `done` runs on the calling thread when the
   // model is ready, else on the loader thread. Errors: NotFound (unknown model, 404),
-  // Unavailable (cannot fit the budget, memory pressure, load failed: 503).
+  // ResourceExhausted (memory pressure: 503), Unavailable (cannot fit the budget,
+  // load failed: 503).
   void acquire(const std::string& name, std::optional<std::chrono::milliseconds> keep_alive,
                LeaseCallback done);
   // Loads `name` (as acquire, holding no lease afterwards).
