@@ -96,4 +96,11 @@ class Model {
   virtual Status eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) = 0;
 };
 
+// A destroyed model's repacked weights stay mapped as one spare region, which the
+// next load of a model needing about as much memory reuses instead of mapping (and
+// having the kernel zero) fresh pages: a model swap then costs little more than the
+// repacking. These free the spare region / report its size. Thread-safe.
+void release_spare_weight_memory();
+uint64_t spare_weight_memory_bytes();
+
 }  // namespace infera::engine

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
+#include <mutex>
 #include <sstream>
 
 #include "engine/engine.h"
@@ -42,13 +43,68 @@ struct Matrix {
   size_t tile_bytes = 0;
 };
 
+// The repacked-weight region of the last model destroyed, kept for the next load:
+// swapping between models of one shape (budget eviction, file reloads) then skips
+// the kernel's zero-filling of fresh pages, which costs more than the repacking.
+// Every byte a load reads back is rewritten by pack_tiles (whole tiles), so stale
+// contents never show. One region at most; release_spare_weight_memory() frees it.
+class SpareRegion {
+ public:
+  static SpareRegion& get() {
+    static SpareRegion spare;
+    return spare;
+  }
+  // A region of at least `bytes` (and not much more), or nullptr.
+  std::pair<uint8_t*, size_t> take(size_t bytes) {
+    std::lock_guard lock(mu_);
+    if (data_ == nullptr) return {nullptr, 0};
+    if (size_ >= bytes && size_ <= bytes + bytes / 4) {
+      auto out = std::make_pair(data_, size_);
+      data_ = nullptr;
+      size_ = 0;
+      return out;
+    }
+    release_locked();  // the wrong size: give it back before mapping a new one
+    return {nullptr, 0};
+  }
+  void give(uint8_t* data, size_t size) {
+    std::lock_guard lock(mu_);
+    release_locked();
+    data_ = data;
+    size_ = size;
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    release_locked();
+  }
+  uint64_t bytes() {
+    std::lock_guard lock(mu_);
+    return size_;
+  }
+
+ private:
+  void release_locked() {
+    if (data_ != nullptr) ::munmap(data_, size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+  std::mutex mu_;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 // Anonymous memory for repacked weights, 2 MiB transparent huge pages where the kernel
-// allows. Unmapped on destruction.
+// allows. Handed to the SpareRegion on destruction.
 class PackedMemory {
  public:
   explicit PackedMemory(size_t bytes) {
     constexpr size_t kHuge = size_t{2} << 20;
     size_ = (bytes + kHuge - 1) / kHuge * kHuge;
+    if (auto [spare, spare_size] = SpareRegion::get().take(size_); spare != nullptr) {
+      data_ = spare;
+      size_ = spare_size;
+      return;
+    }
     void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
       size_ = 0;
@@ -58,7 +114,7 @@ class PackedMemory {
     data_ = static_cast<uint8_t*>(p);
   }
   ~PackedMemory() {
-    if (data_ != nullptr) ::munmap(data_, size_);
+    if (data_ != nullptr) SpareRegion::get().give(data_, size_);
   }
   PackedMemory(const PackedMemory&) = delete;
   PackedMemory& operator=(const PackedMemory&) = delete;
@@ -685,6 +741,9 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
 }
 
 }  // namespace
+
+void release_spare_weight_memory() { SpareRegion::get().release(); }
+uint64_t spare_weight_memory_bytes() { return SpareRegion::get().bytes(); }
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelOptions& options) {
   return LlamaModel::load(path, options);

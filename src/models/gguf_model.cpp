@@ -153,6 +153,12 @@ class GgufKind final : public ModelKind {
     return fmt::format("{}:{}:{}", std::filesystem::absolute(spec.path, ec).string(), size, mtime);
   }
 
+  uint64_t release_spare_memory() override {
+    const uint64_t bytes = engine::spare_weight_memory_bytes();
+    engine::release_spare_weight_memory();
+    return bytes;
+  }
+
   Result<std::unique_ptr<LoadedModel>> load(const ModelSpec& spec) override {
     engine::ModelOptions options = config_.engine;
     if (spec.ctx_size > 0) options.ctx_tokens = spec.ctx_size;

@@ -94,6 +94,10 @@ class ModelKind {
   virtual std::string identity(const ModelSpec& spec) const = 0;
   // Loads; errors name the file and the problem. Loader thread.
   virtual Result<std::unique_ptr<LoadedModel>> load(const ModelSpec& spec) = 0;
+  // Memory the kind keeps from unloaded models to make the next load faster (gguf:
+  // the last model's repacked weights); the registry frees it whenever no load is
+  // about to take it. Returns the bytes freed.
+  virtual uint64_t release_spare_memory() { return 0; }
 };
 
 }  // namespace infera::models

@@ -171,6 +171,13 @@ struct Registry::Impl {
     return out;
   }
 
+  // Frees what every kind keeps for quick reloads (nothing is about to load).
+  uint64_t release_spare() {
+    uint64_t freed = 0;
+    for (auto& [name, kind] : kinds) freed += kind->release_spare_memory();
+    return freed;
+  }
+
   // Queues a load of `e` unless one is queued or running. REQUIRES: lock held.
   void enqueue_load(const std::shared_ptr<Entry>& e) {
     if (e->state == ModelState::kLoading) return;
@@ -318,6 +325,7 @@ struct Registry::Impl {
       std::unique_ptr<LoadedModel> discard = loaded.ok() ? std::move(loaded).value() : nullptr;
       lock.unlock();
       discard.reset();
+      release_spare();
       run_all(calls);
       lock.lock();
       return;
@@ -336,7 +344,9 @@ struct Registry::Impl {
     log::info("model.loaded", "{}: loaded {} in {:.1f} ms ({}{})", e->spec.name, e->spec.path, ms,
               mib(e->bytes), config.warm_up ? ", warmed up" : "");
     calls = serve_waiters(e);
+    const bool more = !load_queue.empty();
     lock.unlock();
+    if (!more) release_spare();  // a spare region this load did not take
     run_all(calls);
     lock.lock();
   }
@@ -364,8 +374,10 @@ struct Registry::Impl {
       }
     }
     if (gone.empty()) return;
+    const bool reload = !load_queue.empty();
     lock.unlock();
     gone.clear();
+    if (!reload) release_spare();
     lock.lock();
   }
 
@@ -378,8 +390,10 @@ struct Registry::Impl {
       gone = take_model(*e, "requested");
       if (!e->waiters.empty()) enqueue_load(e);
     }
+    const bool reload = !load_queue.empty();
     lock.unlock();
     gone.reset();
+    if (!reload) release_spare();
     done(stopping ? Status::Unavailable("the server is shutting down") : Status::Ok());
     lock.lock();
   }
@@ -435,6 +449,7 @@ Registry::~Registry() {
   }
   Impl::run_all(calls);
   gone.clear();
+  impl_->release_spare();
 }
 
 void Registry::register_kind(std::unique_ptr<ModelKind> kind) {
@@ -594,7 +609,7 @@ uint64_t Registry::unload_idle() {
     }
   }
   gone.clear();
-  return freed;
+  return freed + impl_->release_spare();
 }
 
 }  // namespace infera::models
