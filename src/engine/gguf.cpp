@@ -1,5 +1,8 @@
 #include "engine/gguf.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstdio>
@@ -584,5 +587,15 @@ INFERA_GGUF_INSTANTIATE(bool)
 INFERA_GGUF_INSTANTIATE(std::string_view)
 
 #undef INFERA_GGUF_INSTANTIATE
+
+void GgufFile::prefault() const {
+#ifdef MADV_POPULATE_READ
+  if (bytes_.empty()) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(bytes_.data()) / page * page;
+  const auto end = reinterpret_cast<uintptr_t>(bytes_.data()) + bytes_.size();
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
+#endif
+}
 
 }  // namespace infera::engine

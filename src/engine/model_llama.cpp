@@ -24,6 +24,31 @@ namespace {
 
 namespace k = kernels;
 
+// Allocates without value-initialising: the forward pass's scratch is sized for the
+// largest batch at load, but a pass writes only the rows it uses, so pages a large
+// buffer never needs are never touched (zeroing them all cost ~90 ms of a TinyLlama
+// load, kernel zero-fill included).
+template <typename T>
+struct UninitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  UninitAllocator() = default;
+  template <typename U>
+  UninitAllocator(const UninitAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <typename T>
+using Scratch = std::vector<T, UninitAllocator<T>>;
+
 template <typename... Args>
 std::string str(const Args&... args) {
   std::ostringstream out;
@@ -189,16 +214,16 @@ class LlamaModel final : public Model {
   std::vector<Layer> layers_;
 
   // Scratch, sized for options_.max_batch entries.
-  std::vector<float> x_, xn_, q_, kk_, vv_, att_, gate_, up_, logits_;
-  std::vector<uint8_t> xq_;  // Q8 activation rows
-  std::vector<float> xround_;
-  std::vector<float> scores_;      // per thread: ctx positions
-  std::vector<float> qhalf_;       // per thread: one head of q rounded to F16
-  std::vector<uint16_t> qhalf16_;  // per thread: the same head in F16
+  Scratch<float> x_, xn_, q_, kk_, vv_, att_, gate_, up_, logits_;
+  Scratch<uint8_t> xq_;  // Q8 activation rows
+  Scratch<float> xround_;
+  Scratch<float> scores_;      // per thread: ctx positions
+  Scratch<float> qhalf_;       // per thread: one head of q rounded to F16
+  Scratch<uint16_t> qhalf16_;  // per thread: the same head in F16
   // Per thread, ggml_attention_rounding only: the F16 sum of V rows, and two f32 rows.
-  std::vector<uint16_t> vacc16_;
-  std::vector<float> vtmp_;
-  std::vector<float> rope_cos_, rope_sin_;
+  Scratch<uint16_t> vacc16_;
+  Scratch<float> vtmp_;
+  Scratch<float> rope_cos_, rope_sin_;
 };
 
 Status LlamaModel::vector(const std::string& name, int n, const float*& out, bool optional) {
@@ -364,6 +389,7 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
       emb != nullptr && emb->dims[1] != info.n_vocab) {
     info.n_vocab = static_cast<int32_t>(emb->dims[1]);
   }
+  f.prefault();
   INFERA_TRY(model->load_weights());
 
   model->kernels_ = options.ggml_kernel_order ? &k::ggml_order(k::active()) : &k::active();
@@ -634,7 +660,7 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
   if (static_cast<int>(batch.size()) > options_.max_batch) {
     // Split into chunks that fit the scratch buffers; positions stay in order.
     std::vector<const float*> part;
-    std::vector<float> kept;
+    Scratch<float> kept;
     std::vector<size_t> offsets;
     for (size_t start = 0; start < batch.size(); start += static_cast<size_t>(options_.max_batch)) {
       size_t n = std::min(batch.size() - start, static_cast<size_t>(options_.max_batch));

@@ -59,9 +59,10 @@ class GgufModel final : public LoadedModel, public TextGenerator {
 
   Status warm_up() override {
     auto job = std::make_unique<sched::Job>();
-    // One forward pass over a short prompt touches every weight and sizes the
-    // scratch; more tokens would only add to the cold start.
-    job->prompt = tokenize("Hello");
+    // One forward pass of one token (BOS) touches every weight; more would only add
+    // to the cold start.
+    job->prompt = model_->tokenizer().encode("", /*add_bos=*/true, /*parse_special=*/false);
+    if (job->prompt.empty()) job->prompt = tokenize("Hello");
     job->max_tokens = 1;
     job->sampling.temperature = 0;
     auto done = std::make_shared<std::promise<sched::Completion>>();
