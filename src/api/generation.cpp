@@ -516,7 +516,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     models_.acquire(name, keep_alive,
                     [self = shared_from_this(), name, responder,
                      then = std::move(then)](Result<std::shared_ptr<models::Lease>> lease) mutable {
-                      if (!lease.ok()) return responder.send(lease_error(lease.status()));
+                      if (!lease.ok()) return responder.send(model_error_response(lease.status()));
                       auto view = self->view_of(std::move(lease).value());
                       responder.set_model(name);
                       if (!view) {
@@ -526,17 +526,6 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                       }
                       then(std::move(*view));
                     });
-  }
-
-  static http::Response lease_error(const Status& st) {
-    if (st.code() == StatusCode::kNotFound) {
-      return http::Response::error(404, st.message(), "invalid_request_error", "model_not_found");
-    }
-    const bool pressure = st.code() == StatusCode::kResourceExhausted;
-    http::Response r = http::Response::error(503, st.message(), "server_error",
-                                             pressure ? "memory_pressure" : "model_unavailable");
-    r.headers.emplace_back("Retry-After", pressure ? "5" : "1");
-    return r;
   }
 
   // Reports the request's end to the hooks (SLA, anomalies), then to `sink`.

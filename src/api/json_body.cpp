@@ -67,4 +67,15 @@ void append_json_string(std::string& out, std::string_view text) {
   out.push_back('"');
 }
 
+http::Response model_error_response(const Status& status) {
+  if (status.code() == StatusCode::kNotFound) {
+    return http::Response::error(404, status.message(), "invalid_request_error", "model_not_found");
+  }
+  const bool pressure = status.code() == StatusCode::kResourceExhausted;
+  http::Response r = http::Response::error(503, status.message(), "server_error",
+                                           pressure ? "memory_pressure" : "model_unavailable");
+  r.headers.emplace_back("Retry-After", pressure ? "5" : "1");
+  return r;
+}
+
 }  // namespace infera::api

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "api/api.h"
+#include "api/json_body.h"
 #include "http/server.h"
 #include "models/registry.h"
 
@@ -43,17 +44,6 @@ json status_json(const models::ModelStatus& s, bool details) {
   if (!s.last_error.empty()) j["error"] = s.last_error;
   if (details && !s.identity.empty()) j["identity"] = s.identity;
   return j;
-}
-
-http::Response status_error(const Status& st) {
-  if (st.code() == StatusCode::kNotFound) {
-    return http::Response::error(404, st.message(), "invalid_request_error", "model_not_found");
-  }
-  const bool pressure = st.code() == StatusCode::kResourceExhausted;
-  http::Response r = http::Response::error(503, st.message(), "server_error",
-                                           pressure ? "memory_pressure" : "model_unavailable");
-  r.headers.emplace_back("Retry-After", pressure ? "5" : "1");
-  return r;
 }
 
 // The registry's row for `name` after an action, as JSON.
@@ -95,14 +85,14 @@ void register_model_routes(http::Server& server, models::Registry& registry) {
   server.route("POST", "/api/models/{name}/load", http::Handler([&registry](const http::Request& req, http::Responder r) {
                  std::string name(req.param("name"));
                  registry.load(name, [&registry, name, r](Status st) mutable {
-                   if (!st.ok()) return r.send(status_error(st));
+                   if (!st.ok()) return r.send(model_error_response(st));
                    r.send(http::Response::json(200, row(registry, name).dump()));
                  });
                }));
   server.route("POST", "/api/models/{name}/unload", http::Handler([&registry](const http::Request& req, http::Responder r) {
                  std::string name(req.param("name"));
                  registry.unload(name, [&registry, name, r](Status st) mutable {
-                   if (!st.ok()) return r.send(status_error(st));
+                   if (!st.ok()) return r.send(model_error_response(st));
                    r.send(http::Response::json(200, row(registry, name).dump()));
                  });
                }));

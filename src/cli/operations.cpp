@@ -205,7 +205,9 @@ struct Operations::Impl {
 
 Operations::Operations(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-Operations::~Operations() {
+Operations::~Operations() { stop(); }
+
+void Operations::stop() {
   {
     std::lock_guard lock(impl_->mu);
     impl_->stopping = true;

@@ -65,6 +65,9 @@ class Operations {
   // with test_hooks, POST /admin/test/fault and /admin/test/memory.
   void register_routes(http::Server& server);
   void start();
+  // Stops the threads (memory guard, maintenance); the hooks stay usable until
+  // destruction. Idempotent.
+  void stop();
 
   struct Impl;
 

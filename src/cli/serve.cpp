@@ -177,7 +177,8 @@ int run_serve(const core::FlagValues& flags) {
     return 2;
   }
   registry_config->load_veto = ops->load_veto();
-  models::Registry registry(*registry_config, metrics);
+  auto registry_owner = std::make_unique<models::Registry>(*registry_config, metrics);
+  models::Registry& registry = *registry_owner;
   registry.register_kind(models::make_gguf_kind(gguf_kind_config_from(*config), metrics));
   if (Status st = declare_models(*config, registry); !st.ok()) {
     log::error("model.declare_failed", "{}", st.message());
@@ -229,7 +230,12 @@ int run_serve(const core::FlagValues& flags) {
   ops->start();
   server.set_ready(true);
   server.run();
-  ops.reset();  // its threads read the registry and the cache: stop them first
+  // Shutdown order: the operations threads read the registry; the registry's models
+  // end their remaining jobs, whose callbacks reach the cache and the operations hooks.
+  ops->stop();
+  registry_owner.reset();
+  ops.reset();
+  response_cache.reset();
   log::info("server.stopped", "server stopped");
   log::shutdown();
   return 0;
