@@ -151,7 +151,9 @@ struct Operations::Impl {
         sched::SchedulerStats s = g->scheduler().stats();
         row["kv"] = {{"blocks_total", s.kv.blocks_total},
                      {"blocks_used", s.kv.blocks_used},
-                     {"block_tokens", s.kv.block_tokens}};
+                     {"block_tokens", s.kv.block_tokens},
+                     {"bytes_total", s.kv.blocks_total * s.kv.block_bytes},
+                     {"bytes_used", s.kv.blocks_used * s.kv.block_bytes}};
       }
       model_bytes += m.bytes();
       per_model[name] = std::move(row);

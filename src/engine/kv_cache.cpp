@@ -207,6 +207,7 @@ KvUsage KvCache::usage() const {
   KvUsage u;
   u.blocks_total = n_blocks_;
   u.block_tokens = block_tokens_;
+  u.block_bytes = 2 * static_cast<int64_t>(n_layers_) * block_tokens_ * kv_dim_ * static_cast<int64_t>(sizeof(uint16_t));
   int64_t cached_only = 0;
   for (const auto& e : lru_) {
     if (refs_[static_cast<size_t>(e.block)] == 1) ++cached_only;

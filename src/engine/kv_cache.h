@@ -25,6 +25,7 @@ struct KvUsage {
   int64_t blocks_used = 0;    // referenced by live sequences
   int64_t blocks_cached = 0;  // held only by the prefix cache (reusable, evictable)
   int32_t block_tokens = 0;
+  int64_t block_bytes = 0;    // K and V of every layer for one block
 };
 
 // Zeroed anonymous memory that becomes resident only where it is written, so a

@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <future>
+#include <map>
+#include <mutex>
 
 #include "engine/gguf.h"
 #include "sched/engine_runner.h"
@@ -125,7 +127,20 @@ class GgufKind final : public ModelKind {
     return Status::Ok();
   }
 
+  // Cached per file identity and context: /api/models asks for every unloaded model.
   uint64_t estimate_bytes(const ModelSpec& spec) const override {
+    const std::string key = identity(spec) + "#" + std::to_string(spec.ctx_size);
+    {
+      std::lock_guard lock(estimates_mu_);
+      if (auto it = estimates_.find(key); it != estimates_.end()) return it->second;
+    }
+    const uint64_t bytes = compute_estimate(spec);
+    std::lock_guard lock(estimates_mu_);
+    estimates_[key] = bytes;
+    return bytes;
+  }
+
+  uint64_t compute_estimate(const ModelSpec& spec) const {
     const int ctx = spec.ctx_size > 0 ? spec.ctx_size : config_.engine.ctx_tokens;
     Shape shape;
     if (auto f = engine::GgufFile::open(spec.path); f.ok()) {
@@ -172,6 +187,8 @@ class GgufKind final : public ModelKind {
  private:
   GgufKindConfig config_;
   obs::Registry& metrics_;
+  mutable std::mutex estimates_mu_;
+  mutable std::map<std::string, uint64_t> estimates_;
 };
 
 }  // namespace

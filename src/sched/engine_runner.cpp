@@ -50,7 +50,7 @@ class EngineRunner final : public ModelRunner {
   uint64_t drop_cached_prefixes() override { return model_.kv().drop_cached_prefixes(); }
   KvUsage kv_usage() const override {
     engine::KvUsage u = model_.kv().usage();
-    return {u.blocks_total, u.blocks_used, u.block_tokens};
+    return {u.blocks_total, u.blocks_used, u.block_tokens, u.block_bytes};
   }
 
   Status eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) override {

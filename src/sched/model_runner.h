@@ -55,6 +55,7 @@ struct KvUsage {
   int64_t blocks_total = 0;
   int64_t blocks_used = 0;
   int32_t block_tokens = 0;
+  int64_t block_bytes = 0;
 };
 
 class ModelRunner {

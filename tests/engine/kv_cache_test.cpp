@@ -27,6 +27,27 @@ TEST(KvCache, ReservesWholeBlocksAndFreesThemAtTheEnd) {
   EXPECT_EQ(kv.usage().blocks_used, 0);
 }
 
+TEST(KvCache, DroppingCachedPrefixesFreesOnlyBlocksNoSequenceHolds) {
+  // Blocks of 4 positions x 512 halves = one 4 KiB page per layer and tensor.
+  KvCache kv(/*n_layers=*/2, /*kv_dim=*/512, /*n_blocks=*/16, /*block_tokens=*/4);
+  const auto shared = tokens(9);
+  ASSERT_EQ(kv.begin_sequence(0, shared), 0);
+  kv.publish_prefix(0, shared);
+  kv.end_sequence(0);                      // its 2 full blocks stay cached
+  ASSERT_EQ(kv.begin_sequence(1, tokens(9, 900)), 0);
+  kv.publish_prefix(1, tokens(9, 900));    // still held by sequence 1
+  EXPECT_EQ(kv.usage().blocks_cached, 2);
+  const uint64_t freed = kv.drop_cached_prefixes();
+  EXPECT_EQ(freed, 2u * kv.usage().block_bytes);
+  EXPECT_EQ(kv.usage().blocks_cached, 0);
+  EXPECT_EQ(kv.cached_prefix_tokens(shared), 0);            // forgotten
+  EXPECT_EQ(kv.cached_prefix_tokens(tokens(9, 900)), 8);    // in use: kept
+  // Freed blocks are reused and read back what is written into them.
+  ASSERT_EQ(kv.begin_sequence(2, tokens(16, 300)), 0);
+  for (int32_t pos = 0; pos < 16; ++pos) kv.k_row(1, 2, pos)[7] = static_cast<uint16_t>(pos + 1);
+  for (int32_t pos = 0; pos < 16; ++pos) EXPECT_EQ(kv.k_row(1, 2, pos)[7], pos + 1);
+}
+
 TEST(KvCache, RefusesASequenceThatDoesNotFitAndHoldsNothing) {
   KvCache kv(1, 8, 3, 4);
   EXPECT_EQ(kv.begin_sequence(0, tokens(8)), 0);

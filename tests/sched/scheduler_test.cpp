@@ -156,6 +156,56 @@ TEST(Scheduler, GeneratesUntilMaxTokens) {
   EXPECT_EQ(out.completion.prompt_tokens, 3);
 }
 
+TEST(Scheduler, SetLimitsChangesSequencesAdmittedTogetherAtRunTime) {
+  obs::Registry metrics;
+  CountingModel model(256, 2ms);
+  Scheduler s({.max_seqs = 8, .max_queue = 64, .max_batch_tokens = 64}, model, metrics);
+  s.set_limits(1, 16);
+  EXPECT_EQ(s.stats().max_seqs, 1);
+  EXPECT_EQ(s.stats().max_batch_tokens, 16);
+  std::vector<std::future<Outcome>> outs;
+  for (int i = 0; i < 4; ++i) outs.push_back(submit(s, {1, 2, 3}, 4));
+  for (auto& o : outs) EXPECT_EQ(o.get().text, "4 5 6 7 ");
+  EXPECT_EQ(model.max_seqs_in_batch(), 1);
+  s.set_limits(8, 64);
+  outs.clear();
+  for (int i = 0; i < 4; ++i) outs.push_back(submit(s, {1, 2, 3}, 8));
+  for (auto& o : outs) o.get();
+  EXPECT_GE(model.max_seqs_in_batch(), 2);
+}
+
+TEST(Scheduler, AnInjectedStallMakesNoStepsWhileWorkWaits) {
+  obs::Registry metrics;
+  CountingModel model(64);
+  Scheduler s({}, model, metrics);
+  submit(s, {1}, 2).get();
+  const int64_t steps = s.stats().steps_completed;
+  EXPECT_GT(steps, 0);
+  s.inject_delay(400ms, 400ms);
+  auto out = submit(s, {1}, 2);
+  EXPECT_EQ(out.wait_for(150ms), std::future_status::timeout);
+  EXPECT_EQ(s.stats().steps_completed, steps);
+  EXPECT_GT(s.stats().waiting + s.stats().running, 0);
+  EXPECT_EQ(out.get().text, "2 3 ");  // steps resume after the stall
+  EXPECT_GT(s.stats().steps_completed, steps);
+}
+
+TEST(Scheduler, DropCachedPrefixesRunsOnTheEngineLoop) {
+  struct Dropping : CountingModel {
+    Dropping() : CountingModel(64) {}
+    uint64_t drop_cached_prefixes() override {
+      thread = std::this_thread::get_id();
+      return 4096;
+    }
+    std::thread::id thread;
+  };
+  obs::Registry metrics;
+  Dropping model;
+  Scheduler s({}, model, metrics);
+  EXPECT_EQ(s.drop_cached_prefixes(1s), 4096u);
+  EXPECT_NE(model.thread, std::this_thread::get_id());
+}
+
 TEST(Scheduler, StopsAtEndOfGenerationToken) {
   obs::Registry metrics;
   CountingModel model(64);
