@@ -463,23 +463,31 @@ void LlamaModel::repack_weights() {
       tasks.push_back({i, r, std::min(todo[i]->rows, r + 64 * unit)});
   }
   const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  // The file's copy of packed rows is no longer read (unless it is also the embedding
+  // table, a tied output): give its whole pages back. A --no-mmap copy is private
+  // memory, released per task so that the copy and the packed weights never both stay
+  // resident (its released pages would read as zeros); a file mapping only loses page
+  // table entries (the page cache keeps the file), released once at the end, which
+  // spares the other threads a TLB shootdown per task.
+  const bool release_per_task = options_.read_into_memory;
+  auto release = [page](const Matrix& m, int r0, int r1) {
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(r0);
+    const uintptr_t hi = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(r1);
+    const uintptr_t first = (lo + page - 1) / page * page, last = hi / page * page;
+    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  };
   pool_->parallel_for(static_cast<int>(tasks.size()), [&](int t, int) {
     const Task& task = tasks[static_cast<size_t>(t)];
     const Matrix& m = *todo[task.matrix];
     kernels_->pack_tiles(m.type, m.data, m.row_bytes, m.rows, m.cols, task.r0, task.r1,
                          memory->data() + offsets[task.matrix]);
-    // The file's copy of these rows is no longer read (unless it is also the embedding
-    // table, a tied output): give its whole pages back at once, so the copy and the
-    // original never both stay resident. (Released pages of a file mapping would be read
-    // again from the file; those of a --no-mmap copy would read as zeros.)
-    if (m.data == embeddings_.data) return;
-    const uintptr_t lo =
-        reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(task.r0);
-    const uintptr_t hi =
-        reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(task.r1);
-    const uintptr_t first = (lo + page - 1) / page * page, last = hi / page * page;
-    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+    if (release_per_task && m.data != embeddings_.data) release(m, task.r0, task.r1);
   });
+  if (!release_per_task) {
+    for (const Matrix* m : todo) {
+      if (m->data != embeddings_.data) release(*m, 0, m->rows);
+    }
+  }
   for (size_t i = 0; i < todo.size(); ++i) {
     Matrix& m = *todo[i];
     m.data = memory->data() + offsets[i];
