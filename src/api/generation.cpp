@@ -9,10 +9,9 @@
 #include <cmath>
 #include <fstream>
 #include <future>
-#include <list>
 #include <mutex>
-#include <unordered_map>
 
+#include "api/answer_sinks.h"
 #include "api/json_body.h"
 #include "api/openai_request.h"
 #include "cache/cache.h"
@@ -25,325 +24,6 @@ namespace {
 
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-const char* finish_reason_name(sched::FinishReason r) {
-  switch (r) {
-    case sched::FinishReason::kStop: return "stop";
-    case sched::FinishReason::kLength: return "length";
-    case sched::FinishReason::kTimeout: return "timeout";
-    case sched::FinishReason::kCancelled: return "cancelled";
-    case sched::FinishReason::kError: return "error";
-  }
-  return "stop";
-}
-
-// What a generation produced (computed, merged or from the cache).
-struct Outcome {
-  std::string text;
-  std::string finish_reason;
-  int prompt_tokens = 0;
-  int completion_tokens = 0;
-  int cached_prompt_tokens = 0;
-  bool from_cache = false;
-  int error_status = 0;  // non-zero: failed before or while generating
-  std::string error_code;
-  std::string error;
-  double ttft_ms = -1;   // computed answers: submit to first token
-};
-
-// A cached answer: "o2", prompt and completion token counts (4 bytes each, little
-// endian), the finish reason's length (1 byte) and bytes, then the text. Read with a
-// few copies, no parsing; anything else (damaged, older format) is not an answer.
-constexpr std::string_view kValueMagic = "o2";
-
-void put_u32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint32_t get_u32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
-  return v;
-}
-
-std::string encode(const Outcome& o) {
-  std::string out;
-  out.reserve(11 + o.finish_reason.size() + o.text.size());
-  out.append(kValueMagic);
-  put_u32(out, static_cast<uint32_t>(o.prompt_tokens));
-  put_u32(out, static_cast<uint32_t>(o.completion_tokens));
-  out.push_back(static_cast<char>(o.finish_reason.size()));
-  out.append(o.finish_reason);
-  out.append(o.text);
-  return out;
-}
-
-std::optional<Outcome> decode(const std::string& value) {
-  constexpr size_t kHead = 2 + 4 + 4 + 1;
-  if (value.size() < kHead || value.compare(0, 2, kValueMagic) != 0) return std::nullopt;
-  const size_t reason_len = static_cast<unsigned char>(value[10]);
-  if (value.size() < kHead + reason_len) return std::nullopt;
-  Outcome o;
-  o.prompt_tokens = static_cast<int>(get_u32(value.data() + 2));
-  o.completion_tokens = static_cast<int>(get_u32(value.data() + 6));
-  o.finish_reason.assign(value, kHead, reason_len);
-  o.text.assign(value, kHead + reason_len);
-  return o;
-}
-
-Outcome failure(int status, std::string code, std::string message) {
-  Outcome o;
-  o.error_status = status;
-  o.error_code = std::move(code);
-  o.error = std::move(message);
-  return o;
-}
-
-json usage_json(const Outcome& o) {
-  return {{"prompt_tokens", o.prompt_tokens},
-          {"completion_tokens", o.completion_tokens},
-          {"total_tokens", o.prompt_tokens + o.completion_tokens},
-          {"prompt_tokens_details", {{"cached_tokens", o.cached_prompt_tokens}}}};
-}
-
-void append_usage(std::string& out, const Outcome& o) {
-  out += fmt::format(
-      R"({{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":{}}}}})",
-      o.prompt_tokens, o.completion_tokens, o.prompt_tokens + o.completion_tokens, o.cached_prompt_tokens);
-}
-
-http::Response error_response(const Outcome& o) {
-  const char* type = o.error_status == 429 ? "rate_limit_error"
-                     : o.error_status >= 500 ? "server_error"
-                                             : "invalid_request_error";
-  http::Response r = http::Response::error(o.error_status, o.error, type, o.error_code);
-  if (o.error_status == 429) r.headers.emplace_back("Retry-After", "1");
-  return r;
-}
-
-// Where one generation's output goes. start() comes first (X-Cache value), then
-// text pieces, then done() exactly once. Methods may run on the I/O thread or the
-// engine loop, never concurrently for one sink.
-class Sink {
- public:
-  virtual ~Sink() = default;
-  virtual void start(const char* x_cache) = 0;
-  virtual void text(std::string_view piece) = 0;
-  virtual void done(const Outcome& outcome) = 0;
-  virtual bool gone() const = 0;
-  // Whether text has already reached the client (a stream has begun).
-  virtual bool sent_text() const { return false; }
-};
-
-// A whole OpenAI response (chat.completion or text_completion).
-class OpenAiWholeSink final : public Sink {
- public:
-  OpenAiWholeSink(http::Responder r, bool chat, std::string id, std::string model)
-      : responder_(std::move(r)), chat_(chat), id_(std::move(id)), model_(std::move(model)) {}
-  void start(const char* x_cache) override { x_cache_ = x_cache; }
-  void text(std::string_view) override {}
-  void done(const Outcome& o) override {
-    if (o.error_status != 0) return responder_.send(error_response(o));
-    std::string out;
-    out.reserve(o.text.size() + id_.size() + model_.size() + 320);
-    out += R"({"id":)";
-    append_json_string(out, id_);
-    out += chat_ ? R"(,"object":"chat.completion","created":)" : R"(,"object":"text_completion","created":)";
-    out += std::to_string(unix_now());
-    out += R"(,"model":)";
-    append_json_string(out, model_);
-    out += R"(,"choices":[{"index":0,)";
-    out += chat_ ? R"("message":{"role":"assistant","content":)" : R"("text":)";
-    append_json_string(out, o.text);
-    if (chat_) out += '}';
-    out += R"(,"logprobs":null,"finish_reason":)";
-    append_json_string(out, o.finish_reason);
-    out += R"(}],"usage":)";
-    append_usage(out, o);
-    out += '}';
-    http::Response r = http::Response::json(200, std::move(out));
-    r.headers.emplace_back("X-Cache", x_cache_);
-    responder_.send(std::move(r));
-  }
-  bool gone() const override { return responder_.client_gone(); }
-
- private:
-  http::Responder responder_;
-  bool chat_;
-  std::string id_, model_;
-  std::string x_cache_ = "MISS";
-};
-
-// An OpenAI SSE stream. The stream (status 200) begins with the first text or the
-// end; a request refused before any output still gets its proper status.
-class OpenAiStreamSink final : public Sink {
- public:
-  OpenAiStreamSink(http::Responder r, bool chat, std::string id, std::string model, bool usage)
-      : responder_(std::move(r)), chat_(chat), id_(std::move(id)), model_(std::move(model)),
-        include_usage_(usage), created_(unix_now()) {}
-  void start(const char* x_cache) override { x_cache_ = x_cache; }
-  void text(std::string_view piece) override {
-    begin();
-    json choice = {{"index", 0}, {"finish_reason", nullptr}};
-    if (chat_) {
-      choice["delta"] = {{"content", piece}};
-    } else {
-      choice["text"] = piece;
-    }
-    responder_.write(chunk(json::array({std::move(choice)})));
-  }
-  void done(const Outcome& o) override {
-    if (o.error_status != 0 && !begun_) return responder_.send(error_response(o));
-    begin();
-    if (o.error_status != 0) {
-      json e = {{"error", {{"message", o.error}, {"type", "server_error"}, {"code", o.error_code}}}};
-      responder_.write("data: " + e.dump() + "\n\n");
-    } else {
-      json choice = {{"index", 0}, {"finish_reason", o.finish_reason}};
-      if (chat_) {
-        choice["delta"] = json::object();
-      } else {
-        choice["text"] = "";
-      }
-      responder_.write(chunk(json::array({std::move(choice)})));
-      if (include_usage_) responder_.write(chunk(json::array(), usage_json(o)));
-    }
-    responder_.write("data: [DONE]\n\n");
-    responder_.end();
-  }
-  bool gone() const override { return responder_.client_gone(); }
-  bool sent_text() const override { return begun_; }
-
- private:
-  void begin() {
-    if (begun_) return;
-    begun_ = true;
-    responder_.begin_stream(200, "text/event-stream", {{"X-Cache", x_cache_}});
-    if (chat_) {
-      responder_.write(chunk(json::array(
-          {{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}})));
-    }
-  }
-  std::string chunk(json choices, json usage = nullptr) const {
-    json c = {{"id", id_}, {"object", chat_ ? "chat.completion.chunk" : "text_completion"},
-              {"created", created_}, {"model", model_}, {"choices", std::move(choices)}};
-    if (!usage.is_null()) c["usage"] = std::move(usage);
-    return "data: " + c.dump() + "\n\n";
-  }
-
-  http::Responder responder_;
-  bool chat_;
-  std::string id_, model_;
-  bool include_usage_;
-  int64_t created_;
-  std::string x_cache_ = "MISS";
-  bool begun_ = false;
-};
-
-// Remembers the last turns of each /api/chat session (bounded, least recently
-// used sessions are forgotten first). Thread-safe.
-class SessionStore {
- public:
-  SessionStore(int max_sessions, int max_turns) : max_sessions_(max_sessions), max_turns_(max_turns) {}
-
-  std::vector<ChatMessage> history(const std::string& id) {
-    std::lock_guard lock(mu_);
-    auto it = index_.find(id);
-    if (it == index_.end()) return {};
-    lru_.splice(lru_.begin(), lru_, it->second);
-    return it->second->turns;
-  }
-
-  void append(const std::string& id, const std::string& question, const std::string& answer) {
-    std::lock_guard lock(mu_);
-    auto it = index_.find(id);
-    if (it == index_.end()) {
-      lru_.push_front(Session{id, {}});
-      it = index_.emplace(id, lru_.begin()).first;
-      if (static_cast<int>(lru_.size()) > max_sessions_) {
-        index_.erase(lru_.back().id);
-        lru_.pop_back();
-      }
-    } else {
-      lru_.splice(lru_.begin(), lru_, it->second);
-    }
-    auto& turns = it->second->turns;
-    turns.push_back({"user", question});
-    turns.push_back({"assistant", answer});
-    while (static_cast<int>(turns.size()) > 2 * max_turns_) turns.erase(turns.begin(), turns.begin() + 2);
-  }
-
- private:
-  struct Session {
-    std::string id;
-    std::vector<ChatMessage> turns;
-  };
-  std::mutex mu_;
-  std::list<Session> lru_;
-  std::unordered_map<std::string, std::list<Session>::iterator> index_;
-  int max_sessions_;
-  int max_turns_;
-};
-
-// The /api/chat answer.
-class AssistantSink final : public Sink {
- public:
-  AssistantSink(http::Responder r, std::string model, SessionStore& sessions, std::string session_id,
-                std::string question)
-      : responder_(std::move(r)), model_(std::move(model)), sessions_(sessions),
-        session_id_(std::move(session_id)), question_(std::move(question)), start_(Clock::now()) {}
-  void start(const char* x_cache) override { x_cache_ = x_cache; }
-  void text(std::string_view) override {}
-  void done(const Outcome& o) override {
-    if (o.error_status != 0) return responder_.send(error_response(o));
-    if (!session_id_.empty()) sessions_.append(session_id_, question_, o.text);
-    double ms = std::chrono::duration<double, std::milli>(Clock::now() - start_).count();
-    std::string out;
-    out.reserve(o.text.size() + model_.size() + session_id_.size() + 160);
-    out += R"({"answer":)";
-    append_json_string(out, o.text);
-    out += R"(,"model":)";
-    append_json_string(out, model_);
-    out += fmt::format(R"(,"latency_ms":{:.3f},"tokens":{},"cached":{},"finish_reason":)", ms,
-                       o.completion_tokens, o.from_cache ? "true" : "false");
-    append_json_string(out, o.finish_reason);
-    if (!session_id_.empty()) {
-      out += R"(,"session_id":)";
-      append_json_string(out, session_id_);
-    }
-    out += '}';
-    http::Response r = http::Response::json(200, std::move(out));
-    r.headers.emplace_back("X-Cache", x_cache_);
-    responder_.send(std::move(r));
-  }
-  bool gone() const override { return responder_.client_gone(); }
-
- private:
-  http::Responder responder_;
-  std::string model_;
-  SessionStore& sessions_;
-  std::string session_id_, question_;
-  Clock::time_point start_;
-  std::string x_cache_ = "MISS";
-};
-
-// Cache warming: no client; reports the outcome to a callback.
-class CallbackSink final : public Sink {
- public:
-  explicit CallbackSink(std::function<void(const Outcome&)> on_done) : on_done_(std::move(on_done)) {}
-  void start(const char*) override {}
-  void text(std::string_view) override {}
-  void done(const Outcome& o) override { on_done_(o); }
-  bool gone() const override { return false; }
-
- private:
-  std::function<void(const Outcome&)> on_done_;
-};
 
 // One generation to run: the prompt text, sampling, and the cache key when cacheable.
 struct Spec {
@@ -405,12 +85,8 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                [self = shared_from_this(), g = std::move(parsed).value(), chat, client_no_cache, id, responder,
                 started](ModelView view) mutable {
                  Spec spec = self->openai_spec(g, chat, view, client_no_cache);
-                 std::shared_ptr<Sink> sink;
-                 if (g.stream) {
-                   sink = std::make_shared<OpenAiStreamSink>(responder, chat, id, view.model_id, g.include_usage);
-                 } else {
-                   sink = std::make_shared<OpenAiWholeSink>(responder, chat, id, view.model_id);
-                 }
+                 std::shared_ptr<Sink> sink =
+                     make_openai_sink(responder, chat, g.stream, id, view.model_id, g.include_usage);
                  self->run(std::move(spec), self->observed(std::move(sink), view.model_id, started),
                            std::move(view));
                });
@@ -430,8 +106,8 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                [self = shared_from_this(), a = std::move(parsed).value(), client_no_cache, responder,
                 started](ModelView view) mutable {
                  Spec spec = self->assistant_spec(a, view, client_no_cache);
-                 auto sink = std::make_shared<AssistantSink>(responder, view.model_id, self->sessions_,
-                                                             a.session_id, a.question);
+                 auto sink = make_assistant_sink(responder, view.model_id, self->sessions_, a.session_id,
+                                                 a.question);
                  self->run(std::move(spec), self->observed(std::move(sink), view.model_id, started),
                            std::move(view));
                });
@@ -460,7 +136,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                         if (parsed.ok()) spec = self->openai_spec(*parsed, chat, *view, false);
                       }
                       if (!spec || !spec->cache_key) return done(false);
-                      self->run(std::move(*spec), std::make_shared<CallbackSink>([done](const Outcome& o) {
+                      self->run(std::move(*spec), make_callback_sink([done](const Outcome& o) {
                                   done(o.error_status == 0 &&
                                        (o.finish_reason == "stop" || o.finish_reason == "length"));
                                 }),

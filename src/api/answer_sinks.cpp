@@ -1,0 +1,288 @@
+#include "api/answer_sinks.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+
+#include "api/json_body.h"
+
+namespace infera::api {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+
+// A cached answer: "o2", prompt and completion token counts (4 bytes each, little
+// endian), the finish reason's length (1 byte) and bytes, then the text. Read with a
+// few copies, no parsing; anything else (damaged, older format) is not an answer.
+constexpr std::string_view kValueMagic = "o2";
+
+void put_u32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint32_t get_u32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+
+
+
+
+json usage_json(const Outcome& o) {
+  return {{"prompt_tokens", o.prompt_tokens},
+          {"completion_tokens", o.completion_tokens},
+          {"total_tokens", o.prompt_tokens + o.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", o.cached_prompt_tokens}}}};
+}
+
+void append_usage(std::string& out, const Outcome& o) {
+  out += fmt::format(
+      R"({{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":{}}}}})",
+      o.prompt_tokens, o.completion_tokens, o.prompt_tokens + o.completion_tokens, o.cached_prompt_tokens);
+}
+
+http::Response error_response(const Outcome& o) {
+  const char* type = o.error_status == 429 ? "rate_limit_error"
+                     : o.error_status >= 500 ? "server_error"
+                                             : "invalid_request_error";
+  http::Response r = http::Response::error(o.error_status, o.error, type, o.error_code);
+  if (o.error_status == 429) r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+// A whole OpenAI response (chat.completion or text_completion).
+class OpenAiWholeSink final : public Sink {
+ public:
+  OpenAiWholeSink(http::Responder r, bool chat, std::string id, std::string model)
+      : responder_(std::move(r)), chat_(chat), id_(std::move(id)), model_(std::move(model)) {}
+  void start(const char* x_cache) override { x_cache_ = x_cache; }
+  void text(std::string_view) override {}
+  void done(const Outcome& o) override {
+    if (o.error_status != 0) return responder_.send(error_response(o));
+    std::string out;
+    out.reserve(o.text.size() + id_.size() + model_.size() + 320);
+    out += R"({"id":)";
+    append_json_string(out, id_);
+    out += chat_ ? R"(,"object":"chat.completion","created":)" : R"(,"object":"text_completion","created":)";
+    out += std::to_string(unix_now());
+    out += R"(,"model":)";
+    append_json_string(out, model_);
+    out += R"(,"choices":[{"index":0,)";
+    out += chat_ ? R"("message":{"role":"assistant","content":)" : R"("text":)";
+    append_json_string(out, o.text);
+    if (chat_) out += '}';
+    out += R"(,"logprobs":null,"finish_reason":)";
+    append_json_string(out, o.finish_reason);
+    out += R"(}],"usage":)";
+    append_usage(out, o);
+    out += '}';
+    http::Response r = http::Response::json(200, std::move(out));
+    r.headers.emplace_back("X-Cache", x_cache_);
+    responder_.send(std::move(r));
+  }
+  bool gone() const override { return responder_.client_gone(); }
+
+ private:
+  http::Responder responder_;
+  bool chat_;
+  std::string id_, model_;
+  std::string x_cache_ = "MISS";
+};
+
+// An OpenAI SSE stream. The stream (status 200) begins with the first text or the
+// end; a request refused before any output still gets its proper status.
+class OpenAiStreamSink final : public Sink {
+ public:
+  OpenAiStreamSink(http::Responder r, bool chat, std::string id, std::string model, bool usage)
+      : responder_(std::move(r)), chat_(chat), id_(std::move(id)), model_(std::move(model)),
+        include_usage_(usage), created_(unix_now()) {}
+  void start(const char* x_cache) override { x_cache_ = x_cache; }
+  void text(std::string_view piece) override {
+    begin();
+    json choice = {{"index", 0}, {"finish_reason", nullptr}};
+    if (chat_) {
+      choice["delta"] = {{"content", piece}};
+    } else {
+      choice["text"] = piece;
+    }
+    responder_.write(chunk(json::array({std::move(choice)})));
+  }
+  void done(const Outcome& o) override {
+    if (o.error_status != 0 && !begun_) return responder_.send(error_response(o));
+    begin();
+    if (o.error_status != 0) {
+      json e = {{"error", {{"message", o.error}, {"type", "server_error"}, {"code", o.error_code}}}};
+      responder_.write("data: " + e.dump() + "\n\n");
+    } else {
+      json choice = {{"index", 0}, {"finish_reason", o.finish_reason}};
+      if (chat_) {
+        choice["delta"] = json::object();
+      } else {
+        choice["text"] = "";
+      }
+      responder_.write(chunk(json::array({std::move(choice)})));
+      if (include_usage_) responder_.write(chunk(json::array(), usage_json(o)));
+    }
+    responder_.write("data: [DONE]\n\n");
+    responder_.end();
+  }
+  bool gone() const override { return responder_.client_gone(); }
+  bool sent_text() const override { return begun_; }
+
+ private:
+  void begin() {
+    if (begun_) return;
+    begun_ = true;
+    responder_.begin_stream(200, "text/event-stream", {{"X-Cache", x_cache_}});
+    if (chat_) {
+      responder_.write(chunk(json::array(
+          {{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}})));
+    }
+  }
+  std::string chunk(json choices, json usage = nullptr) const {
+    json c = {{"id", id_}, {"object", chat_ ? "chat.completion.chunk" : "text_completion"},
+              {"created", created_}, {"model", model_}, {"choices", std::move(choices)}};
+    if (!usage.is_null()) c["usage"] = std::move(usage);
+    return "data: " + c.dump() + "\n\n";
+  }
+
+  http::Responder responder_;
+  bool chat_;
+  std::string id_, model_;
+  bool include_usage_;
+  int64_t created_;
+  std::string x_cache_ = "MISS";
+  bool begun_ = false;
+};
+
+// The /api/chat answer.
+class AssistantSink final : public Sink {
+ public:
+  AssistantSink(http::Responder r, std::string model, SessionStore& sessions, std::string session_id,
+                std::string question)
+      : responder_(std::move(r)), model_(std::move(model)), sessions_(sessions),
+        session_id_(std::move(session_id)), question_(std::move(question)), start_(Clock::now()) {}
+  void start(const char* x_cache) override { x_cache_ = x_cache; }
+  void text(std::string_view) override {}
+  void done(const Outcome& o) override {
+    if (o.error_status != 0) return responder_.send(error_response(o));
+    if (!session_id_.empty()) sessions_.append(session_id_, question_, o.text);
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - start_).count();
+    std::string out;
+    out.reserve(o.text.size() + model_.size() + session_id_.size() + 160);
+    out += R"({"answer":)";
+    append_json_string(out, o.text);
+    out += R"(,"model":)";
+    append_json_string(out, model_);
+    out += fmt::format(R"(,"latency_ms":{:.3f},"tokens":{},"cached":{},"finish_reason":)", ms,
+                       o.completion_tokens, o.from_cache ? "true" : "false");
+    append_json_string(out, o.finish_reason);
+    if (!session_id_.empty()) {
+      out += R"(,"session_id":)";
+      append_json_string(out, session_id_);
+    }
+    out += '}';
+    http::Response r = http::Response::json(200, std::move(out));
+    r.headers.emplace_back("X-Cache", x_cache_);
+    responder_.send(std::move(r));
+  }
+  bool gone() const override { return responder_.client_gone(); }
+
+ private:
+  http::Responder responder_;
+  std::string model_;
+  SessionStore& sessions_;
+  std::string session_id_, question_;
+  Clock::time_point start_;
+  std::string x_cache_ = "MISS";
+};
+
+// Cache warming: no client; reports the outcome to a callback.
+class CallbackSink final : public Sink {
+ public:
+  explicit CallbackSink(std::function<void(const Outcome&)> on_done) : on_done_(std::move(on_done)) {}
+  void start(const char*) override {}
+  void text(std::string_view) override {}
+  void done(const Outcome& o) override { on_done_(o); }
+  bool gone() const override { return false; }
+
+ private:
+  std::function<void(const Outcome&)> on_done_;
+};
+
+}  // namespace
+
+const char* finish_reason_name(sched::FinishReason r) {
+  switch (r) {
+    case sched::FinishReason::kStop: return "stop";
+    case sched::FinishReason::kLength: return "length";
+    case sched::FinishReason::kTimeout: return "timeout";
+    case sched::FinishReason::kCancelled: return "cancelled";
+    case sched::FinishReason::kError: return "error";
+  }
+  return "stop";
+}
+
+std::string encode(const Outcome& o) {
+  std::string out;
+  out.reserve(11 + o.finish_reason.size() + o.text.size());
+  out.append(kValueMagic);
+  put_u32(out, static_cast<uint32_t>(o.prompt_tokens));
+  put_u32(out, static_cast<uint32_t>(o.completion_tokens));
+  out.push_back(static_cast<char>(o.finish_reason.size()));
+  out.append(o.finish_reason);
+  out.append(o.text);
+  return out;
+}
+
+std::optional<Outcome> decode(const std::string& value) {
+  constexpr size_t kHead = 2 + 4 + 4 + 1;
+  if (value.size() < kHead || value.compare(0, 2, kValueMagic) != 0) return std::nullopt;
+  const size_t reason_len = static_cast<unsigned char>(value[10]);
+  if (value.size() < kHead + reason_len) return std::nullopt;
+  Outcome o;
+  o.prompt_tokens = static_cast<int>(get_u32(value.data() + 2));
+  o.completion_tokens = static_cast<int>(get_u32(value.data() + 6));
+  o.finish_reason.assign(value, kHead, reason_len);
+  o.text.assign(value, kHead + reason_len);
+  return o;
+}
+
+Outcome failure(int status, std::string code, std::string message) {
+  Outcome o;
+  o.error_status = status;
+  o.error_code = std::move(code);
+  o.error = std::move(message);
+  return o;
+}
+
+std::shared_ptr<Sink> make_openai_sink(http::Responder responder, bool chat, bool stream, std::string id,
+                                       std::string model, bool include_usage) {
+  if (stream) {
+    return std::make_shared<OpenAiStreamSink>(std::move(responder), chat, std::move(id), std::move(model),
+                                              include_usage);
+  }
+  return std::make_shared<OpenAiWholeSink>(std::move(responder), chat, std::move(id), std::move(model));
+}
+
+std::shared_ptr<Sink> make_assistant_sink(http::Responder responder, std::string model,
+                                          SessionStore& sessions, std::string session_id,
+                                          std::string question) {
+  return std::make_shared<AssistantSink>(std::move(responder), std::move(model), sessions,
+                                         std::move(session_id), std::move(question));
+}
+
+std::shared_ptr<Sink> make_callback_sink(std::function<void(const Outcome&)> on_done) {
+  return std::make_shared<CallbackSink>(std::move(on_done));
+}
+
+}  // namespace infera::api
