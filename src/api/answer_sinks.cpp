@@ -1,9 +1,9 @@
 #include "api/answer_sinks.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 
 #include "api/json_body.h"
 
@@ -19,7 +19,6 @@ int64_t unix_now() {
       .count();
 }
 
-
 // A cached answer: "o2", prompt and completion token counts (4 bytes each, little
 // endian), the finish reason's length (1 byte) and bytes, then the text. Read with a
 // few copies, no parsing; anything else (damaged, older format) is not an answer.
@@ -30,12 +29,10 @@ void put_u32(std::string& out, uint32_t v) {
 }
 uint32_t get_u32(const char* p) {
   uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
   return v;
 }
-
-
-
 
 json usage_json(const Outcome& o) {
   return {{"prompt_tokens", o.prompt_tokens},
@@ -47,11 +44,12 @@ json usage_json(const Outcome& o) {
 void append_usage(std::string& out, const Outcome& o) {
   out += fmt::format(
       R"({{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":{}}}}})",
-      o.prompt_tokens, o.completion_tokens, o.prompt_tokens + o.completion_tokens, o.cached_prompt_tokens);
+      o.prompt_tokens, o.completion_tokens, o.prompt_tokens + o.completion_tokens,
+      o.cached_prompt_tokens);
 }
 
 http::Response error_response(const Outcome& o) {
-  const char* type = o.error_status == 429 ? "rate_limit_error"
+  const char* type = o.error_status == 429   ? "rate_limit_error"
                      : o.error_status >= 500 ? "server_error"
                                              : "invalid_request_error";
   http::Response r = http::Response::error(o.error_status, o.error, type, o.error_code);
@@ -72,7 +70,8 @@ class OpenAiWholeSink final : public Sink {
     out.reserve(o.text.size() + id_.size() + model_.size() + 320);
     out += R"({"id":)";
     append_json_string(out, id_);
-    out += chat_ ? R"(,"object":"chat.completion","created":)" : R"(,"object":"text_completion","created":)";
+    out += chat_ ? R"(,"object":"chat.completion","created":)"
+                 : R"(,"object":"text_completion","created":)";
     out += std::to_string(unix_now());
     out += R"(,"model":)";
     append_json_string(out, model_);
@@ -103,8 +102,12 @@ class OpenAiWholeSink final : public Sink {
 class OpenAiStreamSink final : public Sink {
  public:
   OpenAiStreamSink(http::Responder r, bool chat, std::string id, std::string model, bool usage)
-      : responder_(std::move(r)), chat_(chat), id_(std::move(id)), model_(std::move(model)),
-        include_usage_(usage), created_(unix_now()) {}
+      : responder_(std::move(r)),
+        chat_(chat),
+        id_(std::move(id)),
+        model_(std::move(model)),
+        include_usage_(usage),
+        created_(unix_now()) {}
   void start(const char* x_cache) override { x_cache_ = x_cache; }
   void text(std::string_view piece) override {
     begin();
@@ -120,7 +123,8 @@ class OpenAiStreamSink final : public Sink {
     if (o.error_status != 0 && !begun_) return responder_.send(error_response(o));
     begin();
     if (o.error_status != 0) {
-      json e = {{"error", {{"message", o.error}, {"type", "server_error"}, {"code", o.error_code}}}};
+      json e = {
+          {"error", {{"message", o.error}, {"type", "server_error"}, {"code", o.error_code}}}};
       responder_.write("data: " + e.dump() + "\n\n");
     } else {
       json choice = {{"index", 0}, {"finish_reason", o.finish_reason}};
@@ -144,13 +148,17 @@ class OpenAiStreamSink final : public Sink {
     begun_ = true;
     responder_.begin_stream(200, "text/event-stream", {{"X-Cache", x_cache_}});
     if (chat_) {
-      responder_.write(chunk(json::array(
-          {{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}})));
+      responder_.write(chunk(json::array({{{"index", 0},
+                                           {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                           {"finish_reason", nullptr}}})));
     }
   }
   std::string chunk(json choices, json usage = nullptr) const {
-    json c = {{"id", id_}, {"object", chat_ ? "chat.completion.chunk" : "text_completion"},
-              {"created", created_}, {"model", model_}, {"choices", std::move(choices)}};
+    json c = {{"id", id_},
+              {"object", chat_ ? "chat.completion.chunk" : "text_completion"},
+              {"created", created_},
+              {"model", model_},
+              {"choices", std::move(choices)}};
     if (!usage.is_null()) c["usage"] = std::move(usage);
     return "data: " + c.dump() + "\n\n";
   }
@@ -167,10 +175,14 @@ class OpenAiStreamSink final : public Sink {
 // The /api/chat answer.
 class AssistantSink final : public Sink {
  public:
-  AssistantSink(http::Responder r, std::string model, SessionStore& sessions, std::string session_id,
-                std::string question)
-      : responder_(std::move(r)), model_(std::move(model)), sessions_(sessions),
-        session_id_(std::move(session_id)), question_(std::move(question)), start_(Clock::now()) {}
+  AssistantSink(http::Responder r, std::string model, SessionStore& sessions,
+                std::string session_id, std::string question)
+      : responder_(std::move(r)),
+        model_(std::move(model)),
+        sessions_(sessions),
+        session_id_(std::move(session_id)),
+        question_(std::move(question)),
+        start_(Clock::now()) {}
   void start(const char* x_cache) override { x_cache_ = x_cache; }
   void text(std::string_view) override {}
   void done(const Outcome& o) override {
@@ -209,7 +221,8 @@ class AssistantSink final : public Sink {
 // Cache warming: no client; reports the outcome to a callback.
 class CallbackSink final : public Sink {
  public:
-  explicit CallbackSink(std::function<void(const Outcome&)> on_done) : on_done_(std::move(on_done)) {}
+  explicit CallbackSink(std::function<void(const Outcome&)> on_done)
+      : on_done_(std::move(on_done)) {}
   void start(const char*) override {}
   void text(std::string_view) override {}
   void done(const Outcome& o) override { on_done_(o); }
@@ -223,11 +236,16 @@ class CallbackSink final : public Sink {
 
 const char* finish_reason_name(sched::FinishReason r) {
   switch (r) {
-    case sched::FinishReason::kStop: return "stop";
-    case sched::FinishReason::kLength: return "length";
-    case sched::FinishReason::kTimeout: return "timeout";
-    case sched::FinishReason::kCancelled: return "cancelled";
-    case sched::FinishReason::kError: return "error";
+    case sched::FinishReason::kStop:
+      return "stop";
+    case sched::FinishReason::kLength:
+      return "length";
+    case sched::FinishReason::kTimeout:
+      return "timeout";
+    case sched::FinishReason::kCancelled:
+      return "cancelled";
+    case sched::FinishReason::kError:
+      return "error";
   }
   return "stop";
 }
@@ -265,13 +283,14 @@ Outcome failure(int status, std::string code, std::string message) {
   return o;
 }
 
-std::shared_ptr<Sink> make_openai_sink(http::Responder responder, bool chat, bool stream, std::string id,
-                                       std::string model, bool include_usage) {
+std::shared_ptr<Sink> make_openai_sink(http::Responder responder, bool chat, bool stream,
+                                       std::string id, std::string model, bool include_usage) {
   if (stream) {
-    return std::make_shared<OpenAiStreamSink>(std::move(responder), chat, std::move(id), std::move(model),
-                                              include_usage);
+    return std::make_shared<OpenAiStreamSink>(std::move(responder), chat, std::move(id),
+                                              std::move(model), include_usage);
   }
-  return std::make_shared<OpenAiWholeSink>(std::move(responder), chat, std::move(id), std::move(model));
+  return std::make_shared<OpenAiWholeSink>(std::move(responder), chat, std::move(id),
+                                           std::move(model));
 }
 
 std::shared_ptr<Sink> make_assistant_sink(http::Responder responder, std::string model,

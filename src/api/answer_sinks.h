@@ -31,7 +31,7 @@ struct Outcome {
   int error_status = 0;  // non-zero: failed before or while generating
   std::string error_code;
   std::string error;
-  double ttft_ms = -1;   // computed answers: submit to first token
+  double ttft_ms = -1;  // computed answers: submit to first token
 };
 
 Outcome failure(int status, std::string code, std::string message);
@@ -55,14 +55,15 @@ class Sink {
 };
 
 // A whole OpenAI response (chat.completion or text_completion) or its SSE stream.
-std::shared_ptr<Sink> make_openai_sink(http::Responder responder, bool chat, bool stream, std::string id,
-                                       std::string model, bool include_usage);
+std::shared_ptr<Sink> make_openai_sink(http::Responder responder, bool chat, bool stream,
+                                       std::string id, std::string model, bool include_usage);
 
 // Remembers the last turns of each /api/chat session (bounded, least recently
 // used sessions are forgotten first). Thread-safe.
 class SessionStore {
  public:
-  SessionStore(int max_sessions, int max_turns) : max_sessions_(max_sessions), max_turns_(max_turns) {}
+  SessionStore(int max_sessions, int max_turns)
+      : max_sessions_(max_sessions), max_turns_(max_turns) {}
 
   std::vector<ChatMessage> history(const std::string& id) {
     std::lock_guard lock(mu_);
@@ -88,7 +89,8 @@ class SessionStore {
     auto& turns = it->second->turns;
     turns.push_back({"user", question});
     turns.push_back({"assistant", answer});
-    while (static_cast<int>(turns.size()) > 2 * max_turns_) turns.erase(turns.begin(), turns.begin() + 2);
+    while (static_cast<int>(turns.size()) > 2 * max_turns_)
+      turns.erase(turns.begin(), turns.begin() + 2);
   }
 
  private:

@@ -1,8 +1,8 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 
 #include "api/api.h"
 #include "api/json_body.h"
@@ -24,7 +24,9 @@ std::string iso8601(std::chrono::system_clock::time_point t) {
 
 json keep_alive_json(const models::ModelSpec& spec) {
   if (!spec.keep_alive) return nullptr;
-  return spec.keep_alive->count() < 0 ? json(-1) : json(static_cast<double>(spec.keep_alive->count()) / 1000.0);
+  return spec.keep_alive->count() < 0
+             ? json(-1)
+             : json(static_cast<double>(spec.keep_alive->count()) / 1000.0);
 }
 
 json status_json(const models::ModelStatus& s, bool details) {
@@ -70,26 +72,31 @@ void register_model_routes(http::Server& server, models::Registry& registry) {
                  }
                  return http::Response::json(200, json{{"object", "list"}, {"data", data}}.dump());
                }));
-  server.route("GET", "/api/models", http::SyncHandler([&registry](const http::Request&) {
-                 json data = json::array();
-                 uint64_t loaded = 0;
-                 for (const auto& s : registry.list()) {
-                   data.push_back(status_json(s, true));
-                   if (s.state == models::ModelState::kReady || s.state == models::ModelState::kDraining) {
-                     loaded += s.bytes;
-                   }
-                 }
-                 return http::Response::json(
-                     200, json{{"models", data}, {"default", registry.default_model()}, {"loaded_bytes", loaded}}.dump());
-               }));
-  server.route("POST", "/api/models/{name}/load", http::Handler([&registry](const http::Request& req, http::Responder r) {
+  server.route(
+      "GET", "/api/models", http::SyncHandler([&registry](const http::Request&) {
+        json data = json::array();
+        uint64_t loaded = 0;
+        for (const auto& s : registry.list()) {
+          data.push_back(status_json(s, true));
+          if (s.state == models::ModelState::kReady || s.state == models::ModelState::kDraining) {
+            loaded += s.bytes;
+          }
+        }
+        return http::Response::json(
+            200,
+            json{{"models", data}, {"default", registry.default_model()}, {"loaded_bytes", loaded}}
+                .dump());
+      }));
+  server.route("POST", "/api/models/{name}/load",
+               http::Handler([&registry](const http::Request& req, http::Responder r) {
                  std::string name(req.param("name"));
                  registry.load(name, [&registry, name, r](Status st) mutable {
                    if (!st.ok()) return r.send(model_error_response(st));
                    r.send(http::Response::json(200, row(registry, name).dump()));
                  });
                }));
-  server.route("POST", "/api/models/{name}/unload", http::Handler([&registry](const http::Request& req, http::Responder r) {
+  server.route("POST", "/api/models/{name}/unload",
+               http::Handler([&registry](const http::Request& req, http::Responder r) {
                  std::string name(req.param("name"));
                  registry.unload(name, [&registry, name, r](Status st) mutable {
                    if (!st.ok()) return r.send(model_error_response(st));

@@ -1,12 +1,12 @@
 #include "cli/operations.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "api/json_body.h"
@@ -60,7 +60,9 @@ class OverridableSource final : public guard::MemorySource {
 
 // Routes whose requests are work (generation and later kinds) count for the SLA;
 // dashboards polling GET routes do not.
-bool counts_for_sla(const http::Request& req) { return req.method == "POST" && req.path.rfind("/admin/", 0) != 0; }
+bool counts_for_sla(const http::Request& req) {
+  return req.method == "POST" && req.path.rfind("/admin/", 0) != 0;
+}
 
 }  // namespace
 
@@ -107,7 +109,8 @@ struct Operations::Impl {
   void set_limits(const std::string& name, guard::Limits limits) {
     models->for_each_loaded([&](const std::string& n, models::LoadedModel& m) {
       if (n != name) return;
-      if (auto* g = m.text_generator()) g->scheduler().set_limits(limits.max_seqs, limits.max_batch_tokens);
+      if (auto* g = m.text_generator())
+        g->scheduler().set_limits(limits.max_seqs, limits.max_batch_tokens);
     });
   }
 
@@ -117,7 +120,8 @@ struct Operations::Impl {
     obs::Histogram::Snapshot delta;
     delta.count = now.count - g.last.count;
     delta.sum = now.sum - g.last.sum;
-    for (size_t i = 0; i < now.buckets.size(); ++i) delta.buckets[i] = now.buckets[i] - g.last.buckets[i];
+    for (size_t i = 0; i < now.buckets.size(); ++i)
+      delta.buckets[i] = now.buckets[i] - g.last.buckets[i];
     g.last = now;
     return {delta.quantile(0.95) * 1000.0, static_cast<int64_t>(delta.count)};
   }
@@ -182,14 +186,17 @@ struct Operations::Impl {
     json cache_json = nullptr;
     if (cache != nullptr) {
       cache::Stats s = cache->stats();
-      cache_json = {{"l1", {{"hit_rate", s.l1.hit_rate()}, {"entries", s.l1.entries}, {"bytes", s.l1.bytes}}},
-                    {"l2", {{"enabled", s.l2.enabled}, {"hit_rate", s.l2.hit_rate()}}},
-                    {"l3", {{"enabled", s.l3.enabled}, {"hit_rate", s.l3.hit_rate()}}}};
+      cache_json = {
+          {"l1", {{"hit_rate", s.l1.hit_rate()}, {"entries", s.l1.entries}, {"bytes", s.l1.bytes}}},
+          {"l2", {{"enabled", s.l2.enabled}, {"hit_rate", s.l2.hit_rate()}}},
+          {"l3", {{"enabled", s.l3.enabled}, {"hit_rate", s.l3.hit_rate()}}}};
     }
     json memory_brief = nullptr;
     if (memory) {
       json m = memory->stats();
-      memory_brief = {{"used_fraction", m["used_fraction"]}, {"state", m["state"]}, {"thresholds", m["thresholds"]}};
+      memory_brief = {{"used_fraction", m["used_fraction"]},
+                      {"state", m["state"]},
+                      {"thresholds", m["thresholds"]}};
     }
     const std::string reason = watchdog.reason();
     return {{"version", INFERA_VERSION},
@@ -219,7 +226,8 @@ void Operations::stop() {
   if (impl_->memory) impl_->memory->stop();
 }
 
-Result<std::unique_ptr<Operations>> Operations::create(OperationsConfig config, obs::Registry& metrics) {
+Result<std::unique_ptr<Operations>> Operations::create(OperationsConfig config,
+                                                       obs::Registry& metrics) {
   std::unique_ptr<obs::WebhookSender> webhook;
   if (!config.alert_webhook.empty()) {
     auto made = obs::WebhookSender::create(config.alert_webhook, obs::WebhookConfig{}, metrics);
@@ -233,7 +241,8 @@ Result<std::unique_ptr<Operations>> Operations::create(OperationsConfig config, 
 std::function<std::optional<std::string>()> Operations::load_veto() {
   return [impl = impl_.get()]() -> std::optional<std::string> {
     if (impl->memory && impl->memory->critical()) {
-      return "memory is critical (above CRITICAL_MEMORY_THRESHOLD): no model loads until it recovers";
+      return "memory is critical (above CRITICAL_MEMORY_THRESHOLD): no model loads until it "
+             "recovers";
     }
     return std::nullopt;
   };
@@ -252,16 +261,19 @@ void Operations::attach(models::Registry& models, cache::Cache* cache) {
   guard::GuardConfig gc;
   gc.cleanup_threshold = o.config.cleanup_threshold;
   gc.critical_threshold = o.config.critical_threshold;
-  o.memory = std::make_unique<guard::MemoryGuard>(gc, o.memory_source, std::move(actions), o.metrics);
+  o.memory =
+      std::make_unique<guard::MemoryGuard>(gc, o.memory_source, std::move(actions), o.metrics);
   o.memory->on_critical_change = [&o](bool critical, double fraction) {
     if (critical) {
-      o.alerts.open("memory_critical", "critical",
-                    fmt::format("memory use {:.1f}% is above CRITICAL_MEMORY_THRESHOLD ({:.1f}%): new "
-                                "generations and loads get 503",
-                                fraction * 100, o.config.critical_threshold * 100),
-                    fraction, o.config.critical_threshold);
+      o.alerts.open(
+          "memory_critical", "critical",
+          fmt::format("memory use {:.1f}% is above CRITICAL_MEMORY_THRESHOLD ({:.1f}%): new "
+                      "generations and loads get 503",
+                      fraction * 100, o.config.critical_threshold * 100),
+          fraction, o.config.critical_threshold);
     } else {
-      o.alerts.resolve("memory_critical", fmt::format("memory use back to {:.1f}%", fraction * 100));
+      o.alerts.resolve("memory_critical",
+                       fmt::format("memory use back to {:.1f}%", fraction * 100));
     }
   };
   o.watchdog.on_change = [&o](const std::string& loop, bool stalled, const std::string& reason) {
@@ -287,11 +299,12 @@ void Operations::attach(models::Registry& models, cache::Cache* cache) {
     guard::Limits base{s.spec.max_seqs > 0 ? s.spec.max_seqs : o.config.base_max_seqs,
                        o.config.base_max_batch_tokens};
     Impl::Governed g;
-    g.ttft = &o.metrics.histogram("infera_time_to_first_token_seconds", "Submit to first generated token",
-                                  {{"model", name}});
+    g.ttft = &o.metrics.histogram("infera_time_to_first_token_seconds",
+                                  "Submit to first generated token", {{"model", name}});
     g.last = g.ttft->snapshot();
     g.governor = std::make_unique<guard::TtftGovernor>(
-        o.config.ttft_objective_ms, base, [&o, name](guard::Limits l) { o.set_limits(name, l); }, o.healing);
+        o.config.ttft_objective_ms, base, [&o, name](guard::Limits l) { o.set_limits(name, l); },
+        o.healing);
     o.governed.emplace(name, std::move(g));
   }
 }
@@ -360,8 +373,8 @@ void Operations::register_routes(http::Server& server) {
                    found = true;
                  });
                  if (!found) {
-                   return http::Response::error(404, "model '" + name + "' is not loaded", "invalid_request_error",
-                                                "model_not_found");
+                   return http::Response::error(404, "model '" + name + "' is not loaded",
+                                                "invalid_request_error", "model_not_found");
                  }
                  return http::Response::json(200, R"({"injected":true})");
                }));
@@ -374,7 +387,8 @@ void Operations::register_routes(http::Server& server) {
                  if (it == body->end() || (!it->is_null() && !it->is_number())) {
                    return http::Response::error(400, "'used_fraction' must be a number or null");
                  }
-                 o->memory_source.force(it->is_null() ? std::nullopt : std::optional<double>(it->get<double>()));
+                 o->memory_source.force(it->is_null() ? std::nullopt
+                                                      : std::optional<double>(it->get<double>()));
                  return http::Response::json(200, R"({"forced":true})");
                }));
 }

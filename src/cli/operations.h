@@ -33,22 +33,23 @@ class Registry;
 namespace infera::cli {
 
 struct OperationsConfig {
-  double cleanup_threshold = 0.80;   // MEMORY_CLEANUP_THRESHOLD
-  double critical_threshold = 0.95;  // CRITICAL_MEMORY_THRESHOLD
-  std::chrono::milliseconds stall_timeout{10000};  // --stall-timeout
-  double ttft_objective_ms = 5000;   // --ttft-objective-ms (0 = no governor)
-  std::vector<obs::SlaObjective> objectives;       // --sla-objectives
+  double cleanup_threshold = 0.80;                  // MEMORY_CLEANUP_THRESHOLD
+  double critical_threshold = 0.95;                 // CRITICAL_MEMORY_THRESHOLD
+  std::chrono::milliseconds stall_timeout{10000};   // --stall-timeout
+  double ttft_objective_ms = 5000;                  // --ttft-objective-ms (0 = no governor)
+  std::vector<obs::SlaObjective> objectives;        // --sla-objectives
   std::chrono::milliseconds anomaly_window{10000};  // --anomaly-window-ms
-  std::string alert_webhook;         // --alert-webhook
-  bool test_hooks = false;           // --test-hooks
-  int base_max_seqs = 8;             // --max-seqs, for models that do not set theirs
-  int base_max_batch_tokens = 256;   // --max-batch-tokens
+  std::string alert_webhook;                        // --alert-webhook
+  bool test_hooks = false;                          // --test-hooks
+  int base_max_seqs = 8;                            // --max-seqs, for models that do not set theirs
+  int base_max_batch_tokens = 256;                  // --max-batch-tokens
 };
 
 class Operations {
  public:
   // Fails for an unusable webhook URL.
-  static Result<std::unique_ptr<Operations>> create(OperationsConfig config, obs::Registry& metrics);
+  static Result<std::unique_ptr<Operations>> create(OperationsConfig config,
+                                                    obs::Registry& metrics);
   ~Operations();  // stops the threads
 
   // For RegistryConfig::load_veto: a reason while memory is critical.

@@ -1,12 +1,12 @@
 #include "models/gguf_model.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <future>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 
 #include "engine/gguf.h"
 #include "sched/engine_runner.h"
@@ -25,8 +25,8 @@ uint64_t runtime_bytes(const Shape& s, int64_t ctx, int64_t max_batch) {
   if (s.n_heads == 0) return 0;
   const int64_t kv_dim = s.dim / s.n_heads * s.n_kv_heads;
   const uint64_t kv = 2ull * static_cast<uint64_t>(s.n_layers * ctx * kv_dim) * 2;
-  const uint64_t scratch =
-      static_cast<uint64_t>(max_batch) * static_cast<uint64_t>(6 * s.dim + 2 * s.ffn_dim + s.n_vocab) * 4;
+  const uint64_t scratch = static_cast<uint64_t>(max_batch) *
+                           static_cast<uint64_t>(6 * s.dim + 2 * s.ffn_dim + s.n_vocab) * 4;
   return kv + scratch;
 }
 
@@ -38,8 +38,8 @@ uint64_t file_bytes(const std::string& path) {
 
 class GgufModel final : public LoadedModel, public TextGenerator {
  public:
-  GgufModel(std::unique_ptr<engine::Model> model, const GgufKindConfig& config, const ModelSpec& spec,
-            obs::Registry& metrics)
+  GgufModel(std::unique_ptr<engine::Model> model, const GgufKindConfig& config,
+            const ModelSpec& spec, obs::Registry& metrics)
       : model_(std::move(model)) {
     const engine::ModelInfo& info = model_->info();
     const int ctx = spec.ctx_size > 0 ? spec.ctx_size : config.engine.ctx_tokens;
@@ -81,7 +81,9 @@ class GgufModel final : public LoadedModel, public TextGenerator {
     return {s.running + s.waiting, s.steps_completed};
   }
 
-  uint64_t drop_caches() override { return scheduler_->drop_cached_prefixes(std::chrono::seconds(1)); }
+  uint64_t drop_caches() override {
+    return scheduler_->drop_cached_prefixes(std::chrono::seconds(1));
+  }
 
   TextGenerator* text_generator() override { return this; }
 
@@ -114,15 +116,18 @@ class GgufModel final : public LoadedModel, public TextGenerator {
 
 class GgufKind final : public ModelKind {
  public:
-  GgufKind(GgufKindConfig config, obs::Registry& metrics) : config_(std::move(config)), metrics_(metrics) {}
+  GgufKind(GgufKindConfig config, obs::Registry& metrics)
+      : config_(std::move(config)), metrics_(metrics) {}
 
   std::string name() const override { return "gguf"; }
 
   Status validate(const ModelSpec& spec) const override {
     std::error_code ec;
-    if (spec.path.empty()) return Status::InvalidArgument(fmt::format("model '{}': no path given", spec.name));
+    if (spec.path.empty())
+      return Status::InvalidArgument(fmt::format("model '{}': no path given", spec.name));
     if (!std::filesystem::is_regular_file(spec.path, ec)) {
-      return Status::InvalidArgument(fmt::format("model '{}': {}: no such file", spec.name, spec.path));
+      return Status::InvalidArgument(
+          fmt::format("model '{}': {}: no such file", spec.name, spec.path));
     }
     return Status::Ok();
   }
@@ -157,7 +162,8 @@ class GgufKind final : public ModelKind {
       shape.n_kv_heads = num("attention.head_count_kv");
       if (shape.n_kv_heads == 0) shape.n_kv_heads = shape.n_heads;
       shape.ffn_dim = num("feed_forward_length");
-      if (auto tokens = g.find("tokenizer.ggml.tokens")) shape.n_vocab = static_cast<int64_t>(tokens->array_count);
+      if (auto tokens = g.find("tokenizer.ggml.tokens"))
+        shape.n_vocab = static_cast<int64_t>(tokens->array_count);
     }
     return file_bytes(spec.path) + runtime_bytes(shape, ctx, config_.engine.max_batch);
   }

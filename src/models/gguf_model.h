@@ -15,9 +15,9 @@ class Registry;
 namespace infera::models {
 
 struct GgufKindConfig {
-  engine::ModelOptions engine;      // threads, ctx_tokens (default), mmap, batch size
-  sched::SchedulerConfig scheduler; // max_seqs (default), queue, batching
-  bool prefix_cache = true;         // --prefix-cache
+  engine::ModelOptions engine;       // threads, ctx_tokens (default), mmap, batch size
+  sched::SchedulerConfig scheduler;  // max_seqs (default), queue, batching
+  bool prefix_cache = true;          // --prefix-cache
 };
 
 // REQUIRES: `metrics` outlives the kind and every model it loads.

@@ -12,11 +12,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "core/status.h"
 
@@ -28,20 +27,20 @@ namespace infera::models {
 
 // A model as declared (models file, --model, --models-dir or the built-in default).
 struct ModelSpec {
-  std::string name;             // the API's model id; unique
+  std::string name;  // the API's model id; unique
   std::string kind = "gguf";
   std::string path;
-  bool pin = false;             // never unloaded (idle, budget or memory pressure)
+  bool pin = false;  // never unloaded (idle, budget or memory pressure)
   // Idle time before unload: -1 never, 0 as soon as idle; unset = the registry's
   // default (--keep-alive).
   std::optional<std::chrono::milliseconds> keep_alive;
-  int ctx_size = 0;             // KV positions; 0 = --ctx-size
-  int max_seqs = 0;             // sequences decoded together; 0 = --max-seqs
+  int ctx_size = 0;                    // KV positions; 0 = --ctx-size
+  int max_seqs = 0;                    // sequences decoded together; 0 = --max-seqs
   std::string chat_template = "auto";  // a chat format name, "auto" = from the file
   // System prompt per /api/chat role ("student", "teacher", custom roles); roles not
   // listed use the server-wide prompts.
   std::map<std::string, std::string> role_prompts;
-  std::string declared_by;      // "models-file <path>", "--model", "--models-dir <dir>", "default"
+  std::string declared_by;  // "models-file <path>", "--model", "--models-dir <dir>", "default"
 };
 
 // The capability of models that generate text from a prompt (LLMs).

@@ -11,9 +11,9 @@
 namespace infera::models {
 namespace {
 
-const std::set<std::string> kKnownKeys = {"name",     "path",          "kind",        "pin",
-                                          "keep_alive", "ctx_size",    "max_seqs",
-                                          "chat_template", "role_prompts"};
+const std::set<std::string> kKnownKeys = {"name",     "path",          "kind",
+                                          "pin",      "keep_alive",    "ctx_size",
+                                          "max_seqs", "chat_template", "role_prompts"};
 
 }  // namespace
 
@@ -24,15 +24,22 @@ Result<std::chrono::milliseconds> parse_keep_alive(const std::string& text) {
   char* end = nullptr;
   double value = std::strtod(t.c_str(), &end);
   if (end == t.c_str() || !std::isfinite(value)) {
-    return Status::InvalidArgument(fmt::format("keep_alive: '{}' is not a duration (e.g. 30s, 5m, 1h, -1)", text));
+    return Status::InvalidArgument(
+        fmt::format("keep_alive: '{}' is not a duration (e.g. 30s, 5m, 1h, -1)", text));
   }
   std::string unit(end);
   double ms_per_unit = 0;
-  if (unit.empty() || unit == "s") ms_per_unit = 1000;
-  else if (unit == "ms") ms_per_unit = 1;
-  else if (unit == "m") ms_per_unit = 60000;
-  else if (unit == "h") ms_per_unit = 3600000;
-  else return Status::InvalidArgument(fmt::format("keep_alive: unknown unit '{}' in '{}' (ms, s, m, h)", unit, text));
+  if (unit.empty() || unit == "s")
+    ms_per_unit = 1000;
+  else if (unit == "ms")
+    ms_per_unit = 1;
+  else if (unit == "m")
+    ms_per_unit = 60000;
+  else if (unit == "h")
+    ms_per_unit = 3600000;
+  else
+    return Status::InvalidArgument(
+        fmt::format("keep_alive: unknown unit '{}' in '{}' (ms, s, m, h)", unit, text));
   if (value < 0) return std::chrono::milliseconds(-1);
   return std::chrono::milliseconds(static_cast<int64_t>(std::llround(value * ms_per_unit)));
 }
@@ -59,8 +66,9 @@ Result<std::vector<ModelSpec>> parse_models_file(const std::string& path) {
   try {
     doc = toml::parse_file(path);
   } catch (const toml::parse_error& err) {
-    return Status::InvalidArgument(fmt::format("{}:{}:{}: invalid TOML: {}", path, err.source().begin.line,
-                                               err.source().begin.column, err.description()));
+    return Status::InvalidArgument(fmt::format("{}:{}:{}: invalid TOML: {}", path,
+                                               err.source().begin.line, err.source().begin.column,
+                                               err.description()));
   }
   const auto base = std::filesystem::path(path).parent_path();
   const toml::array* list = doc["models"].as_array();
@@ -69,7 +77,8 @@ Result<std::vector<ModelSpec>> parse_models_file(const std::string& path) {
   }
   for (const auto& [key, _] : doc) {
     if (key.str() != "models") {
-      return Status::InvalidArgument(fmt::format("{}: unknown top-level key '{}' (only [[models]])", path, key.str()));
+      return Status::InvalidArgument(
+          fmt::format("{}: unknown top-level key '{}' (only [[models]])", path, key.str()));
     }
   }
   std::vector<ModelSpec> out;
@@ -87,11 +96,13 @@ Result<std::vector<ModelSpec>> parse_models_file(const std::string& path) {
     ModelSpec spec;
     spec.declared_by = "models-file " + path;
     auto name = (*t)["name"].value<std::string>();
-    if (!name || name->empty()) return Status::InvalidArgument(where + ": 'name' (a string) is required");
+    if (!name || name->empty())
+      return Status::InvalidArgument(where + ": 'name' (a string) is required");
     spec.name = *name;
     where = fmt::format("{}: model '{}'", path, spec.name);
     auto file = (*t)["path"].value<std::string>();
-    if (!file || file->empty()) return Status::InvalidArgument(where + ": 'path' (a string) is required");
+    if (!file || file->empty())
+      return Status::InvalidArgument(where + ": 'path' (a string) is required");
     std::filesystem::path p(*file);
     spec.path = (p.is_relative() ? base / p : p).lexically_normal().string();
     auto string_key = [&](const char* key, std::string& out) -> Status {
@@ -105,37 +116,48 @@ Result<std::vector<ModelSpec>> parse_models_file(const std::string& path) {
       if (!t->contains(key)) return Status::Ok();
       auto v = (*t)[key].value<int64_t>();
       if (!v || *v < 1 || *v > max || !(*t)[key].is_integer()) {
-        return Status::InvalidArgument(fmt::format("{}: '{}' must be an integer from 1 to {}", where, key, max));
+        return Status::InvalidArgument(
+            fmt::format("{}: '{}' must be an integer from 1 to {}", where, key, max));
       }
       out = static_cast<int>(*v);
       return Status::Ok();
     };
-    for (Status st : {string_key("kind", spec.kind), string_key("chat_template", spec.chat_template),
-                      int_key("ctx_size", spec.ctx_size, 1 << 20), int_key("max_seqs", spec.max_seqs, 4096)}) {
+    for (Status st :
+         {string_key("kind", spec.kind), string_key("chat_template", spec.chat_template),
+          int_key("ctx_size", spec.ctx_size, 1 << 20), int_key("max_seqs", spec.max_seqs, 4096)}) {
       if (!st.ok()) return st;
     }
     if (t->contains("pin")) {
       auto v = (*t)["pin"].value<bool>();
-      if (!v || !(*t)["pin"].is_boolean()) return Status::InvalidArgument(where + ": 'pin' must be true or false");
+      if (!v || !(*t)["pin"].is_boolean())
+        return Status::InvalidArgument(where + ": 'pin' must be true or false");
       spec.pin = *v;
     }
     if (t->contains("keep_alive")) {
       const auto& ka = (*t)["keep_alive"];
       std::string text;
-      if (ka.is_string()) text = *ka.value<std::string>();
-      else if (ka.is_integer()) text = std::to_string(*ka.value<int64_t>());
-      else if (ka.is_floating_point()) text = fmt::format("{}", *ka.value<double>());
-      else return Status::InvalidArgument(where + ": 'keep_alive' must be a duration such as \"5m\" or seconds");
+      if (ka.is_string())
+        text = *ka.value<std::string>();
+      else if (ka.is_integer())
+        text = std::to_string(*ka.value<int64_t>());
+      else if (ka.is_floating_point())
+        text = fmt::format("{}", *ka.value<double>());
+      else
+        return Status::InvalidArgument(
+            where + ": 'keep_alive' must be a duration such as \"5m\" or seconds");
       auto parsed = parse_keep_alive(text);
       if (!parsed.ok()) return Status::InvalidArgument(where + ": " + parsed.status().message());
       spec.keep_alive = *parsed;
     }
     if (t->contains("role_prompts")) {
       const toml::table* roles = (*t)["role_prompts"].as_table();
-      if (roles == nullptr) return Status::InvalidArgument(where + ": 'role_prompts' must be a table of strings");
+      if (roles == nullptr)
+        return Status::InvalidArgument(where + ": 'role_prompts' must be a table of strings");
       for (const auto& [role, prompt] : *roles) {
         auto v = prompt.value<std::string>();
-        if (!v) return Status::InvalidArgument(fmt::format("{}: role_prompts.{} must be a string", where, role.str()));
+        if (!v)
+          return Status::InvalidArgument(
+              fmt::format("{}: role_prompts.{} must be a string", where, role.str()));
         spec.role_prompts[std::string(role.str())] = *v;
       }
     }

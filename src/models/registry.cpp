@@ -20,11 +20,16 @@ using Clock = std::chrono::steady_clock;
 
 const char* to_string(ModelState state) {
   switch (state) {
-    case ModelState::kAvailable: return "available";
-    case ModelState::kLoading: return "loading";
-    case ModelState::kReady: return "loaded";
-    case ModelState::kDraining: return "unloading";
-    case ModelState::kFailed: return "failed";
+    case ModelState::kAvailable:
+      return "available";
+    case ModelState::kLoading:
+      return "loading";
+    case ModelState::kReady:
+      return "loaded";
+    case ModelState::kDraining:
+      return "unloading";
+    case ModelState::kFailed:
+      return "failed";
   }
   return "available";
 }
@@ -37,7 +42,9 @@ constexpr auto kPollInterval = std::chrono::milliseconds(100);
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20)); }
+std::string mib(uint64_t bytes) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20));
+}
 
 }  // namespace
 
@@ -103,7 +110,8 @@ struct Registry::Impl {
         core(std::make_shared<Core>()),
         loaded_gauge(m.gauge("infera_models_loaded", "Models loaded now")),
         loaded_bytes_gauge(m.gauge("infera_models_loaded_bytes", "Bytes held by loaded models")),
-        load_seconds(m.histogram("infera_model_load_seconds", "Model load time including warm-up")) {}
+        load_seconds(
+            m.histogram("infera_model_load_seconds", "Model load time including warm-up")) {}
 
   RegistryConfig config;
   obs::Registry& metrics;
@@ -164,8 +172,10 @@ struct Registry::Impl {
     std::unique_ptr<LoadedModel> out = std::move(e.model);
     e.state = ModelState::kAvailable;
     e.bytes = 0;
-    metrics.counter("infera_model_unloads_total", "Model unloads by reason",
-                    {{"model", e.spec.name}, {"reason", reason}}).inc();
+    metrics
+        .counter("infera_model_unloads_total", "Model unloads by reason",
+                 {{"model", e.spec.name}, {"reason", reason}})
+        .inc();
     log::info("model.unloaded", "{}: unloaded ({})", e.spec.name, reason);
     publish_gauges();
     return out;
@@ -204,7 +214,8 @@ struct Registry::Impl {
   }
 
   int64_t loaded_count() const {
-    return std::count_if(entries.begin(), entries.end(), [](const auto& e) { return e->model != nullptr; });
+    return std::count_if(entries.begin(), entries.end(),
+                         [](const auto& e) { return e->model != nullptr; });
   }
   uint64_t loaded_bytes() const {
     uint64_t sum = 0;
@@ -223,7 +234,8 @@ struct Registry::Impl {
   std::vector<std::function<void()>> serve_waiters(const std::shared_ptr<Entry>& e) {
     std::vector<std::function<void()>> calls;
     for (auto& w : e->waiters) {
-      calls.push_back([w = std::move(w), lease = make_lease(e, true)]() mutable { w(std::move(lease)); });
+      calls.push_back(
+          [w = std::move(w), lease = make_lease(e, true)]() mutable { w(std::move(lease)); });
     }
     e->waiters.clear();
     return calls;
@@ -240,9 +252,9 @@ struct Registry::Impl {
   Status make_room(std::unique_lock<std::mutex>& lock, Entry& target, uint64_t estimate) {
     const uint64_t budget = config.memory_budget_bytes;
     if (budget > 0 && estimate > budget) {
-      return Status::Unavailable(fmt::format(
-          "model '{}' needs about {}, more than the whole models memory budget ({})",
-          target.spec.name, mib(estimate), mib(budget)));
+      return Status::Unavailable(
+          fmt::format("model '{}' needs about {}, more than the whole models memory budget ({})",
+                      target.spec.name, mib(estimate), mib(budget)));
     }
     while (!stopping && (loaded_count() + 1 > config.max_loaded ||
                          (budget > 0 && loaded_bytes() + estimate > budget))) {
@@ -314,14 +326,18 @@ struct Registry::Impl {
     std::string identity = e->kind->identity(e->spec);
     lock.lock();
     if (!loaded.ok() || !warmed.ok()) {
-      const std::string why = !loaded.ok() ? loaded.status().message()
-                                           : fmt::format("{}: warm-up failed: {}", e->spec.path,
-                                                         warmed.message());
+      const std::string why =
+          !loaded.ok() ? loaded.status().message()
+                       : fmt::format("{}: warm-up failed: {}", e->spec.path, warmed.message());
       e->state = ModelState::kFailed;
       e->last_error = why;
       log::error("model.load_failed", "{}: {}", e->spec.name, why);
-      metrics.counter("infera_model_load_failures_total", "Failed model loads", {{"model", e->spec.name}}).inc();
-      calls = fail_waiters(*e, Status::Unavailable(fmt::format("model '{}' failed to load: {}", e->spec.name, why)));
+      metrics
+          .counter("infera_model_load_failures_total", "Failed model loads",
+                   {{"model", e->spec.name}})
+          .inc();
+      calls = fail_waiters(
+          *e, Status::Unavailable(fmt::format("model '{}' failed to load: {}", e->spec.name, why)));
       std::unique_ptr<LoadedModel> discard = loaded.ok() ? std::move(loaded).value() : nullptr;
       lock.unlock();
       discard.reset();
@@ -368,7 +384,8 @@ struct Registry::Impl {
         std::string identity = e->kind->identity(e->spec);
         lock.lock();
         if (e->state != ModelState::kReady || e->in_flight > 0 || identity == e->identity) continue;
-        log::info("model.file_changed", "{}: {} changed on disk; reloading", e->spec.name, e->spec.path);
+        log::info("model.file_changed", "{}: {} changed on disk; reloading", e->spec.name,
+                  e->spec.path);
         gone.push_back(take_model(*e, "file_changed"));
         enqueue_load(e);
       }
@@ -443,7 +460,8 @@ Registry::~Registry() {
       if (e->model) gone.push_back(std::move(e->model));
     }
     for (auto& [e, done] : impl_->unload_queue) {
-      calls.push_back([done = std::move(done)] { done(Status::Unavailable("the server is shutting down")); });
+      calls.push_back(
+          [done = std::move(done)] { done(Status::Unavailable("the server is shutting down")); });
     }
     impl_->unload_queue.clear();
   }
@@ -460,17 +478,18 @@ void Registry::register_kind(std::unique_ptr<ModelKind> kind) {
 
 Status Registry::add(ModelSpec spec) {
   std::lock_guard lock(impl_->core->mu);
-  if (spec.name.empty()) return Status::InvalidArgument(fmt::format("{}: a model needs a name", spec.path));
+  if (spec.name.empty())
+    return Status::InvalidArgument(fmt::format("{}: a model needs a name", spec.path));
   if (impl_->find(spec.name)) {
-    return Status::InvalidArgument(fmt::format("model '{}' is declared twice (again by {})", spec.name,
-                                               spec.declared_by));
+    return Status::InvalidArgument(
+        fmt::format("model '{}' is declared twice (again by {})", spec.name, spec.declared_by));
   }
   auto kind = impl_->kinds.find(spec.kind);
   if (kind == impl_->kinds.end()) {
     std::string known;
     for (const auto& [k, _] : impl_->kinds) known += (known.empty() ? "" : ", ") + k;
-    return Status::InvalidArgument(fmt::format("model '{}': unknown kind '{}' (known: {})", spec.name,
-                                               spec.kind, known));
+    return Status::InvalidArgument(
+        fmt::format("model '{}': unknown kind '{}' (known: {})", spec.name, spec.kind, known));
   }
   if (Status st = kind->second->validate(spec); !st.ok()) return st;
   auto e = std::make_shared<Lease::Entry>();
@@ -514,7 +533,8 @@ void Registry::acquire(const std::string& name, std::optional<std::chrono::milli
   if (!e) {
     std::string known = impl_->names();
     lock.unlock();
-    return done(Status::NotFound(fmt::format("model '{}' does not exist; this server serves: {}", name, known)));
+    return done(Status::NotFound(
+        fmt::format("model '{}' does not exist; this server serves: {}", name, known)));
   }
   if (keep_alive) e->keep_alive_override = keep_alive;
   if (impl_->stopping) {
@@ -572,7 +592,8 @@ std::vector<ModelStatus> Registry::list() const {
   return out;
 }
 
-void Registry::for_each_loaded(const std::function<void(const std::string&, LoadedModel&)>& visit) const {
+void Registry::for_each_loaded(
+    const std::function<void(const std::string&, LoadedModel&)>& visit) const {
   std::lock_guard lock(impl_->core->mu);
   for (const auto& e : impl_->entries) {
     if (e->model) visit(e->spec.name, *e->model);

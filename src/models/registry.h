@@ -32,9 +32,10 @@ class Registry;
 namespace infera::models {
 
 struct RegistryConfig {
-  int max_loaded = 2;                // MODEL_CACHE_SIZE: most models loaded at once
-  uint64_t memory_budget_bytes = 0;  // --models-memory-budget: bytes of all loaded models (0 = none)
-  bool warm_up = true;               // MODEL_WARMUP_ENABLED
+  int max_loaded = 2;  // MODEL_CACHE_SIZE: most models loaded at once
+  uint64_t memory_budget_bytes =
+      0;                // --models-memory-budget: bytes of all loaded models (0 = none)
+  bool warm_up = true;  // MODEL_WARMUP_ENABLED
   // keep_alive of models that do not set one (--keep-alive): -1 never unload.
   std::chrono::milliseconds default_keep_alive{-1};
   // How often loaded models' files are checked for changes.
@@ -50,14 +51,14 @@ const char* to_string(ModelState state);
 struct ModelStatus {
   ModelSpec spec;
   ModelState state = ModelState::kAvailable;
-  uint64_t bytes = 0;             // held now (loaded) or expected (not loaded)
-  double load_ms = 0;             // last load including warm-up
-  int64_t requests = 0;           // leases handed out since start
-  int64_t in_flight = 0;          // leases held now
+  uint64_t bytes = 0;     // held now (loaded) or expected (not loaded)
+  double load_ms = 0;     // last load including warm-up
+  int64_t requests = 0;   // leases handed out since start
+  int64_t in_flight = 0;  // leases held now
   int64_t loads = 0;
   std::optional<std::chrono::system_clock::time_point> last_used;
-  std::string last_error;         // of the last failed load
-  std::string identity;           // of the loaded file
+  std::string last_error;  // of the last failed load
+  std::string identity;    // of the loaded file
 };
 
 class Registry;
@@ -120,7 +121,8 @@ class Registry {
   std::vector<ModelStatus> list() const;
   // Visits every loaded model (ready or draining) under the registry's lock: `visit`
   // must be quick and must not call back into the registry.
-  void for_each_loaded(const std::function<void(const std::string& name, LoadedModel&)>& visit) const;
+  void for_each_loaded(
+      const std::function<void(const std::string& name, LoadedModel&)>& visit) const;
   uint64_t loaded_bytes() const;
 
   // Memory guard actions. drop_caches: every loaded model's rebuildable caches.

@@ -2,12 +2,12 @@
 // model, lazy loads, budgets and eviction, pinning, keep-alive, file changes.
 // Models are copies of the repository's own stories260K-tok512.gguf.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "integration/server_support.h"
@@ -19,7 +19,8 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-const std::string kDefaultModel = std::string(INFERA_SOURCE_DIR) + "/models/stories260K-tok512.gguf";
+const std::string kDefaultModel =
+    std::string(INFERA_SOURCE_DIR) + "/models/stories260K-tok512.gguf";
 
 // A fresh directory holding `names`.gguf, each a copy of the default model.
 class ModelDir {
@@ -45,7 +46,10 @@ std::optional<HttpResponse> post(int port, const std::string& path, const json& 
 }
 
 json completion(const std::string& model, int max_tokens = 4) {
-  return {{"model", model}, {"prompt", "Once upon a time"}, {"max_tokens", max_tokens}, {"temperature", 0}};
+  return {{"model", model},
+          {"prompt", "Once upon a time"},
+          {"max_tokens", max_tokens},
+          {"temperature", 0}};
 }
 
 // /api/models as name -> row.
@@ -74,7 +78,8 @@ bool wait_state(int port, const std::string& name, const std::string& state) {
 TEST(Models, DefaultModelAnswersInEnglishOutOfTheBox) {
   ServerProcess server({});
   ASSERT_GT(server.port(), 0);
-  auto r = post(server.port(), "/api/chat", {{"question", "Once upon a time"}, {"role", "student"}});
+  auto r =
+      post(server.port(), "/api/chat", {{"question", "Once upon a time"}, {"role", "student"}});
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   auto doc = json::parse(r->body);
@@ -141,7 +146,8 @@ TEST(Models, ThirdModelEvictsTheLeastValuableUnderAByteBudget) {
   ServerProcess server({"--models-dir", dir.dir(), "--ctx-size", "512", "--model-cache-size", "10",
                         "--models-memory-budget", std::to_string(budget)});
   ASSERT_GT(server.port(), 0);
-  for (int i = 0; i < 6; ++i) ASSERT_EQ(post(server.port(), "/v1/completions", completion("a"))->status, 200);
+  for (int i = 0; i < 6; ++i)
+    ASSERT_EQ(post(server.port(), "/v1/completions", completion("a"))->status, 200);
   ASSERT_EQ(post(server.port(), "/v1/completions", completion("b"))->status, 200);
   ASSERT_EQ(post(server.port(), "/v1/completions", completion("c"))->status, 200);
   auto rows = model_rows(server.port());
@@ -248,7 +254,8 @@ TEST(Models, AChangedFileIsReloadedWhenIdle) {
   const std::string before = model_rows(server.port())["a"]["identity"];
   // A new file under the same name (the trained model with the full 32000 vocab).
   const std::string other = std::string(INFERA_SHARED_MODELS) + "/stories260K.gguf";
-  fs::copy_file(fs::exists(other) ? other : kDefaultModel, dir.path("a"), fs::copy_options::overwrite_existing);
+  fs::copy_file(fs::exists(other) ? other : kDefaultModel, dir.path("a"),
+                fs::copy_options::overwrite_existing);
   fs::last_write_time(dir.path("a"), fs::file_time_type::clock::now() + 5s);
   auto deadline = std::chrono::steady_clock::now() + 15s;
   json row;
@@ -266,7 +273,8 @@ TEST(Models, BadModelsFileStopsStartWithAClearMessage) {
   ModelDir dir({});
   const std::string file = dir.dir() + "/models.toml";
   std::ofstream(file) << "[[models]]\nname = \"a\"\npath = \"a.gguf\"\ncolour = \"blue\"\n";
-  auto r = run_command(std::string(INFERA_BINARY) + " serve --port 0 --models-file " + file + " 2>&1");
+  auto r =
+      run_command(std::string(INFERA_BINARY) + " serve --port 0 --models-file " + file + " 2>&1");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("unknown key 'colour'"), std::string::npos) << r.output;
   std::ofstream(file, std::ios::trunc) << "[[models]]\nname = \"a\"\npath = \"missing.gguf\"\n";

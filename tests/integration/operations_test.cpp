@@ -3,16 +3,15 @@
 // latency step opens and resolves an anomaly alert (seen by a webhook receiver),
 // memory pressure runs the cleanup chain and answers 503 until it recovers.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <future>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "integration/server_support.h"
@@ -55,7 +54,8 @@ json get_json(int port, const std::string& path) {
   return r ? json::parse(r->body, nullptr, false) : json();
 }
 
-bool alert_in(const json& alerts, const char* list, const std::string& name, const std::string& status) {
+bool alert_in(const json& alerts, const char* list, const std::string& name,
+              const std::string& status) {
   for (const auto& a : alerts[list]) {
     if (a["name"] == name && a["status"] == status) return true;
   }
@@ -134,7 +134,8 @@ TEST(Operations, AStalledEngineTurnsReadyAndHealthDegradedUntilStepsResume) {
   const int port = server.port();
   ASSERT_EQ(http_request(port, "POST", "/api/models/stories260K/load")->status, 200);
   EXPECT_EQ(status_of(port, "/ready"), 200);
-  ASSERT_EQ(post(port, "/admin/test/fault", {{"model", "stories260K"}, {"per_step_ms", 2500}, {"duration_ms", 2500}})
+  ASSERT_EQ(post(port, "/admin/test/fault",
+                 {{"model", "stories260K"}, {"per_step_ms", 2500}, {"duration_ms", 2500}})
                 ->status,
             200);
   // Work waits behind the stuck engine.
@@ -148,15 +149,18 @@ TEST(Operations, AStalledEngineTurnsReadyAndHealthDegradedUntilStepsResume) {
   EXPECT_EQ(health->status, 503);
   auto doc = json::parse(health->body);
   EXPECT_EQ(doc["status"], "degraded");
-  EXPECT_NE(doc["reason"].get<std::string>().find("stories260K"), std::string::npos) << health->body;
-  EXPECT_TRUE(alert_in(get_json(port, "/api/v1/alerts"), "firing", "engine_stalled:stories260K", "firing"));
+  EXPECT_NE(doc["reason"].get<std::string>().find("stories260K"), std::string::npos)
+      << health->body;
+  EXPECT_TRUE(
+      alert_in(get_json(port, "/api/v1/alerts"), "firing", "engine_stalled:stories260K", "firing"));
   EXPECT_EQ(get_json(port, "/api/v1/status")["status"], "degraded");
 
   // Steps resume: healthy again, the request answers, the alert resolves.
   EXPECT_EQ(pending.get(), 200);
   ASSERT_TRUE(eventually([&] { return status_of(port, "/ready") == 200; }, 5s));
   EXPECT_EQ(status_of(port, "/api/health"), 200);
-  EXPECT_TRUE(alert_in(get_json(port, "/api/v1/alerts"), "recent", "engine_stalled:stories260K", "resolved"));
+  EXPECT_TRUE(alert_in(get_json(port, "/api/v1/alerts"), "recent", "engine_stalled:stories260K",
+                       "resolved"));
   json status = get_json(port, "/api/v1/status");
   EXPECT_EQ(status["status"], "ok");
   EXPECT_GE(status["self_healing"]["total"].get<int>(), 2);
@@ -167,7 +171,8 @@ TEST(Operations, AStalledEngineTurnsReadyAndHealthDegradedUntilStepsResume) {
 
 TEST(Operations, ALatencyStepOpensAnAnomalyAlertAndANormalWindowResolvesIt) {
   WebhookReceiver receiver;
-  ServerProcess server({"--test-hooks", "true", "--anomaly-window-ms", "400", "--alert-webhook", receiver.url()});
+  ServerProcess server(
+      {"--test-hooks", "true", "--anomaly-window-ms", "400", "--alert-webhook", receiver.url()});
   ASSERT_GT(server.port(), 0);
   const int port = server.port();
   ASSERT_EQ(http_request(port, "POST", "/api/models/stories260K/load")->status, 200);
@@ -180,48 +185,72 @@ TEST(Operations, ALatencyStepOpensAnAnomalyAlertAndANormalWindowResolvesIt) {
   });
   // Baseline: the detector needs five normal windows.
   ASSERT_TRUE(eventually(
-      [&] { return get_json(port, "/api/v1/alerts")["anomaly_detector"]["signals"]["latency_p95"]["baseline_windows"] >= 6; },
+      [&] {
+        return get_json(port, "/api/v1/alerts")["anomaly_detector"]["signals"]["latency_p95"]
+                                               ["baseline_windows"] >= 6;
+      },
       15s));
-  EXPECT_FALSE(alert_in(get_json(port, "/api/v1/alerts"), "firing", "anomaly_latency_p95", "firing"));
+  EXPECT_FALSE(
+      alert_in(get_json(port, "/api/v1/alerts"), "firing", "anomaly_latency_p95", "firing"));
   // A latency step: every engine step takes 60 ms longer for 1.2 s.
-  ASSERT_EQ(post(port, "/admin/test/fault", {{"model", "stories260K"}, {"per_step_ms", 60}, {"duration_ms", 1200}})
+  ASSERT_EQ(post(port, "/admin/test/fault",
+                 {{"model", "stories260K"}, {"per_step_ms", 60}, {"duration_ms", 1200}})
                 ->status,
             200);
-  EXPECT_TRUE(eventually([&] { return alert_in(get_json(port, "/api/v1/alerts"), "firing", "anomaly_latency_p95", "firing"); }, 10s));
-  EXPECT_TRUE(eventually([&] { return alert_in(get_json(port, "/api/v1/alerts"), "recent", "anomaly_latency_p95", "resolved"); }, 10s));
+  EXPECT_TRUE(eventually(
+      [&] {
+        return alert_in(get_json(port, "/api/v1/alerts"), "firing", "anomaly_latency_p95",
+                        "firing");
+      },
+      10s));
+  EXPECT_TRUE(eventually(
+      [&] {
+        return alert_in(get_json(port, "/api/v1/alerts"), "recent", "anomaly_latency_p95",
+                        "resolved");
+      },
+      10s));
   stop = true;
   client.join();
   // The webhook saw it open and resolve.
   bool fired = false, resolved = false;
-  ASSERT_TRUE(eventually([&] {
-    for (const auto& b : receiver.bodies()) {
-      if (b.is_discarded() || b["alert"]["name"] != "anomaly_latency_p95") continue;
-      fired = fired || b["status"] == "firing";
-      resolved = resolved || b["status"] == "resolved";
-    }
-    return fired && resolved;
-  }, 10s));
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& b : receiver.bodies()) {
+          if (b.is_discarded() || b["alert"]["name"] != "anomaly_latency_p95") continue;
+          fired = fired || b["status"] == "firing";
+          resolved = resolved || b["status"] == "resolved";
+        }
+        return fired && resolved;
+      },
+      10s));
 }
 
 TEST(Operations, MemoryPressureRunsTheCleanupChainInOrderAndCriticalAnswers503UntilItRecovers) {
-  ServerProcess server({"--test-hooks", "true", "--memory-cleanup-threshold", "0.80", "--critical-memory-threshold",
-                        "0.95"});
+  ServerProcess server({"--test-hooks", "true", "--memory-cleanup-threshold", "0.80",
+                        "--critical-memory-threshold", "0.95"});
   ASSERT_GT(server.port(), 0);
   const int port = server.port();
-  ASSERT_EQ(post(port, "/api/chat", {{"question", "Once upon a time"}, {"role", "student"}})->status, 200);
+  ASSERT_EQ(
+      post(port, "/api/chat", {{"question", "Once upon a time"}, {"role", "student"}})->status,
+      200);
   // Above cleanup, below critical: every action runs, in order, and the idle model goes.
   ASSERT_EQ(post(port, "/admin/test/memory", {{"used_fraction", 0.85}})->status, 200);
-  ASSERT_TRUE(eventually([&] { return get_json(port, "/api/memory/stats")["actions"].size() >= 3; }));
+  ASSERT_TRUE(
+      eventually([&] { return get_json(port, "/api/memory/stats")["actions"].size() >= 3; }));
   json actions = get_json(port, "/api/memory/stats")["actions"];  // newest first
   std::vector<std::string> order;
-  for (auto it = actions.rbegin(); it != actions.rend() && order.size() < 3; ++it) order.push_back((*it)["action"]);
-  EXPECT_EQ(order, (std::vector<std::string>{"shrink_cache", "drop_prefix_blocks", "unload_idle_models"}));
-  EXPECT_TRUE(eventually([&] { return get_json(port, "/api/models")["models"][0]["state"] == "available"; }));
+  for (auto it = actions.rbegin(); it != actions.rend() && order.size() < 3; ++it)
+    order.push_back((*it)["action"]);
+  EXPECT_EQ(order,
+            (std::vector<std::string>{"shrink_cache", "drop_prefix_blocks", "unload_idle_models"}));
+  EXPECT_TRUE(eventually(
+      [&] { return get_json(port, "/api/models")["models"][0]["state"] == "available"; }));
   EXPECT_EQ(post(port, "/v1/completions", completion())->status, 200);  // still admitted
 
   // Critical: new generations and loads are refused with 503 memory_pressure.
   ASSERT_EQ(post(port, "/admin/test/memory", {{"used_fraction", 0.97}})->status, 200);
-  ASSERT_TRUE(eventually([&] { return get_json(port, "/api/memory/stats")["state"] == "critical"; }));
+  ASSERT_TRUE(
+      eventually([&] { return get_json(port, "/api/memory/stats")["state"] == "critical"; }));
   auto refused = post(port, "/v1/completions", completion(), {{"Cache-Control", "no-cache"}});
   ASSERT_TRUE(refused);
   EXPECT_EQ(refused->status, 503);
@@ -236,27 +265,33 @@ TEST(Operations, MemoryPressureRunsTheCleanupChainInOrderAndCriticalAnswers503Un
   // Recovery is automatic.
   ASSERT_EQ(post(port, "/admin/test/memory", {{"used_fraction", nullptr}})->status, 200);
   ASSERT_TRUE(eventually([&] { return get_json(port, "/api/memory/stats")["state"] == "normal"; }));
-  EXPECT_EQ(post(port, "/v1/completions", completion(), {{"Cache-Control", "no-cache"}})->status, 200);
+  EXPECT_EQ(post(port, "/v1/completions", completion(), {{"Cache-Control", "no-cache"}})->status,
+            200);
   EXPECT_TRUE(alert_in(get_json(port, "/api/v1/alerts"), "recent", "memory_critical", "resolved"));
 }
 
 TEST(Operations, SlaReportsComplianceAndBudgetPerRouteAndModel) {
-  ServerProcess server({"--sla-objectives", "*=p95:2000ms,availability:99.9;model:stories260K=p95:1ms"});
+  ServerProcess server(
+      {"--sla-objectives", "*=p95:2000ms,availability:99.9;model:stories260K=p95:1ms"});
   ASSERT_GT(server.port(), 0);
   const int port = server.port();
   for (int i = 0; i < 3; ++i) {
-    ASSERT_EQ(post(port, "/v1/completions", completion(8), {{"Cache-Control", "no-cache"}})->status, 200);
+    ASSERT_EQ(post(port, "/v1/completions", completion(8), {{"Cache-Control", "no-cache"}})->status,
+              200);
   }
   json report = get_json(port, "/api/v1/metrics/sla");
   std::map<std::string, json> scopes;
   for (const auto& s : report["scopes"]) scopes[s["scope"]] = s;
-  ASSERT_TRUE(scopes.count("*") && scopes.count("route:/v1/completions") && scopes.count("model:stories260K"))
+  ASSERT_TRUE(scopes.count("*") && scopes.count("route:/v1/completions") &&
+              scopes.count("model:stories260K"))
       << report.dump();
   EXPECT_EQ(scopes["route:/v1/completions"]["windows"]["1m"]["requests"], 3);
   EXPECT_EQ(scopes["*"]["windows"]["1m"]["compliant"], true);
   // A 1 ms objective the model cannot meet: its latency budget burns.
   EXPECT_EQ(scopes["model:stories260K"]["windows"]["1m"]["latency_compliant"], false);
-  EXPECT_GT(scopes["model:stories260K"]["windows"]["5m"]["error_budget"]["latency"]["burn_rate"].get<double>(), 1.0);
+  EXPECT_GT(scopes["model:stories260K"]["windows"]["5m"]["error_budget"]["latency"]["burn_rate"]
+                .get<double>(),
+            1.0);
 }
 
 }  // namespace

@@ -3,12 +3,12 @@
 #include "models/registry.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <future>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "obs/metrics.h"
@@ -88,8 +88,9 @@ class RegistryTest : public ::testing::Test {
     return r;
   }
   // Blocks until the lease (or its error) arrives.
-  static Result<std::shared_ptr<Lease>> get(Registry& r, const std::string& name,
-                                            std::optional<std::chrono::milliseconds> keep = std::nullopt) {
+  static Result<std::shared_ptr<Lease>> get(
+      Registry& r, const std::string& name,
+      std::optional<std::chrono::milliseconds> keep = std::nullopt) {
     std::promise<Result<std::shared_ptr<Lease>>> p;
     auto f = p.get_future();
     r.acquire(name, keep, [&p](Result<std::shared_ptr<Lease>> l) { p.set_value(std::move(l)); });
@@ -161,7 +162,8 @@ TEST_F(RegistryTest, AModelWithRequestsInFlightIsDrainedBeforeEvictionNeverCut) 
   ASSERT_TRUE(held.ok());
   std::promise<Result<std::shared_ptr<Lease>>> b_promise;
   auto b_future = b_promise.get_future();
-  r->acquire("b", std::nullopt, [&](Result<std::shared_ptr<Lease>> l) { b_promise.set_value(std::move(l)); });
+  r->acquire("b", std::nullopt,
+             [&](Result<std::shared_ptr<Lease>> l) { b_promise.set_value(std::move(l)); });
   ASSERT_TRUE(eventually([&] { return state(*r, "a") == ModelState::kDraining; }));
   EXPECT_EQ(b_future.wait_for(100ms), std::future_status::timeout);  // waits for a's request
   EXPECT_EQ(alive("a"), 1);
