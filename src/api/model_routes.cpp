@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "api/api.h"
@@ -76,8 +77,15 @@ void register_model_routes(http::Server& server, models::Registry& registry) {
       "GET", "/api/models", http::SyncHandler([&registry](const http::Request&) {
         json data = json::array();
         uint64_t loaded = 0;
+        std::map<std::string, json> details;  // what each loaded model's kind reports
+        registry.for_each_loaded([&details](const std::string& name, models::LoadedModel& m) {
+          details[name] = m.describe();
+        });
         for (const auto& s : registry.list()) {
           data.push_back(status_json(s, true));
+          if (auto it = details.find(s.spec.name); it != details.end()) {
+            data.back()["details"] = std::move(it->second);
+          }
           if (s.state == models::ModelState::kReady || s.state == models::ModelState::kDraining) {
             loaded += s.bytes;
           }

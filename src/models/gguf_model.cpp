@@ -89,6 +89,7 @@ class GgufModel final : public LoadedModel, public TextGenerator {
 
   nlohmann::json describe() const override {
     const engine::ModelInfo& info = model_->info();
+    const sched::SchedulerStats stats = scheduler_->stats();
     return {{"architecture", info.arch},
             {"name", info.name},
             {"quantization", engine::ggml_type_info(info.weight_type).name},
@@ -97,7 +98,11 @@ class GgufModel final : public LoadedModel, public TextGenerator {
             {"vocab_size", info.n_vocab},
             {"context_length", ctx_},
             {"context_length_trained", info.n_ctx_train},
-            {"weight_bytes", info.weight_bytes}};
+            {"weight_bytes", info.weight_bytes},
+            {"max_seqs", stats.max_seqs},
+            {"max_batch_tokens", stats.max_batch_tokens},
+            {"sequences_running", stats.running},
+            {"sequences_waiting", stats.waiting}};
   }
 
   sched::Scheduler& scheduler() override { return *scheduler_; }

@@ -270,6 +270,37 @@ TEST(Operations, MemoryPressureRunsTheCleanupChainInOrderAndCriticalAnswers503Un
   EXPECT_TRUE(alert_in(get_json(port, "/api/v1/alerts"), "recent", "memory_critical", "resolved"));
 }
 
+TEST(Operations, ABrokenTtftObjectiveLowersTheModelsLimits) {
+  ServerProcess server({"--ttft-objective-ms", "0.001", "--anomaly-window-ms", "300", "--max-seqs",
+                        "8", "--max-batch-tokens", "256"});
+  ASSERT_GT(server.port(), 0);
+  const int port = server.port();
+  auto limits = [&] {
+    json models = get_json(port, "/api/models")["models"];
+    return models[0].contains("details") ? models[0]["details"] : json();
+  };
+  ASSERT_EQ(post(port, "/v1/completions", completion(), {{"Cache-Control", "no-cache"}})->status, 200);
+  EXPECT_EQ(limits()["max_seqs"], 8);
+  // Every window with requests breaks a 1 µs objective: the limits halve.
+  std::atomic<bool> stop{false};
+  std::thread client([&] {
+    while (!stop) post(port, "/v1/completions", completion(), {{"Cache-Control", "no-cache"}});
+  });
+  EXPECT_TRUE(eventually([&] { return limits().value("max_seqs", 8) <= 2; }));
+  stop = true;
+  client.join();
+  EXPECT_LE(limits()["max_batch_tokens"].get<int>(), 64);
+  auto metrics = http_request(port, "GET", "/metrics");
+  EXPECT_NE(metrics->body.find("infera_self_healing_actions_total{action=\"lower_limits\"}"),
+            std::string::npos);
+  bool listed = false;
+  const json status = get_json(port, "/api/v1/status");
+  for (const auto& a : status["self_healing"]["recent"]) {
+    listed = listed || a["action"] == "lower_limits";
+  }
+  EXPECT_TRUE(listed);
+}
+
 TEST(Operations, SlaReportsComplianceAndBudgetPerRouteAndModel) {
   ServerProcess server(
       {"--sla-objectives", "*=p95:2000ms,availability:99.9;model:stories260K=p95:1ms"});
