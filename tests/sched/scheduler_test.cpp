@@ -226,8 +226,12 @@ TEST(Scheduler, StopSequenceEndsGenerationWithoutLeakingIt) {
 
 TEST(Scheduler, RunsSequencesTogetherWithSameResultsAsAlone) {
   obs::Registry metrics;
-  CountingModel model(256);
-  Scheduler s({.max_seqs = 8, .max_queue = 64, .max_batch_tokens = 16}, model, metrics);
+  // Steps that take time, and an idle engine that waits for a batch to gather: the
+  // eight requests overlap even when the submitting thread is descheduled (a busy CI
+  // machine once ran them one after another).
+  CountingModel model(256, 1ms);
+  Scheduler s({.max_seqs = 8, .batch_timeout_ms = 200, .max_queue = 64, .max_batch_tokens = 16}, model,
+              metrics);
   std::vector<std::future<Outcome>> futures;
   for (int i = 0; i < 8; ++i) futures.push_back(submit(s, {i, i + 1, i + 2, i + 3, i + 4}, 6));
   for (int i = 0; i < 8; ++i) {
