@@ -192,9 +192,12 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     models_.acquire(name, keep_alive,
                     [self = shared_from_this(), name, responder,
                      then = std::move(then)](Result<std::shared_ptr<models::Lease>> lease) mutable {
+                      // Per-model SLA: known models only (a client's made-up name is no scope).
+                      if (lease.ok() || lease.status().code() != StatusCode::kNotFound) {
+                        responder.set_model(name);
+                      }
                       if (!lease.ok()) return responder.send(model_error_response(lease.status()));
                       auto view = self->view_of(std::move(lease).value());
-                      responder.set_model(name);
                       if (!view) {
                         return responder.send(http::Response::error(
                             400, fmt::format("model '{}' does not generate text", name),
@@ -210,8 +213,11 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     class Observed final : public Sink {
      public:
       Observed(std::shared_ptr<Sink> inner, std::string model, Clock::time_point started,
-               const GenerationHooks& hooks)
-          : inner_(std::move(inner)), model_(std::move(model)), started_(started), hooks_(hooks) {}
+               GenerationHooks hooks)
+          : inner_(std::move(inner)),
+            model_(std::move(model)),
+            started_(started),
+            hooks_(std::move(hooks)) {}
       void start(const char* x_cache) override { inner_->start(x_cache); }
       void text(std::string_view piece) override { inner_->text(piece); }
       void done(const Outcome& o) override {
@@ -228,7 +234,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
       std::shared_ptr<Sink> inner_;
       std::string model_;
       Clock::time_point started_;
-      const GenerationHooks& hooks_;
+      GenerationHooks hooks_;  // a copy: the sink may outlive the routes
     };
     return std::make_shared<Observed>(std::move(sink), std::move(model), started, hooks_);
   }

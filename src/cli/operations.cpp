@@ -59,9 +59,10 @@ class OverridableSource final : public guard::MemorySource {
 };
 
 // Routes whose requests are work (generation and later kinds) count for the SLA;
-// dashboards polling GET routes do not.
+// dashboards polling GET routes, administration and model loads do not.
 bool counts_for_sla(const http::Request& req) {
-  return req.method == "POST" && req.path.rfind("/admin/", 0) != 0;
+  return req.method == "POST" && req.path.rfind("/admin/", 0) != 0 &&
+         req.path.rfind("/api/models/", 0) != 0;
 }
 
 }  // namespace
@@ -139,6 +140,8 @@ struct Operations::Impl {
         for (auto& [name, g] : governed) {
           auto [p95, count] = window_p95_ms(g);
           g.governor->observe_window(p95, count);
+          // Again every window: a model reloaded meanwhile starts at its base limits.
+          set_limits(name, g.governor->current());
         }
       }
       lock.lock();

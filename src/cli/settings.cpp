@@ -73,6 +73,8 @@ Result<models::RegistryConfig> registry_config_from(const core::Config& c) {
   auto keep = models::parse_keep_alive(c.get_string("keep_alive"));
   if (!keep.ok()) return Status::InvalidArgument("INFERA_KEEP_ALIVE / --keep-alive: " + keep.status().message());
   r.default_keep_alive = *keep;
+  r.acquire_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(c.get_double("request_timeout") * 1000));
   return r;
 }
 

@@ -182,14 +182,13 @@ uint64_t KvCache::drop_cached_prefixes() {
     prefix_.erase(it->hash);
     it = lru_.erase(it);
     release_block(block);
-    release_pages(block);
-    released += 2 * static_cast<uint64_t>(n_layers_) * static_cast<uint64_t>(block_tokens_) *
-                static_cast<uint64_t>(kv_dim_) * sizeof(uint16_t);
+    released += release_pages(block);
   }
   return released;
 }
 
-void KvCache::release_pages(int32_t block) {
+uint64_t KvCache::release_pages(int32_t block) {
+  uint64_t released = 0;
   static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const size_t bytes = static_cast<size_t>(block_tokens_) * static_cast<size_t>(kv_dim_) * sizeof(uint16_t);
   for (auto* store : {&k_, &v_}) {
@@ -198,9 +197,12 @@ void KvCache::release_pages(int32_t block) {
       uintptr_t first = (begin + page - 1) & ~(page - 1);
       uintptr_t last = (begin + bytes) & ~(page - 1);
       // Freed blocks are always written before they are read again, so zeroed pages are fine.
-      if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+      if (last > first && madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) == 0) {
+        released += last - first;
+      }
     }
   }
+  return released;
 }
 
 KvUsage KvCache::usage() const {

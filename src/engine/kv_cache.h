@@ -67,7 +67,8 @@ class KvCache {
   void end_sequence(int32_t seq);
   // Forgets every prefix-cache entry no live sequence holds and gives the pages of
   // those blocks back to the operating system (the memory guard's cleanup); blocks
-  // still shared by live sequences stay cached. Returns the bytes released.
+  // still shared by live sequences stay cached. Returns the bytes of whole pages given
+  // back (blocks smaller than a page free entries but no pages).
   uint64_t drop_cached_prefixes();
   bool has_sequence(int32_t seq) const { return tables_.count(seq) != 0; }
 
@@ -97,7 +98,7 @@ class KvCache {
     return block_ptr(store, layer, block) + static_cast<size_t>(pos % block_tokens_) * kv_dim_;
   }
   int32_t alloc_block();  // -1 when none can be freed
-  void release_pages(int32_t block);  // MADV_DONTNEED on the block's whole pages
+  uint64_t release_pages(int32_t block);  // MADV_DONTNEED on the block's whole pages; bytes
   void release_block(int32_t block);
 
   struct CacheEntry {

@@ -41,6 +41,11 @@ Result<std::chrono::milliseconds> parse_keep_alive(const std::string& text) {
     return Status::InvalidArgument(
         fmt::format("keep_alive: unknown unit '{}' in '{}' (ms, s, m, h)", unit, text));
   if (value < 0) return std::chrono::milliseconds(-1);
+  constexpr double kMaxMs = 366.0 * 24 * 3600 * 1000;  // a year; -1 is forever
+  if (value * ms_per_unit > kMaxMs) {
+    return Status::InvalidArgument(fmt::format(
+        "keep_alive: '{}' is longer than a year; use -1 to keep the model loaded", text));
+  }
   return std::chrono::milliseconds(static_cast<int64_t>(std::llround(value * ms_per_unit)));
 }
 

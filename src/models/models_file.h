@@ -30,7 +30,7 @@ Result<std::vector<ModelSpec>> parse_models_file(const std::string& path);
 Result<ModelSpec> parse_model_flag(const std::string& text);
 
 // "5m", "30s", "1h", "250ms", "-1", "0", or plain seconds ("300", "1.5"); a
-// negative value means forever (-1 ms).
+// negative value means forever (-1 ms); more than a year is refused.
 Result<std::chrono::milliseconds> parse_keep_alive(const std::string& text);
 
 }  // namespace infera::models

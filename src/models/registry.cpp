@@ -73,8 +73,13 @@ struct Lease::Entry {
   Clock::time_point last_used{};
   std::optional<std::chrono::system_clock::time_point> last_used_wall;
   std::optional<std::chrono::milliseconds> keep_alive_override;
-  std::vector<LeaseCallback> waiters;
+  struct Waiter {
+    LeaseCallback done;
+    Clock::time_point deadline;  // max(): none
+  };
+  std::vector<Waiter> waiters;
   std::string last_error;
+  std::string pending_identity;  // a changed identity seen once (reloads when seen again)
 
   double rate_now(Clock::time_point now) const {
     if (rate_score == 0) return 0;
@@ -88,15 +93,21 @@ struct Lease::Entry {
 };
 
 Lease::Lease(std::shared_ptr<Entry> entry, LoadedModel* model, const ModelSpec* spec,
-             const std::string* identity)
-    : entry_(std::move(entry)), model_(model), spec_(spec), identity_(identity) {}
+             const std::string* identity, bool counts_as_use)
+    : entry_(std::move(entry)),
+      model_(model),
+      spec_(spec),
+      identity_(identity),
+      counts_as_use_(counts_as_use) {}
 
 Lease::~Lease() {
   {
     std::lock_guard lock(entry_->core->mu);
     --entry_->in_flight;
-    entry_->last_used = Clock::now();
-    entry_->last_used_wall = std::chrono::system_clock::now();
+    if (counts_as_use_) {
+      entry_->last_used = Clock::now();
+      entry_->last_used_wall = std::chrono::system_clock::now();
+    }
   }
   entry_->core->cv.notify_all();
 }
@@ -125,6 +136,7 @@ struct Registry::Impl {
   std::vector<std::shared_ptr<Entry>> entries;  // declaration order
   std::deque<std::shared_ptr<Entry>> load_queue;
   std::deque<std::pair<std::shared_ptr<Entry>, std::function<void(Status)>>> unload_queue;
+  std::deque<std::shared_ptr<Entry>> deferred;  // loads waiting for a victim to drain
   bool stopping = false;
   std::thread loader;
 
@@ -145,7 +157,7 @@ struct Registry::Impl {
   std::shared_ptr<Lease> make_lease(const std::shared_ptr<Entry>& e, bool count) {
     ++e->in_flight;
     if (count) e->count_request(Clock::now());
-    return std::shared_ptr<Lease>(new Lease(e, e->model.get(), &e->spec, &e->identity));
+    return std::shared_ptr<Lease>(new Lease(e, e->model.get(), &e->spec, &e->identity, count));
   }
 
   std::chrono::milliseconds keep_alive_of(const Entry& e) const {
@@ -226,7 +238,7 @@ struct Registry::Impl {
   // Fails every waiter of `e` (REQUIRES: lock held); returns the callbacks to run.
   static std::vector<std::function<void()>> fail_waiters(Entry& e, const Status& status) {
     std::vector<std::function<void()>> calls;
-    for (auto& w : e.waiters) calls.push_back([w = std::move(w), status] { w(status); });
+    for (auto& w : e.waiters) calls.push_back([done = std::move(w.done), status] { done(status); });
     e.waiters.clear();
     return calls;
   }
@@ -234,8 +246,9 @@ struct Registry::Impl {
   std::vector<std::function<void()>> serve_waiters(const std::shared_ptr<Entry>& e) {
     std::vector<std::function<void()>> calls;
     for (auto& w : e->waiters) {
-      calls.push_back(
-          [w = std::move(w), lease = make_lease(e, true)]() mutable { w(std::move(lease)); });
+      calls.push_back([done = std::move(w.done), lease = make_lease(e, true)]() mutable {
+        done(std::move(lease));
+      });
     }
     e->waiters.clear();
     return calls;
@@ -246,15 +259,19 @@ struct Registry::Impl {
     calls.clear();
   }
 
-  // Makes room for `target` (estimate bytes), evicting and draining as needed.
-  // REQUIRES: lock held (released while draining and unloading). Returns an error
-  // when nothing more can be evicted.
-  Status make_room(std::unique_lock<std::mutex>& lock, Entry& target, uint64_t estimate) {
+  // Makes room for `target` (estimate bytes), evicting idle victims at once. A victim
+  // with requests in flight is marked draining and kDraining is returned: the load
+  // waits (deferred) while the loader serves other work. REQUIRES: lock held
+  // (released while unloading). kNoRoom fills `error`.
+  enum class Room { kReady, kDraining, kNoRoom };
+  Room make_room(std::unique_lock<std::mutex>& lock, Entry& target, uint64_t estimate,
+                 Status& error) {
     const uint64_t budget = config.memory_budget_bytes;
     if (budget > 0 && estimate > budget) {
-      return Status::Unavailable(
+      error = Status::Unavailable(
           fmt::format("model '{}' needs about {}, more than the whole models memory budget ({})",
                       target.spec.name, mib(estimate), mib(budget)));
+      return Room::kNoRoom;
     }
     while (!stopping && (loaded_count() + 1 > config.max_loaded ||
                          (budget > 0 && loaded_bytes() + estimate > budget))) {
@@ -264,26 +281,35 @@ struct Registry::Impl {
         for (const auto& e : entries) {
           if (e->model && e->spec.pin) pinned += (pinned.empty() ? "" : ", ") + e->spec.name;
         }
-        return Status::Unavailable(fmt::format(
+        error = Status::Unavailable(fmt::format(
             "model '{}' cannot be loaded: {} loaded models use {} (budget {}, at most {} models); "
             "pinned: {}",
             target.spec.name, loaded_count(), mib(loaded_bytes()),
             budget > 0 ? mib(budget) : std::string("none"), config.max_loaded,
             pinned.empty() ? "none" : pinned));
+        return Room::kNoRoom;
       }
-      log::info("model.evicting", "{}: evicting to make room for {} ({} requests in flight)",
-                victim->spec.name, target.spec.name, victim->in_flight);
-      victim->state = ModelState::kDraining;
-      core->cv.wait(lock, [&] { return stopping || victim->in_flight == 0; });
-      if (stopping) break;
+      if (victim->in_flight > 0) {
+        if (victim->state != ModelState::kDraining) {
+          log::info("model.evicting", "{}: draining {} requests to make room for {}",
+                    victim->spec.name, victim->in_flight, target.spec.name);
+        }
+        victim->state = ModelState::kDraining;
+        return Room::kDraining;
+      }
+      log::info("model.evicting", "{}: evicting to make room for {}", victim->spec.name,
+                target.spec.name);
       std::unique_ptr<LoadedModel> gone = take_model(*victim, "evicted");
       if (!victim->waiters.empty()) enqueue_load(victim);
       lock.unlock();
       gone.reset();
       lock.lock();
     }
-    if (stopping) return Status::Unavailable("the server is shutting down");
-    return Status::Ok();
+    if (stopping) {
+      error = Status::Unavailable("the server is shutting down");
+      return Room::kNoRoom;
+    }
+    return Room::kReady;
   }
 
   // Loader thread: one queued load, start to end.
@@ -307,11 +333,19 @@ struct Registry::Impl {
         return;
       }
     }
+    lock.unlock();
     const uint64_t estimate = e->kind->estimate_bytes(e->spec);
-    if (Status room = make_room(lock, *e, estimate); !room.ok()) {
+    lock.lock();
+    Status room_error;
+    const Room room = make_room(lock, *e, estimate, room_error);
+    if (room == Room::kDraining) {
+      deferred.push_back(e);  // retried once a draining model has no requests left
+      return;
+    }
+    if (room == Room::kNoRoom) {
       e->state = ModelState::kAvailable;
-      log::warn("model.cannot_fit", "{}", room.message());
-      calls = fail_waiters(*e, room);
+      log::warn("model.cannot_fit", "{}", room_error.message());
+      calls = fail_waiters(*e, room_error);
       lock.unlock();
       run_all(calls);
       lock.lock();
@@ -376,6 +410,23 @@ struct Registry::Impl {
       const auto keep = keep_alive_of(*e);
       if (keep.count() >= 0 && now - e->last_used >= keep) gone.push_back(take_model(*e, "idle"));
     }
+    std::vector<std::function<void()>> expired;
+    for (const auto& e : entries) {
+      auto late = [now](const Entry::Waiter& w) { return w.deadline <= now; };
+      if (std::none_of(e->waiters.begin(), e->waiters.end(), late)) continue;
+      const Status status =
+          Status::Unavailable(fmt::format("model '{}' did not become ready in time (state: {})",
+                                          e->spec.name, to_string(e->state)));
+      for (auto& w : e->waiters) {
+        if (late(w)) expired.push_back([done = std::move(w.done), status] { done(status); });
+      }
+      std::erase_if(e->waiters, [](const Entry::Waiter& w) { return !w.done; });
+    }
+    if (!expired.empty()) {
+      lock.unlock();
+      run_all(expired);
+      lock.lock();
+    }
     if (now >= next_file_check) {
       next_file_check = now + config.file_check_interval;
       for (const auto& e : entries) {
@@ -383,7 +434,17 @@ struct Registry::Impl {
         lock.unlock();
         std::string identity = e->kind->identity(e->spec);
         lock.lock();
-        if (e->state != ModelState::kReady || e->in_flight > 0 || identity == e->identity) continue;
+        if (e->state != ModelState::kReady || e->in_flight > 0 || identity == e->identity) {
+          e->pending_identity.clear();
+          continue;
+        }
+        // A file being copied changes from one check to the next: reload only once the
+        // new identity has been seen twice in a row.
+        if (identity != e->pending_identity) {
+          e->pending_identity = identity;
+          continue;
+        }
+        e->pending_identity.clear();
         log::info("model.file_changed", "{}: {} changed on disk; reloading", e->spec.name,
                   e->spec.path);
         gone.push_back(take_model(*e, "file_changed"));
@@ -398,32 +459,49 @@ struct Registry::Impl {
     lock.lock();
   }
 
-  // An explicit unload: waits for the model's requests to finish. Loader thread.
-  void run_unload(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Entry>& e,
-                  const std::function<void(Status)>& done) {
-    core->cv.wait(lock, [&] { return stopping || e->in_flight == 0; });
-    std::unique_ptr<LoadedModel> gone;
-    if (e->model && e->state == ModelState::kDraining) {
-      gone = take_model(*e, "requested");
-      if (!e->waiters.empty()) enqueue_load(e);
+  // Explicit unloads: each happens once its model has no requests in flight (the
+  // others wait in the queue, marked draining). Loader thread, lock held.
+  void process_unloads(std::unique_lock<std::mutex>& lock) {
+    std::vector<std::unique_ptr<LoadedModel>> gone;
+    std::vector<std::function<void(Status)>> answered;
+    for (auto it = unload_queue.begin(); it != unload_queue.end();) {
+      auto& [e, done] = *it;
+      if (e->model && e->in_flight > 0) {
+        e->state = ModelState::kDraining;
+        ++it;
+        continue;
+      }
+      if (e->model) {
+        gone.push_back(take_model(*e, "requested"));
+        if (!e->waiters.empty()) enqueue_load(e);
+      }
+      answered.push_back(std::move(done));
+      it = unload_queue.erase(it);
     }
+    if (gone.empty() && answered.empty()) return;
     const bool reload = !load_queue.empty();
     lock.unlock();
-    gone.reset();
+    gone.clear();
     if (!reload) release_spare();
-    done(stopping ? Status::Unavailable("the server is shutting down") : Status::Ok());
+    for (auto& done : answered) done(Status::Ok());
     lock.lock();
+  }
+
+  // True when a model marked draining has no requests left (deferred loads may go on).
+  bool drained() const {
+    return std::any_of(entries.begin(), entries.end(), [](const auto& e) {
+      return e->model && e->state == ModelState::kDraining && e->in_flight == 0;
+    });
   }
 
   void loader_loop() {
     std::unique_lock lock(core->mu);
     auto next_file_check = Clock::now() + config.file_check_interval;
     while (!stopping) {
-      if (!unload_queue.empty()) {
-        auto [e, done] = std::move(unload_queue.front());
-        unload_queue.pop_front();
-        run_unload(lock, e, done);
-        continue;
+      if (!unload_queue.empty()) process_unloads(lock);
+      if (!deferred.empty() && drained()) {
+        load_queue.insert(load_queue.begin(), deferred.begin(), deferred.end());
+        deferred.clear();
       }
       if (!load_queue.empty()) {
         std::shared_ptr<Entry> e = load_queue.front();
@@ -432,7 +510,7 @@ struct Registry::Impl {
         continue;
       }
       upkeep(lock, next_file_check);
-      if (stopping || !load_queue.empty() || !unload_queue.empty()) continue;
+      if (stopping || !load_queue.empty() || (!deferred.empty() && drained())) continue;
       core->cv.wait_for(lock, kPollInterval);
     }
   }
@@ -546,7 +624,10 @@ void Registry::acquire(const std::string& name, std::optional<std::chrono::milli
     lock.unlock();
     return done(std::move(lease));
   }
-  e->waiters.push_back(std::move(done));
+  const auto deadline = impl_->config.acquire_timeout.count() > 0
+                            ? Clock::now() + impl_->config.acquire_timeout
+                            : Clock::time_point::max();
+  e->waiters.push_back({std::move(done), deadline});
   if (e->state == ModelState::kAvailable || e->state == ModelState::kFailed) impl_->enqueue_load(e);
 }
 
@@ -567,27 +648,35 @@ void Registry::unload(const std::string& name, std::function<void(Status)> done)
     lock.unlock();
     return done(Status::Unavailable("the server is shutting down"));
   }
-  if (e->state == ModelState::kReady) e->state = ModelState::kDraining;
+  if (e->model) e->state = ModelState::kDraining;
   impl_->unload_queue.emplace_back(std::move(e), std::move(done));
   impl_->core->cv.notify_all();
 }
 
 std::vector<ModelStatus> Registry::list() const {
-  std::lock_guard lock(impl_->core->mu);
   std::vector<ModelStatus> out;
-  for (const auto& e : impl_->entries) {
-    ModelStatus s;
-    s.spec = e->spec;
-    s.state = e->state;
-    s.bytes = e->model ? e->bytes : e->kind->estimate_bytes(e->spec);
-    s.load_ms = e->load_ms;
-    s.requests = e->requests;
-    s.in_flight = e->in_flight;
-    s.loads = e->loads;
-    s.last_used = e->last_used_wall;
-    s.last_error = e->last_error;
-    s.identity = e->identity;
-    out.push_back(std::move(s));
+  std::vector<ModelKind*> kinds;
+  {
+    std::lock_guard lock(impl_->core->mu);
+    for (const auto& e : impl_->entries) {
+      ModelStatus s;
+      s.spec = e->spec;
+      s.state = e->state;
+      s.bytes = e->model ? e->bytes : 0;
+      s.load_ms = e->load_ms;
+      s.requests = e->requests;
+      s.in_flight = e->in_flight;
+      s.loads = e->loads;
+      s.last_used = e->last_used_wall;
+      s.last_error = e->last_error;
+      s.identity = e->identity;
+      out.push_back(std::move(s));
+      kinds.push_back(e->model ? nullptr : e->kind);
+    }
+  }
+  // Expected bytes of models not loaded: may read the file, so outside the lock.
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (kinds[i] != nullptr) out[i].bytes = kinds[i]->estimate_bytes(out[i].spec);
   }
   return out;
 }

@@ -4,7 +4,8 @@
 //
 // Loading past the budget evicts the unpinned loaded model with the least
 // (recent request rate x measured reload time); a model with requests in flight
-// is drained first (new requests for it wait for its reload), never cut.
+// is drained first (new requests for it wait for its reload), never cut; while it
+// drains, the loader goes on with other models' loads and unloads.
 //
 // Requests hold a Lease while they use a model; a model is unloaded only when no
 // lease is held. Loads, unloads and the idle/file checks run on the registry's own
@@ -38,7 +39,11 @@ struct RegistryConfig {
   bool warm_up = true;  // MODEL_WARMUP_ENABLED
   // keep_alive of models that do not set one (--keep-alive): -1 never unload.
   std::chrono::milliseconds default_keep_alive{-1};
-  // How often loaded models' files are checked for changes.
+  // Longest a request waits for its model to become ready (load, or a victim's
+  // drain) before it gets Unavailable; 0 = no limit. --request-timeout.
+  std::chrono::milliseconds acquire_timeout{0};
+  // How often loaded models' files are checked for changes (a change is acted on when
+  // two checks in a row see the same new identity, so a file being copied is not loaded).
   std::chrono::milliseconds file_check_interval{2000};
   // Asked before every load; returns a reason to refuse it (memory pressure: the
   // waiting requests get ResourceExhausted), or nullopt to go ahead. May be empty.
@@ -78,11 +83,12 @@ class Lease {
   friend class Registry;
   struct Entry;
   Lease(std::shared_ptr<Entry> entry, LoadedModel* model, const ModelSpec* spec,
-        const std::string* identity);
+        const std::string* identity, bool counts_as_use);
   std::shared_ptr<Entry> entry_;
   LoadedModel* model_;
   const ModelSpec* spec_;
   const std::string* identity_;
+  bool counts_as_use_;  // false for the registry's own (memory guard) leases
 };
 
 using LeaseCallback = std::function<void(Result<std::shared_ptr<Lease>>)>;

@@ -175,6 +175,33 @@ TEST_F(RegistryTest, AModelWithRequestsInFlightIsDrainedBeforeEvictionNeverCut) 
   EXPECT_EQ(state(*r, "b"), ModelState::kReady);
 }
 
+TEST_F(RegistryTest, AModelDrainingForAnUnloadDoesNotHoldUpOtherLoads) {
+  auto r = make({}, {"a", "b"});
+  auto held = get(*r, "a");
+  ASSERT_TRUE(held.ok());
+  std::promise<Status> unloaded;
+  auto unload_done = unloaded.get_future();
+  r->unload("a", [&](Status st) { unloaded.set_value(st); });
+  ASSERT_TRUE(get(*r, "b").ok());  // loads while a still drains
+  EXPECT_EQ(state(*r, "a"), ModelState::kDraining);
+  EXPECT_EQ(unload_done.wait_for(50ms), std::future_status::timeout);
+  held = Status::Cancelled("released");
+  EXPECT_TRUE(unload_done.get().ok());
+  EXPECT_EQ(state(*r, "a"), ModelState::kAvailable);
+}
+
+TEST_F(RegistryTest, ARequestWaitingLongerThanTheAcquireTimeoutGetsUnavailable) {
+  RegistryConfig c;
+  c.max_loaded = 1;
+  c.acquire_timeout = 150ms;
+  auto r = make(c, {"a", "b"});
+  auto held = get(*r, "a");  // never released during the wait: b cannot load
+  auto b = get(*r, "b");
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(b.status().message().find("did not become ready in time"), std::string::npos);
+}
+
 TEST_F(RegistryTest, EvictsTheLeastRequestRateTimesReloadTimeNotTheLeastRecent) {
   RegistryConfig c;
   c.max_loaded = 2;
@@ -237,7 +264,7 @@ TEST_F(RegistryTest, KeepAliveZeroUnloadsWhenIdleAndRequestsOverrideIt) {
   EXPECT_EQ(state(*r, "a"), ModelState::kReady);
 }
 
-TEST_F(RegistryTest, AChangedFileReloadsWhenIdle) {
+TEST_F(RegistryTest, AChangedFileReloadsWhenIdleOnceItsIdentityHoldsStill) {
   RegistryConfig c;
   c.file_check_interval = 50ms;
   {
