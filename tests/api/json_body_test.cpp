@@ -20,7 +20,7 @@ TEST(AppendJsonString, WritesWhatNlohmannWrites) {
       "plain text",
       "quote \" backslash \\ slash /",
       "new\nline\rreturn\ttab",
-      std::string("nul \0 and \x01 \x1f \x7f", 17),
+      std::string("nul \0 and \x01 \x1f \x7f", sizeof("nul \0 and \x01 \x1f \x7f") - 1),
       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
       "\b\f",
   };
