@@ -139,6 +139,12 @@ struct Registry::Impl {
   std::deque<std::shared_ptr<Entry>> deferred;  // loads waiting for a victim to drain
   bool stopping = false;
   std::thread loader;
+  // The dispatcher ("model dispatcher") runs the callbacks of requests a load served.
+  std::mutex dispatch_mu;
+  std::condition_variable dispatch_cv;
+  std::deque<std::function<void()>> dispatch_queue;  // guarded by dispatch_mu
+  bool dispatch_stop = false;                        // guarded by dispatch_mu
+  std::thread dispatcher;
 
   std::shared_ptr<Entry> find(const std::string& name) const {
     for (const auto& e : entries) {
@@ -259,6 +265,32 @@ struct Registry::Impl {
     calls.clear();
   }
 
+  // Hands callbacks of waiting requests to the dispatcher thread: they run the
+  // request on (cache lookups, possibly Redis; tokenizing; submitting), which must not
+  // hold up the next load. Any thread; takes only the dispatch lock.
+  void dispatch(std::vector<std::function<void()>>& calls) {
+    if (calls.empty()) return;
+    {
+      std::lock_guard lock(dispatch_mu);
+      for (auto& c : calls) dispatch_queue.push_back(std::move(c));
+    }
+    calls.clear();
+    dispatch_cv.notify_one();
+  }
+
+  void dispatcher_loop() {
+    std::unique_lock lock(dispatch_mu);
+    for (;;) {
+      dispatch_cv.wait(lock, [this] { return dispatch_stop || !dispatch_queue.empty(); });
+      if (dispatch_queue.empty()) return;  // stopping, nothing left
+      std::function<void()> call = std::move(dispatch_queue.front());
+      dispatch_queue.pop_front();
+      lock.unlock();
+      call();
+      lock.lock();
+    }
+  }
+
   // Makes room for `target` (estimate bytes), evicting idle victims at once. A victim
   // with requests in flight is marked draining and kDraining is returned: the load
   // waits (deferred) while the loader serves other work. REQUIRES: lock held
@@ -319,7 +351,7 @@ struct Registry::Impl {
       e->state = ModelState::kReady;
       calls = serve_waiters(e);
       lock.unlock();
-      run_all(calls);
+      dispatch(calls);
       lock.lock();
       return;
     }
@@ -328,7 +360,7 @@ struct Registry::Impl {
         e->state = ModelState::kAvailable;
         calls = fail_waiters(*e, Status::ResourceExhausted(*reason));
         lock.unlock();
-        run_all(calls);
+        dispatch(calls);
         lock.lock();
         return;
       }
@@ -347,7 +379,7 @@ struct Registry::Impl {
       log::warn("model.cannot_fit", "{}", room_error.message());
       calls = fail_waiters(*e, room_error);
       lock.unlock();
-      run_all(calls);
+      dispatch(calls);
       lock.lock();
       return;
     }
@@ -376,7 +408,7 @@ struct Registry::Impl {
       lock.unlock();
       discard.reset();
       release_spare();
-      run_all(calls);
+      dispatch(calls);
       lock.lock();
       return;
     }
@@ -397,7 +429,7 @@ struct Registry::Impl {
     const bool more = !load_queue.empty();
     lock.unlock();
     if (!more) release_spare();  // a spare region this load did not take
-    run_all(calls);
+    dispatch(calls);
     lock.lock();
   }
 
@@ -424,7 +456,7 @@ struct Registry::Impl {
     }
     if (!expired.empty()) {
       lock.unlock();
-      run_all(expired);
+      dispatch(expired);
       lock.lock();
     }
     if (now >= next_file_check) {
@@ -519,6 +551,7 @@ struct Registry::Impl {
 Registry::Registry(RegistryConfig config, obs::Registry& metrics)
     : impl_(std::make_unique<Impl>(std::move(config), metrics)) {
   impl_->loader = std::thread([this] { impl_->loader_loop(); });
+  impl_->dispatcher = std::thread([this] { impl_->dispatcher_loop(); });
 }
 
 Registry::~Registry() {
@@ -530,6 +563,13 @@ Registry::~Registry() {
   }
   impl_->core->cv.notify_all();
   impl_->loader.join();
+  {
+    // Callbacks already handed over run first: their requests still reach live models.
+    std::lock_guard lock(impl_->dispatch_mu);
+    impl_->dispatch_stop = true;
+  }
+  impl_->dispatch_cv.notify_all();
+  impl_->dispatcher.join();
   {
     std::lock_guard lock(impl_->core->mu);
     for (const auto& e : impl_->entries) {

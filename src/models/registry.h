@@ -10,7 +10,8 @@
 // Requests hold a Lease while they use a model; a model is unloaded only when no
 // lease is held. Loads, unloads and the idle/file checks run on the registry's own
 // loader thread ("model loader"), so a lease released on an engine loop never
-// destroys that loop from inside it.
+// destroys that loop from inside it; the requests a load served continue on a
+// dispatcher thread ("model dispatcher"), so they never hold up the next load.
 //
 // Threads: every public method may be called from any thread.
 #pragma once
@@ -113,7 +114,7 @@ class Registry {
   // Hands `done` a lease on `name`, loading it first if needed; concurrent first
   // requests wait for one load. `keep_alive` (Ollama's per-request field) replaces
   // the model's idle time from now on. `done` runs on the calling thread when the
-  // model is ready, else on the loader thread. Errors: NotFound (unknown model, 404),
+  // model is ready, else on the dispatcher thread. Errors: NotFound (unknown model, 404),
   // ResourceExhausted (memory pressure: 503), Unavailable (cannot fit the budget,
   // load failed: 503).
   void acquire(const std::string& name, std::optional<std::chrono::milliseconds> keep_alive,
