@@ -57,6 +57,13 @@ http::Response error_response(const Outcome& o) {
   return r;
 }
 
+// A 200 JSON answer with its X-Cache header.
+void send_answer(http::Responder& responder, std::string body, const std::string& x_cache) {
+  http::Response r = http::Response::json(200, std::move(body));
+  r.headers.emplace_back("X-Cache", x_cache);
+  responder.send(std::move(r));
+}
+
 // A whole OpenAI response (chat.completion or text_completion).
 class OpenAiWholeSink final : public Sink {
  public:
@@ -84,9 +91,7 @@ class OpenAiWholeSink final : public Sink {
     out += R"(}],"usage":)";
     append_usage(out, o);
     out += '}';
-    http::Response r = http::Response::json(200, std::move(out));
-    r.headers.emplace_back("X-Cache", x_cache_);
-    responder_.send(std::move(r));
+    send_answer(responder_, std::move(out), x_cache_);
   }
   bool gone() const override { return responder_.client_gone(); }
 
@@ -203,9 +208,7 @@ class AssistantSink final : public Sink {
       append_json_string(out, session_id_);
     }
     out += '}';
-    http::Response r = http::Response::json(200, std::move(out));
-    r.headers.emplace_back("X-Cache", x_cache_);
-    responder_.send(std::move(r));
+    send_answer(responder_, std::move(out), x_cache_);
   }
   bool gone() const override { return responder_.client_gone(); }
 
