@@ -162,6 +162,28 @@ std::string make_request_id() {
   return fmt::format("{:016x}{:08x}", prefix, static_cast<uint32_t>(++counter));
 }
 
+// %XX escapes of a path segment decoded ("my%20model" -> "my model"); a malformed
+// escape is kept as written.
+std::string percent_decode(std::string_view text) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
 bool acceptable_request_id(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
@@ -234,7 +256,7 @@ struct Server::Impl {
         const std::string& p = pattern[i];
         if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
           ok = !parts[i].empty();
-          params.emplace_back(p.substr(1, p.size() - 2), parts[i]);
+          params.emplace_back(p.substr(1, p.size() - 2), percent_decode(parts[i]));
         } else {
           ok = p == parts[i];
         }

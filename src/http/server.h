@@ -47,7 +47,7 @@ struct Request {
   std::string body;
   std::string request_id;
   Headers headers;
-  // Values of a pattern route's {placeholders}, e.g. {"name", "tiny"}.
+  // Values of a pattern route's {placeholders}, percent-decoded, e.g. {"name", "tiny"}.
   std::vector<std::pair<std::string, std::string>> params;
   // The placeholder's value; empty when absent.
   std::string_view param(std::string_view name) const;

@@ -246,6 +246,18 @@ TEST(Models, LoadAndUnloadRoutes) {
   EXPECT_EQ(http_request(server.port(), "POST", "/api/models/zzz/load")->status, 404);
 }
 
+TEST(Models, ModelNamesInRoutesArePercentDecoded) {
+  ModelDir dir({"a"});
+  const std::string file = dir.dir() + "/models.toml";
+  std::ofstream(file) << "[[models]]\nname = \"my model\"\npath = \"a.gguf\"\n";
+  ServerProcess server({"--models-file", file});
+  ASSERT_GT(server.port(), 0);
+  auto loaded = http_request(server.port(), "POST", "/api/models/my%20model/load");
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->status, 200) << loaded->body;
+  EXPECT_EQ(json::parse(loaded->body)["name"], "my model");
+}
+
 TEST(Models, AChangedFileIsReloadedWhenIdle) {
   ModelDir dir({"a"});
   ServerProcess server({"--models-dir", dir.dir()});
