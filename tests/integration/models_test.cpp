@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -70,6 +71,18 @@ bool wait_state(int port, const std::string& name, const std::string& state) {
   auto deadline = std::chrono::steady_clock::now() + 10s;
   while (std::chrono::steady_clock::now() < deadline) {
     if (model_rows(port)[name].value("state", "") == state) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+// Polls until `n` models are loaded (10 s at most).
+bool eventually_loaded(int port, int n) {
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int loaded = 0;
+    for (const auto& [name, row] : model_rows(port)) loaded += row["state"] == "loaded" ? 1 : 0;
+    if (loaded >= n) return true;
     std::this_thread::sleep_for(20ms);
   }
   return false;
@@ -244,6 +257,29 @@ TEST(Models, LoadAndUnloadRoutes) {
   ASSERT_EQ(unloaded->status, 200) << unloaded->body;
   EXPECT_EQ(json::parse(unloaded->body)["state"], "available");
   EXPECT_EQ(http_request(server.port(), "POST", "/api/models/zzz/load")->status, 404);
+}
+
+TEST(Models, ShutdownWithGenerationsInFlightExitsCleanly) {
+  ModelDir dir({"a", "b"});
+  ServerProcess server({"--models-dir", dir.dir(), "--drain-timeout-ms", "100", "--alert-webhook",
+                        "http://127.0.0.1:9/hook"});
+  ASSERT_GT(server.port(), 0);
+  // Long streams on two models, still generating when the drain gives up.
+  std::vector<std::thread> clients;
+  for (const char* m : {"a", "b"}) {
+    clients.emplace_back([&, m] {
+      json body = completion(m, 4000);
+      body["stream"] = true;
+      post(server.port(), "/v1/completions", body);
+    });
+  }
+  ASSERT_TRUE(eventually_loaded(server.port(), 2));
+  server.signal(SIGTERM);
+  auto status = server.wait_exit(15s);
+  for (auto& c : clients) c.join();
+  ASSERT_TRUE(status.has_value()) << "infera did not exit within 15 s of SIGTERM";
+  EXPECT_EQ(*status, 0) << server.logs();
+  EXPECT_NE(server.logs().find("drain timed out"), std::string::npos) << "no request was in flight";
 }
 
 TEST(Models, ModelNamesInRoutesArePercentDecoded) {
