@@ -237,21 +237,6 @@ class CallbackSink final : public Sink {
 
 }  // namespace
 
-const char* finish_reason_name(sched::FinishReason r) {
-  switch (r) {
-    case sched::FinishReason::kStop:
-      return "stop";
-    case sched::FinishReason::kLength:
-      return "length";
-    case sched::FinishReason::kTimeout:
-      return "timeout";
-    case sched::FinishReason::kCancelled:
-      return "cancelled";
-    case sched::FinishReason::kError:
-      return "error";
-  }
-  return "stop";
-}
 
 std::string encode(const Outcome& o) {
   std::string out;

@@ -35,7 +35,6 @@ struct Outcome {
 };
 
 Outcome failure(int status, std::string code, std::string message);
-const char* finish_reason_name(sched::FinishReason reason);
 // The cache's value for a finished answer, and back (nullopt: not an answer).
 std::string encode(const Outcome& o);
 std::optional<Outcome> decode(const std::string& value);

@@ -161,11 +161,13 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     if (view.generator == nullptr) return std::nullopt;
     const models::ModelSpec& spec = lease->spec();
     view.model_id = spec.name;
-    if (spec.chat_template != "auto" && chat_format_from_name(spec.chat_template, view.chat_format)) {
-    } else if (!config_.detect_chat_format) {
-      view.chat_format = config_.chat_format;
-    } else {
-      view.chat_format = detect_chat_format(view.generator->chat_template_text());
+    // The declaration's format, else --chat-template's, else the file's own template.
+    const bool declared =
+        spec.chat_template != "auto" && chat_format_from_name(spec.chat_template, view.chat_format);
+    if (!declared) {
+      view.chat_format = config_.detect_chat_format
+                             ? detect_chat_format(view.generator->chat_template_text())
+                             : config_.chat_format;
     }
     view.lease = std::move(lease);
     return view;
@@ -379,7 +381,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
         o = failure(500, "engine_error", c.error);
       } else {
         o.text = std::move(*text);
-        o.finish_reason = finish_reason_name(c.reason);
+        o.finish_reason = sched::to_string(c.reason);
         o.prompt_tokens = c.prompt_tokens;
         o.completion_tokens = c.completion_tokens;
         o.cached_prompt_tokens = c.cached_prompt_tokens;
