@@ -1,27 +1,27 @@
 // `infera serve`: builds the configuration, the subsystems and the HTTP server, then
 // runs until a signal drains it.
 #include <CLI/CLI.hpp>
-
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <future>
-#include <condition_variable>
 #include <iostream>
 #include <mutex>
 #include <thread>
 
 #include "api/api.h"
+#include "api/chat_template.h"
 #include "api/generation.h"
 #include "cache/cache.h"
-#include "models/gguf_model.h"
-#include "models/models_file.h"
-#include "models/registry.h"
 #include "cli/commands.h"
 #include "cli/operations.h"
 #include "cli/settings.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "http/server.h"
+#include "models/gguf_model.h"
+#include "models/models_file.h"
+#include "models/registry.h"
 #include "obs/metrics.h"
 
 namespace infera::cli {
@@ -79,6 +79,13 @@ Status declare_models(const core::Config& config, models::Registry& registry) {
     auto specs = models::parse_models_file(file);
     if (!specs.ok()) return specs.status();
     for (auto& spec : *specs) {
+      api::ChatFormat format;
+      if (spec.chat_template != "auto" && !api::chat_format_from_name(spec.chat_template, format)) {
+        return Status::InvalidArgument(fmt::format(
+            "{}: model '{}': unknown chat_template '{}' (auto, llama2, llama3, chatml, qwen, "
+            "mistral, zephyr, phi3, gemma or plain)",
+            file, spec.name, spec.chat_template));
+      }
       if (Status st = registry.add(std::move(spec)); !st.ok()) return st;
     }
     any = true;
@@ -109,7 +116,8 @@ Status declare_models(const core::Config& config, models::Registry& registry) {
   }
   spec.name = "stories260K";
   spec.declared_by = "default";
-  log::info("model.default", "no model given; serving the bundled {} as '{}'", spec.path, spec.name);
+  log::info("model.default", "no model given; serving the bundled {} as '{}'", spec.path,
+            spec.name);
   return registry.add(std::move(spec));
 }
 
@@ -131,18 +139,25 @@ void preload_pinned(models::Registry& registry) {
 void export_cache_metrics(cache::Cache& cache, obs::Registry& metrics) {
   metrics.add_collector([&cache, &metrics] {
     cache::Stats s = cache.stats();
-    const std::pair<const char*, const cache::TierStats*> tiers[] = {{"l1", &s.l1}, {"l2", &s.l2}, {"l3", &s.l3}};
+    const std::pair<const char*, const cache::TierStats*> tiers[] = {
+        {"l1", &s.l1}, {"l2", &s.l2}, {"l3", &s.l3}};
     for (const auto& [name, t] : tiers) {
       obs::Labels l{{"tier", name}};
       metrics.gauge("infera_cache_hits", "Cache hits by tier", l).set(static_cast<double>(t->hits));
-      metrics.gauge("infera_cache_misses", "Cache misses by tier", l).set(static_cast<double>(t->misses));
+      metrics.gauge("infera_cache_misses", "Cache misses by tier", l)
+          .set(static_cast<double>(t->misses));
       metrics.gauge("infera_cache_hit_ratio", "Cache hit rate by tier", l).set(t->hit_rate());
-      metrics.gauge("infera_cache_entries", "Cache entries by tier", l).set(static_cast<double>(t->entries));
-      metrics.gauge("infera_cache_bytes", "Cache bytes by tier", l).set(static_cast<double>(t->bytes));
-      metrics.gauge("infera_cache_evictions", "Cache evictions by tier", l).set(static_cast<double>(t->evictions));
+      metrics.gauge("infera_cache_entries", "Cache entries by tier", l)
+          .set(static_cast<double>(t->entries));
+      metrics.gauge("infera_cache_bytes", "Cache bytes by tier", l)
+          .set(static_cast<double>(t->bytes));
+      metrics.gauge("infera_cache_evictions", "Cache evictions by tier", l)
+          .set(static_cast<double>(t->evictions));
     }
-    metrics.gauge("infera_cache_compression_ratio", "L1 raw bytes over stored bytes").set(s.compression_ratio());
-    metrics.gauge("infera_cache_single_flight_merges", "Requests that joined an identical generation")
+    metrics.gauge("infera_cache_compression_ratio", "L1 raw bytes over stored bytes")
+        .set(s.compression_ratio());
+    metrics
+        .gauge("infera_cache_single_flight_merges", "Requests that joined an identical generation")
         .set(static_cast<double>(s.single_flight_merges));
     metrics.gauge("infera_cache_redis_breaker_open", "1 while the Redis circuit breaker is open")
         .set(s.breaker == cache::BreakerState::kOpen ? 1 : 0);
@@ -209,7 +224,8 @@ int run_serve(const core::FlagValues& flags) {
   server.set_observer(ops->observer());
   if (const std::string& warm = config->get_string("cache_warm"); !warm.empty() && response_cache) {
     std::string error;
-    int cached = api::warm_cache_from_file(warm, gen, registry, *response_cache, cache_config.policy, &error);
+    int cached = api::warm_cache_from_file(warm, gen, registry, *response_cache,
+                                           cache_config.policy, &error);
     if (!error.empty()) {
       std::cerr << "infera: " << error << "\n";
       log::shutdown();

@@ -329,6 +329,13 @@ TEST(Models, BadModelsFileStopsStartWithAClearMessage) {
   r = run_command(std::string(INFERA_BINARY) + " serve --port 0 --models-file " + file + " 2>&1");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("missing.gguf: no such file"), std::string::npos) << r.output;
+  std::ofstream(file, std::ios::trunc) << "[[models]]\nname = \"a\"\npath = \"" << kDefaultModel
+                                       << "\"\nchat_template = \"fancy\"\n";
+  // Bounded: were the file accepted, the server would keep running.
+  r = run_command("timeout 10 " + std::string(INFERA_BINARY) + " serve --port 0 --models-file " +
+                  file + " 2>&1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("unknown chat_template 'fancy'"), std::string::npos) << r.output;
 }
 
 }  // namespace
