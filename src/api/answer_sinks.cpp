@@ -181,18 +181,19 @@ class OpenAiStreamSink final : public Sink {
 class AssistantSink final : public Sink {
  public:
   AssistantSink(http::Responder r, std::string model, SessionStore& sessions,
-                std::string session_id, std::string question)
+                std::string session_id, std::string session_key, std::string question)
       : responder_(std::move(r)),
         model_(std::move(model)),
         sessions_(sessions),
         session_id_(std::move(session_id)),
+        session_key_(std::move(session_key)),
         question_(std::move(question)),
         start_(Clock::now()) {}
   void start(const char* x_cache) override { x_cache_ = x_cache; }
   void text(std::string_view) override {}
   void done(const Outcome& o) override {
     if (o.error_status != 0) return responder_.send(error_response(o));
-    if (!session_id_.empty()) sessions_.append(session_id_, question_, o.text);
+    if (!session_id_.empty()) sessions_.append(session_key_, question_, o.text);
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - start_).count();
     std::string out;
     out.reserve(o.text.size() + model_.size() + session_id_.size() + 160);
@@ -216,7 +217,7 @@ class AssistantSink final : public Sink {
   http::Responder responder_;
   std::string model_;
   SessionStore& sessions_;
-  std::string session_id_, question_;
+  std::string session_id_, session_key_, question_;
   Clock::time_point start_;
   std::string x_cache_ = "MISS";
 };
@@ -283,9 +284,9 @@ std::shared_ptr<Sink> make_openai_sink(http::Responder responder, bool chat, boo
 
 std::shared_ptr<Sink> make_assistant_sink(http::Responder responder, std::string model,
                                           SessionStore& sessions, std::string session_id,
-                                          std::string question) {
+                                          std::string session_key, std::string question) {
   return std::make_shared<AssistantSink>(std::move(responder), std::move(model), sessions,
-                                         std::move(session_id), std::move(question));
+                                         std::move(session_id), std::move(session_key), std::move(question));
 }
 
 std::shared_ptr<Sink> make_callback_sink(std::function<void(const Outcome&)> on_done) {

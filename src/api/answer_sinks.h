@@ -104,10 +104,11 @@ class SessionStore {
   int max_turns_;
 };
 
-// The /api/chat answer; appends the turn to `sessions` (which must outlive it).
+// The /api/chat answer; appends the turn to `sessions` (which must outlive it) under
+// `session_key` (the session id, qualified by its owner's key name when keys are used).
 std::shared_ptr<Sink> make_assistant_sink(http::Responder responder, std::string model,
                                           SessionStore& sessions, std::string session_id,
-                                          std::string question);
+                                          std::string session_key, std::string question);
 // No client: reports the outcome to `on_done` (cache warming).
 std::shared_ptr<Sink> make_callback_sink(std::function<void(const Outcome&)> on_done);
 

@@ -14,6 +14,7 @@
 #include "api/answer_sinks.h"
 #include "api/json_body.h"
 #include "api/openai_request.h"
+#include "auth/auth.h"
 #include "cache/cache.h"
 #include "http/server.h"
 #include "models/registry.h"
@@ -25,6 +26,30 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+// Charges one request's tokens to its caller's rate limits and quota: prompt tokens
+// when it is submitted, each completion token as it is produced, and at the end
+// whatever the exact count says is still owed (cached answers: all of it).
+class TokenMeter {
+ public:
+  explicit TokenMeter(std::shared_ptr<const auth::Caller> caller) : caller_(std::move(caller)) {}
+  static std::shared_ptr<TokenMeter> for_caller(const std::shared_ptr<const auth::Caller>& caller) {
+    if (!caller || !caller->charge) return nullptr;
+    return std::make_shared<TokenMeter>(caller);
+  }
+  void add(int64_t tokens) {
+    charged_.fetch_add(tokens, std::memory_order_relaxed);
+    caller_->charge_tokens(tokens);
+  }
+  void settle(int64_t total) {
+    const int64_t owed = total - charged_.load(std::memory_order_relaxed);
+    if (owed > 0) add(owed);
+  }
+
+ private:
+  std::shared_ptr<const auth::Caller> caller_;
+  std::atomic<int64_t> charged_{0};
+};
+
 // One generation to run: the prompt text, sampling, and the cache key when cacheable.
 struct Spec {
   std::string prompt;  // rendered text; tokenized only when the engine must run
@@ -32,7 +57,15 @@ struct Spec {
   int priority = 0;
   Clock::time_point deadline = Clock::time_point::max();
   std::optional<std::string> cache_key;
+  std::shared_ptr<TokenMeter> meter;  // null: nobody to charge
 };
+
+// The priority a request runs at: without keys its own; with a key the key's role's,
+// which the request may lower but not raise.
+int effective_priority(int requested, const auth::Caller* caller) {
+  if (caller == nullptr || !caller->authenticated) return requested;
+  return requested != 0 ? std::min(requested, caller->priority) : caller->priority;
+}
 
 sched::SamplingParams to_sampling(const SamplingRequest& s) {
   sched::SamplingParams p;
@@ -81,10 +114,12 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     // Copied first: the lambda below takes `parsed` apart.
     const std::string model = parsed->model;
     const auto keep_alive = parsed->keep_alive;
-    with_model(model, keep_alive, responder,
+    with_model(model, keep_alive, req.caller.get(), responder,
                [self = shared_from_this(), g = std::move(parsed).value(), chat, client_no_cache, id, responder,
-                started](ModelView view) mutable {
+                started, caller = req.caller](ModelView view) mutable {
                  Spec spec = self->openai_spec(g, chat, view, client_no_cache);
+                 spec.priority = effective_priority(spec.priority, caller.get());
+                 spec.meter = TokenMeter::for_caller(caller);
                  std::shared_ptr<Sink> sink =
                      make_openai_sink(responder, chat, g.stream, id, view.model_id, g.include_usage);
                  self->run(std::move(spec), self->observed(std::move(sink), view.model_id, started),
@@ -98,16 +133,33 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     if (!body) return responder.send(error);
     auto parsed = parse_assistant_chat(*body);
     if (!parsed.ok()) return responder.send(invalid(parsed.status().message()));
+    // With keys: a key's /api/chat role is its own (teacher or student) unless the
+    // body names one, and only teacher and admin keys may ask as a teacher; sessions
+    // are the key's own.
+    std::string session_key = parsed->session_id;
+    if (const auth::Caller* caller = req.caller.get(); caller != nullptr && caller->authenticated) {
+      if (!body->contains("role") && (caller->role == "teacher" || caller->role == "student")) {
+        parsed->role = caller->role;
+      }
+      if (parsed->role == "teacher" && caller->role != "teacher" && !caller->admin) {
+        return responder.send(http::Response::error(
+            403, fmt::format("key '{}' (role {}) may not ask with role teacher", caller->name, caller->role),
+            "invalid_request_error", "insufficient_permissions"));
+      }
+      session_key = caller->name + '\x1f' + parsed->session_id;
+    }
     const bool client_no_cache = no_cache(req);
     const auto started = Clock::now();
     const std::string model = parsed->model;
     const auto keep_alive = parsed->keep_alive;
-    with_model(model, keep_alive, responder,
+    with_model(model, keep_alive, req.caller.get(), responder,
                [self = shared_from_this(), a = std::move(parsed).value(), client_no_cache, responder,
-                started](ModelView view) mutable {
-                 Spec spec = self->assistant_spec(a, view, client_no_cache);
+                started, caller = req.caller, session_key](ModelView view) mutable {
+                 Spec spec = self->assistant_spec(a, session_key, view, client_no_cache);
+                 spec.priority = effective_priority(0, caller.get());
+                 spec.meter = TokenMeter::for_caller(caller);
                  auto sink = make_assistant_sink(responder, view.model_id, self->sessions_, a.session_id,
-                                                 a.question);
+                                                 session_key, a.question);
                  self->run(std::move(spec), self->observed(std::move(sink), view.model_id, started),
                            std::move(view));
                });
@@ -128,7 +180,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                       std::optional<Spec> spec;
                       if (body.contains("question")) {
                         auto parsed = parse_assistant_chat(body);
-                        if (parsed.ok()) spec = self->assistant_spec(*parsed, *view, false);
+                        if (parsed.ok()) spec = self->assistant_spec(*parsed, parsed->session_id, *view, false);
                       } else {
                         const bool chat = body.contains("messages");
                         auto parsed = chat ? parse_chat_completion(body, self->config_.default_max_tokens)
@@ -176,7 +228,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
   // Resolves the request's model (loading it if needed) and calls `then` with it,
   // or answers the error: 404 unknown model, 503 cannot load or memory pressure.
   void with_model(const std::string& requested, std::optional<std::chrono::milliseconds> keep_alive,
-                  http::Responder responder, std::function<void(ModelView)> then) {
+                  const auth::Caller* caller, http::Responder responder, std::function<void(ModelView)> then) {
     if (hooks_.memory_pressure) {
       if (auto retry = hooks_.memory_pressure()) {
         http::Response r = http::Response::error(
@@ -190,6 +242,11 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     if (name.empty()) {
       return responder.send(http::Response::error(404, "no model is configured on this server",
                                                   "invalid_request_error", "model_not_found"));
+    }
+    if (caller != nullptr && !caller->may_use_model(name)) {
+      return responder.send(http::Response::error(
+          403, fmt::format("key '{}' (role {}) may not use model '{}'", caller->name, caller->role, name),
+          "invalid_request_error", "model_not_allowed"));
     }
     models_.acquire(name, keep_alive,
                     [self = shared_from_this(), name, responder,
@@ -300,12 +357,13 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     return role == "teacher" ? config_.teacher_system_prompt : config_.student_system_prompt;
   }
 
-  Spec assistant_spec(const AssistantRequest& a, const ModelView& view, bool client_no_cache) {
+  Spec assistant_spec(const AssistantRequest& a, const std::string& session_key, const ModelView& view,
+                      bool client_no_cache) {
     std::vector<ChatMessage> messages;
     const std::string system = system_prompt(view, a.role);
     if (!system.empty()) messages.push_back({"system", system});
     if (!a.session_id.empty()) {
-      auto past = sessions_.history(a.session_id);
+      auto past = sessions_.history(session_key);
       messages.insert(messages.end(), past.begin(), past.end());
     }
     messages.push_back({"user", a.question});
@@ -330,6 +388,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     if (hit.value) {
       if (auto o = decode(*hit.value)) {
         o->from_cache = true;
+        if (spec.meter) spec.meter->settle(o->prompt_tokens + o->completion_tokens);
         sink->start(cache::x_cache_header(hit.tier));
         if (!o->text.empty()) sink->text(o->text);
         return sink->done(*o);
@@ -348,7 +407,10 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
           [self = shared_from_this(), sink, own, model](const Result<std::string>& value) {
             std::optional<Outcome> o;
             if (value.ok()) o = decode(*value);
-            if (o) return sink->done(*o);
+            if (o) {
+              if (own->meter) own->meter->settle(o->prompt_tokens + o->completion_tokens);
+              return sink->done(*o);
+            }
             if (!sink->sent_text()) return self->submit(std::move(*own), sink, nullptr, model);
             sink->done(failure(503, "shared_generation_failed",
                                "the identical request this one joined did not finish; retry"));
@@ -368,14 +430,18 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     job->priority = spec.priority;
     job->deadline = spec.deadline;
     job->is_cancelled = [sink] { return sink->gone(); };
+    auto meter = spec.meter;
+    if (meter) meter->add(static_cast<int64_t>(job->prompt.size()));
     auto text = std::make_shared<std::string>();
-    job->on_text = [sink, text, ticket](std::string_view piece) {
+    job->on_text = [sink, text, ticket, meter](std::string_view piece) {
+      if (meter) meter->add(1);
       text->append(piece);
       sink->text(piece);
       if (ticket) ticket->publish_chunk(std::string(piece));
     };
     // The job holds the model's lease until it ends.
-    job->on_done = [sink, text, ticket, model](const sched::Completion& c) {
+    job->on_done = [sink, text, ticket, model, meter](const sched::Completion& c) {
+      if (meter) meter->settle(c.prompt_tokens + c.completion_tokens);
       Outcome o;
       if (c.reason == sched::FinishReason::kError) {
         o = failure(500, "engine_error", c.error);

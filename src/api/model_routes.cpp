@@ -7,6 +7,7 @@
 
 #include "api/api.h"
 #include "api/json_body.h"
+#include "auth/auth.h"
 #include "http/server.h"
 #include "models/registry.h"
 
@@ -61,9 +62,14 @@ json row(models::Registry& registry, const std::string& name) {
 
 void register_model_routes(http::Server& server, models::Registry& registry) {
   const int64_t created = unix_seconds(std::chrono::system_clock::now());
-  server.route("GET", "/v1/models", http::SyncHandler([&registry, created](const http::Request&) {
+  // A key sees only the models its role may use.
+  auto visible = [](const http::Request& req, const std::string& name) {
+    return req.caller == nullptr || req.caller->may_use_model(name);
+  };
+  server.route("GET", "/v1/models", http::SyncHandler([&registry, created, visible](const http::Request& req) {
                  json data = json::array();
                  for (const auto& s : registry.list()) {
+                   if (!visible(req, s.spec.name)) continue;
                    data.push_back({{"id", s.spec.name},
                                    {"object", "model"},
                                    {"created", created},
@@ -74,7 +80,7 @@ void register_model_routes(http::Server& server, models::Registry& registry) {
                  return http::Response::json(200, json{{"object", "list"}, {"data", data}}.dump());
                }));
   server.route(
-      "GET", "/api/models", http::SyncHandler([&registry](const http::Request&) {
+      "GET", "/api/models", http::SyncHandler([&registry, visible](const http::Request& req) {
         json data = json::array();
         uint64_t loaded = 0;
         std::map<std::string, json> details;  // what each loaded model's kind reports
@@ -82,6 +88,7 @@ void register_model_routes(http::Server& server, models::Registry& registry) {
           details[name] = m.describe();
         });
         for (const auto& s : registry.list()) {
+          if (!visible(req, s.spec.name)) continue;
           data.push_back(status_json(s, true));
           if (auto it = details.find(s.spec.name); it != details.end()) {
             data.back()["details"] = std::move(it->second);

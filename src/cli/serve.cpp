@@ -12,6 +12,7 @@
 #include "api/api.h"
 #include "api/chat_template.h"
 #include "api/generation.h"
+#include "auth/auth.h"
 #include "cache/cache.h"
 #include "cli/commands.h"
 #include "cli/operations.h"
@@ -184,6 +185,15 @@ int run_serve(const core::FlagValues& flags) {
     return 2;
   }
   std::unique_ptr<Operations> ops = std::move(ops_made).value();
+  auto access_made = auth::Access::create(access_options_from(*config), metrics);
+  if (!access_made.ok()) {
+    log::error("auth.start_failed", "{}", access_made.status().message());
+    log::shutdown();
+    std::cerr << "infera: " << access_made.status().message() << "\n";
+    return 2;
+  }
+  std::unique_ptr<auth::Access> access = std::move(access_made).value();
+  access->attach(server);
   api::register_system_routes(server, metrics, [&ops] { return ops->degraded_reason(); });
 
   auto registry_config = registry_config_from(*config);
@@ -244,8 +254,10 @@ int run_serve(const core::FlagValues& flags) {
   Maintenance maintenance;
   preload_pinned(registry);
   ops->start();
+  access->start();
   server.set_ready(true);
   server.run();
+  access->stop();
   // Shutdown order: the operations threads read the registry; the registry's models
   // end their remaining jobs, whose callbacks reach the cache and the operations hooks.
   ops->stop();

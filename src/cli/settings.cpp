@@ -16,7 +16,33 @@ http::ServerConfig server_config_from(const core::Config& c) {
   s.idle_timeout_ms = c.get_int("idle_timeout_ms");
   s.drain_timeout_ms = c.get_int("drain_timeout_ms");
   s.gzip_min_bytes = static_cast<uint64_t>(c.get_int("gzip_min_bytes"));
+  const std::string origins = c.get_string("cors_origins");
+  for (size_t pos = 0; pos < origins.size();) {
+    size_t end = origins.find(',', pos);
+    if (end == std::string::npos) end = origins.size();
+    std::string o = origins.substr(pos, end - pos);
+    while (!o.empty() && o.front() == ' ') o.erase(o.begin());
+    while (!o.empty() && (o.back() == ' ' || o.back() == '/')) o.pop_back();
+    if (!o.empty()) s.cors_origins.push_back(o);
+    pos = end + 1;
+  }
+  s.tls_cert = c.get_string("tls_cert");
+  s.tls_key = c.get_string("tls_key");
   return s;
+}
+
+auth::AccessOptions access_options_from(const core::Config& c) {
+  auth::AccessOptions a;
+  a.keys_file = c.get_string("api_keys_file");
+  a.allow_anonymous = c.get_bool("allow_anonymous");
+  a.host = c.get_string("host");
+  a.per_client.requests_per_minute = c.get_int("client_requests_per_minute");
+  a.per_client.request_burst = c.get_int("client_request_burst");
+  a.per_client.tokens_per_minute = c.get_int("client_tokens_per_minute");
+  a.per_client.concurrent = c.get_int("client_concurrent");
+  a.redis_url = c.get_string("redis_url");
+  a.data_dir = c.get_string("data_dir");
+  return a;
 }
 
 log::LogConfig log_config_from(const core::Config& c) {

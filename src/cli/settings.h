@@ -2,6 +2,7 @@
 #pragma once
 
 #include "api/generation.h"
+#include "auth/auth.h"
 #include "cli/operations.h"
 #include "cache/cache.h"
 #include "core/config.h"
@@ -15,6 +16,7 @@
 namespace infera::cli {
 
 http::ServerConfig server_config_from(const core::Config& config);
+auth::AccessOptions access_options_from(const core::Config& config);
 log::LogConfig log_config_from(const core::Config& config);
 engine::ModelOptions model_options_from(const core::Config& config);
 sched::SchedulerConfig scheduler_config_from(const core::Config& config);

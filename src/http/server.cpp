@@ -11,12 +11,14 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <fmt/format.h>
 
 #include <sys/socket.h>
@@ -29,6 +31,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <type_traits>
 #include <thread>
 #include <unordered_map>
 
@@ -211,6 +214,9 @@ struct Server::Impl {
   // Pattern routes by their pattern, each split into segments.
   std::vector<std::pair<std::vector<std::string>, std::vector<std::unique_ptr<RouteEntry>>*>> patterns;
   Server::Observer observer;
+  Gate gate;
+  std::vector<std::function<void()>> reload_callbacks;
+  std::optional<net::ssl::context> tls;  // set by start() when a certificate is configured
   obs::Gauge& connections;
   obs::Gauge& in_flight_gauge;
   std::atomic<int64_t> in_flight{0};
@@ -290,7 +296,13 @@ struct Server::Impl {
   }
 
   net::awaitable<void> accept_loop();
-  net::awaitable<void> session(beast::tcp_stream stream);
+  net::awaitable<void> tls_session(beast::tcp_stream stream);
+  template <class Stream>
+  net::awaitable<void> session(Stream stream);
+  // The CORS and security headers every response to `req` carries.
+  Headers standard_headers(const Request& req) const;
+  bool cors_allowed(std::string_view origin) const;
+  std::optional<Response> preflight(const Request& req) const;
   net::awaitable<void> drain_watch();
   void stop();
 };
@@ -329,8 +341,17 @@ net::awaitable<void> watch_disconnect(tcp::socket& socket, std::shared_ptr<Respo
 
 }  // namespace
 
-net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
+template <class Stream>
+net::awaitable<void> Server::Impl::session(Stream stream) {
+  constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+  auto& tcp_layer = beast::get_lowest_layer(stream);
   connections.add(1);
+  std::string remote_address;
+  {
+    beast::error_code addr_ec;
+    auto endpoint = tcp_layer.socket().remote_endpoint(addr_ec);
+    if (!addr_ec) remote_address = endpoint.address().to_string();
+  }
   beast::flat_buffer buffer;
   beast::error_code ec;
   auto token = net::redirect_error(net::use_awaitable, ec);
@@ -340,7 +361,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
   for (;;) {
     // Idle: wait for the first byte of the next request.
     if (buffer.size() == 0) {
-      stream.expires_after(idle_timeout);
+      tcp_layer.expires_after(idle_timeout);
       size_t n = co_await stream.async_read_some(buffer.prepare(8192), token);
       if (ec) break;
       buffer.commit(n);
@@ -349,7 +370,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(64 * 1024);
     parser.body_limit(config.max_content_length);
-    stream.expires_after(header_timeout);
+    tcp_layer.expires_after(header_timeout);
     co_await bhttp::async_read_header(stream, buffer, parser, token);
     const Clock::time_point start = Clock::now();
     // A request is in flight from its complete headers until its response is
@@ -372,6 +393,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
 
     Request req;
     req.request_id = make_request_id();
+    req.remote_address = remote_address;
     std::optional<Response> early;  // answered without running a handler
     bool close_after = false;
     if (ec == beast::error::timeout || ec == net::error::eof ||
@@ -402,7 +424,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
       close_after = true;
     } else {
       if (!parser.is_done()) {
-        stream.expires_after(idle_timeout);
+        tcp_layer.expires_after(idle_timeout);
         co_await bhttp::async_read(stream, buffer, parser, token);
         if (ec == bhttp::error::body_limit) {
           early = too_large();
@@ -413,7 +435,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
         }
       }
     }
-    stream.expires_never();
+    tcp_layer.expires_never();
 
     bool keep_alive = !close_after;
     bool accept_gzip = false;
@@ -438,6 +460,11 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
       if (!early) req.body = std::move(msg.body());
     }
 
+    Headers extra;  // CORS, security and gate headers: on whatever response is sent
+    if (!early) {
+      extra = standard_headers(req);
+      early = preflight(req);
+    }
     if (!early) {
       req.params.clear();
       auto it = routes.find(req.path);
@@ -458,6 +485,18 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
                                   "invalid_request_error", "method_not_allowed");
         }
       }
+      if (gate) {
+        // Unknown paths pass the gate too, so that without a key they are a 401
+        // like every other path, not a map of the routes.
+        try {
+          GateDecision d = gate(req, route->path);
+          for (auto& h : d.headers) extra.push_back(std::move(h));
+          if (d.reject) early = std::move(d.reject);
+        } catch (const std::exception& e) {
+          log::error("http.gate_exception", "gate for {} threw: {}", req.path, e.what());
+          early = Response::error(500, "internal error", "server_error", "internal");
+        }
+      }
       if (!early && arrived_draining) {
         early = Response::error(503, "server is shutting down", "server_error", "draining");
         keep_alive = false;
@@ -472,6 +511,8 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
       status = early->status;
       bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(early->status), 11};
       res.set(bhttp::field::content_type, early->content_type);
+      for (auto& [k, v] : extra) res.set(k, v);
+      for (auto& [k, v] : early->headers) res.set(k, v);
       res.body() = std::move(early->body);
       finish_headers(res, req, start, keep_alive);
       res.prepare_payload();
@@ -508,7 +549,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
             state->wake.emplace(stream.get_executor());
             // Watch for the client hanging up while the handler works, so long
             // generations are cancelled at once (the handler polls client_gone()).
-            net::co_spawn(stream.get_executor(), watch_disconnect(stream.socket(), state),
+            net::co_spawn(stream.get_executor(), watch_disconnect(tcp_layer.socket(), state),
                           net::detached);
           }
           state->wake->expires_at(net::steady_timer::time_point::max());
@@ -522,6 +563,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
             status = r.status;
             bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
             res.set(bhttp::field::content_type, r.content_type);
+            for (auto& [k, v] : extra) res.set(k, v);
             for (auto& [k, v] : r.headers) res.set(k, v);
             if (accept_gzip && r.body.size() >= config.gzip_min_bytes) {
               res.body() = gzip_compress(r.body);
@@ -542,6 +584,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
             bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(r.status), 11};
             res.set(bhttp::field::content_type, r.content_type);
             res.set(bhttp::field::cache_control, "no-cache");
+            for (auto& [k, v] : extra) res.set(k, v);
             for (auto& [k, v] : r.headers) res.set(k, v);
             finish_headers(res, req, start, keep_alive);
             res.chunked(true);
@@ -574,7 +617,7 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
       }
       if (state->wake) {
         beast::error_code ignored;
-        stream.socket().cancel(ignored);  // ends the disconnect watcher's wait
+        tcp_layer.socket().cancel(ignored);  // ends the disconnect watcher's wait
       }
     }
     double seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -582,10 +625,73 @@ net::awaitable<void> Server::Impl::session(beast::tcp_stream stream) {
     if (observer) observer(req, route->path, model, status, seconds);
     if (write_failed || !keep_alive) break;
   }
+  if constexpr (kTls) {
+    // close_notify, bounded: a peer that never answers it must not hold the session.
+    tcp_layer.expires_after(std::chrono::seconds(2));
+    co_await stream.async_shutdown(token);
+  }
   beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  stream.close();
+  tcp_layer.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  tcp_layer.close();
   connections.add(-1);
+}
+
+net::awaitable<void> Server::Impl::tls_session(beast::tcp_stream stream) {
+  beast::ssl_stream<beast::tcp_stream> tls_stream(std::move(stream), *tls);
+  beast::error_code ec;
+  beast::get_lowest_layer(tls_stream).expires_after(std::chrono::milliseconds(config.header_timeout_ms));
+  co_await tls_stream.async_handshake(net::ssl::stream_base::server,
+                                      net::redirect_error(net::use_awaitable, ec));
+  if (ec) {
+    log::debug("http.tls_handshake_failed", "TLS handshake failed: {}", ec.message());
+    co_return;
+  }
+  co_await session(std::move(tls_stream));
+}
+
+bool Server::Impl::cors_allowed(std::string_view origin) const {
+  if (origin.empty()) return false;
+  for (const auto& o : config.cors_origins) {
+    if (o == "*" || o == origin) return true;
+  }
+  return false;
+}
+
+Headers Server::Impl::standard_headers(const Request& req) const {
+  Headers h = {{"X-Content-Type-Options", "nosniff"},
+               {"X-Frame-Options", "DENY"},
+               {"Referrer-Policy", "no-referrer"}};
+  if (tls) h.emplace_back("Strict-Transport-Security", "max-age=31536000");
+  if (std::string_view origin = req.header("Origin"); cors_allowed(origin)) {
+    h.emplace_back("Access-Control-Allow-Origin", std::string(origin));
+    h.emplace_back("Vary", "Origin");
+    h.emplace_back("Access-Control-Expose-Headers",
+                   "X-Request-ID, X-Response-Time, X-Cache, Retry-After, x-ratelimit-limit-requests, "
+                   "x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, "
+                   "x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens");
+  }
+  return h;
+}
+
+// A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered
+// here, before the gate: browsers send it without the API key.
+std::optional<Response> Server::Impl::preflight(const Request& req) const {
+  if (req.method != "OPTIONS" || req.header("Origin").empty() ||
+      req.header("Access-Control-Request-Method").empty()) {
+    return std::nullopt;
+  }
+  if (!cors_allowed(req.header("Origin"))) {
+    return Response::error(403, "origin " + std::string(req.header("Origin")) + " is not allowed (--cors-origins)",
+                           "invalid_request_error", "cors_origin_not_allowed");
+  }
+  Response r;
+  r.status = 204;
+  r.content_type = "text/plain";
+  r.headers = {{"Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS"},
+               {"Access-Control-Allow-Headers",
+                "Authorization, Content-Type, X-API-Key, X-Request-ID, Cache-Control"},
+               {"Access-Control-Max-Age", "600"}};
+  return r;
 }
 
 net::awaitable<void> Server::Impl::accept_loop() {
@@ -600,7 +706,11 @@ net::awaitable<void> Server::Impl::accept_loop() {
     }
     socket.set_option(tcp::no_delay(true), ec);
     auto executor = socket.get_executor();
-    net::co_spawn(executor, session(beast::tcp_stream(std::move(socket))), net::detached);
+    if (tls) {
+      net::co_spawn(executor, tls_session(beast::tcp_stream(std::move(socket))), net::detached);
+    } else {
+      net::co_spawn(executor, session(beast::tcp_stream(std::move(socket))), net::detached);
+    }
   }
 }
 
@@ -638,6 +748,10 @@ Server::Server(ServerConfig config, obs::Registry& metrics)
 Server::~Server() = default;
 
 void Server::set_observer(Observer observer) { impl_->observer = std::move(observer); }
+void Server::set_gate(Gate gate) { impl_->gate = std::move(gate); }
+void Server::on_reload_signal(std::function<void()> callback) {
+  impl_->reload_callbacks.push_back(std::move(callback));
+}
 
 void Server::route(const std::string& method, const std::string& path, Handler handler) {
   impl_->add_route(method, path, std::move(handler));
@@ -650,6 +764,27 @@ void Server::route(const std::string& method, const std::string& path, SyncHandl
 
 Status Server::start() {
   beast::error_code ec;
+  const ServerConfig& c = impl_->config;
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    return Status::InvalidArgument("TLS needs both --tls-cert and --tls-key");
+  }
+  if (!c.tls_cert.empty()) {
+    impl_->tls.emplace(net::ssl::context::tls_server);
+    auto& ctx = *impl_->tls;
+    ctx.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                    net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                    net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use);
+    ctx.use_certificate_chain_file(c.tls_cert, ec);
+    if (ec) {
+      impl_->tls.reset();
+      return Status::InvalidArgument(fmt::format("--tls-cert {}: {}", c.tls_cert, ec.message()));
+    }
+    ctx.use_private_key_file(c.tls_key, net::ssl::context::pem, ec);
+    if (ec) {
+      impl_->tls.reset();
+      return Status::InvalidArgument(fmt::format("--tls-key {}: {}", c.tls_key, ec.message()));
+    }
+  }
   auto address = net::ip::make_address(impl_->config.host, ec);
   if (ec) {
     return Status::InvalidArgument("INFERA_HOST '" + impl_->config.host +
@@ -676,11 +811,20 @@ uint16_t Server::port() const {
 
 void Server::run() {
   net::signal_set signals(impl_->ioc, SIGINT, SIGTERM);
-  signals.async_wait([this](const beast::error_code& ec, int signo) {
-    if (ec) return;
-    log::info("http.signal", "received signal {}, draining", signo);
-    begin_drain();
-  });
+  if (!impl_->reload_callbacks.empty()) signals.add(SIGHUP);
+  std::function<void(const beast::error_code&, int)> on_signal =
+      [this, &signals, &on_signal](const beast::error_code& ec, int signo) {
+        if (ec) return;
+        if (signo == SIGHUP) {
+          log::info("http.signal", "received SIGHUP, reloading");
+          for (auto& cb : impl_->reload_callbacks) cb();
+          signals.async_wait(on_signal);
+          return;
+        }
+        log::info("http.signal", "received signal {}, draining", signo);
+        begin_drain();
+      };
+  signals.async_wait(on_signal);
   std::vector<std::thread> threads;
   for (int i = 1; i < impl_->config.io_threads; ++i) {
     threads.emplace_back([this] { impl_->ioc.run(); });

@@ -6,6 +6,11 @@
 // Handlers may answer at once or later from any thread through their Responder.
 // Errors are JSON in the OpenAI shape {"error":{"message","type","code"}}.
 //
+// Before a handler runs, the gate (set_gate; auth/) may refuse the request (401, 403,
+// 429) or name its caller; CORS preflights are answered for the configured origins;
+// every response carries the security headers (nosniff, frame and referrer policy;
+// HSTS with TLS). With a certificate and key the server speaks HTTPS only.
+//
 // Threads: `io_threads` threads run the event loop; each connection is confined to
 // one strand. Handlers run on an I/O thread and must not block: long work goes to
 // another thread, which answers through the Responder.
@@ -14,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,6 +29,9 @@
 
 namespace infera::obs {
 class Registry;
+}
+namespace infera::auth {
+struct Caller;
 }
 
 namespace infera::http {
@@ -36,6 +45,11 @@ struct ServerConfig {
   int64_t idle_timeout_ms = 60000;          // INFERA_IDLE_TIMEOUT_MS
   int64_t drain_timeout_ms = 30000;         // INFERA_DRAIN_TIMEOUT_MS
   uint64_t gzip_min_bytes = 1024;           // INFERA_GZIP_MIN_BYTES
+  // Origins browsers may call from (INFERA_CORS_ORIGINS; "*" = any); empty = no CORS.
+  std::vector<std::string> cors_origins;
+  // PEM certificate chain and private key (INFERA_TLS_CERT / INFERA_TLS_KEY): HTTPS.
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -46,7 +60,12 @@ struct Request {
   std::string query;   // text after '?', may be empty
   std::string body;
   std::string request_id;
+  std::string remote_address;  // the client's IP address
   Headers headers;
+  // Who calls, as the gate established it; null when no gate is set.
+  std::shared_ptr<const auth::Caller> caller;
+  // Held until the response is written (e.g. the caller's concurrency slot).
+  std::shared_ptr<void> lease;
   // Values of a pattern route's {placeholders}, percent-decoded, e.g. {"name", "tiny"}.
   std::vector<std::pair<std::string, std::string>> params;
   // The placeholder's value; empty when absent.
@@ -90,6 +109,16 @@ class Responder {
 };
 
 using Handler = std::function<void(const Request&, Responder)>;
+
+// The gate's answer for one request: refuse it with `reject`, or let it through;
+// `headers` go on its response either way (e.g. x-ratelimit-*).
+struct GateDecision {
+  std::optional<Response> reject;
+  Headers headers;
+};
+// Runs on an I/O thread after routing (`route` is the matched path or pattern,
+// "unmatched" for none) and before the handler; may set request.caller and .lease.
+using Gate = std::function<GateDecision(Request& request, std::string_view route)>;
 using SyncHandler = std::function<Response(const Request&)>;
 
 class Server {
@@ -112,6 +141,12 @@ class Server {
   using Observer = std::function<void(const Request&, std::string_view route, std::string_view model,
                                       int status, double seconds)>;
   void set_observer(Observer observer);
+
+  // Installs the gate every request passes before its handler. REQUIRES: before start().
+  void set_gate(Gate gate);
+  // Called (on an I/O thread) when the process receives SIGHUP, e.g. to reload keys.
+  // REQUIRES: before run().
+  void on_reload_signal(std::function<void()> callback);
 
   // Binds and listens; port() is known afterwards. Fails with a message naming
   // the address when it cannot bind.

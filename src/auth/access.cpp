@@ -1,0 +1,652 @@
+// Access: the keys in force, the gate every request passes, and the limiter behind it.
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "auth/auth.h"
+#include "auth/limiter.h"
+#include "cache/circuit_breaker.h"
+#include "core/log.h"
+#include "http/server.h"
+#include "obs/metrics.h"
+
+namespace infera::auth {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double now_us() {
+  return std::chrono::duration<double, std::micro>(Clock::now().time_since_epoch()).count();
+}
+int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A key as the gate uses it: the role resolved and the limits merged.
+struct ResolvedKey {
+  std::string name;
+  std::array<uint8_t, 32> sha256{};
+  Role role;
+  std::vector<std::string> models;
+  Limits limits;
+};
+
+struct KeySet {
+  std::vector<ResolvedKey> keys;
+  std::vector<Role> roles;
+};
+
+Limits merge(const Limits& role, const Limits& key) {
+  auto pick = [](int64_t k, int64_t r) { return k > 0 ? k : r; };
+  return Limits{pick(key.requests_per_minute, role.requests_per_minute),
+                pick(key.request_burst, role.request_burst),
+                pick(key.tokens_per_minute, role.tokens_per_minute), pick(key.concurrent, role.concurrent),
+                pick(key.tokens_per_day, role.tokens_per_day)};
+}
+
+std::shared_ptr<const KeySet> resolve(const KeysFile& file) {
+  auto set = std::make_shared<KeySet>();
+  set->roles = file.roles;
+  for (const auto& k : file.keys) {
+    ResolvedKey r;
+    r.name = k.name;
+    r.sha256 = k.sha256;
+    for (const auto& role : file.roles) {
+      if (role.name == k.role) r.role = role;
+    }
+    r.models = k.models.empty() ? r.role.models : k.models;
+    r.limits = merge(r.role.limits, k.limits);
+    set->keys.push_back(std::move(r));
+  }
+  return set;
+}
+
+bool is_loopback(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
+}
+
+// OpenAI's reset format: "20ms", "1s", "6m0s", "1h2m3s".
+std::string reset_text(double seconds) {
+  if (seconds <= 0) return "0s";
+  if (seconds < 1) return fmt::format("{}ms", static_cast<int64_t>(std::ceil(seconds * 1000)));
+  int64_t s = static_cast<int64_t>(std::ceil(seconds));
+  const int64_t h = s / 3600, m = (s % 3600) / 60;
+  s %= 60;
+  if (h > 0) return fmt::format("{}h{}m{}s", h, m, s);
+  if (m > 0) return fmt::format("{}m{}s", m, s);
+  return fmt::format("{}s", s);
+}
+
+bool is_admin_route(std::string_view method, std::string_view path, std::string_view route) {
+  if (path.starts_with("/admin/")) return true;
+  // Model load/unload.
+  return method == "POST" && route.starts_with("/api/models/{name}/");
+}
+
+bool is_public_route(std::string_view path) {
+  return path == "/health" || path == "/ready" || path == "/api/health" || path == "/api/v1/health";
+}
+
+bool valid_name(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' || c == '@')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---- Limiter: local buckets, or Redis with local fallback -------------------------
+
+class Limiter {
+ public:
+  Limiter(std::unique_ptr<RedisBuckets> redis, obs::Registry& metrics)
+      : redis_(std::move(redis)),
+        breaker_(3, std::chrono::seconds(2)),
+        fallbacks_(metrics.counter("infera_ratelimit_redis_fallbacks_total",
+                                   "Rate-limit checks decided locally because Redis was unreachable")),
+        breaker_gauge_(metrics.gauge("infera_ratelimit_redis_breaker_open",
+                                     "1 while the rate limiter's Redis circuit breaker is open")) {}
+
+  Quote admit(const std::vector<Subject>& subjects) {
+    if (redis_ && breaker_.allow()) {
+      if (auto q = redis_->admit(subjects)) {
+        breaker_.on_success();
+        breaker_gauge_.set(0);
+        return *q;
+      }
+      breaker_.on_failure();
+      log::warn("ratelimit.redis_fallback",
+                "Redis is unreachable; rate limits are enforced per instance until it is back");
+    }
+    if (redis_) {
+      fallbacks_.inc();
+      breaker_gauge_.set(breaker_.state() == cache::BreakerState::kOpen ? 1 : 0);
+    }
+    return local_.admit(subjects, now_us(), utc_day(unix_seconds()));
+  }
+
+  void charge(const std::vector<Subject>& subjects, int64_t tokens) {
+    if (tokens <= 0) return;
+    local_.charge(subjects, tokens, now_us(), utc_day(unix_seconds()));
+    if (!redis_) return;
+    std::lock_guard lock(mu_);
+    std::string group;
+    for (const auto& s : subjects) group += s.id + '\n';
+    auto& p = pending_[group];
+    p.subjects = subjects;
+    p.tokens += tokens;
+  }
+
+  // Sends the token charges gathered since the last flush to Redis.
+  void flush() {
+    if (!redis_) return;
+    std::map<std::string, Pending> batch;
+    {
+      std::lock_guard lock(mu_);
+      batch.swap(pending_);
+    }
+    for (auto& [group, p] : batch) {
+      if (!breaker_.allow()) return;  // the local buckets were charged already
+      if (redis_->charge(p.subjects, p.tokens)) {
+        breaker_.on_success();
+      } else {
+        breaker_.on_failure();
+      }
+    }
+  }
+
+  int64_t daily_used(const std::string& subject) {
+    if (redis_ && breaker_.allow()) {
+      if (auto v = redis_->daily_used(subject)) {
+        breaker_.on_success();
+        return *v;
+      }
+      breaker_.on_failure();
+    }
+    auto usage = local_.daily_usage(utc_day(unix_seconds()));
+    auto it = usage.find(subject);
+    return it == usage.end() ? 0 : it->second;
+  }
+
+  LocalBuckets& local() { return local_; }
+  Concurrency& concurrency() { return concurrency_; }
+  bool shared() const { return redis_ != nullptr; }
+
+ private:
+  struct Pending {
+    std::vector<Subject> subjects;
+    int64_t tokens = 0;
+  };
+  std::unique_ptr<RedisBuckets> redis_;
+  cache::CircuitBreaker breaker_;
+  obs::Counter& fallbacks_;
+  obs::Gauge& breaker_gauge_;
+  LocalBuckets local_;
+  Concurrency concurrency_;
+  std::mutex mu_;
+  std::map<std::string, Pending> pending_;
+};
+
+// ---- Access -----------------------------------------------------------------------
+
+struct Access::Impl {
+  AccessOptions options;
+  obs::Registry& metrics;
+  std::shared_ptr<Limiter> limiter;
+  mutable std::mutex mu;
+  std::shared_ptr<const KeySet> keys;  // null without a keys file
+  std::filesystem::file_time_type keys_mtime{};
+  uintmax_t keys_size = 0;
+  std::string quota_path;
+  std::string last_saved_quotas;
+
+  std::thread worker;
+  std::mutex worker_mu;
+  std::condition_variable worker_cv;
+  bool stopping = false;
+
+  obs::Counter& allowed;
+  obs::Counter& unauthenticated;
+  obs::Counter& forbidden;
+
+  Impl(AccessOptions o, obs::Registry& m)
+      : options(std::move(o)),
+        metrics(m),
+        allowed(m.counter("infera_auth_requests_total", "Requests by gate outcome", {{"outcome", "allowed"}})),
+        unauthenticated(m.counter("infera_auth_requests_total", "Requests by gate outcome",
+                                  {{"outcome", "unauthenticated"}})),
+        forbidden(m.counter("infera_auth_requests_total", "Requests by gate outcome", {{"outcome", "forbidden"}})) {}
+
+  std::shared_ptr<const KeySet> snapshot() const {
+    std::lock_guard lock(mu);
+    return keys;
+  }
+
+  const ResolvedKey* find(const KeySet& set, std::string_view presented) const {
+    // Every entry is compared, in constant time, whatever matches: the time taken
+    // says nothing about which stored digest is nearest.
+    const std::array<uint8_t, 32> digest = sha256(presented);
+    const ResolvedKey* found = nullptr;
+    for (const auto& k : set.keys) {
+      if (CRYPTO_memcmp(k.sha256.data(), digest.data(), digest.size()) == 0) found = &k;
+    }
+    return found;
+  }
+
+  static std::string_view presented_key(const http::Request& req) {
+    std::string_view auth = req.header("Authorization");
+    if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ")) {
+      auth.remove_prefix(7);
+      while (!auth.empty() && auth.front() == ' ') auth.remove_prefix(1);
+      while (!auth.empty() && auth.back() == ' ') auth.remove_suffix(1);
+      return auth;
+    }
+    return req.header("X-API-Key");
+  }
+
+  http::GateDecision gate(http::Request& req, std::string_view route) {
+    http::GateDecision d;
+    auto caller = std::make_shared<Caller>();
+    caller->client_address = req.remote_address;
+    std::shared_ptr<const KeySet> set = snapshot();
+    if (is_public_route(req.path)) {
+      caller->name = "anonymous";
+      req.caller = std::move(caller);
+      return d;
+    }
+    std::vector<Subject> subjects;
+    if (set) {
+      std::string_view presented = presented_key(req);
+      if (presented.empty()) {
+        unauthenticated.inc();
+        d.reject = http::Response::error(
+            401, "missing API key: send it as Authorization: Bearer <key> or X-API-Key: <key>",
+            "invalid_request_error", "missing_api_key");
+        d.reject->headers.emplace_back("WWW-Authenticate", "Bearer");
+        return d;
+      }
+      const ResolvedKey* key = find(*set, presented);
+      if (key == nullptr) {
+        unauthenticated.inc();
+        d.reject = http::Response::error(401, "invalid API key", "invalid_request_error", "invalid_api_key");
+        d.reject->headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        return d;
+      }
+      caller->name = key->name;
+      caller->role = key->role.name;
+      caller->authenticated = true;
+      caller->admin = key->role.admin;
+      caller->priority = key->role.priority;
+      caller->models = key->models;
+      if (is_admin_route(req.method, req.path, route) && !key->role.admin) {
+        forbidden.inc();
+        d.reject = http::Response::error(
+            403, fmt::format("key '{}' (role {}) may not use {} {}: an admin key is needed", key->name,
+                             key->role.name, req.method, req.path),
+            "invalid_request_error", "insufficient_permissions");
+        return d;
+      }
+      if (!key->role.routes.empty() && !key->role.admin) {
+        bool ok = false;
+        for (const auto& prefix : key->role.routes) ok = ok || req.path.starts_with(prefix);
+        if (!ok) {
+          forbidden.inc();
+          d.reject = http::Response::error(
+              403, fmt::format("role {} may not use {}", key->role.name, req.path), "invalid_request_error",
+              "insufficient_permissions");
+          return d;
+        }
+      }
+      if (key->limits.any()) subjects.push_back({"key:" + key->name, key->limits});
+    } else {
+      caller->name = "anonymous";
+      caller->admin = true;  // no keys: the loopback (or --allow-anonymous) operator
+    }
+    if (options.per_client.any() && !req.remote_address.empty()) {
+      subjects.push_back({"ip:" + req.remote_address, options.per_client});
+    }
+    if (!subjects.empty()) {
+      Quote q = limiter->admit(subjects);
+      add_headers(q, d.headers);
+      if (!q.allowed) {
+        metrics.counter("infera_ratelimit_refusals_total", "Requests refused by a rate limit or quota",
+                        {{"reason", q.reason}}).inc();
+        const bool daily = q.reason == "tokens_per_day";
+        const std::string who = q.subject.starts_with("key:") ? "key '" + q.subject.substr(4) + "'"
+                                                               : "client " + q.subject.substr(3);
+        d.reject = http::Response::error(
+            429,
+            daily ? fmt::format("daily token quota of {} used up; it renews at 00:00 UTC", who)
+                  : fmt::format("rate limit reached for {} on {}; retry in {}", who, q.reason,
+                                reset_text(q.retry_after_s)),
+            daily ? "insufficient_quota" : "requests", daily ? "insufficient_quota" : "rate_limit_exceeded");
+        d.reject->headers.emplace_back(
+            "Retry-After", std::to_string(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(q.retry_after_s)))));
+        return d;
+      }
+      std::string refused;
+      if (!limiter->concurrency().acquire(subjects, &refused)) {
+        metrics.counter("infera_ratelimit_refusals_total", "Requests refused by a rate limit or quota",
+                        {{"reason", "concurrent"}}).inc();
+        d.reject = http::Response::error(
+            429, fmt::format("too many concurrent requests for {}; retry when one finishes", refused),
+            "requests", "concurrency_limit_exceeded");
+        d.reject->headers.emplace_back("Retry-After", "1");
+        return d;
+      }
+      struct Slot {
+        std::shared_ptr<Limiter> limiter;
+        std::vector<Subject> subjects;
+        ~Slot() { limiter->concurrency().release(subjects); }
+      };
+      req.lease = std::make_shared<Slot>(Slot{limiter, subjects});
+      caller->charge = [l = limiter, subjects](int64_t tokens) { l->charge(subjects, tokens); };
+    }
+    allowed.inc();
+    req.caller = std::move(caller);
+    return d;
+  }
+
+  static void add_headers(const Quote& q, http::Headers& h) {
+    if (q.limit_requests > 0) {
+      h.emplace_back("x-ratelimit-limit-requests", std::to_string(q.limit_requests));
+      h.emplace_back("x-ratelimit-remaining-requests", std::to_string(q.remaining_requests));
+      h.emplace_back("x-ratelimit-reset-requests", reset_text(q.reset_requests_s));
+    }
+    if (q.limit_tokens > 0) {
+      h.emplace_back("x-ratelimit-limit-tokens", std::to_string(q.limit_tokens));
+      h.emplace_back("x-ratelimit-remaining-tokens", std::to_string(q.remaining_tokens));
+      h.emplace_back("x-ratelimit-reset-tokens", reset_text(q.reset_tokens_s));
+    }
+  }
+
+  Status reload() {
+    if (options.keys_file.empty()) return Status::Ok();
+    std::error_code ec;
+    auto mtime = std::filesystem::last_write_time(options.keys_file, ec);
+    auto size = std::filesystem::file_size(options.keys_file, ec);
+    auto parsed = parse_keys_file(options.keys_file);
+    if (!parsed.ok()) {
+      metrics.counter("infera_auth_key_reloads_total", "Keys file reads", {{"result", "error"}}).inc();
+      std::lock_guard lock(mu);
+      keys_mtime = mtime;  // not retried until the file changes again
+      keys_size = size;
+      return parsed.status();
+    }
+    auto set = resolve(*parsed);
+    metrics.counter("infera_auth_key_reloads_total", "Keys file reads", {{"result", "ok"}}).inc();
+    std::lock_guard lock(mu);
+    keys = std::move(set);
+    keys_mtime = mtime;
+    keys_size = size;
+    return Status::Ok();
+  }
+
+  bool keys_file_changed() const {
+    std::error_code ec;
+    auto mtime = std::filesystem::last_write_time(options.keys_file, ec);
+    if (ec) return false;
+    auto size = std::filesystem::file_size(options.keys_file, ec);
+    std::lock_guard lock(mu);
+    return mtime != keys_mtime || size != keys_size;
+  }
+
+  // ---- daily quotas kept on disk (without Redis) ----
+
+  void load_quotas() {
+    if (quota_path.empty()) return;
+    std::ifstream in(quota_path);
+    if (!in) return;
+    json doc = json::parse(in, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object() || !doc.contains("day") || !doc["day"].is_number_integer() ||
+        !doc.contains("used") || !doc["used"].is_object()) {
+      log::warn("quota.unreadable", "{}: not a quota file; daily usage starts from zero", quota_path);
+      return;
+    }
+    const int64_t day = doc["day"].get<int64_t>();
+    if (day != utc_day(unix_seconds())) return;
+    for (const auto& [subject, used] : doc["used"].items()) {
+      if (used.is_number_integer()) limiter->local().restore_daily(subject, day, used.get<int64_t>());
+    }
+  }
+
+  void save_quotas() {
+    if (quota_path.empty()) return;
+    const int64_t day = utc_day(unix_seconds());
+    auto usage = limiter->local().daily_usage(day);
+    json used = json::object();
+    for (const auto& [k, v] : usage) used[k] = v;
+    std::string text = json{{"day", day}, {"used", used}}.dump();
+    if (text == last_saved_quotas) return;
+    // Written beside and renamed over, so a crash leaves the old or the new file.
+    const std::string tmp = quota_path + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (f == nullptr) {
+      log::warn("quota.save_failed", "{}: cannot write daily quotas: {}", tmp, std::strerror(errno));
+      return;
+    }
+    bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    ok = std::fflush(f) == 0 && ok;
+    ok = ::fsync(fileno(f)) == 0 && ok;
+    std::fclose(f);
+    if (!ok || std::rename(tmp.c_str(), quota_path.c_str()) != 0) {
+      log::warn("quota.save_failed", "{}: cannot write daily quotas", quota_path);
+      return;
+    }
+    last_saved_quotas = std::move(text);
+  }
+
+  void run_worker() {
+    std::unique_lock lock(worker_mu);
+    int ticks = 0;
+    while (!worker_cv.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping; })) {
+      lock.unlock();
+      limiter->flush();
+      if (++ticks % 10 == 0) {
+        save_quotas();
+        if (!options.keys_file.empty() && keys_file_changed()) {
+          if (Status st = reload(); st.ok()) {
+            log::info("auth.keys_reloaded", "{}: keys reloaded (file changed)", options.keys_file);
+          } else {
+            log::error("auth.keys_reload_failed", "{}; the previous keys stay in force", st.message());
+          }
+        }
+      }
+      lock.lock();
+    }
+  }
+
+  // ---- /admin/keys ----
+
+  json key_json(const ResolvedKey& k) {
+    json limits = {{"requests_per_minute", k.limits.requests_per_minute},
+                   {"request_burst", k.limits.request_burst},
+                   {"tokens_per_minute", k.limits.tokens_per_minute},
+                   {"concurrent", k.limits.concurrent},
+                   {"tokens_per_day", k.limits.tokens_per_day}};
+    return {{"name", k.name},
+            {"role", k.role.name},
+            {"priority", k.role.priority},
+            {"admin", k.role.admin},
+            {"models", k.models},
+            {"limits", limits},
+            {"usage",
+             {{"tokens_today", limiter->daily_used("key:" + k.name)},
+              {"in_flight", limiter->concurrency().in_flight("key:" + k.name)}}}};
+  }
+
+  http::Response list_keys() {
+    auto set = snapshot();
+    json out = json::array();
+    if (set) {
+      for (const auto& k : set->keys) out.push_back(key_json(k));
+    }
+    return http::Response::json(200, json{{"object", "list"}, {"data", out}}.dump());
+  }
+
+  // Creates a key: a random secret, shown once; its SHA-256 is appended to the keys file.
+  http::Response create_key(const http::Request& req) {
+    if (options.keys_file.empty()) {
+      return http::Response::error(400, "no keys file is configured (--api-keys-file)", "invalid_request_error",
+                                   "no_keys_file");
+    }
+    json body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) {
+      return http::Response::error(400, "body must be a JSON object {\"name\":..,\"role\":..}",
+                                   "invalid_request_error", "invalid_json");
+    }
+    auto str = [&](const char* k) {
+      return body.contains(k) && body[k].is_string() ? body[k].get<std::string>() : std::string();
+    };
+    const std::string name = str("name"), role = str("role");
+    if (!valid_name(name)) {
+      return http::Response::error(400, "name must be 1-64 characters of letters, digits, _ - . @",
+                                   "invalid_request_error", "invalid_value");
+    }
+    auto set = snapshot();
+    bool role_known = false;
+    for (const auto& r : set->roles) role_known = role_known || r.name == role;
+    if (!role_known) {
+      return http::Response::error(400, fmt::format("unknown role '{}'", role), "invalid_request_error",
+                                   "invalid_value");
+    }
+    for (const auto& k : set->keys) {
+      if (k.name == name) {
+        return http::Response::error(409, fmt::format("a key named '{}' exists", name), "invalid_request_error",
+                                     "key_exists");
+      }
+    }
+    unsigned char random[24];
+    if (RAND_bytes(random, sizeof random) != 1) {
+      return http::Response::error(500, "no randomness for a new key", "server_error", "internal");
+    }
+    std::string secret = "sk-infera-";
+    for (unsigned char c : random) secret += fmt::format("{:02x}", c);
+    {
+      std::ofstream out(options.keys_file, std::ios::app);
+      out << fmt::format("\n[[keys]]\nname = \"{}\"\nsha256 = \"{}\"\nrole = \"{}\"\n", name, sha256_hex(secret),
+                         role);
+      if (!out.flush()) {
+        return http::Response::error(500, options.keys_file + ": cannot append the new key", "server_error",
+                                     "keys_file_unwritable");
+      }
+    }
+    if (Status st = reload(); !st.ok()) {
+      return http::Response::error(500, st.message(), "server_error", "keys_file_invalid");
+    }
+    log::info("auth.key_created", "key '{}' (role {}) created", name, role);
+    return http::Response::json(
+        201, json{{"name", name}, {"role", role}, {"key", secret},
+                  {"note", "store this key now: infera keeps only its SHA-256 and cannot show it again"}}
+                 .dump());
+  }
+};
+
+Access::Access(AccessOptions options, obs::Registry& metrics)
+    : impl_(std::make_unique<Impl>(std::move(options), metrics)) {}
+
+Access::~Access() { stop(); }
+
+Result<std::unique_ptr<Access>> Access::create(const AccessOptions& options, obs::Registry& metrics) {
+  if (options.keys_file.empty() && !options.allow_anonymous && !is_loopback(options.host)) {
+    return Status::InvalidArgument(fmt::format(
+        "refusing to listen on {} without API keys: anyone who can reach it could use every model and "
+        "admin route. Give --api-keys-file FILE (docs/AUTH.md), listen on 127.0.0.1, or pass "
+        "--allow-anonymous to serve without keys",
+        options.host));
+  }
+  std::unique_ptr<RedisBuckets> redis;
+  if (!options.redis_url.empty()) {
+    RedisLimiterOptions ro;
+    ro.url = options.redis_url;
+    ro.prefix = options.instance_prefix;
+    auto opened = RedisBuckets::open(ro);
+    if (!opened.ok()) return opened.status();
+    redis = std::move(opened).value();
+  }
+  std::unique_ptr<Access> access(new Access(options, metrics));
+  Impl& impl = *access->impl_;
+  impl.limiter = std::make_shared<Limiter>(std::move(redis), metrics);
+  if (!options.keys_file.empty()) {
+    if (Status st = impl.reload(); !st.ok()) return st;
+    if (impl.snapshot()->keys.empty()) {
+      log::warn("auth.no_keys", "{} lists no [[keys]]: only /health and /ready answer", options.keys_file);
+    }
+  }
+  bool daily = options.per_client.tokens_per_day > 0;
+  if (auto set = impl.snapshot()) {
+    for (const auto& k : set->keys) daily = daily || k.limits.tokens_per_day > 0;
+  }
+  if (daily && options.redis_url.empty()) {
+    if (options.data_dir.empty()) {
+      log::warn("quota.not_persisted", "daily token quotas are kept in memory only: set --data-dir");
+    } else {
+      std::error_code ec;
+      std::filesystem::create_directories(options.data_dir, ec);
+      if (ec) return Status::IoError(fmt::format("--data-dir {}: {}", options.data_dir, ec.message()));
+      impl.quota_path = (std::filesystem::path(options.data_dir) / "quotas.json").string();
+      impl.load_quotas();
+    }
+  }
+  return access;
+}
+
+void Access::attach(http::Server& server) {
+  Impl* impl = impl_.get();
+  server.set_gate([impl](http::Request& req, std::string_view route) { return impl->gate(req, route); });
+  server.on_reload_signal([impl] {
+    if (impl->options.keys_file.empty()) return;
+    if (Status st = impl->reload(); st.ok()) {
+      log::info("auth.keys_reloaded", "{}: keys reloaded (SIGHUP)", impl->options.keys_file);
+    } else {
+      log::error("auth.keys_reload_failed", "{}; the previous keys stay in force", st.message());
+    }
+  });
+  server.route("GET", "/admin/keys", http::SyncHandler([impl](const http::Request&) { return impl->list_keys(); }));
+  server.route("POST", "/admin/keys",
+               http::SyncHandler([impl](const http::Request& req) { return impl->create_key(req); }));
+}
+
+Status Access::reload() { return impl_->reload(); }
+
+void Access::start() {
+  if (impl_->worker.joinable()) return;
+  impl_->worker = std::thread([impl = impl_.get()] { impl->run_worker(); });
+}
+
+void Access::stop() {
+  if (!impl_->worker.joinable()) return;
+  {
+    std::lock_guard lock(impl_->worker_mu);
+    impl_->stopping = true;
+  }
+  impl_->worker_cv.notify_all();
+  impl_->worker.join();
+  impl_->limiter->flush();
+  impl_->save_quotas();
+}
+
+bool Access::keys_configured() const { return impl_->snapshot() != nullptr; }
+
+}  // namespace infera::auth
