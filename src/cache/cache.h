@@ -95,6 +95,9 @@ struct Lookup {
 // Thread-safe: every method may be called from any thread concurrently. No method throws.
 class Cache {
  public:
+  // An L2 directory RocksDB cannot open (read-only, full, locked) is not an error: the
+  // cache opens without its disk tier and logs a "cache.l2_disabled" warning. Fails only
+  // for a Redis URL that does not parse.
   static Result<std::unique_ptr<Cache>> open(const Config& config);
   virtual ~Cache() = default;
 

@@ -5,13 +5,44 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <filesystem>
+
+#include "core/log.h"
 
 namespace infera::cache {
 
 namespace {
 
 rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
+
+// RocksDB's own diagnostics go to infera's log (warnings and errors only) instead of a LOG
+// file in the cache directory. Besides keeping the directory to data, this matters on a
+// full disk: the Debian build of RocksDB asserts (aborting the server) when its file logger
+// writes again after one failed write, which the first failed cache write triggers.
+class ForwardingLogger : public rocksdb::Logger {
+ public:
+  explicit ForwardingLogger(std::string dir)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL), dir_(std::move(dir)) {}
+
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char line[1024];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    std::vsnprintf(line, sizeof line, format, ap);
+#pragma GCC diagnostic pop
+    log::warn("cache.rocksdb", "L2 cache dir {}: {}", dir_, line);
+  }
+
+ private:
+  std::string dir_;
+};
 
 }  // namespace
 
@@ -29,16 +60,26 @@ Result<std::unique_ptr<DiskCache>> DiskCache::open(const DiskCacheOptions& optio
   db_options.write_buffer_size =
       std::clamp<std::uint64_t>(options.max_bytes / 8, 1u << 20, 64u << 20);
   db_options.max_background_jobs = 1;
-  db_options.keep_log_file_num = 2;
+  db_options.info_log = std::make_shared<ForwardingLogger>(options.dir);
+  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, options.dir, &raw);
   if (!s.ok()) {
     return Status::IoError("cache dir " + options.dir + ": RocksDB open failed: " + s.ToString());
   }
-  return std::make_unique<DiskCache>(OpenToken(), std::unique_ptr<rocksdb::DB>(raw));
+  return std::make_unique<DiskCache>(OpenToken(), std::unique_ptr<rocksdb::DB>(raw), options.dir);
 }
 
-DiskCache::DiskCache(OpenToken, std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+DiskCache::DiskCache(OpenToken, std::unique_ptr<rocksdb::DB> db, std::string dir)
+    : db_(std::move(db)), dir_(std::move(dir)) {}
+
+void DiskCache::disable(std::string_view operation, const std::string& error) {
+  if (disabled_.exchange(true)) return;
+  log::warn("cache.l2_disabled",
+            "L2 cache dir {}: {} failed ({}); the disk tier is off until restart, requests are "
+            "served from memory, Redis and the engine",
+            dir_, operation, error);
+}
 
 DiskCache::~DiskCache() {
   if (db_) {
@@ -49,6 +90,7 @@ DiskCache::~DiskCache() {
 }
 
 std::optional<StoredValue> DiskCache::get(std::string_view key) {
+  if (disabled()) return std::nullopt;
   std::string bytes;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), slice(key), &bytes);
   if (s.IsNotFound()) {
@@ -78,27 +120,32 @@ std::optional<StoredValue> DiskCache::get(std::string_view key) {
 }
 
 Status DiskCache::put(std::string_view key, std::string_view value, std::int64_t expires_unix_ms) {
+  if (disabled()) return Status::Unavailable("L2 is disabled");
   rocksdb::WriteOptions write_options;
   write_options.sync = false;
   rocksdb::Status s =
       db_->Put(write_options, slice(key), encode_entry(key, value, expires_unix_ms));
   if (!s.ok()) {
     ++errors_;
+    disable("write", s.ToString());
     return Status::IoError("L2 put: " + s.ToString());
   }
   return Status::Ok();
 }
 
 Status DiskCache::erase(std::string_view key) {
+  if (disabled()) return Status::Unavailable("L2 is disabled");
   rocksdb::Status s = db_->Delete(rocksdb::WriteOptions(), slice(key));
   if (!s.ok()) {
     ++errors_;
+    disable("delete", s.ToString());
     return Status::IoError("L2 delete: " + s.ToString());
   }
   return Status::Ok();
 }
 
 Status DiskCache::clear() {
+  if (disabled()) return Status::Ok();
   rocksdb::WriteBatch batch;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   for (it->SeekToFirst(); it->Valid(); it->Next()) batch.Delete(it->key());
@@ -110,7 +157,7 @@ Status DiskCache::clear() {
 
 TierStats DiskCache::stats() const {
   TierStats s;
-  s.enabled = true;
+  s.enabled = !disabled();
   s.hits = hits_.load();
   s.misses = misses_.load();
   s.expired = expired_.load();

@@ -3,6 +3,11 @@
 // files are dropped whole, and files older than the TTL are dropped too; the bound is
 // therefore approximate (plus the memtable). TTL is also checked on every read, and an
 // entry failing its checksum is deleted and reported as a miss.
+// A failed write (disk full, directory turned read-only, I/O error) turns the tier off
+// until restart, with one warning in the log: RocksDB keeps a write error as a background
+// error and fails every later write the same way, so retrying would only cost each request
+// a failed write. While off, get() is a miss and put() does nothing; stats() reports it
+// disabled.
 // Thread-safe: RocksDB serializes internally; no lock of ours is held across I/O.
 #pragma once
 
@@ -51,10 +56,16 @@ class DiskCache {
   };
 
  public:
-  DiskCache(OpenToken, std::unique_ptr<rocksdb::DB> db);  // use open()
+  DiskCache(OpenToken, std::unique_ptr<rocksdb::DB> db, std::string dir);  // use open()
+
+  bool disabled() const { return disabled_.load(std::memory_order_relaxed); }
 
  private:
+  void disable(std::string_view operation, const std::string& error);
+
   std::unique_ptr<rocksdb::DB> db_;
+  std::string dir_;
+  std::atomic<bool> disabled_{false};
   std::atomic<std::uint64_t> hits_{0}, misses_{0}, expired_{0}, corrupt_{0}, errors_{0};
 };
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/log.h"
+
 namespace infera::cache {
 
 const char* x_cache_header(Tier tier) {
@@ -31,8 +33,14 @@ Result<std::unique_ptr<Cache>> Cache::open(const Config& config) {
   if (!config.dir.empty()) {
     Result<std::unique_ptr<DiskCache>> disk = DiskCache::open(
         {config.dir, config.disk_max_bytes, std::chrono::seconds(config.ttl_seconds)});
-    if (!disk.ok()) return disk.status();
-    l2 = std::move(disk).value();
+    if (disk.ok()) {
+      l2 = std::move(disk).value();
+    } else {
+      // A cache is an optimisation: a directory that cannot be opened (read-only, full,
+      // locked by another process) costs the disk tier, never the service.
+      log::warn("cache.l2_disabled", "{}; serving without the disk tier (L2)",
+                disk.status().message());
+    }
   }
   std::unique_ptr<RedisCache> l3;
   if (!config.redis_url.empty()) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 #include <thread>
 
 #include "cache/redis_server.h"
@@ -171,6 +172,35 @@ TEST(TieredCache, ClearEmptiesEveryTier) {
   (*cache)->put("k", "v");
   (*cache)->clear();
   EXPECT_EQ((*cache)->get("k").tier, Tier::kMiss);
+}
+
+// The disk tier is an optimisation: a directory RocksDB cannot open costs L2, not the cache.
+TEST(TieredCache, UnopenableDiskDirectoryLeavesTheCacheWithoutL2) {
+  testing::TempDir dir;
+  const std::string not_a_dir = dir.path() + "/file";
+  { std::ofstream(not_a_dir) << "x"; }
+  Config c = base_config();
+  c.dir = not_a_dir + "/l2";  // below a regular file: create_directories fails
+  auto cache = Cache::open(c);
+  ASSERT_TRUE(cache.ok()) << cache.status().message();
+  EXPECT_FALSE((*cache)->stats().l2.enabled);
+  (*cache)->put("k", "v");
+  Lookup hit = (*cache)->get("k");
+  EXPECT_EQ(hit.tier, Tier::kL1);
+  EXPECT_EQ(*hit.value, "v");
+}
+
+TEST(TieredCache, DiskDirectoryLockedByAnotherCacheLeavesTheSecondWithoutL2) {
+  testing::TempDir dir;
+  Config c = base_config();
+  c.dir = dir.path();
+  auto first = Cache::open(c);
+  auto second = Cache::open(c);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_TRUE((*first)->stats().l2.enabled);
+  EXPECT_FALSE((*second)->stats().l2.enabled);
+  (*second)->put("k", "v");
+  EXPECT_EQ((*second)->get("k").tier, Tier::kL1);
 }
 
 }  // namespace
