@@ -204,6 +204,8 @@ class AssistantSink final : public Sink {
     out += fmt::format(R"(,"latency_ms":{:.3f},"tokens":{},"cached":{},"finish_reason":)", ms,
                        o.completion_tokens, o.from_cache ? "true" : "false");
     append_json_string(out, o.finish_reason);
+    out += fmt::format(R"(,"usage":{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{}}})",
+                       o.prompt_tokens, o.completion_tokens, o.prompt_tokens + o.completion_tokens);
     if (!session_id_.empty()) {
       out += R"(,"session_id":)";
       append_json_string(out, session_id_);

@@ -355,12 +355,16 @@ struct Access::Impl {
         d.reject->headers.emplace_back("Retry-After", "1");
         return d;
       }
+      // Released when the request's response is written (the server drops the lease).
       struct Slot {
+        Slot(std::shared_ptr<Limiter> l, std::vector<Subject> s) : limiter(std::move(l)), subjects(std::move(s)) {}
+        Slot(const Slot&) = delete;
+        Slot& operator=(const Slot&) = delete;
+        ~Slot() { limiter->concurrency().release(subjects); }
         std::shared_ptr<Limiter> limiter;
         std::vector<Subject> subjects;
-        ~Slot() { limiter->concurrency().release(subjects); }
       };
-      req.lease = std::make_shared<Slot>(Slot{limiter, subjects});
+      req.lease = std::make_shared<Slot>(limiter, subjects);
       caller->charge = [l = limiter, subjects](int64_t tokens) { l->charge(subjects, tokens); };
     }
     allowed.inc();

@@ -149,8 +149,12 @@ void add_config_flags(CLI::App& app, FlagValues& flags) {
           ->expected(1);
       continue;
     }
-    app.add_option_function<std::string>(
+    auto* opt = app.add_option_function<std::string>(
         names, [&flags, flag = spec.flag](const std::string& v) { flags[flag] = v; }, help);
+    if (spec.type == OptionType::kBool) {
+      // A bare boolean flag (--allow-anonymous) means true; --mmap false still works.
+      opt->expected(0, 1)->default_str("true");
+    }
   }
 }
 
