@@ -654,12 +654,15 @@ std::vector<double> normal_latencies(int port, int count, int* failures) {
 TEST(Faults, ThousandSlowLorisConnectionsKeepNormalP99WithinTwiceUnloaded) {
   constexpr int kLoris = 1000;
   ASSERT_GE(raise_open_files(kLoris + 512), static_cast<rlim_t>(kLoris + 512));
-  auto server = serve({"--cache-policy", "off"});
+  // One compute thread: two would meet at a barrier several times per token, so a
+  // descheduled one stalls the other and the machine's background load (not the server)
+  // would dominate the tail of both measurements.
+  auto server = serve({"--cache-policy", "off", "--max-workers", "1"});
   ASSERT_GT(server->port(), 0);
   const int port = server->port();
   ASSERT_EQ(ask_chat(port, "warm up").status, 200);
 
-  constexpr int kSamples = 600;
+  constexpr int kSamples = 1000;  // P99 is then the 10th worst: stable enough on a busy machine
   int failures = 0;
   std::vector<double> unloaded = normal_latencies(port, kSamples / 2, &failures);
 
