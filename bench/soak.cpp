@@ -78,15 +78,24 @@ Options parse(int argc, char** argv) {
     const std::string a = argv[i];
     if (i + 1 >= argc) usage(("missing value for " + a).c_str());
     const char* v = argv[++i];
-    if (a == "--duration") o.duration_s = std::atof(v);
-    else if (a == "--rate") o.rate_per_s = std::atof(v);
-    else if (a == "--sample-s") o.sample_s = std::atof(v);
-    else if (a == "--workers") o.workers = std::atoi(v);
-    else if (a == "--warmup-fraction") o.warmup_fraction = std::atof(v);
-    else if (a == "--max-growth-pct") o.max_growth_pct = std::atof(v);
-    else if (a == "--infera") o.infera = v;
-    else if (a == "--model") o.model = v;
-    else usage(("unknown option " + a).c_str());
+    if (a == "--duration")
+      o.duration_s = std::atof(v);
+    else if (a == "--rate")
+      o.rate_per_s = std::atof(v);
+    else if (a == "--sample-s")
+      o.sample_s = std::atof(v);
+    else if (a == "--workers")
+      o.workers = std::atoi(v);
+    else if (a == "--warmup-fraction")
+      o.warmup_fraction = std::atof(v);
+    else if (a == "--max-growth-pct")
+      o.max_growth_pct = std::atof(v);
+    else if (a == "--infera")
+      o.infera = v;
+    else if (a == "--model")
+      o.model = v;
+    else
+      usage(("unknown option " + a).c_str());
   }
   if (o.duration_s <= 0 || o.rate_per_s <= 0 || o.sample_s <= 0 || o.workers < 1)
     usage("durations, rate and workers must be positive");
@@ -176,22 +185,37 @@ std::string chat(const std::string& content, int max_tokens, bool stream,
 }
 
 // The kinds of traffic, their share, and the status each must get.
-enum class Kind { kHit, kMiss, kStream, kCancel, kAssistant, kMalformed, kOversized, kUnknownModel, kMetrics };
+enum class Kind {
+  kHit,
+  kMiss,
+  kStream,
+  kCancel,
+  kAssistant,
+  kMalformed,
+  kOversized,
+  kUnknownModel,
+  kMetrics
+};
 struct KindInfo {
   const char* name;
   int weight;
   int expect;  // HTTP status; kCancel accepts any answer that started with 200
 };
 const std::map<Kind, KindInfo> kKinds = {
-    {Kind::kHit, {"hit", 30, 200}},          {Kind::kMiss, {"miss", 15, 200}},
-    {Kind::kStream, {"stream", 15, 200}},    {Kind::kCancel, {"cancel", 10, 200}},
-    {Kind::kAssistant, {"assistant", 10, 200}}, {Kind::kMalformed, {"malformed", 6, 400}},
-    {Kind::kOversized, {"oversized", 4, 413}},  {Kind::kUnknownModel, {"unknown_model", 6, 404}},
+    {Kind::kHit, {"hit", 30, 200}},
+    {Kind::kMiss, {"miss", 15, 200}},
+    {Kind::kStream, {"stream", 15, 200}},
+    {Kind::kCancel, {"cancel", 10, 200}},
+    {Kind::kAssistant, {"assistant", 10, 200}},
+    {Kind::kMalformed, {"malformed", 6, 400}},
+    {Kind::kOversized, {"oversized", 4, 413}},
+    {Kind::kUnknownModel, {"unknown_model", 6, 404}},
     {Kind::kMetrics, {"metrics", 4, 200}},
 };
 
-const char* kHitPrompts[] = {"Once upon a time", "The little dog", "A cat sat",  "Lily found a ball",
-                             "Tom had a red car", "The sun was",  "Ben and Mia", "The big tree"};
+const char* kHitPrompts[] = {"Once upon a time",  "The little dog",    "A cat sat",
+                             "Lily found a ball", "Tom had a red car", "The sun was",
+                             "Ben and Mia",       "The big tree"};
 
 struct Tally {
   std::mutex mutex;
@@ -218,16 +242,14 @@ void run_one(int port, Kind kind, std::uint64_t n, Tally& tally) {
                    true);
       break;
     case Kind::kAssistant:
-      r = exchange(port, post("/api/chat", "{\"question\":\"" +
-                                               std::string(kHitPrompts[n % 3]) +
+      r = exchange(port, post("/api/chat", "{\"question\":\"" + std::string(kHitPrompts[n % 3]) +
                                                "\",\"role\":\"student\"}"));
       break;
     case Kind::kMalformed:
       r = exchange(port, post("/v1/chat/completions", "{\"messages\":[{\"role\":\"user\","));
       break;
     case Kind::kOversized:
-      r = exchange(port, post("/v1/chat/completions",
-                              chat(std::string(80 * 1024, 'a'), 8, false)));
+      r = exchange(port, post("/v1/chat/completions", chat(std::string(80 * 1024, 'a'), 8, false)));
       break;
     case Kind::kUnknownModel:
       r = exchange(port, post("/v1/chat/completions", chat(unique, 8, false, "no-such-model")));
@@ -276,10 +298,24 @@ int main(int argc, char** argv) {
   const std::string dir = ::mkdtemp(dir_template);
   const std::string log_path = dir + "/infera.log";
   const int port = free_loopback_port();
-  const std::vector<std::string> args = {
-      o.infera, "serve", "--host", "127.0.0.1", "--port", std::to_string(port), "--model", o.model,
-      "--cache-dir", dir + "/l2", "--cache-max-size", "500", "--cache-disk-max-bytes", "2MiB",
-      "--max-content-length", "64KiB", "--log-level", "warn"};
+  const std::vector<std::string> args = {o.infera,
+                                         "serve",
+                                         "--host",
+                                         "127.0.0.1",
+                                         "--port",
+                                         std::to_string(port),
+                                         "--model",
+                                         o.model,
+                                         "--cache-dir",
+                                         dir + "/l2",
+                                         "--cache-max-size",
+                                         "500",
+                                         "--cache-disk-max-bytes",
+                                         "2MiB",
+                                         "--max-content-length",
+                                         "64KiB",
+                                         "--log-level",
+                                         "warn"};
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -374,7 +410,8 @@ int main(int argc, char** argv) {
   if (!tally.first_unexpected.empty())
     std::printf("first unexpected answer: %s\n", tally.first_unexpected.c_str());
   std::printf("requests: %lld in %.0f s (%.1f/s), %llu started more than 1 s late\n",
-              static_cast<long long>(total), o.duration_s, static_cast<double>(total) / o.duration_s,
+              static_cast<long long>(total), o.duration_s,
+              static_cast<double>(total) / o.duration_s,
               static_cast<unsigned long long>(late.load()));
 
   int exit_code = 0;
@@ -425,14 +462,16 @@ int main(int argc, char** argv) {
   const double base_anon = mean(&Rss::anon_kib, warm_s, warm_s + window_s);
   const double last_anon = mean(&Rss::anon_kib, end_s - window_s, end_s);
   const double growth = pct(base_total, last_total);
-  std::printf("VmRSS: first %ld KiB, at %.0f s %ld KiB, last %ld KiB (raw growth %+.2f%%), peak %ld KiB\n",
-              samples.front().rss.total_kib, at_warm->t_s, at_warm->rss.total_kib,
-              last.rss.total_kib, pct(static_cast<double>(at_warm->rss.total_kib),
-                                      static_cast<double>(last.rss.total_kib)),
-              peak);
-  std::printf("mean VmRSS %.0f-%.0f s: %.0f KiB, last %.0f s: %.0f KiB; anonymous part %.0f -> %.0f KiB (%+.2f%%)\n",
-              warm_s, warm_s + window_s, base_total, window_s, last_total, base_anon, last_anon,
-              pct(base_anon, last_anon));
+  std::printf(
+      "VmRSS: first %ld KiB, at %.0f s %ld KiB, last %ld KiB (raw growth %+.2f%%), peak %ld KiB\n",
+      samples.front().rss.total_kib, at_warm->t_s, at_warm->rss.total_kib, last.rss.total_kib,
+      pct(static_cast<double>(at_warm->rss.total_kib), static_cast<double>(last.rss.total_kib)),
+      peak);
+  std::printf(
+      "mean VmRSS %.0f-%.0f s: %.0f KiB, last %.0f s: %.0f KiB; anonymous part %.0f -> %.0f KiB "
+      "(%+.2f%%)\n",
+      warm_s, warm_s + window_s, base_total, window_s, last_total, base_anon, last_anon,
+      pct(base_anon, last_anon));
   std::printf("RSS growth after warm-up: %+.2f%% (goal < %.0f%%)\n", growth, o.max_growth_pct);
   if (growth >= o.max_growth_pct) {
     std::printf("FAIL: RSS grew %.2f%% after warm-up\n", growth);

@@ -7,6 +7,7 @@
 // on a free loopback port (skipped when not installed); a full or read-only L2 is a tiny
 // tmpfs when the test runs as root, else a chmod-ed directory (the full-disk case is
 // then skipped).
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -18,7 +19,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include <algorithm>
 #include <atomic>
@@ -51,8 +51,8 @@ using Clock = std::chrono::steady_clock;
 const std::string kModel = std::string(INFERA_SOURCE_DIR) + "/models/stories260K-tok512.gguf";
 const std::string kModelName = "stories260K-tok512";
 
-#define REQUIRE_REDIS()                   \
-  if (!redis_server_installed())          \
+#define REQUIRE_REDIS()                                                         \
+  if (!redis_server_installed())                                                \
   GTEST_SKIP() << "redis-server is not installed (scripts/setup installs it); " \
                   "the L3 fault tests need a real one"
 
@@ -137,7 +137,8 @@ double metric(int port, const std::string& series) {
 double percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
-  const size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(values.size())));
+  const size_t rank =
+      static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(values.size())));
   return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
 }
 
@@ -248,7 +249,8 @@ class SmallTmpfs {
   SmallTmpfs(const std::string& path, size_t bytes) : path_(path) {
     std::filesystem::create_directories(path_);
     const std::string options = "size=" + std::to_string(bytes);
-    mounted_ = ::geteuid() == 0 && ::mount("tmpfs", path_.c_str(), "tmpfs", 0, options.c_str()) == 0;
+    mounted_ =
+        ::geteuid() == 0 && ::mount("tmpfs", path_.c_str(), "tmpfs", 0, options.c_str()) == 0;
   }
   ~SmallTmpfs() {
     if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
@@ -305,8 +307,9 @@ TEST(Faults, RedisKilledAndRestartedUnderLoadFailsNoRequestAndL3HitsResume) {
       for (int n = 0; !stop.load(); ++n) {
         const int port = (c % 2 == 0 ? a : b)->port();
         // Half the prompts repeat across clients (hits in some tier), half are new.
-        const std::string prompt = n % 2 == 0 ? "Load " + std::to_string(c) + " " + std::to_string(n)
-                                              : "Common " + std::to_string(n % 20);
+        const std::string prompt = n % 2 == 0
+                                       ? "Load " + std::to_string(c) + " " + std::to_string(n)
+                                       : "Common " + std::to_string(n % 20);
         Answer r = ask_chat(port, prompt, 8);
         ++sent;
         if (r.status != 200 || r.text.empty()) {
@@ -348,7 +351,8 @@ TEST(Faults, RedisKilledAndRestartedUnderLoadFailsNoRequestAndL3HitsResume) {
   EXPECT_GT(sent.load(), 160);
   json stats = cache_stats(b->port());
   EXPECT_GT(stats["l3"]["hits"].get<double>(), l3_hits_before) << stats.dump();
-  EXPECT_GT(stats["l3"]["errors"].get<double>(), 0) << "the outage was never noticed: " << stats.dump();
+  EXPECT_GT(stats["l3"]["errors"].get<double>(), 0)
+      << "the outage was never noticed: " << stats.dump();
   EXPECT_EQ(stats["redis_breaker"]["state"], "closed") << stats.dump();
   EXPECT_EQ(metric(b->port(), "infera_cache_redis_breaker_open"), 0);
 }
@@ -518,8 +522,10 @@ Gauges gauges(int port) {
   auto m = metrics(port);
   const std::string label = "{model=\"" + kModelName + "\"}";
   Gauges g;
-  g.running = m.count("infera_sequences_running" + label) ? m["infera_sequences_running" + label] : -1;
-  g.waiting = m.count("infera_sequences_waiting" + label) ? m["infera_sequences_waiting" + label] : -1;
+  g.running =
+      m.count("infera_sequences_running" + label) ? m["infera_sequences_running" + label] : -1;
+  g.waiting =
+      m.count("infera_sequences_waiting" + label) ? m["infera_sequences_waiting" + label] : -1;
   g.kv_used = m.count("infera_kv_blocks_used" + label) ? m["infera_kv_blocks_used" + label] : -1;
   g.in_flight = m.count("http_requests_in_flight") ? m["http_requests_in_flight"] : -1;
   g.connections = m.count("http_connections") ? m["http_connections"] : -1;
@@ -538,9 +544,10 @@ TEST(Faults, ClientsVanishingAtEveryStageLeaveNoSequencesBlocksOrRequestsBehind)
   const int port = server->port();
   ASSERT_EQ(http_request(port, "POST", "/api/models/" + kModelName + "/load")->status, 200);
   ASSERT_TRUE(eventually([&] { return gauges(port).idle(); }, 5s)) << gauges(port).describe();
-  auto slow = http_request(port, "POST", "/admin/test/fault",
-                           json{{"model", kModelName}, {"per_step_ms", 20}, {"duration_ms", 600000}}.dump(),
-                           {{"Content-Type", "application/json"}});
+  auto slow =
+      http_request(port, "POST", "/admin/test/fault",
+                   json{{"model", kModelName}, {"per_step_ms", 20}, {"duration_ms", 600000}}.dump(),
+                   {{"Content-Type", "application/json"}});
   ASSERT_TRUE(slow && slow->status == 200) << (slow ? slow->body : "no answer");
 
   std::string long_prompt;
@@ -668,7 +675,8 @@ TEST(Faults, ThousandSlowLorisConnectionsKeepNormalP99WithinTwiceUnloaded) {
 
   const std::string headers =
       "GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow-loris\r\n"
-      "X-Padding: " + std::string(200, 'p') + "\r\n";  // never the final empty line
+      "X-Padding: " +
+      std::string(200, 'p') + "\r\n";  // never the final empty line
   std::atomic<bool> stop{false};
   std::atomic<int> reconnects{0};
   std::thread loris([&] {
@@ -704,8 +712,8 @@ TEST(Faults, ThousandSlowLorisConnectionsKeepNormalP99WithinTwiceUnloaded) {
     }
     for (auto& s : conns) ::close(s.fd);
   });
-  const bool all_connected = eventually(
-      [&] { return metric(port, "http_connections") >= kLoris; }, 20s, 50ms);
+  const bool all_connected =
+      eventually([&] { return metric(port, "http_connections") >= kLoris; }, 20s, 50ms);
   const std::vector<double> loaded = normal_latencies(port, kSamples, &failures);
   const double connections_during = metric(port, "http_connections");
   stop = true;
@@ -717,10 +725,11 @@ TEST(Faults, ThousandSlowLorisConnectionsKeepNormalP99WithinTwiceUnloaded) {
   const double p99_unloaded = percentile(unloaded, 99);
   const double p99_loaded = percentile(loaded, 99);
   const double ratio = p99_loaded / p99_unloaded;
-  std::printf("[ slow-loris ] %d slow connections (%d reconnects), %.0f server connections: "
-              "normal P50 %.2f -> %.2f ms, P99 %.2f -> %.2f ms, ratio %.2f\n",
-              kLoris, reconnects.load(), connections_during, percentile(unloaded, 50),
-              percentile(loaded, 50), p99_unloaded, p99_loaded, ratio);
+  std::printf(
+      "[ slow-loris ] %d slow connections (%d reconnects), %.0f server connections: "
+      "normal P50 %.2f -> %.2f ms, P99 %.2f -> %.2f ms, ratio %.2f\n",
+      kLoris, reconnects.load(), connections_during, percentile(unloaded, 50),
+      percentile(loaded, 50), p99_unloaded, p99_loaded, ratio);
   EXPECT_TRUE(all_connected) << "the server never held " << kLoris << " slow connections";
   EXPECT_GE(connections_during, kLoris);
   EXPECT_EQ(failures, 0);
