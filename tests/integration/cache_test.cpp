@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "cache/temp_dir.h"
+#include "integration/redis_support.h"
 #include "integration/server_support.h"
 
 namespace infera::testing {
@@ -41,7 +42,7 @@ const std::string kModel = std::string(INFERA_SHARED_MODELS) + "/stories260K.ggu
   GTEST_SKIP() << "no shared model at " << kModel << " (../shared/models is absent)"
 
 #define REQUIRE_REDIS()                                                         \
-  if (std::system("command -v redis-server >/dev/null 2>&1") != 0)              \
+  if (!redis_server_installed())                                                \
   GTEST_SKIP() << "redis-server is not installed (scripts/setup installs it); " \
                   "the L3 tests need a real one"
 
@@ -56,81 +57,6 @@ bool eventually(Condition condition, std::chrono::milliseconds timeout,
     std::this_thread::sleep_for(interval);
   }
 }
-
-int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  ::close(fd);
-  return bound ? ntohs(addr.sin_port) : 0;
-}
-
-// A real redis-server on 127.0.0.1:port without persistence, so a restart starts empty.
-// (tests/cache/redis_server.h pings through hiredis, which integration tests do not link.)
-class RedisProcess {
- public:
-  explicit RedisProcess(int port) : port_(port) {}
-  ~RedisProcess() { kill(); }
-  RedisProcess(const RedisProcess&) = delete;
-  RedisProcess& operator=(const RedisProcess&) = delete;
-
-  // Starts it and polls PING for up to 10 s; false if it never answered.
-  bool start() {
-    kill();
-    const std::string port = std::to_string(port_);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int devnull = ::open("/dev/null", O_WRONLY);
-      ::dup2(devnull, STDOUT_FILENO);
-      ::dup2(devnull, STDERR_FILENO);
-      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--loglevel", "warning",
-               static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    return eventually([this] { return answers_ping(); }, 10s, 10ms);
-  }
-
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
-  // PING over a raw socket (the integration tests do not link hiredis).
-  void pause() { ::kill(pid_, SIGSTOP); }  // accepts connections, never answers
-  void resume() { ::kill(pid_, SIGCONT); }
-
-  bool answers_ping() const {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port_));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval tv{0, 200000};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    bool pong = false;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-        ::send(fd, "PING\r\n", 6, MSG_NOSIGNAL) == 6) {
-      char reply[16] = {};
-      const ssize_t n = ::recv(fd, reply, sizeof reply - 1, 0);
-      pong = n >= 5 && std::string_view(reply, 5) == "+PONG";
-    }
-    ::close(fd);
-    return pong;
-  }
-
-  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int port_;
-  pid_t pid_ = -1;
-};
 
 json chat_body(const std::string& content, int max_tokens = 16) {
   return {{"messages", {{{"role", "user"}, {"content", content}}}},
