@@ -48,24 +48,31 @@ std::vector<ChatMessage> merge_system_into_first_user(const std::vector<ChatMess
 
 std::string render_llama2(const std::vector<ChatMessage>& messages, bool with_sys_block) {
   // <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] ...
+  // System text opens the next user turn; system text no user turn follows gets a
+  // turn of its own, so that no message is dropped.
   std::string out;
   std::string system;
-  bool first_user = true;
+  bool first_turn = true;
+  auto user_turn = [&](const std::string& text) {
+    if (!first_turn) out += "<s>";
+    out += "[INST] ";
+    if (!system.empty()) {
+      out += with_sys_block ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" : system + "\n\n";
+      system.clear();
+    }
+    out += text + " [/INST]";
+    first_turn = false;
+  };
   for (const auto& m : messages) {
     if (m.role == "system") {
       system += (system.empty() ? "" : "\n") + m.content;
     } else if (m.role == "user") {
-      if (!first_user) out += "<s>";
-      out += "[INST] ";
-      if (first_user && !system.empty()) {
-        out += with_sys_block ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" : system + "\n\n";
-      }
-      out += m.content + " [/INST]";
-      first_user = false;
+      user_turn(m.content);
     } else {
       out += " " + m.content + " </s>";
     }
   }
+  if (!system.empty()) user_turn("");
   return out;
 }
 

@@ -41,6 +41,20 @@ TEST(ChatTemplate, RendersLlama2WithSystemBlockInFirstTurn) {
             "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! </s><s>[INST] 2+2? [/INST]");
 }
 
+// Found by fuzz/chat_template_fuzz: a system message with no user turn after it
+// (the only message, or one sent after the first user turn) was silently dropped.
+TEST(ChatTemplate, Llama2KeepsSystemMessagesNoFirstUserTurnFollows) {
+  EXPECT_EQ(render_chat(ChatFormat::kLlama2, {{"system", "Be brief."}}),
+            "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n [/INST]");
+  EXPECT_EQ(render_chat(ChatFormat::kLlama2,
+                        {{"user", "Hi"}, {"assistant", "Hello!"}, {"system", "Now in French."},
+                         {"user", "2+2?"}}),
+            "[INST] Hi [/INST] Hello! </s><s>[INST] <<SYS>>\nNow in French.\n<</SYS>>\n\n"
+            "2+2? [/INST]");
+  EXPECT_EQ(render_chat(ChatFormat::kLlama2, {{"user", "Hi"}, {"system", "Late."}}),
+            "[INST] Hi [/INST]<s>[INST] <<SYS>>\nLate.\n<</SYS>>\n\n [/INST]");
+}
+
 TEST(ChatTemplate, RendersMistralWithSystemFoldedIntoUser) {
   EXPECT_EQ(render_chat(ChatFormat::kMistral, kConversation),
             "[INST] Be brief.\n\nHi [/INST] Hello! </s><s>[INST] 2+2? [/INST]");
