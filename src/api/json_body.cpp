@@ -21,6 +21,11 @@ std::optional<nlohmann::json> parse_json_object(const http::Request& req,
         400, fmt::format("request body is not valid JSON: malformed at byte {}", e.byte),
         "invalid_request_error", "invalid_json");
     return std::nullopt;
+  } catch (const nlohmann::json::out_of_range&) {
+    // A number past the range of a double (1e400) is out_of_range, not parse_error.
+    error = http::Response::error(400, "request body is not valid JSON: a number is out of range",
+                                  "invalid_request_error", "invalid_json");
+    return std::nullopt;
   }
   if (!doc.is_object()) {
     error = http::Response::error(400, "request body must be a JSON object",

@@ -39,5 +39,32 @@ TEST(AppendJsonString, EscapesEveryControlCharacter) {
   }
 }
 
+http::Request body(std::string text) {
+  http::Request req;
+  req.body = std::move(text);
+  return req;
+}
+
+// Found by fuzz/api_request_fuzz: nlohmann reports a number too large for a double
+// as out_of_range, which escaped the parse_error handler and made the request a 500.
+TEST(ParseJsonObject, NumberOutOfRangeIsA400) {
+  for (const char* text : {"1e400", "{\"max_tokens\":1e400}", "[-1e99999]"}) {
+    http::Response error;
+    EXPECT_FALSE(parse_json_object(body(text), error).has_value()) << text;
+    EXPECT_EQ(error.status, 400) << text;
+    EXPECT_EQ(nlohmann::json::parse(error.body)["error"]["code"], "invalid_json") << text;
+  }
+}
+
+TEST(ParseJsonObject, AcceptsOnlyObjects) {
+  http::Response error;
+  EXPECT_TRUE(parse_json_object(body(R"({"a":1e300})"), error).has_value());
+  EXPECT_FALSE(parse_json_object(body("[]"), error).has_value());
+  EXPECT_EQ(error.status, 400);
+  EXPECT_FALSE(parse_json_object(body(""), error).has_value());
+  EXPECT_FALSE(parse_json_object(body("{\"a\":"), error).has_value());
+  EXPECT_NE(error.body.find("malformed at byte"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace infera::api
