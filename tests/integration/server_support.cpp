@@ -31,6 +31,21 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// A sanitized build's infera (scripts/sanitize) prints a report on stderr when it finds
+// a bug, then exits: fail the test that started it, even when the test never noticed the
+// exit, with the report from its first line.
+void expect_no_sanitizer_report(const std::string& output, const std::string& what) {
+  for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                             "WARNING: ThreadSanitizer", "runtime error:"}) {
+    auto at = output.find(marker);
+    if (at == std::string::npos) continue;
+    auto line = output.rfind('\n', at);
+    ADD_FAILURE() << what << " reported a sanitizer finding:\n"
+                  << output.substr(line == std::string::npos ? 0 : line + 1);
+    return;
+  }
+}
+
 }  // namespace
 
 ServerProcess::ServerProcess(std::vector<std::string> args,
@@ -79,6 +94,7 @@ ServerProcess::~ServerProcess() {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
+  expect_no_sanitizer_report(read_file(log_path_), "infera serve");
   unlink(log_path_.c_str());
 }
 
@@ -110,6 +126,7 @@ CommandResult run_command(const std::string& shell_command) {
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
   int status = pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  expect_no_sanitizer_report(r.output, shell_command);
   return r;
 }
 
