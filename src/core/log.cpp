@@ -128,12 +128,42 @@ void emit(Level level, std::string_view event, std::string_view message, std::st
   logger()->log(to_spdlog(level), "{}", line);
 }
 
+// Bytes in the well-formed UTF-8 character starting text[i] (RFC 3629: no overlong
+// forms, surrogates or values past U+10FFFF), or 0 when it is not one.
+size_t utf8_char_bytes(std::string_view text, size_t i) {
+  const auto b = static_cast<unsigned char>(text[i]);
+  const size_t n = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+  if (n == 0 || i + n > text.size()) return 0;
+  const auto second = static_cast<unsigned char>(text[i + 1]);
+  const unsigned char lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
+  const unsigned char hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+  if (second < lo || second > hi) return 0;
+  for (size_t k = 2; k < n; ++k) {
+    if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return 0;
+  }
+  return n;
+}
+
 }  // namespace
 
 std::string json_escape(std::string_view text) {
   std::string out;
   out.reserve(text.size());
-  for (char c : text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      // JSON text is UTF-8: a byte that starts no well-formed character becomes
+      // U+FFFD, so that a request's raw bytes never make a log line or an error body
+      // unparsable.
+      const size_t n = utf8_char_bytes(text, i);
+      if (n == 0) {
+        out += "\\ufffd";
+      } else {
+        out.append(text, i, n);
+        i += n - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;

@@ -82,5 +82,20 @@ TEST(Log, JsonEscapeHandlesControlCharacters) {
   EXPECT_EQ(json_escape("a\"b\\c\n\x01"), "a\\\"b\\\\c\\n\\u0001");
 }
 
+// Raw request bytes (a path, a percent-decoded model name) reach error bodies and log
+// lines through json_escape; before, invalid UTF-8 passed through and made them
+// unparsable JSON (found while writing fuzz/http_fuzz).
+TEST(Log, JsonEscapeKeepsValidUtf8AndReplacesInvalidBytes) {
+  EXPECT_EQ(json_escape("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(json_escape("a\xff"), "a\\ufffd");
+  EXPECT_EQ(json_escape("\xc3"), "\\ufffd");                      // truncated
+  EXPECT_EQ(json_escape("\xc0\xaf"), "\\ufffd\\ufffd");             // overlong
+  EXPECT_EQ(json_escape("\xed\xa0\x80x"), "\\ufffd\\ufffd\\ufffdx");  // surrogate
+  EXPECT_EQ(json_escape("\xf4\x90\x80\x80"), "\\ufffd\\ufffd\\ufffd\\ufffd");  // > U+10FFFF
+  const std::string escaped = "{\"m\":\"" + json_escape("no route for /\xff\xfe\"") + "\"}";
+  EXPECT_EQ(nlohmann::json::parse(escaped)["m"], "no route for /\xef\xbf\xbd\xef\xbf\xbd\"");
+}
+
 }  // namespace
 }  // namespace infera::log
