@@ -9,10 +9,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "api/json_body.h"
 #include "api/openai_request.h"
@@ -26,12 +25,12 @@ using nlohmann::json;
 constexpr int kDefaultMaxTokens = 77;
 
 // Aborts (a libFuzzer crash, the input saved) naming the broken promise.
-#define require(condition)                                                    \
-  do {                                                                        \
-    if (!(condition)) {                                                       \
+#define require(condition)                                                         \
+  do {                                                                             \
+    if (!(condition)) {                                                            \
       std::fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                           \
-    }                                                                         \
+      std::abort();                                                                \
+    }                                                                              \
   } while (0)
 
 // An error answer must be JSON whose message is the status's message.

@@ -118,8 +118,9 @@ bool read_until_close_or_quiet(int fd, std::string& received, bool half_closed) 
     std::chrono::milliseconds wait = kConnectionDeadline;
     if (!half_closed) wait = received.size() > had ? kQuietWait : kFirstByteWait;
     pollfd p{fd, POLLIN, 0};
-    const int ready =
-        ::poll(&p, 1, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count()));
+    const int ready = ::poll(
+        &p, 1,
+        static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count()));
     if (ready == 0) {
       if (!half_closed) return false;
       continue;
@@ -248,8 +249,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   gc.teacher_system_prompt = "You assist a teacher.";
   gc.sessions_max = 16;
   gc.session_turns = 2;
-  infera::api::register_generation_routes(*f.server, gc, *f.registry, f.cache.get(),
-                                          cc.policy);
+  infera::api::register_generation_routes(*f.server, gc, *f.registry, f.cache.get(), cc.policy);
   if (!f.server->start().ok()) fail("cannot start the server");
   f.port = f.server->port();
 

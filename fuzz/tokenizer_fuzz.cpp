@@ -50,20 +50,23 @@ struct Entry {
 std::vector<Entry>* g_tokenizers = nullptr;
 
 // Aborts (a libFuzzer crash, the input saved) naming the broken promise.
-#define require(condition)                                                    \
-  do {                                                                        \
-    if (!(condition)) {                                                       \
+#define require(condition)                                                         \
+  do {                                                                             \
+    if (!(condition)) {                                                            \
       std::fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                           \
-    }                                                                         \
+      std::abort();                                                                \
+    }                                                                              \
   } while (0)
 
 // Valid UTF-8 per RFC 3629 (no overlongs, surrogates or values past U+10FFFF).
 bool is_valid_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     const auto b = static_cast<uint8_t>(s[i]);
-    const size_t n = b < 0x80 ? 1 : (b >= 0xC2 && b <= 0xDF) ? 2 : (b >= 0xE0 && b <= 0xEF) ? 3
-                                 : (b >= 0xF0 && b <= 0xF4) ? 4 : 0;
+    const size_t n = b < 0x80                   ? 1
+                     : (b >= 0xC2 && b <= 0xDF) ? 2
+                     : (b >= 0xE0 && b <= 0xEF) ? 3
+                     : (b >= 0xF0 && b <= 0xF4) ? 4
+                                                : 0;
     if (n == 0 || i + n > s.size()) return false;
     uint32_t cpt = n == 1 ? b : (b & (0x7F >> n));
     for (size_t k = 1; k < n; ++k) {
@@ -116,10 +119,10 @@ std::unique_ptr<Tokenizer> tiny_bpe(std::string_view pre) {
   std::vector<std::string> tokens;
   for (int b = 0; b < 256; ++b) tokens.push_back(byte_char(b));
   const std::string space = byte_char(' ');
-  const std::vector<std::string> merges = {space + " t", "h e", space + "t he", "i n", "e r",
-                                           "1 2", "1 23"};
-  const std::vector<std::string> merged = {space + "t", "he", space + "the", "in", "er", "12",
-                                           "123"};
+  const std::vector<std::string> merges = {space + " t", "h e", space + "t he", "i n",
+                                           "e r",        "1 2", "1 23"};
+  const std::vector<std::string> merged = {space + "t", "he", space + "the", "in",
+                                           "er",        "12", "123"};
   tokens.insert(tokens.end(), merged.begin(), merged.end());
   tokens.push_back("<|endoftext|>");
   tokens.push_back("<tool>");
@@ -151,7 +154,7 @@ void add(std::unique_ptr<Tokenizer> t) {
     char spm[8];
     std::snprintf(spm, sizeof spm, "<0x%02X>", b);
     every = every && texts.count(t->kind() == TokenizerKind::kBytePairEncoding ? byte_char(b)
-                                                                                : std::string(spm));
+                                                                               : std::string(spm));
   }
   g_tokenizers->push_back(Entry{std::move(t), every});
 }
@@ -186,13 +189,13 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     require(g_tokenizers->back().spells_every_byte);
   }
   const std::string shared = std::string(INFERA_SOURCE_DIR) + "/../shared/models/";
-  for (const char* name : {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf",
-                           "ggml-vocab-phi-3.gguf", "ggml-vocab-deepseek-coder.gguf",
-                           "ggml-vocab-falcon.gguf"}) {
+  for (const char* name :
+       {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf", "ggml-vocab-phi-3.gguf",
+        "ggml-vocab-deepseek-coder.gguf", "ggml-vocab-falcon.gguf"}) {
     add_file(shared + name);
   }
-  std::fprintf(stderr, "tokenizer_fuzz: %zu vocabularies; spelling every byte:",
-               g_tokenizers->size());
+  std::fprintf(stderr,
+               "tokenizer_fuzz: %zu vocabularies; spelling every byte:", g_tokenizers->size());
   for (const Entry& e : *g_tokenizers) std::fprintf(stderr, " %d", e.spells_every_byte ? 1 : 0);
   std::fprintf(stderr, "\n");
   return 0;
@@ -239,8 +242,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else if (!parse_special && is_valid_utf8(text) &&
              text.find("\xE2\x96\x81") == std::string_view::npos) {
     if (decoded != text) explain(t, ids);
-    require(pieces == (text.empty() || !t.add_space_prefix() ? std::string(text)
-                                                              : " " + std::string(text)));
+    require(pieces ==
+            (text.empty() || !t.add_space_prefix() ? std::string(text) : " " + std::string(text)));
     require(decoded == text);
   }
   return 0;

@@ -132,7 +132,10 @@ void emit(Level level, std::string_view event, std::string_view message, std::st
 // forms, surrogates or values past U+10FFFF), or 0 when it is not one.
 size_t utf8_char_bytes(std::string_view text, size_t i) {
   const auto b = static_cast<unsigned char>(text[i]);
-  const size_t n = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+  const size_t n = b >= 0xC2 && b <= 0xDF   ? 2
+                   : b >= 0xE0 && b <= 0xEF ? 3
+                   : b >= 0xF0 && b <= 0xF4 ? 4
+                                            : 0;
   if (n == 0 || i + n > text.size()) return 0;
   const auto second = static_cast<unsigned char>(text[i + 1]);
   const unsigned char lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
