@@ -49,6 +49,12 @@ class DiskCache {
   Status erase(std::string_view key);
   Status clear();
   TierStats stats() const;
+  // Memory RocksDB holds for this cache: memtables, block cache, table readers (index and
+  // filter blocks). Bounded by about write buffer + block_cache_bytes(max_bytes) + the
+  // readers of at most max_bytes of table files.
+  std::uint64_t memory_bytes() const;
+  // The block cache's capacity for a disk budget: 1/32 of it, within 256 KiB..8 MiB.
+  static std::uint64_t block_cache_bytes(std::uint64_t max_bytes);
 
  private:
   struct OpenToken {

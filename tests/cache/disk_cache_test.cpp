@@ -4,6 +4,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 
+#include <algorithm>
 #include <random>
 #include <thread>
 
@@ -127,6 +128,32 @@ TEST(DiskCache, SizeStaysBoundedByDroppingTheOldestEntries) {
   EXPECT_LE(cache.stats().bytes, bound);
   EXPECT_FALSE(cache.get("k0").has_value());  // oldest dropped
   EXPECT_TRUE(cache.get("k63").has_value());  // newest kept
+}
+
+// Hours of traffic through a small L2 (table files written, dropped by FIFO compaction,
+// read by hits and probed by misses) must not grow RocksDB's memory past the write buffers,
+// the block cache sized for the budget and the table readers: by default the block cache
+// (8 MiB) kept the blocks of dropped files and grew for hours (bench_soak's RSS).
+TEST(DiskCache, MemoryStaysBoundedWhileTableFilesChurn) {
+  TempDir dir;
+  constexpr std::uint64_t kMaxBytes = 2u << 20;
+  auto opened = DiskCache::open({dir.path(), kMaxBytes, std::chrono::seconds(3600)});
+  ASSERT_TRUE(opened.ok());
+  DiskCache& cache = **opened;
+  std::mt19937_64 rng(5);
+  std::string value(2048, '\0');
+  std::uint64_t peak = 0;
+  for (int i = 0; i < 8000; ++i) {  // 16 MiB written through a 2 MiB budget
+    for (char& c : value) c = static_cast<char>(rng());
+    ASSERT_TRUE(cache.put("k" + std::to_string(i), value, in_an_hour()).ok());
+    (void)cache.get("k" + std::to_string(rng() % static_cast<std::uint64_t>(i + 1)));  // hits
+    (void)cache.get("absent" + std::to_string(i));                                     // misses
+    if (i % 500 == 0) peak = std::max(peak, cache.memory_bytes());
+  }
+  peak = std::max(peak, cache.memory_bytes());
+  // Two 1 MiB write buffers (one flushing), the block cache, and slack for table readers.
+  const std::uint64_t bound = (2u << 20) + DiskCache::block_cache_bytes(kMaxBytes) + (512u << 10);
+  EXPECT_LE(peak, bound) << "RocksDB memory peaked at " << peak << " bytes";
 }
 
 TEST(DiskCache, ClearRemovesEverything) {
