@@ -409,9 +409,9 @@ int main(int argc, char** argv) {
   }
   if (!tally.first_unexpected.empty())
     std::printf("first unexpected answer: %s\n", tally.first_unexpected.c_str());
+  const double ran_s = std::chrono::duration<double>(Clock::now() - start).count();
   std::printf("requests: %lld in %.0f s (%.1f/s), %llu started more than 1 s late\n",
-              static_cast<long long>(total), o.duration_s,
-              static_cast<double>(total) / o.duration_s,
+              static_cast<long long>(total), ran_s, static_cast<double>(total) / ran_s,
               static_cast<unsigned long long>(late.load()));
 
   int exit_code = 0;
