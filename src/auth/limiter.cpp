@@ -53,7 +53,14 @@ Quote LocalBuckets::admit(const std::vector<Subject>& subjects, double now_us, i
   Quote q;
   std::lock_guard lock(mu_);
   if (++admits_ % 4096 == 0) forget_idle(now_us);
-  std::vector<double> new_tats(subjects.size(), -1);
+  double new_tats_small[4];
+  std::vector<double> new_tats_big;
+  double* new_tats = new_tats_small;
+  if (subjects.size() > 4) {
+    new_tats_big.resize(subjects.size());
+    new_tats = new_tats_big.data();
+  }
+  std::fill(new_tats, new_tats + subjects.size(), -1.0);
   bool headers_set = false;
   for (size_t i = 0; i < subjects.size(); ++i) {
     const Limits& l = subjects[i].limits;
@@ -200,8 +207,10 @@ void Concurrency::release(const std::vector<Subject>& subjects) {
   for (const auto& s : subjects) {
     if (s.limits.concurrent <= 0) continue;
     auto it = counts_.find(s.id);
-    if (it != counts_.end() && --it->second <= 0) counts_.erase(it);
+    if (it != counts_.end() && it->second > 0) --it->second;
   }
+  // Idle subjects keep their entry (no allocation per request) until there are many.
+  if (counts_.size() > 4096) std::erase_if(counts_, [](const auto& kv) { return kv.second == 0; });
 }
 
 int64_t Concurrency::in_flight(const std::string& subject) const {

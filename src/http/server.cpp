@@ -299,8 +299,8 @@ struct Server::Impl {
   net::awaitable<void> tls_session(beast::tcp_stream stream);
   template <class Stream>
   net::awaitable<void> session(Stream stream);
-  // The CORS and security headers every response to `req` carries.
-  Headers standard_headers(const Request& req) const;
+  // The CORS headers of a response to `req` from an allowed origin.
+  Headers cors_headers(const Request& req) const;
   bool cors_allowed(std::string_view origin) const;
   std::optional<Response> preflight(const Request& req) const;
   net::awaitable<void> drain_watch();
@@ -309,13 +309,79 @@ struct Server::Impl {
 
 namespace {
 
-template <typename Body>
-void finish_headers(bhttp::response<Body>& res, const Request& req, Clock::time_point start,
-                    bool keep_alive) {
-  res.set("X-Request-ID", req.request_id);
-  double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  res.set("X-Response-Time", fmt::format("{:.3f}ms", ms));
-  res.keep_alive(keep_alive);
+bool has_header(const Headers& headers, std::string_view name) {
+  for (const auto& [k, v] : headers) {
+    if (beast::iequals(beast::string_view(k.data(), k.size()), beast::string_view(name.data(), name.size()))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += ": ";
+  // A value never ends the header early (CR and LF are dropped; ours never hold them).
+  if (value.find_first_of("\r\n") == std::string_view::npos) {
+    out += value;
+  } else {
+    for (char c : value) {
+      if (c != '\r' && c != '\n') out += c;
+    }
+  }
+  out += "\r\n";
+}
+
+struct HeadOptions {
+  bool tls = false;
+  bool keep_alive = true;
+  bool gzipped = false;
+  bool streaming = false;  // chunked, no Content-Length
+};
+
+// A response's status line and headers, ready to write: the security headers, the
+// CORS and gate headers (`extra`), the handler's own (which replace any default of the
+// same name), request id and timing, and the framing. Written as one buffer with the
+// body: Beast's per-field serializer cost more than a whole cached answer's handling.
+std::string render_head(const Response& r, const Headers& extra, std::string_view extra_lines, const Request& req,
+                        Clock::time_point start, const HeadOptions& o, size_t content_length) {
+  std::string out;
+  out.reserve(384 + 64 * (extra.size() + r.headers.size()));
+  out += "HTTP/1.1 ";
+  out += std::to_string(r.status);
+  out += ' ';
+  beast::string_view reason = bhttp::obsolete_reason(static_cast<bhttp::status>(r.status));
+  out.append(reason.data(), reason.size());
+  out += "\r\n";
+  auto add_default = [&](std::string_view name, std::string_view value) {
+    if (!has_header(r.headers, name)) append_header(out, name, value);
+  };
+  add_default("Content-Type", r.content_type);
+  if (o.streaming) add_default("Cache-Control", "no-cache");
+  add_default("X-Content-Type-Options", "nosniff");
+  add_default("X-Frame-Options", "DENY");
+  add_default("Referrer-Policy", "no-referrer");
+  if (o.tls) add_default("Strict-Transport-Security", "max-age=31536000");
+  for (const auto& [k, v] : extra) add_default(k, v);
+  out += extra_lines;
+  for (const auto& [k, v] : r.headers) append_header(out, k, v);
+  if (o.gzipped) {
+    append_header(out, "Content-Encoding", "gzip");
+    append_header(out, "Vary", "Accept-Encoding");
+  }
+  append_header(out, "X-Request-ID", req.request_id);
+  char timing[32];
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  const int n = std::snprintf(timing, sizeof timing, "%.3fms", ms);
+  append_header(out, "X-Response-Time", std::string_view(timing, n > 0 ? static_cast<size_t>(n) : 0));
+  if (!o.keep_alive) append_header(out, "Connection", "close");
+  if (o.streaming) {
+    append_header(out, "Transfer-Encoding", "chunked");
+  } else if (r.status >= 200 && r.status != 204 && r.status != 304) {
+    append_header(out, "Content-Length", std::to_string(content_length));
+  }
+  out += "\r\n";
+  return out;
 }
 
 }  // namespace
@@ -460,9 +526,10 @@ net::awaitable<void> Server::Impl::session(Stream stream) {
       if (!early) req.body = std::move(msg.body());
     }
 
-    Headers extra;  // CORS, security and gate headers: on whatever response is sent
+    Headers extra;            // CORS and gate headers: on whatever response is sent
+    std::string extra_lines;  // the gate's pre-rendered header lines
     if (!early) {
-      extra = standard_headers(req);
+      extra = cors_headers(req);
       early = preflight(req);
     }
     if (!early) {
@@ -490,7 +557,12 @@ net::awaitable<void> Server::Impl::session(Stream stream) {
         // like every other path, not a map of the routes.
         try {
           GateDecision d = gate(req, route->path);
-          for (auto& h : d.headers) extra.push_back(std::move(h));
+          if (extra.empty()) {
+            extra = std::move(d.headers);
+          } else {
+            for (auto& h : d.headers) extra.push_back(std::move(h));
+          }
+          extra_lines = std::move(d.header_lines);
           if (d.reject) early = std::move(d.reject);
         } catch (const std::exception& e) {
           log::error("http.gate_exception", "gate for {} threw: {}", req.path, e.what());
@@ -509,14 +581,12 @@ net::awaitable<void> Server::Impl::session(Stream stream) {
     std::string model;  // the handler's Responder::set_model, for the observer
     if (early) {
       status = early->status;
-      bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(early->status), 11};
-      res.set(bhttp::field::content_type, early->content_type);
-      for (auto& [k, v] : extra) res.set(k, v);
-      for (auto& [k, v] : early->headers) res.set(k, v);
-      res.body() = std::move(early->body);
-      finish_headers(res, req, start, keep_alive);
-      res.prepare_payload();
-      co_await bhttp::async_write(stream, res, token);
+      HeadOptions o;
+      o.tls = kTls;
+      o.keep_alive = keep_alive;
+      std::string out = render_head(*early, extra, extra_lines, req, start, o, early->body.size());
+      out += early->body;
+      co_await net::async_write(stream, net::buffer(out), token);
       write_failed = static_cast<bool>(ec);
     } else {
       auto state = std::make_shared<Responder::State>(stream.get_executor());
@@ -561,35 +631,31 @@ net::awaitable<void> Server::Impl::session(Stream stream) {
           case Event::Kind::kWhole: {
             Response& r = ev->response;
             status = r.status;
-            bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
-            res.set(bhttp::field::content_type, r.content_type);
-            for (auto& [k, v] : extra) res.set(k, v);
-            for (auto& [k, v] : r.headers) res.set(k, v);
-            if (accept_gzip && r.body.size() >= config.gzip_min_bytes) {
-              res.body() = gzip_compress(r.body);
-              res.set(bhttp::field::content_encoding, "gzip");
-              res.set(bhttp::field::vary, "Accept-Encoding");
+            HeadOptions o;
+            o.tls = kTls;
+            o.keep_alive = keep_alive;
+            o.gzipped = accept_gzip && r.body.size() >= config.gzip_min_bytes;
+            if (o.gzipped) r.body = gzip_compress(r.body);
+            std::string head = render_head(r, extra, extra_lines, req, start, o, r.body.size());
+            if (r.body.size() <= 4096) {
+              head += r.body;
+              co_await net::async_write(stream, net::buffer(head), token);
             } else {
-              res.body() = std::move(r.body);
+              std::array<net::const_buffer, 2> parts{net::buffer(head), net::buffer(r.body)};
+              co_await net::async_write(stream, parts, token);
             }
-            finish_headers(res, req, start, keep_alive);
-            res.prepare_payload();
-            co_await bhttp::async_write(stream, res, token);
             done = true;
             break;
           }
           case Event::Kind::kStreamBegin: {
             Response& r = ev->response;
             status = r.status;
-            bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(r.status), 11};
-            res.set(bhttp::field::content_type, r.content_type);
-            res.set(bhttp::field::cache_control, "no-cache");
-            for (auto& [k, v] : extra) res.set(k, v);
-            for (auto& [k, v] : r.headers) res.set(k, v);
-            finish_headers(res, req, start, keep_alive);
-            res.chunked(true);
-            bhttp::response_serializer<bhttp::empty_body> sr{res};
-            co_await bhttp::async_write_header(stream, sr, token);
+            HeadOptions o;
+            o.tls = kTls;
+            o.keep_alive = keep_alive;
+            o.streaming = true;
+            std::string head = render_head(r, extra, extra_lines, req, start, o, 0);
+            co_await net::async_write(stream, net::buffer(head), token);
             streaming = true;
             break;
           }
@@ -657,11 +723,8 @@ bool Server::Impl::cors_allowed(std::string_view origin) const {
   return false;
 }
 
-Headers Server::Impl::standard_headers(const Request& req) const {
-  Headers h = {{"X-Content-Type-Options", "nosniff"},
-               {"X-Frame-Options", "DENY"},
-               {"Referrer-Policy", "no-referrer"}};
-  if (tls) h.emplace_back("Strict-Transport-Security", "max-age=31536000");
+Headers Server::Impl::cors_headers(const Request& req) const {
+  Headers h;
   if (std::string_view origin = req.header("Origin"); cors_allowed(origin)) {
     h.emplace_back("Access-Control-Allow-Origin", std::string(origin));
     h.emplace_back("Vary", "Origin");

@@ -115,6 +115,9 @@ using Handler = std::function<void(const Request&, Responder)>;
 struct GateDecision {
   std::optional<Response> reject;
   Headers headers;
+  // Further header lines, already rendered ("name: value\r\n" each; names that no
+  // handler sets): the cheap form for headers on every response.
+  std::string header_lines;
 };
 // Runs on an I/O thread after routing (`route` is the matched path or pattern,
 // "unmatched" for none) and before the handler; may set request.caller and .lease.
