@@ -2,23 +2,25 @@
 // bytes a client sends on one connection (one or more requests, or garbage). They
 // go through a real http::Server on a loopback port with the application's routes
 // registered as `infera serve` registers them (system, model and generation routes;
-// see .helper-notes/fuzz.md for the operations routes left out), a tiny synthetic
-// model, small limits and an L1-only response cache, all started once in
-// LLVMFuzzerInitialize.
+// the operations routes live in src/cli/, outside any library, see docs/FUZZING.md),
+// a tiny synthetic model, small limits and an L1-only response cache, all started
+// once in LLVMFuzzerInitialize.
 //
 // Per input: a fresh connection; write the bytes; read until the server closes, or
 // until the answer has gone quiet (then half-close, so the server sees the end of
 // the client's bytes, and read to the end). Bugs: a crash or sanitizer report on the
-// server's threads, a 500 (a handler threw), a connection the server neither
-// answers nor closes within kConnectionDeadline (a hang), and a server that stops
-// answering /health (checked every kHealthEvery inputs). Build and run:
-// docs/FUZZING.md.
+// server's threads, a 500 (a handler threw), a JSON body or streamed event that does
+// not parse, a connection the server neither answers nor closes within
+// kConnectionDeadline (a hang), and a server that stops answering /health (checked
+// every kHealthEvery inputs). Build and run: docs/FUZZING.md.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +29,8 @@
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -64,6 +68,10 @@ struct Fixture {
   std::thread loop;
   uint16_t port = 0;
   int64_t inputs = 0;
+  // Printed at exit, to show what the checks saw.
+  int64_t responses = 0;
+  int64_t json_bodies = 0;
+  int64_t json_events = 0;
 };
 
 Fixture* g_fixture = nullptr;
@@ -145,6 +153,101 @@ std::string exchange(std::string_view bytes) {
   return received;
 }
 
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Splits off one line ending in CRLF; false when there is none.
+bool take_line(std::string_view& in, std::string_view& line) {
+  const size_t end = in.find("\r\n");
+  if (end == std::string_view::npos) return false;
+  line = in.substr(0, end);
+  in.remove_prefix(end + 2);
+  return true;
+}
+
+// The body of a chunked message; false when `in` ends before the last chunk.
+bool take_chunked(std::string_view& in, std::string& body) {
+  for (std::string_view line; take_line(in, line);) {
+    size_t size = 0;
+    const auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), size, 16);
+    if (ec != std::errc() || end == line.data()) return false;
+    if (size == 0) return take_line(in, line);  // no trailers are sent
+    if (in.size() < size + 2) return false;
+    body.append(in.substr(0, size));
+    in.remove_prefix(size + 2);
+  }
+  return false;
+}
+
+// Every complete response the server wrote must carry valid JSON where it says
+// so: application/json bodies, and the data lines of an event stream (error bodies
+// echo request bytes, which must be escaped into valid UTF-8 JSON). Gzipped bodies
+// are skipped; so are inputs with a HEAD request, whose responses have no body
+// despite their Content-Length.
+void check_responses(std::string_view request, std::string_view in) {
+  if (request.find("HEAD") != std::string_view::npos) return;
+  while (in.rfind("HTTP/1.", 0) == 0) {
+    const size_t head_end = in.find("\r\n\r\n");
+    if (head_end == std::string_view::npos) return;
+    std::string_view head = in.substr(0, head_end + 2);
+    in.remove_prefix(head_end + 4);
+    std::string_view status_line;
+    take_line(head, status_line);
+    const int status =
+        status_line.size() >= 12 ? std::atoi(std::string(status_line.substr(9, 3)).c_str()) : 0;
+    std::string type;
+    bool chunked = false;
+    bool encoded = false;
+    std::optional<size_t> length;
+    for (std::string_view line; take_line(head, line);) {
+      const size_t colon = line.find(':');
+      if (colon == std::string_view::npos) continue;
+      const std::string name = lower(line.substr(0, colon));
+      std::string_view value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+      if (name == "content-type") type = lower(value);
+      if (name == "transfer-encoding") chunked = lower(value).find("chunked") != std::string::npos;
+      if (name == "content-encoding") encoded = true;
+      if (name == "content-length") length = std::strtoull(std::string(value).c_str(), nullptr, 10);
+    }
+    ++g_fixture->responses;
+    if (status < 200 || status == 204 || status == 304) continue;
+    std::string body;
+    if (chunked) {
+      if (!take_chunked(in, body)) return;
+    } else if (length) {
+      if (in.size() < *length) return;
+      body = std::string(in.substr(0, *length));
+      in.remove_prefix(*length);
+    } else {
+      return;  // delimited by the end of the connection
+    }
+    if (encoded) continue;
+    if (type.rfind("application/json", 0) == 0) ++g_fixture->json_bodies;
+    if (type.rfind("application/json", 0) == 0 && !nlohmann::json::accept(body)) {
+      std::fprintf(stderr, "http_fuzz: invalid JSON body (status %d): %s\n", status, body.c_str());
+      fail("a response body is not valid JSON");
+    }
+    if (type.rfind("text/event-stream", 0) == 0) {
+      for (size_t pos = 0; pos < body.size();) {
+        size_t end = body.find('\n', pos);
+        if (end == std::string::npos) end = body.size();
+        const std::string_view line = std::string_view(body).substr(pos, end - pos);
+        pos = end + 1;
+        if (line.rfind("data: ", 0) != 0 || line == "data: [DONE]") continue;
+        ++g_fixture->json_events;
+        if (!nlohmann::json::accept(line.substr(6))) {
+          std::fprintf(stderr, "http_fuzz: invalid JSON event: %s\n", std::string(line).c_str());
+          fail("a streamed event is not valid JSON");
+        }
+      }
+    }
+  }
+}
+
 void check_health() {
   const std::string answer =
       exchange("GET /health HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n\r\n");
@@ -171,6 +274,11 @@ std::string write_tiny_model(const std::string& dir) {
 void stop_fixture() {
   Fixture* f = g_fixture;
   if (f == nullptr) return;
+  std::fprintf(stderr,
+               "http_fuzz: %lld inputs, %lld responses parsed, %lld JSON bodies and %lld "
+               "streamed events checked\n",
+               static_cast<long long>(f->inputs), static_cast<long long>(f->responses),
+               static_cast<long long>(f->json_bodies), static_cast<long long>(f->json_events));
   f->server->begin_drain();
   f->loop.join();
   f->registry.reset();
@@ -264,8 +372,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string answer = exchange(std::string_view(reinterpret_cast<const char*>(data), size));
+  const std::string_view request(reinterpret_cast<const char*>(data), size);
+  const std::string answer = exchange(request);
   if (answer.find("HTTP/1.1 500 ") != std::string::npos) fail("the server answered 500");
+  check_responses(request, answer);
   if (++g_fixture->inputs % kHealthEvery == 0) check_health();
   return 0;
 }
