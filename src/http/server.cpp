@@ -765,6 +765,16 @@ net::awaitable<void> Server::Impl::accept_loop() {
     if (ec) {
       if (!acceptor.is_open()) co_return;
       log::warn("http.accept_error", "accept failed: {}", ec.message());
+      // Out of descriptors or memory, the listening socket stays readable: accepting
+      // again at once would spin the I/O thread. Pause, as nginx does, and let
+      // finishing connections free what is short.
+      if (ec == net::error::no_descriptors || ec.value() == ENFILE || ec == net::error::no_buffer_space ||
+          ec == net::error::no_memory) {
+        net::steady_timer pause(ioc);
+        pause.expires_after(std::chrono::milliseconds(50));
+        beast::error_code ignored;
+        co_await pause.async_wait(net::redirect_error(net::use_awaitable, ignored));
+      }
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);

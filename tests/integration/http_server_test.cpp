@@ -4,6 +4,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "integration/server_support.h"
@@ -248,6 +253,51 @@ TEST(HttpServer, DrainIsBoundedByTimeout) {
   ASSERT_TRUE(code) << "drain did not respect its bound";
   EXPECT_EQ(*code, 0);
   EXPECT_NE(server.logs().find("http.drain_timeout"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace infera::testing
+
+namespace infera::testing {
+namespace {
+
+double cpu_seconds(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string f;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(f);  // utime, stime
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+TEST(HttpServer, OutOfDescriptorsPausesAcceptingInsteadOfSpinning) {
+  // The child inherits a low descriptor limit; this process keeps its own.
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 64;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  ServerProcess server({"--cache-policy", "off"});
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_GT(server.port(), 0);
+  std::vector<std::unique_ptr<Connection>> held;
+  for (int i = 0; i < 100; ++i) held.push_back(std::make_unique<Connection>(server.port()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const double before = cpu_seconds(server.pid());
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const double used = cpu_seconds(server.pid()) - before;
+  EXPECT_LT(used, 0.3) << "the accept loop spun while descriptors were exhausted";
+  held.clear();  // descriptors come back: the server accepts again
+  bool answered = false;
+  for (int i = 0; i < 50 && !answered; ++i) {
+    auto r = http_request(server.port(), "GET", "/health");
+    answered = r && r->status == 200;
+    if (!answered) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(answered);
 }
 
 }  // namespace
