@@ -66,6 +66,7 @@ struct Fixture {
   std::unique_ptr<infera::models::Registry> registry;
   std::unique_ptr<infera::cache::Cache> cache;
   std::thread loop;
+  std::string dir;  // the tiny model's, removed at exit
   uint16_t port = 0;
   int64_t inputs = 0;
   // Printed at exit, to show what the checks saw.
@@ -284,6 +285,8 @@ void stop_fixture() {
   f->registry.reset();
   f->cache.reset();
   f->server.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(f->dir, ec);
 }
 
 }  // namespace
@@ -299,6 +302,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
       (std::filesystem::temp_directory_path() / ("infera-http-fuzz-" + std::to_string(::getpid())))
           .string();
   std::filesystem::create_directories(dir);
+  f.dir = dir;
   const std::string model_path = write_tiny_model(dir);
 
   f.metrics = std::make_unique<infera::obs::Registry>();
