@@ -27,7 +27,8 @@ Result<std::chrono::milliseconds> parse_keep_alive(const std::string& text) {
     return Status::InvalidArgument(
         fmt::format("keep_alive: '{}' is not a duration (e.g. 30s, 5m, 1h, -1)", text));
   }
-  std::string unit(end);
+  // Everything after the number, embedded NULs included ("5m\0x" is not "5m").
+  std::string unit(end, static_cast<size_t>(t.data() + t.size() - end));
   double ms_per_unit = 0;
   if (unit.empty() || unit == "s")
     ms_per_unit = 1000;
