@@ -146,22 +146,30 @@ class Limiter {
         breaker_gauge_(metrics.gauge("infera_ratelimit_redis_breaker_open",
                                      "1 while the rate limiter's Redis circuit breaker is open")) {}
 
-  Quote admit(const std::vector<Subject>& subjects) {
+  ~Limiter() { redis_.reset(); }  // its pending callbacks still find the local buckets
+
+  // Calls `done` with the subjects and the quote: at once with local limits; from the
+  // Redis pipeline thread with shared ones (locally if Redis fails or is skipped).
+  using QuoteCallback = std::function<void(std::vector<Subject>, Quote)>;
+  void admit_async(std::vector<Subject> subjects, QuoteCallback done) {
     if (redis_ && breaker_.allow()) {
-      if (auto q = redis_->admit(subjects)) {
-        breaker_.on_success();
-        breaker_gauge_.set(0);
-        return *q;
-      }
-      breaker_.on_failure();
-      log::warn("ratelimit.redis_fallback",
-                "Redis is unreachable; rate limits are enforced per instance until it is back");
+      redis_->admit_async(std::move(subjects),
+                          [this, done = std::move(done)](std::vector<Subject> s, std::optional<Quote> q) {
+                            if (q) {
+                              breaker_.on_success();
+                              breaker_gauge_.set(0);
+                              return done(std::move(s), *q);
+                            }
+                            breaker_.on_failure();
+                            log::warn("ratelimit.redis_fallback",
+                                      "Redis is unreachable; rate limits are enforced per instance until it is back");
+                            Quote local = local_admit(s);  // before `s` is moved into done
+                            done(std::move(s), local);
+                          });
+      return;
     }
-    if (redis_) {
-      fallbacks_.inc();
-      breaker_gauge_.set(breaker_.state() == cache::BreakerState::kOpen ? 1 : 0);
-    }
-    return local_.admit(subjects, now_us(), utc_day(unix_seconds()));
+    Quote q = local_admit(subjects);
+    done(std::move(subjects), q);
   }
 
   void charge(const std::vector<Subject>& subjects, int64_t tokens) {
@@ -205,6 +213,14 @@ class Limiter {
     auto usage = local_.daily_usage(utc_day(unix_seconds()));
     auto it = usage.find(subject);
     return it == usage.end() ? 0 : it->second;
+  }
+
+  Quote local_admit(const std::vector<Subject>& subjects) {
+    if (redis_) {
+      fallbacks_.inc();
+      breaker_gauge_.set(breaker_.state() == cache::BreakerState::kOpen ? 1 : 0);
+    }
+    return local_.admit(subjects, now_us(), utc_day(unix_seconds()));
   }
 
   LocalBuckets& local() { return local_; }
@@ -297,7 +313,7 @@ struct Access::Impl {
     return req.header("X-API-Key");
   }
 
-  http::GateDecision gate(http::Request& req, std::string_view route) {
+  void gate(http::Request& req, std::string_view route, http::GateDone done) {
     http::GateDecision d;
     auto caller = std::make_shared<Caller>();
     caller->client_address = req.remote_address;
@@ -305,7 +321,7 @@ struct Access::Impl {
     if (is_public_route(req.path)) {
       caller->name = "anonymous";
       req.caller = std::move(caller);
-      return d;
+      return done(std::move(d));
     }
     std::vector<Subject> subjects;
     subjects.reserve(2);
@@ -317,14 +333,14 @@ struct Access::Impl {
             401, "missing API key: send it as Authorization: Bearer <key> or X-API-Key: <key>",
             "invalid_request_error", "missing_api_key");
         d.reject->headers.emplace_back("WWW-Authenticate", "Bearer");
-        return d;
+        return done(std::move(d));
       }
       const ResolvedKey* key = find(*set, presented);
       if (key == nullptr) {
         unauthenticated.inc();
         d.reject = http::Response::error(401, "invalid API key", "invalid_request_error", "invalid_api_key");
         d.reject->headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
-        return d;
+        return done(std::move(d));
       }
       caller->name = key->name;
       caller->role = key->role.name;
@@ -338,7 +354,7 @@ struct Access::Impl {
             403, fmt::format("key '{}' (role {}) may not use {} {}: an admin key is needed", key->name,
                              key->role.name, req.method, req.path),
             "invalid_request_error", "insufficient_permissions");
-        return d;
+        return done(std::move(d));
       }
       if (!key->role.routes.empty() && !key->role.admin) {
         bool ok = false;
@@ -348,7 +364,7 @@ struct Access::Impl {
           d.reject = http::Response::error(
               403, fmt::format("role {} may not use {}", key->role.name, req.path), "invalid_request_error",
               "insufficient_permissions");
-          return d;
+          return done(std::move(d));
         }
       }
       if (key->limits.any()) subjects.push_back({key->subject, key->limits});
@@ -359,8 +375,23 @@ struct Access::Impl {
     if (options.per_client.any() && !req.remote_address.empty()) {
       subjects.push_back({"ip:" + req.remote_address, options.per_client});
     }
-    if (!subjects.empty()) {
-      Quote q = limiter->admit(subjects);
+    if (subjects.empty()) {
+      allowed.inc();
+      req.caller = std::move(caller);
+      return done(std::move(d));
+    }
+    // With Redis the quote comes from the limiter's pipeline thread; `req` waits.
+    limiter->admit_async(std::move(subjects), [this, &req, caller = std::move(caller), done = std::move(done)](
+                                                  std::vector<Subject> subjects, Quote q) mutable {
+      done(admitted(req, std::move(caller), std::move(subjects), q));
+    });
+  }
+
+  // The rest of the gate once the limits have answered.
+  http::GateDecision admitted(http::Request& req, std::shared_ptr<Caller> caller, std::vector<Subject> subjects,
+                              const Quote& q) {
+    http::GateDecision d;
+    {
       render_headers(q, d.header_lines);
       if (!q.allowed) {
         metrics.counter("infera_ratelimit_refusals_total", "Requests refused by a rate limit or quota",
@@ -674,7 +705,9 @@ Result<std::unique_ptr<Access>> Access::create(const AccessOptions& options, obs
 
 void Access::attach(http::Server& server) {
   Impl* impl = impl_.get();
-  server.set_gate([impl](http::Request& req, std::string_view route) { return impl->gate(req, route); });
+  server.set_gate([impl](http::Request& req, std::string_view route, http::GateDone done) {
+    impl->gate(req, route, std::move(done));
+  });
   server.on_reload_signal([impl] {
     if (impl->options.keys_file.empty()) return;
     if (Status st = impl->reload(); st.ok()) {

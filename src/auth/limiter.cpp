@@ -4,6 +4,10 @@
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <thread>
 #include <cmath>
 
 #include "cache/redis_cache.h"
@@ -326,14 +330,177 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 
 }  // namespace
 
+// The state of one connection: the context and the scripts' digests.
+struct RedisConn {
+  redisContext* ctx = nullptr;
+  std::string admit_sha, charge_sha;
+};
+
 struct RedisBuckets::Impl {
   RedisLimiterOptions options;
   cache::RedisEndpoint endpoint;
-  std::mutex mu;
+  std::mutex mu;  // the blocking calls' connection (charges, daily usage)
   redisContext* ctx = nullptr;
   std::string admit_sha, charge_sha;
 
-  ~Impl() { drop(); }
+  // The admission pipeline: its own connection, fed by a queue.
+  struct Item {
+    std::vector<Subject> subjects;
+    AdmitCallback done;
+  };
+  RedisConn pipe;
+  std::mutex qmu;
+  std::condition_variable qcv;
+  std::deque<Item> queue;
+  bool stopping = false;
+  std::thread pipeline;
+
+  ~Impl() {
+    {
+      std::lock_guard lock(qmu);
+      stopping = true;
+    }
+    qcv.notify_all();
+    if (pipeline.joinable()) pipeline.join();
+    for (auto& item : queue) item.done(std::move(item.subjects), std::nullopt);
+    drop();
+    if (pipe.ctx) redisFree(pipe.ctx);
+  }
+
+  // Opens `c` and loads the scripts on it; false when Redis cannot be reached.
+  bool connect_conn(RedisConn& c) {
+    if (c.ctx) return true;
+    timeval tv{0, static_cast<suseconds_t>(options.timeout.count() * 1000)};
+    c.ctx = redisConnectWithTimeout(endpoint.host.c_str(), endpoint.port, tv);
+    auto fail = [&c] {
+      if (c.ctx) redisFree(c.ctx);
+      c.ctx = nullptr;
+      return false;
+    };
+    if (c.ctx == nullptr || c.ctx->err) return fail();
+    redisSetTimeout(c.ctx, tv);
+    if (endpoint.db != 0) {
+      ReplyPtr r(static_cast<redisReply*>(redisCommand(c.ctx, "SELECT %d", endpoint.db)));
+      if (!r || r->type == REDIS_REPLY_ERROR) return fail();
+    }
+    for (auto [script, sha] : {std::pair{kAdmitScript, &c.admit_sha}, std::pair{kChargeScript, &c.charge_sha}}) {
+      ReplyPtr r(static_cast<redisReply*>(redisCommand(c.ctx, "SCRIPT LOAD %s", script)));
+      if (!r || r->type != REDIS_REPLY_STRING) return fail();
+      *sha = std::string(r->str, r->len);
+    }
+    return true;
+  }
+
+  void run_pipeline() {
+    std::unique_lock lock(qmu);
+    for (;;) {
+      qcv.wait(lock, [this] { return stopping || !queue.empty(); });
+      if (stopping) return;
+      std::vector<Item> batch;
+      while (!queue.empty() && batch.size() < 256) {
+        batch.push_back(std::move(queue.front()));
+        queue.pop_front();
+      }
+      lock.unlock();
+      run_batch(batch);
+      lock.lock();
+    }
+  }
+
+  // Sends every check of `batch` at once, then reads the replies in order.
+  void run_batch(std::vector<Item>& batch) {
+    std::vector<std::optional<Quote>> results(batch.size());
+    std::vector<bool> answered(batch.size(), false);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!connect_conn(pipe)) break;
+      std::vector<size_t> sent;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (answered[i]) continue;
+        std::vector<std::string> keys, args;
+        admit_args(batch[i].subjects, keys, args);
+        std::vector<const char*> argv = {"EVALSHA", pipe.admit_sha.c_str()};
+        std::vector<size_t> lens = {7, pipe.admit_sha.size()};
+        std::string nkeys = std::to_string(keys.size());
+        argv.push_back(nkeys.c_str());
+        lens.push_back(nkeys.size());
+        for (const auto* list : {&keys, &args}) {
+          for (const auto& a : *list) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+          }
+        }
+        redisAppendCommandArgv(pipe.ctx, static_cast<int>(argv.size()), argv.data(), lens.data());
+        sent.push_back(i);
+      }
+      bool io_error = false, noscript = false;
+      for (size_t i : sent) {
+        void* raw = nullptr;
+        if (redisGetReply(pipe.ctx, &raw) != REDIS_OK || raw == nullptr) {
+          io_error = true;
+          break;
+        }
+        ReplyPtr r(static_cast<redisReply*>(raw));
+        if (r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
+          noscript = true;
+          continue;
+        }
+        results[i] = parse_quote(r.get(), batch[i].subjects);
+        answered[i] = true;
+      }
+      if (io_error || noscript) {
+        redisFree(pipe.ctx);  // unusable, or its scripts are gone: reconnect and reload
+        pipe.ctx = nullptr;
+      }
+      if (io_error || !noscript) break;
+    }
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(batch[i].subjects), results[i]);
+  }
+
+  void admit_args(const std::vector<Subject>& subjects, std::vector<std::string>& keys,
+                  std::vector<std::string>& args) const {
+    const int64_t now_s = unix_now();
+    const int64_t day = utc_day(now_s);
+    args.push_back(std::to_string(subjects.size()));
+    args.push_back(fmt::format("{:.0f}", seconds_to_next_utc_day(now_s)));
+    for (const auto& s : subjects) {
+      keys.push_back(key(s.id, "req"));
+      keys.push_back(key(s.id, "tok"));
+      keys.push_back(key(s.id, fmt::format("day:{}", day).c_str()));
+      args.push_back(std::to_string(s.limits.requests_per_minute));
+      args.push_back(std::to_string(s.limits.request_burst));
+      args.push_back(std::to_string(s.limits.tokens_per_minute));
+      args.push_back(std::to_string(s.limits.tokens_per_day));
+    }
+  }
+
+  static std::optional<Quote> parse_quote(const redisReply* r, const std::vector<Subject>& subjects) {
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 10) {
+      if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
+        log::warn("ratelimit.redis_error", "rate-limit script failed: {}", std::string_view(r->str, r->len));
+      }
+      return std::nullopt;
+    }
+    auto num = [&](size_t i) -> int64_t {
+      const redisReply* e = r->element[i];
+      return e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
+    };
+    Quote q;
+    q.allowed = num(0) == 1;
+    if (!q.allowed) {
+      const int64_t idx = num(1) - 1;
+      if (idx >= 0 && static_cast<size_t>(idx) < subjects.size()) q.subject = subjects[idx].id;
+      const int64_t kind = num(2);
+      q.reason = kind == 1 ? "requests_per_minute" : kind == 2 ? "tokens_per_minute" : "tokens_per_day";
+      q.retry_after_s = static_cast<double>(num(3)) / 1e6;
+    }
+    q.limit_requests = num(4);
+    q.remaining_requests = num(5);
+    q.reset_requests_s = static_cast<double>(num(6)) / 1e6;
+    q.limit_tokens = num(7);
+    q.remaining_tokens = num(8);
+    q.reset_tokens_s = static_cast<double>(num(9)) / 1e6;
+    return q;
+  }
   void drop() {
     if (ctx) redisFree(ctx);
     ctx = nullptr;
@@ -430,47 +597,27 @@ Result<std::unique_ptr<RedisBuckets>> RedisBuckets::open(const RedisLimiterOptio
   if (!endpoint.ok()) return endpoint.status();
   std::unique_ptr<RedisBuckets> b(new RedisBuckets(options));
   b->impl_->endpoint = *endpoint;
+  b->impl_->pipeline = std::thread([impl = b->impl_.get()] { impl->run_pipeline(); });
   return b;
 }
 
+void RedisBuckets::admit_async(std::vector<Subject> subjects, AdmitCallback done) {
+  {
+    std::lock_guard lock(impl_->qmu);
+    if (!impl_->stopping) {
+      impl_->queue.push_back({std::move(subjects), std::move(done)});
+      impl_->qcv.notify_one();
+      return;
+    }
+  }
+  done(std::move(subjects), std::nullopt);
+}
+
 std::optional<Quote> RedisBuckets::admit(const std::vector<Subject>& subjects) {
-  const int64_t now_s = unix_now();
-  const int64_t day = utc_day(now_s);
-  std::vector<std::string> keys, args;
-  args.push_back(std::to_string(subjects.size()));
-  args.push_back(fmt::format("{:.0f}", seconds_to_next_utc_day(now_s)));
-  for (const auto& s : subjects) {
-    keys.push_back(impl_->key(s.id, "req"));
-    keys.push_back(impl_->key(s.id, "tok"));
-    keys.push_back(impl_->key(s.id, fmt::format("day:{}", day).c_str()));
-    args.push_back(std::to_string(s.limits.requests_per_minute));
-    args.push_back(std::to_string(s.limits.request_burst));
-    args.push_back(std::to_string(s.limits.tokens_per_minute));
-    args.push_back(std::to_string(s.limits.tokens_per_day));
-  }
-  std::lock_guard lock(impl_->mu);
-  ReplyPtr r = impl_->eval(impl_->admit_sha, keys, args);
-  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 10) return std::nullopt;
-  auto num = [&](size_t i) -> int64_t {
-    const redisReply* e = r->element[i];
-    return e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
-  };
-  Quote q;
-  q.allowed = num(0) == 1;
-  if (!q.allowed) {
-    const int64_t idx = num(1) - 1;
-    if (idx >= 0 && static_cast<size_t>(idx) < subjects.size()) q.subject = subjects[idx].id;
-    const int64_t kind = num(2);
-    q.reason = kind == 1 ? "requests_per_minute" : kind == 2 ? "tokens_per_minute" : "tokens_per_day";
-    q.retry_after_s = static_cast<double>(num(3)) / 1e6;
-  }
-  q.limit_requests = num(4);
-  q.remaining_requests = num(5);
-  q.reset_requests_s = static_cast<double>(num(6)) / 1e6;
-  q.limit_tokens = num(7);
-  q.remaining_tokens = num(8);
-  q.reset_tokens_s = static_cast<double>(num(9)) / 1e6;
-  return q;
+  std::promise<std::optional<Quote>> promise;
+  auto result = promise.get_future();
+  admit_async(subjects, [&promise](std::vector<Subject>, std::optional<Quote> q) { promise.set_value(std::move(q)); });
+  return result.get();
 }
 
 bool RedisBuckets::charge(const std::vector<Subject>& subjects, int64_t tokens) {

@@ -110,11 +110,17 @@ struct RedisLimiterOptions {
 };
 
 // The shared buckets in Redis; any failure is reported (nullopt) so the caller falls
-// back to the local buckets.
+// back to the local buckets. Admissions go through one thread that pipelines every
+// check waiting at that moment (one write and one read for many requests), so the
+// I/O threads never wait for Redis.
 class RedisBuckets {
  public:
   static Result<std::unique_ptr<RedisBuckets>> open(const RedisLimiterOptions& options);
   ~RedisBuckets();
+  using AdmitCallback = std::function<void(std::vector<Subject>, std::optional<Quote>)>;
+  // Calls `done` (on the pipeline thread) with the subjects and the quote.
+  void admit_async(std::vector<Subject> subjects, AdmitCallback done);
+  // Blocking form of admit_async.
   std::optional<Quote> admit(const std::vector<Subject>& subjects);
   bool charge(const std::vector<Subject>& subjects, int64_t tokens);
   // Today's usage of `subject`'s daily quota; nullopt on failure.

@@ -144,6 +144,38 @@ bool Responder::client_gone() const { return state_->gone.load(std::memory_order
 
 namespace {
 
+// The gate's decision for one request, which may come from another thread: the
+// session waits on a timer that finish() cancels on the session's strand.
+struct GateWait : std::enable_shared_from_this<GateWait> {
+  explicit GateWait(net::any_io_executor e) : executor(std::move(e)), wake(executor) {}
+  void finish(GateDecision d) {
+    bool notify = false;
+    {
+      std::lock_guard lock(mu);
+      decision = std::move(d);
+      notify = waiting;
+    }
+    if (notify) net::post(executor, [self = shared_from_this()] { self->wake.cancel(); });
+  }
+  net::awaitable<GateDecision> result() {
+    for (;;) {
+      {
+        std::lock_guard lock(mu);
+        if (decision) co_return std::move(*decision);
+        waiting = true;
+      }
+      wake.expires_at(net::steady_timer::time_point::max());
+      beast::error_code ignored;
+      co_await wake.async_wait(net::redirect_error(net::use_awaitable, ignored));
+    }
+  }
+  net::any_io_executor executor;
+  net::steady_timer wake;
+  std::mutex mu;
+  std::optional<GateDecision> decision;
+  bool waiting = false;
+};
+
 struct RouteEntry {
   std::string method;
   std::string path;
@@ -556,7 +588,9 @@ net::awaitable<void> Server::Impl::session(Stream stream) {
         // Unknown paths pass the gate too, so that without a key they are a 401
         // like every other path, not a map of the routes.
         try {
-          GateDecision d = gate(req, route->path);
+          auto wait = std::make_shared<GateWait>(stream.get_executor());
+          gate(req, route->path, [wait](GateDecision decision) { wait->finish(std::move(decision)); });
+          GateDecision d = co_await wait->result();
           if (extra.empty()) {
             extra = std::move(d.headers);
           } else {

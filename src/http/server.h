@@ -121,7 +121,10 @@ struct GateDecision {
 };
 // Runs on an I/O thread after routing (`route` is the matched path or pattern,
 // "unmatched" for none) and before the handler; may set request.caller and .lease.
-using Gate = std::function<GateDecision(Request& request, std::string_view route)>;
+// It calls `done` exactly once, at once or later from any thread (e.g. after asking
+// Redis); `request` stays valid and untouched by the server until then.
+using GateDone = std::function<void(GateDecision)>;
+using Gate = std::function<void(Request& request, std::string_view route, GateDone done)>;
 using SyncHandler = std::function<Response(const Request&)>;
 
 class Server {
