@@ -380,6 +380,10 @@ struct Access::Impl {
       req.caller = std::move(caller);
       return done(std::move(d));
     }
+    if (!limiter->shared()) {  // local limits: decided here, without a callback
+      const Quote q = limiter->local_admit(subjects);
+      return done(admitted(req, std::move(caller), std::move(subjects), q));
+    }
     // With Redis the quote comes from the limiter's pipeline thread; `req` waits.
     limiter->admit_async(std::move(subjects), [this, &req, caller = std::move(caller), done = std::move(done)](
                                                   std::vector<Subject> subjects, Quote q) mutable {
@@ -446,18 +450,40 @@ struct Access::Impl {
   // limited caller, so without a vector of allocated pairs).
   static void render_headers(const Quote& q, std::string& out) {
     out.reserve(240);
-    auto line = [&out](std::string_view name, int64_t value) {
+    auto number = [&out](int64_t value) {
       char digits[24];
       auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
+      out.append(digits, end);
+    };
+    auto line = [&](std::string_view name, int64_t value) {
       out += name;
       out += ": ";
-      out.append(digits, end);
+      number(value);
       out += "\r\n";
     };
-    auto reset = [&out](std::string_view name, double seconds) {
+    auto reset = [&](std::string_view name, double seconds) {
       out += name;
       out += ": ";
-      out += reset_text(seconds);
+      // reset_text's format ("20ms", "12s", "6m0s"), without its temporaries.
+      if (seconds <= 0) {
+        out += "0s";
+      } else if (seconds < 1) {
+        number(static_cast<int64_t>(std::ceil(seconds * 1000)));
+        out += "ms";
+      } else {
+        int64_t s = static_cast<int64_t>(std::ceil(seconds));
+        const int64_t h = s / 3600, m = (s % 3600) / 60;
+        if (h > 0) {
+          number(h);
+          out += 'h';
+        }
+        if (h > 0 || m > 0) {
+          number(m);
+          out += 'm';
+        }
+        number(s % 60);
+        out += 's';
+      }
       out += "\r\n";
     };
     if (q.limit_requests > 0) {
