@@ -302,6 +302,33 @@ struct Access::Impl {
     return CRYPTO_memcmp(k.sha256.data(), digest.data(), digest.size()) == 0 ? &k : nullptr;
   }
 
+  bool trusted_proxy(std::string_view address) const {
+    for (const auto& p : options.trusted_proxies) {
+      if (p == address) return true;
+    }
+    return false;
+  }
+
+  // The client's address: the peer's, or behind trusted proxies the right-most
+  // X-Forwarded-For entry that is not one of them (each proxy appends what it saw;
+  // entries left of the first untrusted one are the client's to invent).
+  std::string client_address(const http::Request& req) const {
+    if (options.trusted_proxies.empty() || !trusted_proxy(req.remote_address)) return req.remote_address;
+    std::string_view xff = req.header("X-Forwarded-For");
+    std::string address = req.remote_address;
+    while (!xff.empty()) {
+      size_t comma = xff.rfind(',');
+      std::string_view entry = comma == std::string_view::npos ? xff : xff.substr(comma + 1);
+      xff = comma == std::string_view::npos ? std::string_view() : xff.substr(0, comma);
+      while (!entry.empty() && entry.front() == ' ') entry.remove_prefix(1);
+      while (!entry.empty() && entry.back() == ' ') entry.remove_suffix(1);
+      if (entry.empty() || entry.size() > 45) break;
+      address = std::string(entry);
+      if (!trusted_proxy(entry)) break;
+    }
+    return address;
+  }
+
   static std::string_view presented_key(const http::Request& req) {
     std::string_view auth = req.header("Authorization");
     if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ")) {
@@ -314,9 +341,9 @@ struct Access::Impl {
   }
 
   void gate(http::Request& req, std::string_view route, http::GateDone done) {
-    http::GateDecision d;
+      http::GateDecision d;
     auto caller = std::make_shared<Caller>();
-    caller->client_address = req.remote_address;
+    caller->client_address = client_address(req);
     std::shared_ptr<const KeySet> set = snapshot();
     if (is_public_route(req.path)) {
       caller->name = "anonymous";
@@ -372,8 +399,8 @@ struct Access::Impl {
       caller->name = "anonymous";
       caller->admin = true;  // no keys: the loopback (or --allow-anonymous) operator
     }
-    if (options.per_client.any() && !req.remote_address.empty()) {
-      subjects.push_back({"ip:" + req.remote_address, options.per_client});
+    if (options.per_client.any() && !caller->client_address.empty()) {
+      subjects.push_back({"ip:" + caller->client_address, options.per_client});
     }
     if (subjects.empty()) {
       allowed.inc();

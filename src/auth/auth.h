@@ -100,6 +100,9 @@ struct AccessOptions {
   bool allow_anonymous = false;        // --allow-anonymous
   std::string host;                    // where the server listens (loopback check)
   Limits per_client;                   // --client-requests-per-minute ...
+  // Proxies whose X-Forwarded-For names the client (--trusted-proxies); from any other
+  // peer the header is ignored.
+  std::vector<std::string> trusted_proxies;
   std::string redis_url;               // --redis-url: limits shared across instances
   std::string data_dir;                // where local daily quotas are kept
   std::string instance_prefix = "infera:rl:";

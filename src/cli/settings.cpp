@@ -42,6 +42,16 @@ auth::AccessOptions access_options_from(const core::Config& c) {
   a.per_client.concurrent = c.get_int("client_concurrent");
   a.redis_url = c.get_string("redis_url");
   a.data_dir = c.get_string("data_dir");
+  const std::string proxies = c.get_string("trusted_proxies");
+  for (size_t pos = 0; pos < proxies.size();) {
+    size_t end = proxies.find(',', pos);
+    if (end == std::string::npos) end = proxies.size();
+    std::string p = proxies.substr(pos, end - pos);
+    while (!p.empty() && p.front() == ' ') p.erase(p.begin());
+    while (!p.empty() && p.back() == ' ') p.pop_back();
+    if (!p.empty()) a.trusted_proxies.push_back(p);
+    pos = end + 1;
+  }
   return a;
 }
 

@@ -50,6 +50,9 @@ std::vector<OptionSpec> make_specs() {
        "0", 0, 1000000000000.0, {}, "prompt + completion tokens per minute per client address (0 = no limit)"},
       {"client_concurrent", "INFERA_CLIENT_CONCURRENT", "client-concurrent", T::kInt, "0", 0, 1000000, {},
        "requests in flight per client address (0 = no limit)"},
+      {"trusted_proxies", "INFERA_TRUSTED_PROXIES", "trusted-proxies", T::kString, "", 0, 0, {},
+       "addresses of proxies (HAProxy, nginx) whose X-Forwarded-For names the client for "
+       "per-address limits, comma-separated", "", true},
       {"data_dir", "INFERA_DATA_DIR", "data-dir", T::kString, "", 0, 0, {},
        "directory for state kept across restarts (daily token quotas without Redis)"},
       // Compute and batching

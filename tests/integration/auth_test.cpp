@@ -550,3 +550,30 @@ TEST(Auth, Tls) {
 
 }  // namespace
 }  // namespace infera::testing
+
+namespace infera::testing {
+namespace {
+
+TEST(Auth, PerAddressLimitsSeeThroughTrustedProxiesOnly) {
+  auto xff = [](int port, const std::string& chain) {
+    return status_of(http_request(port, "GET", "/v1/models", "", {{"X-Forwarded-For", chain}}));
+  };
+  // Behind a trusted proxy (this test, on 127.0.0.1): each forwarded client has its own
+  // bucket; a client cannot dodge its limit by prepending addresses.
+  ServerProcess behind({"--client-requests-per-minute", "2", "--client-request-burst", "2", "--trusted-proxies",
+                        "127.0.0.1", "--cache-policy", "off"});
+  ASSERT_GT(behind.port(), 0);
+  EXPECT_EQ(xff(behind.port(), "10.0.0.1"), 200);
+  EXPECT_EQ(xff(behind.port(), "6.6.6.6, 10.0.0.1"), 200);
+  EXPECT_EQ(xff(behind.port(), "7.7.7.7, 10.0.0.1"), 429);
+  EXPECT_EQ(xff(behind.port(), "10.0.0.2"), 200);
+  // Without --trusted-proxies the header is the client's word and ignored.
+  ServerProcess direct({"--client-requests-per-minute", "2", "--client-request-burst", "2", "--cache-policy", "off"});
+  ASSERT_GT(direct.port(), 0);
+  EXPECT_EQ(xff(direct.port(), "10.0.0.1"), 200);
+  EXPECT_EQ(xff(direct.port(), "10.0.0.2"), 200);
+  EXPECT_EQ(xff(direct.port(), "10.0.0.3"), 429);
+}
+
+}  // namespace
+}  // namespace infera::testing
