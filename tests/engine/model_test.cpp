@@ -25,12 +25,28 @@
 std::atomic<bool> g_count_allocations{false};
 std::atomic<int64_t> g_allocations{0};
 
-void* operator new(size_t size) {
+// Every unaligned new and delete is replaced, so that each pair matches whichever
+// runtime the binary links: under AddressSanitizer a delete left to ASan reports a block
+// this malloc() made as an alloc-dealloc mismatch, and a new[] left to it is not counted.
+// The deletes are not inlined, so GCC does not see free() of an operator-new pointer
+// (-Wmismatched-new-delete).
+static void* counted_malloc(size_t size) noexcept {
   if (g_count_allocations.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  return std::malloc(size == 0 ? 1 : size);
+}
+void* operator new(size_t size) {
+  if (void* p = counted_malloc(size)) return p;
   throw std::bad_alloc();
 }
-// The library's operator delete releases with free(), which matches.
+void* operator new[](size_t size) { return operator new(size); }
+void* operator new(size_t size, const std::nothrow_t&) noexcept { return counted_malloc(size); }
+void* operator new[](size_t size, const std::nothrow_t&) noexcept { return counted_malloc(size); }
+[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, size_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p, size_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
 namespace infera::engine {
 namespace {
