@@ -19,13 +19,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -66,7 +69,8 @@ struct Fixture {
   std::unique_ptr<infera::models::Registry> registry;
   std::unique_ptr<infera::cache::Cache> cache;
   std::thread loop;
-  std::string dir;  // the tiny model's, removed at exit
+  std::atomic<bool> loop_returned{false};  // Server::run() came back: a drain ended
+  std::string dir;                         // the tiny model's, removed at exit
   uint16_t port = 0;
   int64_t inputs = 0;
   // Printed at exit, to show what the checks saw.
@@ -82,17 +86,29 @@ Fixture* g_fixture = nullptr;
   std::abort();
 }
 
+// Connects, retrying for a while on errors that say the machine, not the server,
+// is short (ephemeral ports taken by other programs' connections, a full SYN queue).
 int connect_to_server() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) fail("socket() failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(g_fixture->port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    fail("cannot connect to the server: it stopped listening");
+  const auto deadline = Clock::now() + 10s;
+  for (;;) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fail("socket() failed");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(g_fixture->port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+    const int error = errno;
+    ::close(fd);
+    if (error != ECONNREFUSED && Clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+      continue;
+    }
+    std::fprintf(stderr, "http_fuzz: connect: %s; server draining: %d, run() returned: %d\n",
+                 std::strerror(error), g_fixture->server->draining() ? 1 : 0,
+                 g_fixture->loop_returned.load() ? 1 : 0);
+    fail("cannot connect to the server");
   }
-  return fd;
 }
 
 // Writes as much of `bytes` as the server takes (it may close early, e.g. after a
@@ -369,7 +385,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   f.registry->load("tiny", [&loaded](infera::Status st) { loaded.set_value(st); });
   if (!loaded.get_future().get().ok()) fail("cannot load the tiny model");
   f.server->set_ready(true);
-  f.loop = std::thread([&f] { f.server->run(); });
+  f.loop = std::thread([&f] {
+    f.server->run();
+    f.loop_returned = true;
+  });
   std::atexit(stop_fixture);
   check_health();
   return 0;
