@@ -16,6 +16,7 @@
 #include "api/json_body.h"
 #include "api/openai_request.h"
 #include "http/server.h"
+#include "require.h"
 
 namespace {
 
@@ -24,14 +25,6 @@ using nlohmann::json;
 
 constexpr int kDefaultMaxTokens = 77;
 
-// Aborts (a libFuzzer crash, the input saved) naming the broken promise.
-#define require(condition)                                                         \
-  do {                                                                             \
-    if (!(condition)) {                                                            \
-      std::fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                                \
-    }                                                                              \
-  } while (0)
 
 // An error answer must be JSON whose message is the status's message.
 void check_error(const Status& status) {

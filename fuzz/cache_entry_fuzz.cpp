@@ -14,17 +14,10 @@
 
 #include "api/answer_sinks.h"
 #include "cache/entry_codec.h"
+#include "require.h"
 
 namespace {
 
-// Aborts (a libFuzzer crash, the input saved) naming the broken promise.
-#define require(condition)                                                         \
-  do {                                                                             \
-    if (!(condition)) {                                                            \
-      std::fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                                \
-    }                                                                              \
-  } while (0)
 
 constexpr size_t kHeaderBytes = 18;  // entry_codec.h's layout
 

@@ -14,20 +14,13 @@
 #include <vector>
 
 #include "api/chat_template.h"
+#include "require.h"
 
 namespace {
 
 using infera::api::ChatFormat;
 using infera::api::ChatMessage;
 
-// Aborts (a libFuzzer crash, the input saved) naming the broken promise.
-#define require(condition)                                                         \
-  do {                                                                             \
-    if (!(condition)) {                                                            \
-      std::fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                                \
-    }                                                                              \
-  } while (0)
 
 bool documented_role(const std::string& role) {
   return role == "system" || role == "user" || role == "assistant";

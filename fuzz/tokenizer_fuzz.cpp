@@ -31,6 +31,7 @@
 #include "engine/gguf.h"
 #include "engine/gguf_writer.h"
 #include "engine/tokenizer.h"
+#include "require.h"
 
 namespace {
 
@@ -49,14 +50,6 @@ struct Entry {
 
 std::vector<Entry>* g_tokenizers = nullptr;
 
-// Aborts (a libFuzzer crash, the input saved) naming the broken promise.
-#define require(condition)                                                         \
-  do {                                                                             \
-    if (!(condition)) {                                                            \
-      std::fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                                \
-    }                                                                              \
-  } while (0)
 
 // Valid UTF-8 per RFC 3629 (no overlongs, surrogates or values past U+10FFFF).
 bool is_valid_utf8(std::string_view s) {
