@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Writes src/engine/unicode_data.cpp: general-category flags of every code point as
-sorted ranges, from Python's unicodedata (whose Unicode version is printed in the
-file). Run from the repo root: python3 scripts/gen_unicode_data.py"""
+sorted ranges, and the two maps the WordPiece (BERT) tokenizer needs: lowercase (the
+first code point of Python's lower(), i.e. the simple mapping) and the base character
+of each canonical decomposition (the first code point of NFD, which drops the accents
+as BERT's uncased tokenizers do; Hangul syllables, decomposed by algorithm rather
+than by table, keep theirs). From Python's unicodedata, whose Unicode version is
+printed in the file. Run from the repo root:
+python3 scripts/gen_unicode_data.py > src/engine/unicode_data.cpp"""
 import sys
 import unicodedata
 
@@ -39,8 +44,33 @@ def main() -> None:
             line = ""
         line += item
     out.append("    " + line.rstrip())
-    out += ["};", f"const size_t kCategoryRangeCount = {len(ranges)};", "",
-            "}  // namespace infera::engine::unicode", ""]
+    out += ["};", f"const size_t kCategoryRangeCount = {len(ranges)};", ""]
+    lower = []
+    nfd = []
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        c = chr(cp)
+        low = c.lower()
+        if low and ord(low[0]) != cp:
+            lower.append((cp, ord(low[0])))
+        if 0xAC00 <= cp <= 0xD7A3:
+            continue
+        d = unicodedata.normalize("NFD", c)
+        if d != c:
+            nfd.append((cp, ord(d[0])))
+    for name, pairs in (("kLowercase", lower), ("kNfdBase", nfd)):
+        out.append(f"const CodepointPair {name}[{len(pairs)}] = {{")
+        line = ""
+        for a, b in pairs:
+            item = f"{{0x{a:X}, 0x{b:X}}}, "
+            if len(line) + len(item) > 96:
+                out.append("    " + line.rstrip())
+                line = ""
+            line += item
+        out.append("    " + line.rstrip())
+        out += ["};", f"const size_t {name}Count = {len(pairs)};", ""]
+    out += ["}  // namespace infera::engine::unicode", ""]
     sys.stdout.write("\n".join(out))
 
 

@@ -131,7 +131,7 @@ std::string render_piece(const Vocab& vocab, const VocabToken& tok) {
       break;
   }
   std::string piece;
-  if (vocab.kind == TokenizerKind::kSentencePiece) {
+  if (vocab.kind != TokenizerKind::kBytePairEncoding) {  // "▁" stands for a space
     piece.reserve(tok.text.size());
     for (size_t i = 0; i < tok.text.size();) {
       if (tok.text.compare(i, kSpmSpace.size(), kSpmSpace) == 0) {
@@ -171,11 +171,14 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& f) {
     vocab->kind = TokenizerKind::kSentencePiece;
   } else if (*model == "gpt2") {
     vocab->kind = TokenizerKind::kBytePairEncoding;
+  } else if (*model == "bert") {
+    vocab->kind = TokenizerKind::kWordPiece;
   } else {
     return Status::Unsupported(file + ": tokenizer.ggml.model '" + std::string(*model) +
-                               "' is not supported (supported: llama, gpt2)");
+                               "' is not supported (supported: llama, gpt2, bert)");
   }
   const bool spm = vocab->kind == TokenizerKind::kSentencePiece;
+  const bool wpm = vocab->kind == TokenizerKind::kWordPiece;
 
   auto texts = f.get_array<std::string_view>("tokenizer.ggml.tokens");
   if (!texts.ok()) return texts.status();
@@ -229,6 +232,10 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& f) {
   if (spm) {
     vocab->add_bos = true;
     vocab->add_space_prefix = true;
+  } else if (wpm) {
+    vocab->add_bos = true;  // [CLS] ... [SEP]
+    vocab->add_eos = true;
+    vocab->clean_spaces = true;  // punctuation pieces are words of their own: "▁,"
   } else {
     auto pre_name = f.get_or<std::string_view>("tokenizer.ggml.pre", "");
     if (!pre_name.ok()) return pre_name.status();
@@ -258,7 +265,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& f) {
   }
 
   auto add_bos = f.get_or<bool>("tokenizer.ggml.add_bos_token", vocab->add_bos);
-  auto add_eos = f.get_or<bool>("tokenizer.ggml.add_eos_token", false);
+  auto add_eos = f.get_or<bool>("tokenizer.ggml.add_eos_token", vocab->add_eos);
   auto add_prefix = f.get_or<bool>("tokenizer.ggml.add_space_prefix", vocab->add_space_prefix);
   for (const Status* s : {&add_bos.status(), &add_eos.status(), &add_prefix.status()}) {
     if (!s->ok()) return *s;
@@ -274,10 +281,13 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& f) {
   };
   int32_t eot = -1;
   int32_t eom = -1;
+  // WordPiece models begin a sequence with [CLS] and end it with [SEP].
   const SpecialKey keys[] = {
-      {"tokenizer.ggml.bos_token_id", spm ? 1 : 11, &vocab->bos},
-      {"tokenizer.ggml.eos_token_id", spm ? 2 : 11, &vocab->eos},
-      {"tokenizer.ggml.unknown_token_id", spm ? 0 : -1, &vocab->unk},
+      {wpm ? "tokenizer.ggml.cls_token_id" : "tokenizer.ggml.bos_token_id", spm ? 1 : wpm ? 101 : 11,
+       &vocab->bos},
+      {wpm ? "tokenizer.ggml.seperator_token_id" : "tokenizer.ggml.eos_token_id",
+       spm ? 2 : wpm ? 102 : 11, &vocab->eos},
+      {"tokenizer.ggml.unknown_token_id", spm ? 0 : wpm ? 100 : -1, &vocab->unk},
       {"tokenizer.ggml.padding_token_id", -1, &vocab->pad},
       {"tokenizer.ggml.eot_token_id", -1, &eot},
       {"tokenizer.ggml.eom_token_id", -1, &eom},
@@ -322,6 +332,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& f) {
   vocab->pieces.reserve(vocab->tokens.size());
   for (const VocabToken& tok : vocab->tokens) vocab->pieces.push_back(render_piece(*vocab, tok));
 
+  if (wpm) return make_wpm_tokenizer(std::move(vocab));
   return spm ? make_spm_tokenizer(std::move(vocab)) : make_bpe_tokenizer(std::move(vocab));
 }
 
@@ -394,9 +405,10 @@ void Tokenizer::append_piece(int32_t id, std::string& out, bool render_special) 
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
-  bool remove_space = vocab_->add_space_prefix;
+  const bool wpm = vocab_->kind == TokenizerKind::kWordPiece;
+  bool remove_space = vocab_->add_space_prefix || wpm;  // WordPiece: every word starts "▁"
   if (skip_special && vocab_->add_bos && !ids.empty() && ids.front() == vocab_->bos) {
-    remove_space = false;  // the text after BOS keeps its space, as llama.cpp does
+    remove_space = wpm;  // the text after BOS keeps its space, as llama.cpp does
     ids = ids.subspan(1);
   }
   if (skip_special && vocab_->add_eos && !ids.empty() && ids.back() == vocab_->eos) {

@@ -1,5 +1,6 @@
-// Tokenizers built from GGUF metadata: SentencePiece ("llama") and byte-level BPE
-// ("gpt2", with the pre-tokenizer named by tokenizer.ggml.pre), and a streaming
+// Tokenizers built from GGUF metadata: SentencePiece ("llama"), byte-level BPE
+// ("gpt2", with the pre-tokenizer named by tokenizer.ggml.pre) and WordPiece
+// ("bert": BERT-family embedding models), and a streaming
 // detokenizer that only ever emits complete UTF-8.
 //
 // Token ids match llama.cpp's for the same GGUF file (checked against its test
@@ -24,7 +25,7 @@ namespace infera::engine {
 class GgufFile;
 struct Vocab;
 
-enum class TokenizerKind { kSentencePiece, kBytePairEncoding };
+enum class TokenizerKind { kSentencePiece, kBytePairEncoding, kWordPiece };
 
 class Tokenizer {
  public:
@@ -42,7 +43,8 @@ class Tokenizer {
   // spells malformed UTF-8 as byte tokens and byte-level BPE reads it as U+FFFD.
   // add_bos adds the model's own special tokens as llama.cpp's add_special does:
   // BOS when add_bos_default() (tokenizer.ggml.add_bos_token; true by default for
-  // SentencePiece), EOS when add_eos_default().
+  // SentencePiece), EOS when add_eos_default(). WordPiece's BOS and EOS are [CLS]
+  // and [SEP] (tokenizer.ggml.cls_token_id / seperator_token_id), both added by default.
   // User-defined tokens in `text` always become single tokens; parse_special also
   // matches control tokens (e.g. "<|im_start|>", "<s>"), else they are plain text.
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;

@@ -62,6 +62,32 @@ uint16_t flags(uint32_t cpt) {
   return lookup(cpt);
 }
 
+namespace {
+uint32_t map_pair(const CodepointPair* table, size_t count, uint32_t cpt) {
+  const CodepointPair* end = table + count;
+  const CodepointPair* it = std::lower_bound(
+      table, end, cpt, [](const CodepointPair& p, uint32_t c) { return p.from < c; });
+  return it != end && it->from == cpt ? it->to : cpt;
+}
+}  // namespace
+
+uint32_t to_lower(uint32_t cpt) {
+  if (cpt < 128) return cpt >= 'A' && cpt <= 'Z' ? cpt + 32 : cpt;
+  return map_pair(kLowercase, kLowercaseCount, cpt);
+}
+
+uint32_t nfd_base(uint32_t cpt) {
+  if (cpt < 0xC0) return cpt;
+  return map_pair(kNfdBase, kNfdBaseCount, cpt);
+}
+
+bool is_cjk_ideograph(uint32_t cpt) {
+  return (cpt >= 0x4E00 && cpt <= 0x9FFF) || (cpt >= 0x3400 && cpt <= 0x4DBF) ||
+         (cpt >= 0x20000 && cpt <= 0x2A6DF) || (cpt >= 0x2A700 && cpt <= 0x2B73F) ||
+         (cpt >= 0x2B740 && cpt <= 0x2B81F) || (cpt >= 0x2B920 && cpt <= 0x2CEAF) ||
+         (cpt >= 0xF900 && cpt <= 0xFAFF) || (cpt >= 0x2F800 && cpt <= 0x2FA1F);
+}
+
 uint32_t decode(std::string_view text, size_t& pos) {
   const auto byte = [&](size_t i) { return static_cast<uint8_t>(text[i]); };
   const uint8_t lead = byte(pos);

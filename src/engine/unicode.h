@@ -28,6 +28,15 @@ struct CategoryRange {
 extern const CategoryRange kCategoryRanges[];
 extern const size_t kCategoryRangeCount;
 
+struct CodepointPair {
+  uint32_t from;  // sorted
+  uint32_t to;
+};
+extern const CodepointPair kLowercase[];  // simple lowercase mapping
+extern const size_t kLowercaseCount;
+extern const CodepointPair kNfdBase[];  // first code point of the canonical decomposition
+extern const size_t kNfdBaseCount;
+
 inline constexpr uint32_t kReplacementCharacter = 0xFFFD;
 
 // Flags of `cpt` (kUndefined for values past U+10FFFF, which malformed UTF-8 can yield).
@@ -39,6 +48,15 @@ inline size_t sequence_length(uint8_t lead) {
   static constexpr uint8_t kByHighNibble[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
   return kByHighNibble[lead >> 4];
 }
+
+// Simple lowercase of `cpt` (itself when it has none).
+uint32_t to_lower(uint32_t cpt);
+// The base character of `cpt`'s canonical decomposition without its combining marks
+// ("Ä" -> "A", "ử" -> "u"), itself when it has none: how the WordPiece tokenizer
+// strips accents.
+uint32_t nfd_base(uint32_t cpt);
+// BERT's "Chinese character" blocks (CJK ideographs), each its own word.
+bool is_cjk_ideograph(uint32_t cpt);
 
 // Decodes the code point at `pos` and advances past it. A malformed sequence
 // yields U+FFFD and advances one byte (the structure is checked, not overlong

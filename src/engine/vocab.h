@@ -69,8 +69,9 @@ struct Vocab {
   }
 };
 
-// Factories for the two kinds (tokenizer_spm.cpp, tokenizer_bpe.cpp).
+// Factories for the three kinds (tokenizer_spm.cpp, tokenizer_bpe.cpp, tokenizer_wpm.cpp).
 std::unique_ptr<Tokenizer> make_spm_tokenizer(std::unique_ptr<Vocab> vocab);
 std::unique_ptr<Tokenizer> make_bpe_tokenizer(std::unique_ptr<Vocab> vocab);
+std::unique_ptr<Tokenizer> make_wpm_tokenizer(std::unique_ptr<Vocab> vocab);
 
 }  // namespace infera::engine
