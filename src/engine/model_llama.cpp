@@ -17,6 +17,7 @@
 #include "engine/gguf.h"
 #include "engine/kernels/block_types.h"
 #include "engine/kernels/kernels.h"
+#include "engine/linear.h"
 #include "engine/thread_pool.h"
 
 namespace infera::engine {
@@ -24,49 +25,8 @@ namespace {
 
 namespace k = kernels;
 
-// Allocates without value-initialising: the forward pass's scratch is sized for the
-// largest batch at load, but a pass writes only the rows it uses, so pages a large
-// buffer never needs are never touched (zeroing them all cost ~90 ms of a TinyLlama
-// load, kernel zero-fill included).
-template <typename T>
-struct UninitAllocator : std::allocator<T> {
-  template <typename U>
-  struct rebind {
-    using other = UninitAllocator<U>;
-  };
-  UninitAllocator() = default;
-  template <typename U>
-  UninitAllocator(const UninitAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
-  template <typename U>
-  void construct(U* p) noexcept {
-    ::new (static_cast<void*>(p)) U;
-  }
-  template <typename U, typename... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
-  }
-};
-template <typename T>
-using Scratch = std::vector<T, UninitAllocator<T>>;
 
-template <typename... Args>
-std::string str(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  return out.str();
-}
 
-// A weight matrix: rows of `cols` elements in `type`, zero-copy from the file, or
-// repacked at load into the kernel table's own layout (tile_bytes > 0: data holds
-// tiles of kMatmulRowMultiple rows, read by the table's packed_matmul).
-struct Matrix {
-  const uint8_t* data = nullptr;
-  GgmlType type = GgmlType::kF32;
-  int rows = 0;
-  int cols = 0;
-  size_t row_bytes = 0;
-  size_t tile_bytes = 0;
-};
 
 // The repacked-weight region of the last model destroyed, kept for the next load:
 // swapping between models of one shape (budget eviction, file reloads) then skips
@@ -159,13 +119,7 @@ struct Layer {
   const float* bv = nullptr;
 };
 
-// Below this many multiply-adds a step runs on the calling thread alone.
-constexpr int64_t kMinParallelWork = 1 << 17;
 
-size_t row_bytes_of(GgmlType type, int cols) {
-  const GgmlTypeInfo& info = ggml_type_info(type);
-  return static_cast<size_t>(cols) / info.block_size * info.bytes_per_block;
-}
 
 class LlamaModel final : public Model {
  public:
@@ -182,19 +136,15 @@ class LlamaModel final : public Model {
   // layout (options_.repack_weights), in parallel on the pool, and releases the
   // file pages they came from.
   void repack_weights();
-  Status matrix(const std::string& name, int rows, int cols, Matrix& out, bool optional = false);
-  Status vector(const std::string& name, int n, const float*& out, bool optional = false);
-
-  struct MatmulJob {
-    const Matrix* m;
-    float* y;  // n rows of m->rows floats
-  };
-  // For each job (at most 4, sharing the input x[n][cols]): y[n][m.rows] = x . m^T.
-  // The input is encoded for the weight type once, and all the jobs' rows are split
-  // over the pool in one parallel loop.
-  void matmul(std::initializer_list<MatmulJob> jobs, const float* x, int n);
-  // Encodes x for matrices of `type`: Q8 rows, values rounded to F16/BF16, or x.
-  const void* prepare_input(GgmlType type, const float* x, int n, int cols, size_t& x_stride);
+  Status matrix(const std::string& name, int rows, int cols, Matrix& out, bool optional = false) {
+    return load_matrix(*file_, info_.path, name, rows, cols, out, optional);
+  }
+  Status vector(const std::string& name, int n, const float*& out, bool optional = false) {
+    return load_vector(*file_, info_.path, name, n, out, optional);
+  }
+  void matmul(std::initializer_list<Linear::Job> jobs, const float* x, int n) {
+    linear_->matmul(jobs, x, n);
+  }
   void attention(std::span<const BatchEntry> batch, int layer);
 
   std::unique_ptr<GgufFile> file_;
@@ -202,6 +152,7 @@ class LlamaModel final : public Model {
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<PackedMemory> packed_;
+  std::unique_ptr<Linear> linear_;
   const k::Kernels* kernels_ = nullptr;
   ModelInfo info_;
   ModelOptions options_;
@@ -215,8 +166,6 @@ class LlamaModel final : public Model {
 
   // Scratch, sized for options_.max_batch entries.
   Scratch<float> x_, xn_, q_, kk_, vv_, att_, gate_, up_, logits_;
-  Scratch<uint8_t> xq_;  // Q8 activation rows
-  Scratch<float> xround_;
   Scratch<float> scores_;      // per thread: ctx positions
   Scratch<float> qhalf_;       // per thread: one head of q rounded to F16
   Scratch<uint16_t> qhalf16_;  // per thread: the same head in F16
@@ -226,41 +175,6 @@ class LlamaModel final : public Model {
   Scratch<float> rope_cos_, rope_sin_;
 };
 
-Status LlamaModel::vector(const std::string& name, int n, const float*& out, bool optional) {
-  const GgufTensor* t = file_->find_tensor(name);
-  if (t == nullptr) {
-    if (optional) return Status::Ok();
-    return Status::Corrupt(str(info_.path, ": tensor ", name, " is missing"));
-  }
-  if (t->type != GgmlType::kF32 || t->n_elements() != n) {
-    return Status::Corrupt(
-        str(info_.path, ": tensor ", name, " must be F32 with ", n, " elements"));
-  }
-  out = reinterpret_cast<const float*>(t->data);
-  return Status::Ok();
-}
-
-Status LlamaModel::matrix(const std::string& name, int rows, int cols, Matrix& out, bool optional) {
-  const GgufTensor* t = file_->find_tensor(name);
-  if (t == nullptr) {
-    if (optional) return Status::Ok();
-    return Status::Corrupt(str(info_.path, ": tensor ", name, " is missing"));
-  }
-  if (t->dims[0] != cols || t->dims[1] != rows || t->n_dims > 2) {
-    return Status::Corrupt(str(info_.path, ": tensor ", name, " has shape [", t->dims[0], ", ",
-                               t->dims[1], "], expected [", cols, ", ", rows, "]"));
-  }
-  if (k::matmul_for(k::active(), t->type) == nullptr) {
-    return Status::Unsupported(str(info_.path, ": tensor ", name, " has type ",
-                                   ggml_type_info(t->type).name,
-                                   ", which this engine does not run yet"));
-  }
-  if (cols % static_cast<int>(ggml_type_info(t->type).block_size) != 0) {
-    return Status::Corrupt(str(info_.path, ": tensor ", name, " rows are not whole blocks"));
-  }
-  out = Matrix{t->data, t->type, rows, cols, row_bytes_of(t->type, cols)};
-  return Status::Ok();
-}
 
 #define INFERA_TRY(expr)     \
   do {                       \
@@ -411,11 +325,8 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
   model->att_.resize(nb * qd);
   model->gate_.resize(nb * static_cast<size_t>(info.ffn_dim));
   model->up_.resize(nb * static_cast<size_t>(info.ffn_dim));
-  // Q8 / Q8K activation rows, or F16 copies of the activations for F16 weights.
-  model->xq_.resize(nb * std::max({k::q8_row_bytes(static_cast<int>((widest + 31) / 32 * 32)),
-                                   k::q8k_row_bytes(static_cast<int>((widest + 255) / 256 * 256)),
-                                   widest * sizeof(uint16_t)}));
-  model->xround_.resize(nb * widest);
+  model->linear_ = std::make_unique<Linear>(*model->kernels_, *model->pool_);
+  model->linear_->reserve(nb, widest);
   model->scores_.resize(static_cast<size_t>(model->pool_->size()) *
                         static_cast<size_t>(blocks * options.block_tokens));
   model->qhalf_.resize(static_cast<size_t>(model->pool_->size()) *
@@ -496,96 +407,7 @@ void LlamaModel::repack_weights() {
   packed_ = std::move(memory);
 }
 
-const void* LlamaModel::prepare_input(GgmlType type, const float* x, int n, int cols,
-                                      size_t& x_stride) {
-  x_stride = static_cast<size_t>(cols) * sizeof(float);
-  const k::MatmulInput input = k::matmul_input(type);
-  if (input != k::MatmulInput::kF32) {
-    // Quantized once per input, shared read-only by every thread and matrix.
-    const bool q8k = input == k::MatmulInput::kQ8K;
-    x_stride = q8k ? k::q8k_row_bytes(cols) : k::q8_row_bytes(cols);
-    uint8_t* q8 = xq_.data();
-    for (int i = 0; i < n; ++i) {
-      (q8k ? kernels_->quantize_q8k : kernels_->quantize_q8)(
-          x + static_cast<size_t>(i) * cols, q8 + static_cast<size_t>(i) * x_stride, cols);
-    }
-    return q8;
-  }
-  if (type == GgmlType::kF16 || type == GgmlType::kBF16) {
-    // ggml rounds activations to the weight's 16-bit type before the dot product;
-    // doing the same keeps results close to llama.cpp's.
-    const int total = n * cols;
-    if (type == GgmlType::kF16) {
-      uint16_t* half = reinterpret_cast<uint16_t*>(xq_.data());
-      kernels_->f32_to_f16(x, half, total);
-      kernels_->f16_to_f32(half, xround_.data(), total);
-    } else {
-      for (int i = 0; i < total; ++i)
-        xround_[static_cast<size_t>(i)] = k::bf16_to_f32(k::f32_to_bf16(x[i]));
-    }
-    return xround_.data();
-  }
-  return x;
-}
 
-void LlamaModel::matmul(std::initializer_list<MatmulJob> jobs, const float* x, int n) {
-  const Matrix& first = *jobs.begin()->m;
-  // Types share an input when it is the same quantized encoding (Q4_K beside Q6_K).
-  auto same_input = [](GgmlType a, GgmlType b) {
-    return a == b ||
-           (k::matmul_input(a) != k::MatmulInput::kF32 && k::matmul_input(a) == k::matmul_input(b));
-  };
-  for (const MatmulJob& job : jobs) {
-    if (!same_input(job.m->type, first.type) || job.m->cols != first.cols) {
-      // Mixed input encodings: one product at a time.
-      for (const MatmulJob& one : jobs) matmul({one}, x, n);
-      return;
-    }
-  }
-  size_t x_stride = 0;
-  const void* xin = prepare_input(first.type, x, n, first.cols, x_stride);
-  const int unit = k::kMatmulRowMultiple;
-  std::array<k::MatmulArgs, 4> args;
-  std::array<k::MatmulFn, 4> fns{};
-  std::array<int, 5> unit_start{};  // first tile unit of each job in the joint row space
-  size_t n_jobs = 0;
-  int64_t rows_total = 0;
-  for (const MatmulJob& job : jobs) {
-    const bool packed = job.m->tile_bytes > 0;
-    args[n_jobs] = k::MatmulArgs{
-        job.m->data, packed ? job.m->tile_bytes : job.m->row_bytes,    xin, x_stride,
-        job.y,       static_cast<size_t>(job.m->rows) * sizeof(float), n,   job.m->cols};
-    fns[n_jobs] =
-        packed ? kernels_->packed_matmul(job.m->type) : k::matmul_for(*kernels_, job.m->type);
-    unit_start[n_jobs + 1] = unit_start[n_jobs] + (job.m->rows + unit - 1) / unit;
-    rows_total += job.m->rows;
-    ++n_jobs;
-  }
-  const int units = unit_start[n_jobs];
-  // Runs joint units [u0, u1): each job's overlapping rows as one long range.
-  auto run_units = [&](int u0, int u1) {
-    for (size_t j = 0; j < n_jobs; ++j) {
-      const int a = std::max(u0, unit_start[j]), b = std::min(u1, unit_start[j + 1]);
-      if (a >= b) continue;
-      const int r0 = (a - unit_start[j]) * unit;
-      const int r1 = std::min((b - unit_start[j]) * unit, jobs.begin()[j].m->rows);
-      fns[j](args[j], r0, r1);
-    }
-  };
-  // Small products (tiny models, single tokens) cost less than waking the pool.
-  if (rows_total * first.cols * n < kMinParallelWork) {
-    run_units(0, units);
-    return;
-  }
-  // Decode streams weights: one long range per thread lets the kernels prefetch
-  // ahead. Prefill is compute bound: a few ranges per thread balance better.
-  const int threads = pool_->size();
-  const int n_tasks = std::min(units, n <= 4 ? threads : threads * 4);
-  pool_->parallel_for(n_tasks, [&](int task, int) {
-    run_units(static_cast<int>(static_cast<int64_t>(units) * task / n_tasks),
-              static_cast<int>(static_cast<int64_t>(units) * (task + 1) / n_tasks));
-  });
-}
 
 void LlamaModel::attention(std::span<const BatchEntry> batch, int layer) {
   const int hd = info_.head_dim, n_heads = info_.n_heads;

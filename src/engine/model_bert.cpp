@@ -1,0 +1,521 @@
+// Forward pass of the BERT family of embedding models: bert (bge, MiniLM, e5:
+// absolute position embeddings, separate Q/K/V with biases, GELU feed-forward) and
+// nomic-bert (fused QKV without biases, NeoX RoPE, SwiGLU feed-forward). Both are
+// post-norm: LayerNorm after the embeddings, after each attention block's residual
+// sum and after each feed-forward block's. Attention is bidirectional within each
+// input; inputs never see each other, so a batch of inputs gives every input the
+// vector it would get alone.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <mutex>
+
+#include "engine/encoder.h"
+#include "engine/gguf.h"
+#include "engine/kernels/block_types.h"
+#include "engine/kernels/kernels.h"
+#include "engine/linear.h"
+#include "engine/thread_pool.h"
+
+namespace infera::engine {
+
+std::string_view pooling_name(Pooling pooling) {
+  switch (pooling) {
+    case Pooling::kMean:
+      return "mean";
+    case Pooling::kCls:
+      return "cls";
+    case Pooling::kLast:
+      return "last";
+  }
+  return "mean";
+}
+
+std::optional<Pooling> pooling_from_name(std::string_view name) {
+  if (name == "mean") return Pooling::kMean;
+  if (name == "cls") return Pooling::kCls;
+  if (name == "last") return Pooling::kLast;
+  return std::nullopt;
+}
+
+void l2_normalize(float* v, int n) {
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) sum += static_cast<double>(v[i]) * v[i];
+  if (sum <= 0.0) return;
+  const auto inv = static_cast<float>(1.0 / std::sqrt(sum));
+  for (int i = 0; i < n; ++i) v[i] *= inv;
+}
+
+namespace {
+
+namespace k = kernels;
+
+#define INFERA_TRY(expr)     \
+  do {                       \
+    Status _s = (expr);      \
+    if (!_s.ok()) return _s; \
+  } while (0)
+
+// GELU with tanh's approximation, looked up by the input's F16 value and rounded to
+// F16, as ggml computes it: llama.cpp's embeddings (our cross-check) carry this
+// rounding, and the table is also faster than tanh per element.
+const float* gelu_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t i = 0; i < 65536; ++i) {
+      const float x = k::fp16_to_f32(static_cast<uint16_t>(i));
+      const float g = 0.5f * x *
+                      (1.0f + std::tanh(0.7978845608028654f * x * (1.0f + 0.044715f * x * x)));
+      t[i] = k::fp16_to_f32(k::f32_to_fp16(g));
+    }
+    return t;
+  }();
+  return table.data();
+}
+
+void gelu(float* x, size_t n) {
+  const float* table = gelu_table();
+  for (size_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    if (v <= -10.0f) {
+      x[i] = 0.0f;
+    } else if (v < 10.0f) {
+      x[i] = table[k::f32_to_fp16(v)];
+    }
+  }
+}
+
+// y = (x - mean) / sqrt(var + eps) * w + b, the sums in double as ggml's norm.
+void layer_norm(const float* x, const float* w, const float* b, float* y, int n, float eps) {
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) sum += x[i];
+  const auto mean = static_cast<float>(sum / n);
+  double sq = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const float c = x[i] - mean;
+    sq += static_cast<double>(c) * c;
+  }
+  const auto inv = static_cast<float>(1.0 / std::sqrt(sq / n + eps));
+  for (int i = 0; i < n; ++i) y[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+void add_bias(float* y, const float* bias, int rows, int cols) {
+  if (bias == nullptr) return;
+  for (int r = 0; r < rows; ++r) {
+    float* row = y + static_cast<size_t>(r) * cols;
+    for (int c = 0; c < cols; ++c) row[c] += bias[c];
+  }
+}
+
+struct Norm {
+  const float* w = nullptr;
+  const float* b = nullptr;
+};
+
+struct EncoderLayer {
+  Matrix wq, wk, wv, wqkv, wo, w_up, w_gate, w_down;
+  const float* bq = nullptr;
+  const float* bk = nullptr;
+  const float* bv = nullptr;
+  const float* bo = nullptr;
+  const float* b_up = nullptr;
+  const float* b_down = nullptr;
+  Norm attn_norm, ffn_norm;
+};
+
+class BertEncoder final : public Encoder {
+ public:
+  const EncoderInfo& info() const override { return info_; }
+  const Tokenizer& tokenizer() const override { return *tokenizer_; }
+  Status embed(std::span<const std::vector<int32_t>> inputs, Pooling pooling, float* out) override;
+
+  static Result<std::unique_ptr<Encoder>> load(const std::string& path,
+                                               const EncoderOptions& options);
+
+ private:
+  Status load_weights();
+  // One forward pass over inputs whose tokens fit the scratch.
+  void forward(std::span<const std::vector<int32_t>> inputs, Pooling pooling, float* out);
+  void attention(std::span<const std::vector<int32_t>> inputs, const std::vector<int>& starts);
+  Status matrix(const std::string& name, int rows, int cols, Matrix& out, bool optional = false) {
+    return load_matrix(*file_, info_.path, name, rows, cols, out, optional);
+  }
+  Status vector(const std::string& name, int n, const float*& out, bool optional = false) {
+    return load_vector(*file_, info_.path, name, n, out, optional);
+  }
+  Status norm(const std::string& name, Norm& out) {
+    INFERA_TRY(vector(name + ".weight", info_.dim, out.w));
+    return vector(name + ".bias", info_.dim, out.b);
+  }
+  // An embedding-table row (any type dequantize_row reads) as floats.
+  Status table(const std::string& name, int rows, const GgufTensor*& out, bool optional = false);
+  static void add_row(const GgufTensor* t, int row, int d, float* x, float* tmp);
+
+  std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Linear> linear_;
+  const k::Kernels* kernels_ = nullptr;
+  EncoderInfo info_;
+  EncoderOptions options_;
+  bool nomic_ = false;
+  float eps_ = 1e-12f;
+  float rope_base_ = 10000.0f;
+  const GgufTensor* tok_embd_ = nullptr;
+  const GgufTensor* type_embd_ = nullptr;
+  const GgufTensor* pos_embd_ = nullptr;
+  Norm embd_norm_;
+  std::vector<EncoderLayer> layers_;
+
+  Scratch<float> x_, h_, q_, k_, v_, att_, up_, gate_, qkv_, row_;
+  Scratch<float> scores_;  // per thread: n_ctx_train
+  Scratch<float> rope_cos_, rope_sin_;
+};
+
+Status BertEncoder::table(const std::string& name, int rows, const GgufTensor*& out,
+                          bool optional) {
+  const GgufTensor* t = file_->find_tensor(name);
+  if (t == nullptr) {
+    if (optional) return Status::Ok();
+    return Status::Corrupt(str(info_.path, ": tensor ", name, " is missing"));
+  }
+  if (t->n_dims > 2 || t->dims[0] != info_.dim || t->dims[1] < rows) {
+    return Status::Corrupt(str(info_.path, ": tensor ", name, " has shape [", t->dims[0], ", ",
+                               t->dims[1], "], expected [", info_.dim, ", ", rows, "]"));
+  }
+  std::vector<float> probe(static_cast<size_t>(info_.dim));
+  if (!k::dequantize_row(t->type, t->data, probe.data(), info_.dim)) {
+    return Status::Unsupported(str(info_.path, ": tensor ", name, " has type ",
+                                   ggml_type_info(t->type).name, ", which this engine does not read"));
+  }
+  out = t;
+  return Status::Ok();
+}
+
+void BertEncoder::add_row(const GgufTensor* t, int row, int d, float* x, float* tmp) {
+  const size_t row_bytes = row_bytes_of(t->type, d);
+  (void)k::dequantize_row(t->type, t->data + row_bytes * static_cast<size_t>(row), tmp, d);
+  for (int i = 0; i < d; ++i) x[i] += tmp[i];
+}
+
+Status BertEncoder::load_weights() {
+  const int d = info_.dim, ffn = info_.ffn_dim;
+  INFERA_TRY(table("token_embd.weight", info_.n_vocab, tok_embd_));
+  INFERA_TRY(table("token_types.weight", 1, type_embd_, /*optional=*/true));
+  if (!nomic_) INFERA_TRY(table("position_embd.weight", info_.n_ctx_train, pos_embd_));
+  INFERA_TRY(norm("token_embd_norm", embd_norm_));
+  layers_.resize(static_cast<size_t>(info_.n_layers));
+  uint64_t bytes = 0;
+  for (int l = 0; l < info_.n_layers; ++l) {
+    EncoderLayer& L = layers_[static_cast<size_t>(l)];
+    const std::string p = str("blk.", l, ".");
+    if (nomic_) {
+      INFERA_TRY(matrix(p + "attn_qkv.weight", 3 * d, d, L.wqkv));
+      INFERA_TRY(matrix(p + "ffn_gate.weight", ffn, d, L.w_gate));
+    } else {
+      INFERA_TRY(matrix(p + "attn_q.weight", d, d, L.wq));
+      INFERA_TRY(matrix(p + "attn_k.weight", d, d, L.wk));
+      INFERA_TRY(matrix(p + "attn_v.weight", d, d, L.wv));
+    }
+    INFERA_TRY(vector(p + "attn_q.bias", d, L.bq, true));
+    INFERA_TRY(vector(p + "attn_k.bias", d, L.bk, true));
+    INFERA_TRY(vector(p + "attn_v.bias", d, L.bv, true));
+    INFERA_TRY(matrix(p + "attn_output.weight", d, d, L.wo));
+    INFERA_TRY(vector(p + "attn_output.bias", d, L.bo, true));
+    INFERA_TRY(norm(p + "attn_output_norm", L.attn_norm));
+    INFERA_TRY(matrix(p + "ffn_up.weight", ffn, d, L.w_up));
+    INFERA_TRY(vector(p + "ffn_up.bias", ffn, L.b_up, true));
+    INFERA_TRY(matrix(p + "ffn_down.weight", d, ffn, L.w_down));
+    INFERA_TRY(vector(p + "ffn_down.bias", d, L.b_down, true));
+    INFERA_TRY(norm(p + "layer_output_norm", L.ffn_norm));
+    for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wqkv, &L.wo, &L.w_up, &L.w_gate, &L.w_down}) {
+      bytes += m->row_bytes * static_cast<uint64_t>(m->rows);
+    }
+  }
+  const EncoderLayer& first = layers_.front();
+  info_.weight_type = nomic_ ? first.wqkv.type : first.wq.type;
+  info_.weight_bytes = bytes;
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Encoder>> BertEncoder::load(const std::string& path,
+                                                   const EncoderOptions& options) {
+  if (options.threads < 1 || options.max_batch_tokens < 1) {
+    return Status::InvalidArgument(str(path, ": threads and max_batch_tokens must be positive"));
+  }
+  auto file = GgufFile::open(path, LoadMode::kMap);
+  if (!file.ok()) return file.status();
+  auto model = std::unique_ptr<BertEncoder>(new BertEncoder());
+  model->file_ = std::move(file).value();
+  model->options_ = options;
+  GgufFile& f = *model->file_;
+  EncoderInfo& info = model->info_;
+  info.path = path;
+  auto arch = f.get<std::string_view>("general.architecture");
+  if (!arch.ok()) return arch.status();
+  info.arch = std::string(*arch);
+  if (info.arch != "bert" && info.arch != "nomic-bert") {
+    return Status::Unsupported(str(path, ": architecture '", info.arch,
+                                   "' is not an embedding model this engine runs (bert and "
+                                   "nomic-bert are)"));
+  }
+  model->nomic_ = info.arch == "nomic-bert";
+  auto get_int = [&](const std::string& key) -> Result<int32_t> {
+    auto v = f.get_integer(info.arch + "." + key);
+    if (!v.ok()) return v.status();
+    if (*v <= 0 || *v > (int64_t{1} << 24)) {
+      return Status::Corrupt(str(path, ": ", info.arch, ".", key, " = ", *v, " is out of range"));
+    }
+    return static_cast<int32_t>(*v);
+  };
+  auto dim = get_int("embedding_length");
+  auto layers = get_int("block_count");
+  auto ffn = get_int("feed_forward_length");
+  auto heads = get_int("attention.head_count");
+  auto ctx = get_int("context_length");
+  for (auto* r : {&dim, &layers, &ffn, &heads, &ctx}) {
+    if (!r->ok()) return r->status();
+  }
+  info.dim = *dim;
+  info.n_layers = *layers;
+  info.ffn_dim = *ffn;
+  info.n_heads = *heads;
+  info.n_ctx_train = *ctx;
+  if (info.dim % info.n_heads != 0) {
+    return Status::Corrupt(str(path, ": ", info.n_heads, " heads do not divide dim ", info.dim));
+  }
+  if (auto causal = f.get_or<bool>(info.arch + ".attention.causal", false); !causal.ok()) {
+    return causal.status();
+  } else if (*causal) {
+    return Status::Unsupported(str(path, ": ", info.arch, ".attention.causal is true; encoders "
+                                   "here attend both ways"));
+  }
+  if (auto eps = f.get_or<float>(info.arch + ".attention.layer_norm_epsilon", 1e-12f); eps.ok()) {
+    model->eps_ = *eps;
+  } else {
+    return eps.status();
+  }
+  if (auto base = f.get_or<float>(info.arch + ".rope.freq_base", 10000.0f); base.ok()) {
+    model->rope_base_ = *base;
+  } else {
+    return base.status();
+  }
+  const std::string pooling_key = info.arch + ".pooling_type";
+  if (auto pooling = f.has(pooling_key) ? f.get_integer(pooling_key) : Result<int64_t>(int64_t{0});
+      !pooling.ok()) {
+    return pooling.status();
+  } else if (*pooling == 1) {
+    info.pooling = Pooling::kMean;
+  } else if (*pooling == 2) {
+    info.pooling = Pooling::kCls;
+  } else if (*pooling == 3) {
+    info.pooling = Pooling::kLast;
+  }
+  if (auto name = f.get_or<std::string_view>("general.name", ""); name.ok())
+    info.name = std::string(*name);
+  auto tok = Tokenizer::from_gguf(f);
+  if (!tok.ok()) return tok.status();
+  model->tokenizer_ = std::move(tok).value();
+  info.n_vocab = model->tokenizer_->n_vocab();
+  f.prefault();
+  INFERA_TRY(model->load_weights());
+
+  model->kernels_ = &k::active();
+  model->pool_ = std::make_unique<ThreadPool>(options.threads);
+  model->options_.max_batch_tokens = std::max(options.max_batch_tokens, info.n_ctx_train);
+  const size_t nb = static_cast<size_t>(model->options_.max_batch_tokens);
+  const size_t d = static_cast<size_t>(info.dim);
+  const size_t ff = static_cast<size_t>(info.ffn_dim);
+  model->linear_ = std::make_unique<Linear>(*model->kernels_, *model->pool_);
+  model->linear_->reserve(nb, std::max(d, ff));
+  for (auto* s : {&model->x_, &model->h_, &model->q_, &model->k_, &model->v_, &model->att_})
+    s->resize(nb * d);
+  model->up_.resize(nb * ff);
+  if (model->nomic_) {
+    model->gate_.resize(nb * ff);
+    model->qkv_.resize(nb * 3 * d);
+    const size_t half = d / static_cast<size_t>(info.n_heads) / 2 + 1;
+    model->rope_cos_.resize(nb * half);
+    model->rope_sin_.resize(nb * half);
+  }
+  model->row_.resize(d);
+  model->scores_.resize(static_cast<size_t>(model->pool_->size()) *
+                        static_cast<size_t>(info.n_ctx_train));
+  return std::unique_ptr<Encoder>(std::move(model));
+}
+
+void BertEncoder::attention(std::span<const std::vector<int32_t>> inputs,
+                            const std::vector<int>& starts) {
+  const int d = info_.dim, n_heads = info_.n_heads, hd = d / n_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int total_tokens = starts.back();
+  const size_t per_thread = static_cast<size_t>(info_.n_ctx_train);
+  // One task per (token, head): its scores against every token of its input.
+  std::vector<int> owner(static_cast<size_t>(total_tokens));
+  for (size_t s = 0; s < inputs.size(); ++s) {
+    std::fill(owner.begin() + starts[s], owner.begin() + starts[s + 1], static_cast<int>(s));
+  }
+  auto task = [&](int idx, int thread) {
+    const int t = idx / n_heads, h = idx % n_heads;
+    const int s = owner[static_cast<size_t>(t)];
+    const int first = starts[static_cast<size_t>(s)];
+    const int len = starts[static_cast<size_t>(s) + 1] - first;
+    float* scores = scores_.data() + static_cast<size_t>(thread) * per_thread;
+    const float* q = &q_[static_cast<size_t>(t) * d + static_cast<size_t>(h) * hd];
+    for (int j = 0; j < len; ++j) {
+      const float* kr = &k_[static_cast<size_t>(first + j) * d + static_cast<size_t>(h) * hd];
+      scores[j] = kernels_->dot_f32(q, kr, hd) * scale;
+    }
+    kernels_->softmax(scores, len);
+    float* o = &att_[static_cast<size_t>(t) * d + static_cast<size_t>(h) * hd];
+    std::fill(o, o + hd, 0.0f);
+    for (int j = 0; j < len; ++j) {
+      kernels_->axpy_f32(scores[j], &v_[static_cast<size_t>(first + j) * d + static_cast<size_t>(h) * hd],
+                         o, hd);
+    }
+  };
+  int64_t work = 0;
+  for (const auto& in : inputs) work += static_cast<int64_t>(in.size()) * in.size() * d;
+  const int tasks = total_tokens * n_heads;
+  if (work < kMinParallelWork) {
+    for (int i = 0; i < tasks; ++i) task(i, 0);
+  } else {
+    pool_->parallel_for(tasks, std::move(task));
+  }
+}
+
+void BertEncoder::forward(std::span<const std::vector<int32_t>> inputs, Pooling pooling,
+                          float* out) {
+  const int d = info_.dim, ffn = info_.ffn_dim, hd = d / info_.n_heads;
+  std::vector<int> starts{0};
+  for (const auto& in : inputs) starts.push_back(starts.back() + static_cast<int>(in.size()));
+  const int n = starts.back();
+  const size_t rope_stride = static_cast<size_t>(hd / 2 + 1);
+  for (size_t s = 0; s < inputs.size(); ++s) {
+    for (size_t p = 0; p < inputs[s].size(); ++p) {
+      const int t = starts[s] + static_cast<int>(p);
+      float* x = &x_[static_cast<size_t>(t) * d];
+      std::fill(x, x + d, 0.0f);
+      add_row(tok_embd_, inputs[s][p], d, x, row_.data());
+      if (type_embd_ != nullptr) add_row(type_embd_, 0, d, x, row_.data());
+      if (pos_embd_ != nullptr) add_row(pos_embd_, static_cast<int>(p), d, x, row_.data());
+      if (nomic_) {
+        k::rope_angles(static_cast<int>(p), hd, rope_base_, 1.0f,
+                       &rope_cos_[static_cast<size_t>(t) * rope_stride],
+                       &rope_sin_[static_cast<size_t>(t) * rope_stride]);
+      }
+    }
+  }
+  for (int t = 0; t < n; ++t) {
+    float* x = &x_[static_cast<size_t>(t) * d];
+    layer_norm(x, embd_norm_.w, embd_norm_.b, x, d, eps_);
+  }
+  const size_t nd = static_cast<size_t>(n) * d;
+  for (const EncoderLayer& L : layers_) {
+    if (nomic_) {
+      linear_->matmul({{&L.wqkv, qkv_.data()}}, x_.data(), n);
+      for (int t = 0; t < n; ++t) {
+        const float* row = &qkv_[static_cast<size_t>(t) * 3 * d];
+        std::copy_n(row, d, &q_[static_cast<size_t>(t) * d]);
+        std::copy_n(row + d, d, &k_[static_cast<size_t>(t) * d]);
+        std::copy_n(row + 2 * d, d, &v_[static_cast<size_t>(t) * d]);
+        const float* cos = &rope_cos_[static_cast<size_t>(t) * rope_stride];
+        const float* sin = &rope_sin_[static_cast<size_t>(t) * rope_stride];
+        kernels_->rope(&q_[static_cast<size_t>(t) * d], info_.n_heads, hd, hd, cos, sin,
+                       k::RopeStyle::kNeox);
+        kernels_->rope(&k_[static_cast<size_t>(t) * d], info_.n_heads, hd, hd, cos, sin,
+                       k::RopeStyle::kNeox);
+      }
+    } else {
+      linear_->matmul({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, x_.data(), n);
+    }
+    add_bias(q_.data(), L.bq, n, d);
+    add_bias(k_.data(), L.bk, n, d);
+    add_bias(v_.data(), L.bv, n, d);
+    attention(inputs, starts);
+    linear_->matmul({{&L.wo, h_.data()}}, att_.data(), n);
+    add_bias(h_.data(), L.bo, n, d);
+    kernels_->add(x_.data(), h_.data(), x_.data(), static_cast<int>(nd));
+    for (int t = 0; t < n; ++t) {
+      float* x = &x_[static_cast<size_t>(t) * d];
+      layer_norm(x, L.attn_norm.w, L.attn_norm.b, x, d, eps_);
+    }
+    const size_t nf = static_cast<size_t>(n) * ffn;
+    if (nomic_) {
+      linear_->matmul({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, x_.data(), n);
+      kernels_->silu_mul(gate_.data(), up_.data(), up_.data(), static_cast<int>(nf));
+    } else {
+      linear_->matmul({{&L.w_up, up_.data()}}, x_.data(), n);
+      add_bias(up_.data(), L.b_up, n, ffn);
+      gelu(up_.data(), nf);
+    }
+    linear_->matmul({{&L.w_down, h_.data()}}, up_.data(), n);
+    add_bias(h_.data(), L.b_down, n, d);
+    kernels_->add(x_.data(), h_.data(), x_.data(), static_cast<int>(nd));
+    for (int t = 0; t < n; ++t) {
+      float* x = &x_[static_cast<size_t>(t) * d];
+      layer_norm(x, L.ffn_norm.w, L.ffn_norm.b, x, d, eps_);
+    }
+  }
+  for (size_t s = 0; s < inputs.size(); ++s) {
+    float* o = out + s * static_cast<size_t>(d);
+    const int first = starts[s], len = starts[s + 1] - starts[s];
+    switch (pooling) {
+      case Pooling::kCls:
+        std::copy_n(&x_[static_cast<size_t>(first) * d], d, o);
+        break;
+      case Pooling::kLast:
+        std::copy_n(&x_[static_cast<size_t>(first + len - 1) * d], d, o);
+        break;
+      case Pooling::kMean: {
+        std::fill(o, o + d, 0.0f);
+        for (int t = first; t < first + len; ++t) {
+          kernels_->add(o, &x_[static_cast<size_t>(t) * d], o, d);
+        }
+        kernels_->scale(o, 1.0f / static_cast<float>(len), d);
+        break;
+      }
+    }
+  }
+}
+
+Status BertEncoder::embed(std::span<const std::vector<int32_t>> inputs, Pooling pooling,
+                          float* out) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const auto& in = inputs[i];
+    if (in.empty() || static_cast<int>(in.size()) > info_.n_ctx_train) {
+      return Status::InvalidArgument(str("input ", i, " has ", in.size(), " tokens; this model takes 1 to ",
+                                         info_.n_ctx_train));
+    }
+    for (int32_t id : in) {
+      if (id < 0 || id >= info_.n_vocab) {
+        return Status::InvalidArgument(
+            str("input ", i, ": token id ", id, " is outside the vocabulary (", info_.n_vocab,
+                " tokens)"));
+      }
+    }
+  }
+  // Whole inputs per pass, as many as fit the scratch.
+  size_t begin = 0;
+  while (begin < inputs.size()) {
+    size_t end = begin;
+    size_t tokens = 0;
+    while (end < inputs.size() &&
+           tokens + inputs[end].size() <= static_cast<size_t>(options_.max_batch_tokens)) {
+      tokens += inputs[end].size();
+      ++end;
+    }
+    forward(inputs.subspan(begin, end - begin), pooling, out + begin * static_cast<size_t>(info_.dim));
+    begin = end;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Encoder>> Encoder::load(const std::string& path,
+                                               const EncoderOptions& options) {
+  return BertEncoder::load(path, options);
+}
+
+}  // namespace infera::engine
