@@ -73,6 +73,12 @@ const float* gelu_table() {
   return table.data();
 }
 
+float round_f16(float x) { return k::fp16_to_f32(k::f32_to_fp16(x)); }
+
+void round_to_f16(float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) x[i] = round_f16(x[i]);
+}
+
 void gelu(float* x, size_t n) {
   const float* table = gelu_table();
   for (size_t i = 0; i < n; ++i) {
@@ -160,6 +166,7 @@ class BertEncoder final : public Encoder {
   EncoderOptions options_;
   bool nomic_ = false;
   float eps_ = 1e-12f;
+  bool ggml_rounding_ = false;
   float rope_base_ = 10000.0f;
   const GgufTensor* tok_embd_ = nullptr;
   const GgufTensor* type_embd_ = nullptr;
@@ -323,6 +330,7 @@ Result<std::unique_ptr<Encoder>> BertEncoder::load(const std::string& path,
   model->kernels_ = &k::active();
   model->pool_ = std::make_unique<ThreadPool>(options.threads);
   model->options_.max_batch_tokens = std::max(options.max_batch_tokens, info.n_ctx_train);
+  model->ggml_rounding_ = options.ggml_attention_rounding;
   const size_t nb = static_cast<size_t>(model->options_.max_batch_tokens);
   const size_t d = static_cast<size_t>(info.dim);
   const size_t ff = static_cast<size_t>(info.ffn_dim);
@@ -355,6 +363,11 @@ void BertEncoder::attention(std::span<const std::vector<int32_t>> inputs,
   for (size_t s = 0; s < inputs.size(); ++s) {
     std::fill(owner.begin() + starts[s], owner.begin() + starts[s + 1], static_cast<int>(s));
   }
+  if (ggml_rounding_) {
+    // llama.cpp's CPU flash attention casts K and V to F16 and Q to K's type.
+    const size_t n = static_cast<size_t>(total_tokens) * static_cast<size_t>(d);
+    for (float* m : {q_.data(), k_.data(), v_.data()}) round_to_f16(m, n);
+  }
   auto task = [&](int idx, int thread) {
     const int t = idx / n_heads, h = idx % n_heads;
     const int s = owner[static_cast<size_t>(t)];
@@ -366,8 +379,29 @@ void BertEncoder::attention(std::span<const std::vector<int32_t>> inputs,
       const float* kr = &k_[static_cast<size_t>(first + j) * d + static_cast<size_t>(h) * hd];
       scores[j] = kernels_->dot_f32(q, kr, hd) * scale;
     }
-    kernels_->softmax(scores, len);
     float* o = &att_[static_cast<size_t>(t) * d + static_cast<size_t>(h) * hd];
+    if (ggml_rounding_) {
+      // ggml's online softmax: the weighted sum of V rows is kept in F16, rounded
+      // after every position; the weights' sum in F32.
+      float max = -INFINITY, sum = 0.0f;
+      std::fill(o, o + hd, 0.0f);
+      for (int j = 0; j < len; ++j) {
+        float old_scale = 1.0f, weight = 1.0f;
+        if (scores[j] > max) {
+          old_scale = std::exp(max - scores[j]);
+          max = scores[j];
+          for (int c = 0; c < hd; ++c) o[c] = round_f16(o[c] * old_scale);
+        } else {
+          weight = std::exp(scores[j] - max);
+        }
+        const float* vr = &v_[static_cast<size_t>(first + j) * d + static_cast<size_t>(h) * hd];
+        for (int c = 0; c < hd; ++c) o[c] = round_f16(o[c] + vr[c] * weight);
+        sum = sum * old_scale + weight;
+      }
+      for (int c = 0; c < hd; ++c) o[c] /= sum;
+      return;
+    }
+    kernels_->softmax(scores, len);
     std::fill(o, o + hd, 0.0f);
     for (int j = 0; j < len; ++j) {
       kernels_->axpy_f32(scores[j], &v_[static_cast<size_t>(first + j) * d + static_cast<size_t>(h) * hd],
