@@ -2,13 +2,13 @@
 // text readers of text_builder.h.
 #include "knowledge/extract.h"
 
-#include <climits>
-#include <memory>
-#include <mutex>
-
 #include <poppler/cpp/poppler-document.h>
 #include <poppler/cpp/poppler-global.h>
 #include <poppler/cpp/poppler-page.h>
+
+#include <climits>
+#include <memory>
+#include <mutex>
 
 #include "core/log.h"
 #include "knowledge/text_builder.h"
@@ -37,18 +37,28 @@ struct Known {
 };
 
 constexpr Known kMimeTypes[] = {
-    {"text/plain", 0},           {"text/markdown", 1},        {"text/x-markdown", 1},
-    {"text/html", 2},            {"application/xhtml+xml", 2}, {"application/pdf", 3},
-    {"application/x-pdf", 3},    {"text/csv", 0},             {"application/msword", -1},
-    {"application/zip", -1},     {"application/rtf", -1},     {"image/", -1},
-    {"audio/", -1},              {"video/", -1},              {"application/vnd.", -1},
+    {"text/plain", 0},
+    {"text/markdown", 1},
+    {"text/x-markdown", 1},
+    {"text/html", 2},
+    {"application/xhtml+xml", 2},
+    {"application/pdf", 3},
+    {"application/x-pdf", 3},
+    {"text/csv", 0},
+    {"application/msword", -1},
+    {"application/zip", -1},
+    {"application/rtf", -1},
+    {"image/", -1},
+    {"audio/", -1},
+    {"video/", -1},
+    {"application/vnd.", -1},
 };
 
 constexpr Known kExtensions[] = {
-    {"txt", 0},  {"text", 0},     {"log", 0},  {"csv", 0},   {"md", 1},    {"markdown", 1},
-    {"mdown", 1}, {"mkd", 1},     {"html", 2}, {"htm", 2},   {"xhtml", 2}, {"pdf", 3},
-    {"doc", -1}, {"docx", -1},    {"odt", -1}, {"rtf", -1},  {"pptx", -1}, {"xlsx", -1},
-    {"zip", -1}, {"png", -1},     {"jpg", -1}, {"jpeg", -1}, {"gif", -1},  {"epub", -1},
+    {"txt", 0},   {"text", 0},  {"log", 0},  {"csv", 0},   {"md", 1},    {"markdown", 1},
+    {"mdown", 1}, {"mkd", 1},   {"html", 2}, {"htm", 2},   {"xhtml", 2}, {"pdf", 3},
+    {"doc", -1},  {"docx", -1}, {"odt", -1}, {"rtf", -1},  {"pptx", -1}, {"xlsx", -1},
+    {"zip", -1},  {"png", -1},  {"jpg", -1}, {"jpeg", -1}, {"gif", -1},  {"epub", -1},
 };
 
 // From a MIME type or a file name; 4 = unknown.
@@ -91,10 +101,20 @@ bool looks_like_html(std::string_view bytes) {
   return false;
 }
 
+// "PNG", "JPEG", "GIF", "WebP" from the magic bytes; empty otherwise (other image formats
+// hold NULs early and are caught as binary).
+std::string_view image_kind(std::string_view bytes) {
+  if (bytes.substr(0, 8) == "\x89PNG\r\n\x1A\n") return "PNG";
+  if (bytes.substr(0, 3) == "\xFF\xD8\xFF") return "JPEG";
+  if (bytes.substr(0, 6) == "GIF87a" || bytes.substr(0, 6) == "GIF89a") return "GIF";
+  if (bytes.substr(0, 4) == "RIFF" && bytes.substr(8, 4) == "WEBP") return "WebP";
+  return {};
+}
+
 // Binary data (NULs in the first 8 KiB without a UTF-16 byte-order mark).
 bool looks_binary(std::string_view bytes) {
-  if (bytes.size() >= 2 && ((bytes[0] == '\xFF' && bytes[1] == '\xFE') ||
-                            (bytes[0] == '\xFE' && bytes[1] == '\xFF'))) {
+  if (bytes.size() >= 2 &&
+      ((bytes[0] == '\xFF' && bytes[1] == '\xFE') || (bytes[0] == '\xFE' && bytes[1] == '\xFF'))) {
     return false;
   }
   return bytes.substr(0, 8192).find('\0') != std::string_view::npos;
@@ -136,7 +156,8 @@ Result<ExtractedText> extract_pdf(std::string_view bytes) {
     const poppler::byte_array utf8 =
         page->text(poppler::rectf(), poppler::page::non_raw_non_physical_layout).to_utf8();
     bool page_repaired = false;
-    const std::string text = detail::clean_input(std::string_view(utf8.data(), utf8.size()), &page_repaired);
+    const std::string text =
+        detail::clean_input(std::string_view(utf8.data(), utf8.size()), &page_repaired);
     repaired = repaired || page_repaired;
     builder.append_verbatim(text);
   }
@@ -188,20 +209,27 @@ Result<DocumentFormat> detect_format(std::string_view bytes, std::string_view hi
     return Status::Unsupported(unsupported +
                                " are not supported; upload plain text, Markdown, HTML or PDF");
   }
-  if (has_pdf_magic(bytes.substr(0, 1024)) && bytes.substr(0, 1024).find("%PDF-") < 16) {
-    return DocumentFormat::kPdf;
-  }
-  if (from_hint < 4) return static_cast<DocumentFormat>(from_hint);
-  if (has_pdf_magic(bytes)) return DocumentFormat::kPdf;
+  // Magic bytes that say what a file is win over a text hint: uploads are often labelled
+  // by a name alone, and a renamed PDF, image or Office file read as text would index
+  // replacement characters.
+  if (bytes.substr(0, 1024).find("%PDF-") < 16) return DocumentFormat::kPdf;
+  if (from_hint == static_cast<int>(DocumentFormat::kPdf)) return DocumentFormat::kPdf;
   if (bytes.substr(0, 4) == "PK\x03\x04") {
     return Status::Unsupported(
         "document is a ZIP container (Office or EPUB?), which is not supported; upload plain "
         "text, Markdown, HTML or PDF");
   }
+  if (const std::string_view image = image_kind(bytes); !image.empty()) {
+    return Status::Unsupported("document is a " + std::string(image) +
+                               " image, which is not supported (no OCR); upload plain text, "
+                               "Markdown, HTML or PDF");
+  }
   if (looks_binary(bytes)) {
     return Status::Unsupported(
         "document is binary data, not text; upload plain text, Markdown, HTML or PDF");
   }
+  if (from_hint < 4) return static_cast<DocumentFormat>(from_hint);
+  if (has_pdf_magic(bytes)) return DocumentFormat::kPdf;
   if (looks_like_html(bytes)) return DocumentFormat::kHtml;
   return DocumentFormat::kPlainText;
 }

@@ -47,9 +47,11 @@ struct ExtractedText {
 };
 
 // Picks the format from `hint` — a MIME type ("text/html; charset=utf-8") or a file
-// name ("notes.md") — then from magic bytes. A "%PDF-" header wins over a text hint
-// (browsers often label uploads wrongly; reading a PDF as text would index binary).
-// Unsupported for known non-text formats (Office, images, archives) and binary data.
+// name ("notes.md") — then from magic bytes. Magic bytes win over a text hint (browsers
+// often label uploads wrongly; reading a PDF as text would index binary): a "%PDF-"
+// header is a PDF, and ZIP containers, images and data with NULs are Unsupported
+// whatever the hint. Unsupported too for hints naming non-text formats (Office, images,
+// archives). A PDF hint goes to the PDF reader, which names the damage if it is none.
 Result<DocumentFormat> detect_format(std::string_view bytes, std::string_view hint);
 
 // Extracts text and sections. InvalidArgument names the problem for a damaged or

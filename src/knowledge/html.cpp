@@ -34,17 +34,22 @@ size_t find_ci(std::string_view hay, std::string_view needle, size_t from) {
 }
 
 // Elements whose content is never text.
-constexpr std::array<std::string_view, 6> kDropped{"script", "style", "noscript", "template", "svg",
-                                                   "iframe"};
+constexpr std::array<std::string_view, 6> kDropped{"script",   "style", "noscript",
+                                                   "template", "svg",   "iframe"};
 // Elements that end a paragraph.
 constexpr std::array<std::string_view, 22> kParagraphTags{
-    "p",      "blockquote", "pre",     "table",  "ul",      "ol",   "dl",     "section",
-    "article", "header",    "footer",  "nav",    "aside",   "main", "figure", "form",
-    "hr",     "address",    "details", "fieldset", "h1",    "body"};
+    "p",       "blockquote", "pre",     "table",    "ul",    "ol",   "dl",     "section",
+    "article", "header",     "footer",  "nav",      "aside", "main", "figure", "form",
+    "hr",      "address",    "details", "fieldset", "h1",    "body"};
 // Elements that end a line.
-constexpr std::array<std::string_view, 12> kLineTags{"br",   "div",  "li",      "tr",      "dd",
-                                                     "dt",   "figcaption", "summary", "caption",
-                                                     "option", "label", "legend"};
+constexpr std::array<std::string_view, 12> kLineTags{"br",      "div",    "li",         "tr",
+                                                     "dd",      "dt",     "figcaption", "summary",
+                                                     "caption", "option", "label",      "legend"};
+
+// Elements that belong in <head>; any other start tag (or text) there means the author
+// left out </head> and <body>, and the body has begun (as browsers read it).
+constexpr std::array<std::string_view, 10> kHeadTags{
+    "html", "head", "title", "meta", "link", "style", "script", "base", "noscript", "template"};
 
 template <size_t N>
 bool in(const std::array<std::string_view, N>& list, std::string_view name) {
@@ -96,7 +101,10 @@ class HtmlReader {
       title_.append(text);
       return;
     }
-    if (in_head_) return;
+    if (in_head_) {
+      if (text.find_first_not_of(" \t\n") == std::string_view::npos) return;
+      in_head_ = false;
+    }
     if (heading_level_ > 0) {
       heading_text_.append(text);
     } else if (pre_depth_ > 0) {
@@ -163,7 +171,8 @@ class HtmlReader {
     }
     if (declaration) return end + 1;
     std::string name;
-    for (size_t k = name_begin; k < end && is_name_char(html_[k]); ++k) name.push_back(lower(html_[k]));
+    for (size_t k = name_begin; k < end && is_name_char(html_[k]); ++k)
+      name.push_back(lower(html_[k]));
     const bool self_closing = end > i && html_[end - 1] == '/';
 
     if (!closing && in(kDropped, name) && !self_closing) {
@@ -172,6 +181,7 @@ class HtmlReader {
       const size_t gt = html_.find('>', close);
       return gt == std::string_view::npos ? html_.size() : gt + 1;
     }
+    if (in_head_ && !closing && !in(kHeadTags, name)) in_head_ = false;
     if (name == "head") {
       in_head_ = !closing;
     } else if (name == "body") {
@@ -197,8 +207,12 @@ class HtmlReader {
     if (heading_level_ > 0) {
       // A block inside a heading ends it only when it is a paragraph-level element;
       // inline markup (<a>, <span>, <br>) stays part of the title.
-      if (in(kParagraphTags, name)) end_heading();
-      else return end + 1;
+      if (in(kParagraphTags, name)) {
+        end_heading();
+      } else {
+        if (in(kLineTags, name)) heading_text_.push_back(' ');
+        return end + 1;
+      }
     }
     if (in_head_) return end + 1;
     if (in(kParagraphTags, name)) {

@@ -174,7 +174,8 @@ void append_inline(std::string_view s, std::string& out) {
       const std::string_view inner =
           close == std::string_view::npos ? std::string_view{} : s.substr(i + 1, close - i - 1);
       if (!inner.empty() && inner.find(' ') == std::string_view::npos &&
-          (inner.find("://") != std::string_view::npos || inner.find('@') != std::string_view::npos)) {
+          (inner.find("://") != std::string_view::npos ||
+           inner.find('@') != std::string_view::npos)) {
         out.append(inner);
         i = close + 1;
       } else if (!inner.empty() && (inner[0] == '/' || (inner[0] >= 'a' && inner[0] <= 'z') ||
@@ -194,7 +195,8 @@ void append_inline(std::string_view s, std::string& out) {
       const char before = i > 0 ? s[i - 1] : ' ';
       const char after = i + run < s.size() ? s[i + run] : ' ';
       // A delimiter touches text on one side; "2 * 3" and snake_case are text.
-      const bool flanking = (before == ' ') != (after == ' ') || (before != ' ' && !is_word_char(before)) ||
+      const bool flanking = (before == ' ') != (after == ' ') ||
+                            (before != ' ' && !is_word_char(before)) ||
                             (after != ' ' && !is_word_char(after));
       const bool keep = (c == '_' && is_word_char(before) && is_word_char(after)) ||
                         (c == '~' && run < 2) || !flanking;
@@ -207,10 +209,23 @@ void append_inline(std::string_view s, std::string& out) {
   }
 }
 
-// "- item", "* item", "+ item", "1. item", "> quote": the marker is dropped (bullets
-// become "- " so list items stay visibly separate lines).
-std::string_view strip_container_markers(std::string_view line, bool* bullet) {
-  *bullet = false;
+// What starts a line of its own: a list item or a table row. Other lines continue the
+// paragraph (a soft line break is a space, as CommonMark renders it).
+enum class LineKind { kText, kBullet, kOrdered, kTableRow };
+
+// "1. item", "12) item": an ordered list item (CommonMark allows up to 9 digits).
+bool is_ordered_item(std::string_view t) {
+  size_t digits = 0;
+  while (digits < t.size() && digits < 10 && t[digits] >= '0' && t[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 9 || digits + 1 >= t.size()) return false;
+  return (t[digits] == '.' || t[digits] == ')') && (t[digits + 1] == ' ' || t[digits + 1] == '\t');
+}
+
+// "- item", "* item", "+ item", "1. item", "> quote": quote markers and bullets are
+// dropped (bullets become "- " so list items stay visibly separate lines); an ordered
+// item keeps its number.
+std::string_view strip_container_markers(std::string_view line, LineKind* kind) {
+  *kind = LineKind::kText;
   for (;;) {
     std::string_view t = strip_indent(line);
     if (!t.empty() && t[0] == '>') {
@@ -224,11 +239,16 @@ std::string_view strip_container_markers(std::string_view line, bool* bullet) {
   size_t i = line.find_first_not_of(" \t");
   if (i == std::string_view::npos) return {};
   std::string_view t = line.substr(i);
-  if (t.size() >= 2 && (t[0] == '-' || t[0] == '*' || t[0] == '+') && (t[1] == ' ' || t[1] == '\t')) {
-    *bullet = true;
+  if (t.size() >= 2 && (t[0] == '-' || t[0] == '*' || t[0] == '+') &&
+      (t[1] == ' ' || t[1] == '\t')) {
+    *kind = LineKind::kBullet;
     t.remove_prefix(2);
     // Task lists: "- [ ] todo", "- [x] done".
     if (t.size() >= 4 && t[0] == '[' && t[2] == ']' && t[3] == ' ') t.remove_prefix(4);
+  } else if (is_ordered_item(t)) {
+    *kind = LineKind::kOrdered;
+  } else if (t[0] == '|') {
+    *kind = LineKind::kTableRow;
   }
   return t;
 }
@@ -262,17 +282,24 @@ void read_markdown(std::string_view text, TextBuilder& builder) {
   std::string pending;
   bool has_pending = false;
   bool pending_starts_paragraph = false;
+  bool pending_ends_line = false;  // a table row or a hard line break
   bool paragraph_open = false;
+  bool in_table = false;  // after a table's delimiter row, until a blank line
   auto flush_pending = [&]() {
     if (!has_pending) return;
     builder.append_collapsed(pending);
-    builder.line_break();
+    if (pending_ends_line) {
+      builder.line_break();
+    } else {
+      builder.append_collapsed(" ");  // a soft break; dropped at a line or paragraph end
+    }
     has_pending = false;
   };
   auto end_paragraph = [&]() {
     flush_pending();
     builder.paragraph_break();
     paragraph_open = false;
+    in_table = false;
   };
 
   char fence_char = 0;
@@ -319,6 +346,13 @@ void read_markdown(std::string_view text, TextBuilder& builder) {
         continue;
       }
     }
+    if (is_table_rule(line) && has_pending && !is_rule(line)) {
+      // The header row above stays with the rows below.
+      pending_ends_line = true;
+      flush_pending();
+      in_table = true;
+      continue;
+    }
     if (is_rule(line) || is_table_rule(line) || is_link_definition(line)) {
       end_paragraph();
       continue;
@@ -334,27 +368,35 @@ void read_markdown(std::string_view text, TextBuilder& builder) {
         append_inline(before, clean);
         flush_pending();
         builder.append_collapsed(clean);
+        builder.append_collapsed(" ");
       }
       pos = close + 3;
       continue;
     }
-    bool bullet = false;
-    std::string_view body = strip_container_markers(line, &bullet);
-    if (bullet) {
-      flush_pending();
-      builder.line_break();
+    LineKind kind = LineKind::kText;
+    std::string_view body = strip_container_markers(line, &kind);
+    if (in_table && kind == LineKind::kText && body.find('|') != std::string_view::npos) {
+      kind = LineKind::kTableRow;
     }
     // Table rows lose their outer pipes.
-    if (!body.empty() && body[0] == '|') {
-      body.remove_prefix(1);
+    if (kind == LineKind::kTableRow) {
+      if (!body.empty() && body[0] == '|') body.remove_prefix(1);
       while (!body.empty() && (body.back() == ' ' || body.back() == '|')) body.remove_suffix(1);
     }
+    // A hard line break: two trailing spaces or a trailing backslash.
+    bool hard_break = line.size() >= 2 && line.substr(line.size() - 2) == "  ";
+    if (body.size() >= 2 && body.back() == '\\' && body[body.size() - 2] != '\\') {
+      body.remove_suffix(1);
+      hard_break = true;
+    }
     flush_pending();
+    if (kind != LineKind::kText) builder.line_break();
     pending.clear();
-    if (bullet) pending = "- ";
+    if (kind == LineKind::kBullet) pending = "- ";
     append_inline(body, pending);
     has_pending = true;
-    pending_starts_paragraph = !paragraph_open && !bullet;
+    pending_ends_line = hard_break || kind == LineKind::kTableRow;
+    pending_starts_paragraph = !paragraph_open && kind == LineKind::kText;
     paragraph_open = true;
   }
   end_paragraph();

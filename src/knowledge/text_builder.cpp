@@ -8,7 +8,9 @@ namespace infera::knowledge {
 
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 // Length of the valid UTF-8 sequence at `p` (1..4), or 0 when it is invalid. The ranges
 // are the Unicode standard's table 3-7 (well-formed UTF-8 byte sequences).
@@ -41,7 +43,10 @@ size_t valid_utf8_length(const unsigned char* p, size_t avail) {
 // and the continuation bytes that could still have been part of it ("maximal subpart").
 size_t invalid_subpart_length(const unsigned char* p, size_t avail) {
   const unsigned char c = p[0];
-  size_t want = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 1;
+  size_t want = c >= 0xF0 && c <= 0xF4   ? 4
+                : c >= 0xE0 && c <= 0xEF ? 3
+                : c >= 0xC2 && c <= 0xDF ? 2
+                                         : 1;
   size_t n = 1;
   while (n < want && n < avail && (p[n] & 0xC0) == 0x80) {
     if (n == 1 && ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F) ||
@@ -92,20 +97,18 @@ struct NamedEntity {
 
 // The references documents actually use; an unknown name is kept as written.
 constexpr std::array<NamedEntity, 56> kNamedEntities{{
-    {"amp", '&'},         {"lt", '<'},          {"gt", '>'},          {"quot", '"'},
-    {"apos", '\''},       {"nbsp", ' '},        {"copy", 0xA9},       {"reg", 0xAE},
-    {"trade", 0x2122},    {"hellip", 0x2026},   {"mdash", 0x2014},    {"ndash", 0x2013},
-    {"lsquo", 0x2018},    {"rsquo", 0x2019},    {"ldquo", 0x201C},    {"rdquo", 0x201D},
-    {"laquo", 0xAB},      {"raquo", 0xBB},      {"deg", 0xB0},        {"plusmn", 0xB1},
-    {"times", 0xD7},      {"divide", 0xF7},     {"middot", 0xB7},     {"bull", 0x2022},
-    {"euro", 0x20AC},     {"pound", 0xA3},      {"yen", 0xA5},        {"cent", 0xA2},
-    {"sect", 0xA7},       {"para", 0xB6},       {"frac12", 0xBD},     {"frac14", 0xBC},
-    {"frac34", 0xBE},     {"sup2", 0xB2},       {"sup3", 0xB3},       {"micro", 0xB5},
-    {"le", 0x2264},       {"ge", 0x2265},       {"ne", 0x2260},       {"minus", 0x2212},
-    {"rarr", 0x2192},     {"larr", 0x2190},     {"alpha", 0x3B1},     {"beta", 0x3B2},
-    {"gamma", 0x3B3},     {"delta", 0x3B4},     {"pi", 0x3C0},        {"sigma", 0x3C3},
-    {"omega", 0x3C9},     {"mu", 0x3BC},        {"eacute", 0xE9},     {"egrave", 0xE8},
-    {"aacute", 0xE1},     {"uuml", 0xFC},       {"ouml", 0xF6},       {"auml", 0xE4},
+    {"amp", '&'},      {"lt", '<'},       {"gt", '>'},       {"quot", '"'},     {"apos", '\''},
+    {"nbsp", ' '},     {"copy", 0xA9},    {"reg", 0xAE},     {"trade", 0x2122}, {"hellip", 0x2026},
+    {"mdash", 0x2014}, {"ndash", 0x2013}, {"lsquo", 0x2018}, {"rsquo", 0x2019}, {"ldquo", 0x201C},
+    {"rdquo", 0x201D}, {"laquo", 0xAB},   {"raquo", 0xBB},   {"deg", 0xB0},     {"plusmn", 0xB1},
+    {"times", 0xD7},   {"divide", 0xF7},  {"middot", 0xB7},  {"bull", 0x2022},  {"euro", 0x20AC},
+    {"pound", 0xA3},   {"yen", 0xA5},     {"cent", 0xA2},    {"sect", 0xA7},    {"para", 0xB6},
+    {"frac12", 0xBD},  {"frac14", 0xBC},  {"frac34", 0xBE},  {"sup2", 0xB2},    {"sup3", 0xB3},
+    {"micro", 0xB5},   {"le", 0x2264},    {"ge", 0x2265},    {"ne", 0x2260},    {"minus", 0x2212},
+    {"rarr", 0x2192},  {"larr", 0x2190},  {"alpha", 0x3B1},  {"beta", 0x3B2},   {"gamma", 0x3B3},
+    {"delta", 0x3B4},  {"pi", 0x3C0},     {"sigma", 0x3C3},  {"omega", 0x3C9},  {"mu", 0x3BC},
+    {"eacute", 0xE9},  {"egrave", 0xE8},  {"aacute", 0xE1},  {"uuml", 0xFC},    {"ouml", 0xF6},
+    {"auml", 0xE4},
 }};
 
 bool is_alnum(char c) {
@@ -337,9 +340,7 @@ void TextBuilder::heading(int level, std::string_view title) {
   line_break();
 }
 
-void TextBuilder::start_page(int page) {
-  start_section({}, 0, page);
-}
+void TextBuilder::start_page(int page) { start_section({}, 0, page); }
 
 ExtractedText TextBuilder::finish(DocumentFormat format) {
   while (!text_.empty() && is_space(text_.back())) text_.pop_back();
@@ -358,9 +359,7 @@ ExtractedText TextBuilder::finish(DocumentFormat format) {
   return out;
 }
 
-void read_plain_text(std::string_view text, TextBuilder& builder) {
-  builder.append_verbatim(text);
-}
+void read_plain_text(std::string_view text, TextBuilder& builder) { builder.append_verbatim(text); }
 
 }  // namespace detail
 }  // namespace infera::knowledge
