@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "api/chat_template.h"
+#include "api/embeddings.h"
 #include "api/generation.h"
 #include "auth/auth.h"
 #include "cache/cache.h"
@@ -205,6 +206,8 @@ int run_serve(const core::FlagValues& flags) {
   auto registry_owner = std::make_unique<models::Registry>(*registry_config, metrics);
   models::Registry& registry = *registry_owner;
   registry.register_kind(models::make_gguf_kind(gguf_kind_config_from(*config), metrics));
+  registry.register_kind(
+      models::make_embedding_kind(embedding_kind_config_from(*config), metrics));
   if (Status st = declare_models(*config, registry); !st.ok()) {
     log::error("model.declare_failed", "{}", st.message());
     log::shutdown();
@@ -229,6 +232,8 @@ int run_serve(const core::FlagValues& flags) {
   const api::GenerationConfig gen = generation_config_from(*config);
   api::register_generation_routes(server, gen, registry, response_cache.get(), cache_config.policy,
                                   ops->generation_hooks());
+  api::Embedder embedder(registry, response_cache.get());
+  api::register_embedding_routes(server, embedder);
   ops->attach(registry, response_cache.get());
   ops->register_routes(server);
   server.set_observer(ops->observer());

@@ -101,6 +101,13 @@ models::GgufKindConfig gguf_kind_config_from(const core::Config& c) {
   return k;
 }
 
+models::EmbeddingKindConfig embedding_kind_config_from(const core::Config& c) {
+  models::EmbeddingKindConfig k;
+  k.threads = static_cast<int>(c.get_int("max_workers"));
+  k.max_batch_tokens = static_cast<int>(c.get_int("max_batch_tokens"));
+  return k;
+}
+
 Result<models::RegistryConfig> registry_config_from(const core::Config& c) {
   models::RegistryConfig r;
   r.max_loaded = static_cast<int>(c.get_int("model_cache_size"));

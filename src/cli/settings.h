@@ -10,6 +10,7 @@
 #include "sched/scheduler.h"
 #include "core/log.h"
 #include "http/server.h"
+#include "models/embedding_model.h"
 #include "models/gguf_model.h"
 #include "models/registry.h"
 
@@ -23,6 +24,7 @@ sched::SchedulerConfig scheduler_config_from(const core::Config& config);
 api::GenerationConfig generation_config_from(const core::Config& config);
 cache::Config cache_config_from(const core::Config& config);
 models::GgufKindConfig gguf_kind_config_from(const core::Config& config);
+models::EmbeddingKindConfig embedding_kind_config_from(const core::Config& config);
 Result<models::RegistryConfig> registry_config_from(const core::Config& config);
 Result<OperationsConfig> operations_config_from(const core::Config& config);
 

@@ -23,6 +23,9 @@ enum class StatusCode {
   kCancelled,
   kInternal,
   kIoError,
+  kPermissionDenied,   // the caller may not do this (a key's role or allow-list)
+  kFailedPrecondition, // the request is fine but the state it needs is not (e.g. a model
+                       // file that lacks what the operation needs)
 };
 
 class [[nodiscard]] Status {
@@ -41,6 +44,8 @@ class [[nodiscard]] Status {
   static Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
+  static Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
+  static Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

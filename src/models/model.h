@@ -10,11 +10,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -40,6 +42,9 @@ struct ModelSpec {
   // System prompt per /api/chat role ("student", "teacher", custom roles); roles not
   // listed use the server-wide prompts.
   std::map<std::string, std::string> role_prompts;
+  // Embedding models: the shorter lengths the model was trained to be cut to
+  // (Matryoshka), which /v1/embeddings' `dimensions` may ask for; empty = full only.
+  std::vector<int> dimensions;
   std::string declared_by;  // "models-file <path>", "--model", "--models-dir <dir>", "default"
 };
 
@@ -52,6 +57,27 @@ class TextGenerator {
   virtual std::vector<int32_t> tokenize(const std::string& text) const = 0;
   // The file's own chat template text (tokenizer.chat_template), may be empty.
   virtual const std::string& chat_template_text() const = 0;
+};
+
+// The capability of models that turn texts into vectors (embedding models).
+class TextEmbedder {
+ public:
+  virtual ~TextEmbedder() = default;
+  virtual int dimensions() const = 0;  // a vector's length
+  virtual int max_tokens() const = 0;  // longest input, special tokens included
+  // The pooling the file declares ("mean", "cls", "last"); empty when it declares
+  // none, and then embed() refuses (FailedPrecondition naming the file).
+  virtual std::string pooling() const = 0;
+  // Token ids of `text` as the model reads it (special tokens included). Longer than
+  // max_tokens(): InvalidArgument saying by how much, or with `truncate` cut to fit
+  // (the closing special token kept).
+  virtual Result<std::vector<int32_t>> tokenize(std::string_view text, bool truncate) const = 0;
+  // Embeds inputs (as tokenize() gives them, or token ids from the client: checked
+  // against the vocabulary and max_tokens()) into unit-length vectors, row after row.
+  // Inputs of concurrent calls share forward passes. `done` runs on the model's own
+  // thread, or on the calling thread when the call fails at once.
+  using EmbedCallback = std::function<void(Result<std::vector<float>>)>;
+  virtual void embed(std::vector<std::vector<int32_t>> inputs, EmbedCallback done) = 0;
 };
 
 // A loaded, servable model. Destroying it frees everything it holds; the registry
@@ -74,6 +100,7 @@ class LoadedModel {
   virtual uint64_t drop_caches() = 0;
   // Capabilities; null when the kind has none of it.
   virtual TextGenerator* text_generator() { return nullptr; }
+  virtual TextEmbedder* text_embedder() { return nullptr; }
   // Kind-specific facts for /api/models (architecture, quantization, context, ...).
   virtual nlohmann::json describe() const = 0;
 };

@@ -13,7 +13,8 @@ namespace {
 
 const std::set<std::string> kKnownKeys = {"name",     "path",          "kind",
                                           "pin",      "keep_alive",    "ctx_size",
-                                          "max_seqs", "chat_template", "role_prompts"};
+                                          "max_seqs", "chat_template", "role_prompts",
+                                          "dimensions"};
 
 }  // namespace
 
@@ -165,6 +166,19 @@ Result<std::vector<ModelSpec>> parse_models_file(const std::string& path) {
           return Status::InvalidArgument(
               fmt::format("{}: role_prompts.{} must be a string", where, role.str()));
         spec.role_prompts[std::string(role.str())] = *v;
+      }
+    }
+    if (t->contains("dimensions")) {
+      const toml::array* dims = (*t)["dimensions"].as_array();
+      if (dims == nullptr)
+        return Status::InvalidArgument(where + ": 'dimensions' must be an array of integers");
+      for (const auto& d : *dims) {
+        auto v = d.value<int64_t>();
+        if (!v || !d.is_integer() || *v < 1 || *v > 65536) {
+          return Status::InvalidArgument(
+              where + ": 'dimensions' entries must be integers from 1 to 65536");
+        }
+        spec.dimensions.push_back(static_cast<int>(*v));
       }
     }
     out.push_back(std::move(spec));

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/log.h"
+#include "models/embedding_model.h"
 #include "obs/metrics.h"
 
 namespace infera::models {
@@ -601,6 +602,11 @@ Status Registry::add(ModelSpec spec) {
   if (impl_->find(spec.name)) {
     return Status::InvalidArgument(
         fmt::format("model '{}' is declared twice (again by {})", spec.name, spec.declared_by));
+  }
+  // An encoder file declared without a kind (--model, --models-dir, a models file
+  // entry that leaves kind out) is an embedding model.
+  if (spec.kind == "gguf" && impl_->kinds.count("embedding") && is_encoder_file(spec.path)) {
+    spec.kind = "embedding";
   }
   auto kind = impl_->kinds.find(spec.kind);
   if (kind == impl_->kinds.end()) {

@@ -1,0 +1,34 @@
+// Kind "embedding": a BERT-family GGUF encoder (bert, nomic-bert) served by the
+// embedded engine. One thread per loaded model runs the encoder; requests queue for
+// it, and every request waiting when a forward pass starts joins that pass (up to
+// max_batch_tokens), so concurrent clients share passes instead of taking turns.
+//
+// A `--model name=file.gguf` or `--models-dir` entry whose file is an encoder is
+// declared with this kind automatically (is_encoder_file), so users need not say so.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "models/model.h"
+
+namespace infera::obs {
+class Registry;
+}
+
+namespace infera::models {
+
+struct EmbeddingKindConfig {
+  int threads = 1;               // --threads: the encoder's compute threads
+  int max_batch_tokens = 2048;   // most tokens in one forward pass
+};
+
+// REQUIRES: `metrics` outlives the kind and every model it loads.
+std::unique_ptr<ModelKind> make_embedding_kind(EmbeddingKindConfig config,
+                                               obs::Registry& metrics);
+
+// True when `path` is a GGUF file whose architecture is an encoder the engine runs
+// (read from its metadata only; false for anything unreadable).
+bool is_encoder_file(const std::string& path);
+
+}  // namespace infera::models
