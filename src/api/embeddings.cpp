@@ -85,12 +85,7 @@ struct Pending {
 
 Embedder::Embedder(models::Registry& models, cache::Cache* cache) : models_(models), cache_(cache) {}
 
-std::string Embedder::default_model() const {
-  for (const auto& s : models_.list()) {
-    if (s.spec.kind == "embedding") return s.spec.name;
-  }
-  return {};
-}
+std::string Embedder::default_model() const { return models_.first_of_kind("embedding"); }
 
 void Embedder::embed(EmbedRequest request, EmbedDone done) {
   std::string name = request.model.empty() ? default_model() : request.model;

@@ -125,6 +125,7 @@ class GgufKind final : public ModelKind {
       : config_(std::move(config)), metrics_(metrics) {}
 
   std::string name() const override { return "gguf"; }
+  bool generates_text() const override { return true; }
 
   Status validate(const ModelSpec& spec) const override {
     std::error_code ec;

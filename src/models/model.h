@@ -110,6 +110,9 @@ class ModelKind {
  public:
   virtual ~ModelKind() = default;
   virtual std::string name() const = 0;  // the models file's `kind`
+  // Whether its models generate text (TextGenerator): requests without a model go to
+  // the first declared model of such a kind.
+  virtual bool generates_text() const { return false; }
   // Checks a declaration before anything loads (file exists and looks right);
   // InvalidArgument naming the file and the problem.
   virtual Status validate(const ModelSpec& spec) const = 0;

@@ -647,7 +647,18 @@ Status Registry::add_directory(const std::string& dir, const ModelSpec& defaults
 
 std::string Registry::default_model() const {
   std::lock_guard lock(impl_->core->mu);
-  return impl_->entries.empty() ? std::string() : impl_->entries.front()->spec.name;
+  for (const auto& e : impl_->entries) {
+    if (e->kind->generates_text()) return e->spec.name;
+  }
+  return {};
+}
+
+std::string Registry::first_of_kind(std::string_view kind) const {
+  std::lock_guard lock(impl_->core->mu);
+  for (const auto& e : impl_->entries) {
+    if (e->spec.kind == kind) return e->spec.name;
+  }
+  return {};
 }
 
 void Registry::acquire(const std::string& name, std::optional<std::chrono::milliseconds> keep_alive,

@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -108,8 +109,11 @@ class Registry {
   // Declares every `.gguf` file of `dir` (name: file name without .gguf).
   Status add_directory(const std::string& dir, const ModelSpec& defaults);
 
-  // The model requests without a `model` field get: the first declared.
+  // The model generation requests without a `model` field get: the first declared
+  // whose kind generates text; empty when none does.
   std::string default_model() const;
+  // The first declared model of `kind` (e.g. "embedding"); empty when none.
+  std::string first_of_kind(std::string_view kind) const;
 
   // Hands `done` a lease on `name`, loading it first if needed; concurrent first
   // requests wait for one load. `keep_alive` (Ollama's per-request field) replaces
