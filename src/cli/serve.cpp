@@ -12,6 +12,7 @@
 #include "api/api.h"
 #include "api/chat_template.h"
 #include "api/embeddings.h"
+#include "api/knowledge_routes.h"
 #include "api/generation.h"
 #include "auth/auth.h"
 #include "cache/cache.h"
@@ -21,10 +22,12 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "http/server.h"
+#include "knowledge/knowledge.h"
 #include "models/gguf_model.h"
 #include "models/models_file.h"
 #include "models/registry.h"
 #include "obs/metrics.h"
+#include "store/store.h"
 
 namespace infera::cli {
 namespace {
@@ -234,6 +237,30 @@ int run_serve(const core::FlagValues& flags) {
                                   ops->generation_hooks());
   api::Embedder embedder(registry, response_cache.get());
   api::register_embedding_routes(server, embedder);
+  const std::filesystem::path data_dir = data_dir_from(*config);
+  auto knowledge_store = store::open_sqlite(data_dir);
+  if (!knowledge_store.ok()) {
+    std::cerr << "infera: data directory " << data_dir.string() << ": " << knowledge_store.status().message()
+              << " (choose another with --data-dir)\n";
+    log::error("store.open_failed", "{}: {}", data_dir.string(), knowledge_store.status().message());
+    log::shutdown();
+    return 1;
+  }
+  auto knowledge_embedding = api::make_knowledge_embedding(embedder, registry);
+  knowledge::KnowledgeOptions knowledge_options;
+  knowledge_options.dir = data_dir / "vectors";
+  knowledge_options.chunks.max_tokens = static_cast<size_t>(config->get_int("chunk_tokens"));
+  knowledge_options.chunks.overlap_tokens = static_cast<size_t>(config->get_int("chunk_overlap"));
+  knowledge_options.max_document_bytes = static_cast<size_t>(config->get_int("max_document_bytes"));
+  knowledge_options.index.build_threads = std::max<int>(1, static_cast<int>(config->get_int("max_workers")));
+  if (Status st = knowledge::validate(knowledge_options.chunks); !st.ok()) {
+    std::cerr << "infera: --chunk-tokens / --chunk-overlap: " << st.message() << "\n";
+    log::shutdown();
+    return 2;
+  }
+  auto knowledge = std::make_unique<knowledge::Knowledge>(**knowledge_store, *knowledge_embedding,
+                                                          knowledge_options, metrics);
+  api::register_knowledge_routes(server, *knowledge, knowledge_options.max_document_bytes);
   ops->attach(registry, response_cache.get());
   ops->register_routes(server);
   server.set_observer(ops->observer());
@@ -266,6 +293,7 @@ int run_serve(const core::FlagValues& flags) {
   // Shutdown order: the operations threads read the registry; the registry's models
   // end their remaining jobs, whose callbacks reach the cache and the operations hooks.
   ops->stop();
+  knowledge.reset();  // its worker embeds through the registry
   registry_owner.reset();
   ops.reset();
   response_cache.reset();

@@ -1,5 +1,8 @@
 #include "cli/settings.h"
 
+#include <cstdlib>
+#include <filesystem>
+
 #include <fmt/format.h>
 
 #include "models/models_file.h"
@@ -41,7 +44,7 @@ auth::AccessOptions access_options_from(const core::Config& c) {
   a.per_client.tokens_per_minute = c.get_int("client_tokens_per_minute");
   a.per_client.concurrent = c.get_int("client_concurrent");
   a.redis_url = c.get_string("redis_url");
-  a.data_dir = c.get_string("data_dir");
+  a.data_dir = data_dir_from(c).string();
   const std::string proxies = c.get_string("trusted_proxies");
   for (size_t pos = 0; pos < proxies.size();) {
     size_t end = proxies.find(',', pos);
@@ -99,6 +102,20 @@ models::GgufKindConfig gguf_kind_config_from(const core::Config& c) {
   k.scheduler = scheduler_config_from(c);
   k.prefix_cache = c.get_bool("prefix_cache");
   return k;
+}
+
+std::filesystem::path data_dir_from(const core::Config& c) {
+  if (const std::string& dir = c.get_string("data_dir"); !dir.empty()) return dir;
+  if (const std::string& cache = c.get_string("cache_dir"); !cache.empty()) {
+    return std::filesystem::path(cache).lexically_normal().parent_path() / "infera-data";
+  }
+  if (const char* state = std::getenv("XDG_STATE_HOME"); state != nullptr && *state != '\0') {
+    return std::filesystem::path(state) / "infera";
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return std::filesystem::path(home) / ".local" / "state" / "infera";
+  }
+  return std::filesystem::path("infera-data");
 }
 
 models::EmbeddingKindConfig embedding_kind_config_from(const core::Config& c) {

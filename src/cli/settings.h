@@ -1,6 +1,8 @@
 // Copies the effective configuration into each subsystem's own Config struct.
 #pragma once
 
+#include <filesystem>
+
 #include "api/generation.h"
 #include "auth/auth.h"
 #include "cli/operations.h"
@@ -25,6 +27,8 @@ api::GenerationConfig generation_config_from(const core::Config& config);
 cache::Config cache_config_from(const core::Config& config);
 models::GgufKindConfig gguf_kind_config_from(const core::Config& config);
 models::EmbeddingKindConfig embedding_kind_config_from(const core::Config& config);
+// --data-dir, else infera-data beside --cache-dir, else $XDG_STATE_HOME/infera.
+std::filesystem::path data_dir_from(const core::Config& config);
 Result<models::RegistryConfig> registry_config_from(const core::Config& config);
 Result<OperationsConfig> operations_config_from(const core::Config& config);
 

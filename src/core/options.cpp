@@ -54,7 +54,9 @@ std::vector<OptionSpec> make_specs() {
        "addresses of proxies (HAProxy, nginx) whose X-Forwarded-For names the client for "
        "per-address limits, comma-separated", "", true},
       {"data_dir", "INFERA_DATA_DIR", "data-dir", T::kString, "", 0, 0, {},
-       "directory for state kept across restarts (daily token quotas without Redis)"},
+       "directory for state kept across restarts: documents, chunks, vector indexes and chat "
+       "sessions (SQLite), daily token quotas without Redis; empty = infera-data beside "
+       "--cache-dir, else $XDG_STATE_HOME/infera (~/.local/state/infera)"},
       // Compute and batching
       {"max_workers", "MAX_WORKERS", "max-workers", T::kInt, default_workers(), 1, 1024, {},
        "compute threads of the inference engine"},
@@ -145,6 +147,13 @@ std::vector<OptionSpec> make_specs() {
        3600000, {}, "length of the anomaly detector's windows, ms (a window beyond 2 sigma alerts)"},
       {"alert_webhook", "INFERA_ALERT_WEBHOOK", "alert-webhook", T::kString, "", 0, 0, {},
        "http:// URL that receives each alert as JSON when it fires and resolves (retried)"},
+      // Knowledge
+      {"max_document_bytes", "INFERA_MAX_DOCUMENT_BYTES", "max-document-bytes", T::kSize, "50MiB",
+       1024, 1073741824, {}, "largest document accepted by POST /api/documents, bytes"},
+      {"chunk_tokens", "INFERA_CHUNK_TOKENS", "chunk-tokens", T::kInt, "512", 16, 1000000, {},
+       "most tokens per document chunk (lowered to the embedding model's context)"},
+      {"chunk_overlap", "INFERA_CHUNK_OVERLAP", "chunk-overlap", T::kInt, "64", 0, 500000, {},
+       "tokens a chunk repeats from the end of the previous one"},
       {"test_hooks", "INFERA_TEST_HOOKS", "test-hooks", T::kBool, "false", 0, 0, {},
        "enable fault-injection routes under /admin/test/ (tests only; never in production)"},
       // Logging

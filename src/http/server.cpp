@@ -239,6 +239,17 @@ struct Server::Impl {
 
   ServerConfig config;
   obs::Registry& metrics;
+  // Body limits of path prefixes above MAX_CONTENT_LENGTH (uploads), and the largest
+  // limit, which the parser starts with until the target is known.
+  std::vector<std::pair<std::string, uint64_t>> body_limits;
+  uint64_t largest_body_limit = 0;
+
+  uint64_t body_limit_for(std::string_view target) const {
+    for (const auto& [prefix, bytes] : body_limits) {
+      if (target.substr(0, prefix.size()) == prefix) return bytes;
+    }
+    return config.max_content_length;
+  }
   net::io_context ioc;
   tcp::acceptor acceptor;
   std::unordered_map<std::string, std::vector<std::unique_ptr<RouteEntry>>> routes;
@@ -467,9 +478,20 @@ net::awaitable<void> Server::Impl::session(Stream stream) {
     // Headers must arrive complete within the header timeout (slowloris guard).
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(64 * 1024);
-    parser.body_limit(config.max_content_length);
+    parser.body_limit(std::max(largest_body_limit, config.max_content_length));
     tcp_layer.expires_after(header_timeout);
     co_await bhttp::async_read_header(stream, buffer, parser, token);
+    // The target's own limit, now that it is known (uploads may be larger).
+    uint64_t body_limit = config.max_content_length;
+    if (!ec) {
+      std::string_view target(parser.get().target().data(), parser.get().target().size());
+      body_limit = body_limit_for(target);
+      if (const auto length = parser.content_length(); length && *length > body_limit) {
+        ec = bhttp::error::body_limit;
+      } else {
+        parser.body_limit(body_limit);
+      }
+    }
     const Clock::time_point start = Clock::now();
     // A request is in flight from its complete headers until its response is
     // written; a drain waits for it (a body still uploading included).
@@ -502,10 +524,8 @@ net::awaitable<void> Server::Impl::session(Stream stream) {
       }
       break;
     }
-    auto too_large = [this] {
-      return Response::error(413,
-                             fmt::format("request body exceeds MAX_CONTENT_LENGTH ({} bytes)",
-                                         config.max_content_length),
+    auto too_large = [body_limit] {
+      return Response::error(413, fmt::format("request body exceeds the limit ({} bytes)", body_limit),
                              "invalid_request_error", "body_too_large");
     };
     if (ec == bhttp::error::body_limit) {
@@ -856,6 +876,10 @@ Server::~Server() = default;
 
 void Server::set_observer(Observer observer) { impl_->observer = std::move(observer); }
 void Server::set_gate(Gate gate) { impl_->gate = std::move(gate); }
+void Server::set_body_limit(const std::string& path_prefix, uint64_t bytes) {
+  impl_->body_limits.emplace_back(path_prefix, std::max(bytes, impl_->config.max_content_length));
+  impl_->largest_body_limit = std::max(impl_->largest_body_limit, impl_->body_limits.back().second);
+}
 void Server::on_reload_signal(std::function<void()> callback) {
   impl_->reload_callbacks.push_back(std::move(callback));
 }

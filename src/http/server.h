@@ -148,6 +148,10 @@ class Server {
                                       int status, double seconds)>;
   void set_observer(Observer observer);
 
+  // Requests whose target starts with `path_prefix` may carry bodies up to `bytes`
+  // (when more than MAX_CONTENT_LENGTH: document uploads). REQUIRES: before start().
+  void set_body_limit(const std::string& path_prefix, uint64_t bytes);
+
   // Installs the gate every request passes before its handler. REQUIRES: before start().
   void set_gate(Gate gate);
   // Called (on an I/O thread) when the process receives SIGHUP, e.g. to reload keys.

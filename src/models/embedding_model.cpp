@@ -119,6 +119,10 @@ class EmbeddingModel final : public LoadedModel, public TextEmbedder {
     return ids;
   }
 
+  size_t count_tokens(std::string_view text) const override {
+    return encoder_->tokenize(text).size();
+  }
+
   void embed(std::vector<std::vector<int32_t>> inputs, EmbedCallback done) override {
     const engine::EncoderInfo& info = encoder_->info();
     if (!info.pooling) {

@@ -72,6 +72,8 @@ class TextEmbedder {
   // max_tokens(): InvalidArgument saying by how much, or with `truncate` cut to fit
   // (the closing special token kept).
   virtual Result<std::vector<int32_t>> tokenize(std::string_view text, bool truncate) const = 0;
+  // How many tokens tokenize() gives for `text` without truncation.
+  virtual size_t count_tokens(std::string_view text) const = 0;
   // Embeds inputs (as tokenize() gives them, or token ids from the client: checked
   // against the vocabulary and max_tokens()) into unit-length vectors, row after row.
   // Inputs of concurrent calls share forward passes. `done` runs on the model's own
