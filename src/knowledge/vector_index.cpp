@@ -676,6 +676,14 @@ Result<std::vector<VectorHit>> VectorIndex::search(std::span<const float> query,
   return out;
 }
 
+void VectorIndex::set_ef_search(int ef) {
+  std::lock_guard write(impl_->write_mutex);  // build_graph reads the option
+  std::unique_lock lock(impl_->data_mutex);
+  impl_->options.hnsw_ef_search = std::max(1, ef);
+  if (impl_->graph)
+    impl_->graph->hnsw->setEf(static_cast<std::size_t>(impl_->options.hnsw_ef_search));
+}
+
 Status VectorIndex::save(const std::filesystem::path& file) const {
   const Impl& m = *impl_;
   const std::string path = file.string();

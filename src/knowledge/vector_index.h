@@ -92,6 +92,9 @@ class VectorIndex {
   // InvalidArgument for a query of other dims or a zero vector.
   Result<std::vector<VectorHit>> search(std::span<const float> query, std::size_t k) const;
 
+  // Changes hnsw_ef_search (recall against speed) without rebuilding the graph.
+  void set_ef_search(int ef);
+
   // Writes the index to `file` (and, for a graph, `file` + ".graph") through temporary
   // files renamed into place, so a crash leaves the old file or a detectably damaged one.
   Status save(const std::filesystem::path& file) const;

@@ -133,6 +133,37 @@ TEST(VectorIndex, GraphAgreesWithExactSearch) {
   EXPECT_GE(recall, 0.95);
 }
 
+double recall_at_10(const VectorIndex& exact, const VectorIndex& approx,
+                    const std::vector<float>& queries, int dims) {
+  std::size_t n = queries.size() / dims, found = 0;
+  for (std::size_t q = 0; q < n; ++q) {
+    std::span<const float> query(queries.data() + q * dims, dims);
+    std::vector<std::int64_t> truth = hit_ids(exact.search(query, 10));
+    std::set<std::int64_t> t(truth.begin(), truth.end());
+    for (std::int64_t id : hit_ids(approx.search(query, 10))) found += t.count(id);
+  }
+  return static_cast<double>(found) / (n * 10);
+}
+
+TEST(VectorIndex, SearchEffortCanChangeWithoutARebuild) {
+  constexpr int kDims = 64;
+  std::vector<float> data = clustered(4000, kDims, 2, 11);
+  std::vector<std::int64_t> ids = sequential_ids(4000);
+  VectorIndex exact(exact_options(kDims));
+  VectorIndexOptions options = graph_options(kDims);
+  options.hnsw_ef_search = 1;  // k = 10 still searches with 10 candidates
+  VectorIndex graph(options);
+  ASSERT_TRUE(exact.add(ids, data).ok());
+  ASSERT_TRUE(graph.add(ids, data).ok());
+  std::vector<float> queries = clustered(100, kDims, 2, 12);
+  double low = recall_at_10(exact, graph, queries, kDims);
+  graph.set_ef_search(400);
+  double high = recall_at_10(exact, graph, queries, kDims);
+  EXPECT_LT(low, 0.9);
+  EXPECT_GE(high, 0.95);
+  EXPECT_GT(high, low + 0.1);
+}
+
 TEST(VectorIndex, MovesIntoAGraphPastTheThreshold) {
   constexpr int kDims = 16;
   VectorIndex index({.dims = kDims, .exact_threshold = 100});
