@@ -43,7 +43,10 @@ struct VectorIndexOptions {
   int hnsw_ef_construction = 200;
   int hnsw_ef_search = 128;
   // Threads that insert into the graph when it is built from many vectors at once (the
-  // switch from exact, rebuild(), load of a flat file past the threshold).
+  // switch from exact, rebuild(), load of a flat file past the threshold). hnswlib's
+  // concurrent insertion shares its level generator and reads the entry point unlocked
+  // (benign races that only perturb the graph's shape, but races a TSan run reports),
+  // hence opt-in (bench_retrieval builds on its --threads).
   int build_threads = 1;
 };
 

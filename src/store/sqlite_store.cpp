@@ -663,10 +663,12 @@ Result<std::vector<Chunk>> SqliteStore::document_chunks(std::int64_t document_id
     out.push_back(read_chunk(*q));
   }
   if (out.empty()) {
-    Result<std::int64_t> exists = (*r)->query_int64("SELECT count(*) FROM documents WHERE id = " +
-                                                    std::to_string(document_id));
+    Result<Statement> exists = (*r)->prepare("SELECT 1 FROM documents WHERE id = ?1");
     if (!exists.ok()) return exists.status();
-    if (*exists == 0) {
+    exists->bind_int(1, document_id);
+    Result<bool> row = exists->step();
+    if (!row.ok()) return row.status();
+    if (!*row) {
       return Status::NotFound("document " + std::to_string(document_id) + " does not exist");
     }
   }
