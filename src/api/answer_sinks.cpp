@@ -67,8 +67,13 @@ void send_answer(http::Responder& responder, std::string body, const std::string
 // A whole OpenAI response (chat.completion or text_completion).
 class OpenAiWholeSink final : public Sink {
  public:
-  OpenAiWholeSink(http::Responder r, bool chat, std::string id, std::string model)
-      : responder_(std::move(r)), chat_(chat), id_(std::move(id)), model_(std::move(model)) {}
+  OpenAiWholeSink(http::Responder r, bool chat, std::string id, std::string model,
+                  std::string sources)
+      : responder_(std::move(r)),
+        chat_(chat),
+        id_(std::move(id)),
+        model_(std::move(model)),
+        sources_(std::move(sources)) {}
   void start(const char* x_cache) override { x_cache_ = x_cache; }
   void text(std::string_view) override {}
   void done(const Outcome& o) override {
@@ -90,6 +95,10 @@ class OpenAiWholeSink final : public Sink {
     append_json_string(out, o.finish_reason);
     out += R"(}],"usage":)";
     append_usage(out, o);
+    if (!sources_.empty()) {
+      out += R"(,"sources":)";
+      out += sources_;
+    }
     out += '}';
     send_answer(responder_, std::move(out), x_cache_);
   }
@@ -98,7 +107,7 @@ class OpenAiWholeSink final : public Sink {
  private:
   http::Responder responder_;
   bool chat_;
-  std::string id_, model_;
+  std::string id_, model_, sources_;
   std::string x_cache_ = "MISS";
 };
 
@@ -106,11 +115,13 @@ class OpenAiWholeSink final : public Sink {
 // end; a request refused before any output still gets its proper status.
 class OpenAiStreamSink final : public Sink {
  public:
-  OpenAiStreamSink(http::Responder r, bool chat, std::string id, std::string model, bool usage)
+  OpenAiStreamSink(http::Responder r, bool chat, std::string id, std::string model, bool usage,
+                   std::string sources)
       : responder_(std::move(r)),
         chat_(chat),
         id_(std::move(id)),
         model_(std::move(model)),
+        sources_(std::move(sources)),
         include_usage_(usage),
         created_(unix_now()) {}
   void start(const char* x_cache) override { x_cache_ = x_cache; }
@@ -153,24 +164,27 @@ class OpenAiStreamSink final : public Sink {
     begun_ = true;
     responder_.begin_stream(200, "text/event-stream", {{"X-Cache", x_cache_}});
     if (chat_) {
+      json sources = sources_.empty() ? json(nullptr) : json::parse(sources_, nullptr, false);
       responder_.write(chunk(json::array({{{"index", 0},
                                            {"delta", {{"role", "assistant"}, {"content", ""}}},
-                                           {"finish_reason", nullptr}}})));
+                                           {"finish_reason", nullptr}}}),
+                             nullptr, std::move(sources)));
     }
   }
-  std::string chunk(json choices, json usage = nullptr) const {
+  std::string chunk(json choices, json usage = nullptr, json sources = nullptr) const {
     json c = {{"id", id_},
               {"object", chat_ ? "chat.completion.chunk" : "text_completion"},
               {"created", created_},
               {"model", model_},
               {"choices", std::move(choices)}};
     if (!usage.is_null()) c["usage"] = std::move(usage);
-    return "data: " + c.dump() + "\n\n";
+    if (!sources.is_null() && !sources.is_discarded()) c["sources"] = std::move(sources);
+    return "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
   }
 
   http::Responder responder_;
   bool chat_;
-  std::string id_, model_;
+  std::string id_, model_, sources_;
   bool include_usage_;
   int64_t created_;
   std::string x_cache_ = "MISS";
@@ -180,23 +194,15 @@ class OpenAiStreamSink final : public Sink {
 // The /api/chat answer.
 class AssistantSink final : public Sink {
  public:
-  AssistantSink(http::Responder r, std::string model, SessionStore& sessions,
-                std::string session_id, std::string session_key, std::string question)
-      : responder_(std::move(r)),
-        model_(std::move(model)),
-        sessions_(sessions),
-        session_id_(std::move(session_id)),
-        session_key_(std::move(session_key)),
-        question_(std::move(question)),
-        start_(Clock::now()) {}
+  AssistantSink(http::Responder r, std::string model, AssistantTurn turn)
+      : responder_(std::move(r)), model_(std::move(model)), turn_(std::move(turn)), start_(Clock::now()) {}
   void start(const char* x_cache) override { x_cache_ = x_cache; }
   void text(std::string_view) override {}
   void done(const Outcome& o) override {
     if (o.error_status != 0) return responder_.send(error_response(o));
-    if (!session_id_.empty()) sessions_.append(session_key_, question_, o.text);
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - start_).count();
     std::string out;
-    out.reserve(o.text.size() + model_.size() + session_id_.size() + 160);
+    out.reserve(o.text.size() + model_.size() + turn_.session_id.size() + turn_.sources_json.size() + 160);
     out += R"({"answer":)";
     append_json_string(out, o.text);
     out += R"(,"model":)";
@@ -206,20 +212,27 @@ class AssistantSink final : public Sink {
     append_json_string(out, o.finish_reason);
     out += fmt::format(R"(,"usage":{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{}}})",
                        o.prompt_tokens, o.completion_tokens, o.prompt_tokens + o.completion_tokens);
-    if (!session_id_.empty()) {
+    if (!turn_.session_id.empty()) {
       out += R"(,"session_id":)";
-      append_json_string(out, session_id_);
+      append_json_string(out, turn_.session_id);
+    }
+    if (!turn_.sources_json.empty()) {
+      out += R"(,"sources":)";
+      out += turn_.sources_json;
     }
     out += '}';
-    send_answer(responder_, std::move(out), x_cache_);
+    auto send = [responder = responder_, body = std::move(out), x_cache = x_cache_]() mutable {
+      send_answer(responder, std::move(body), x_cache);
+    };
+    if (!turn_.record) return send();
+    turn_.record(o, std::move(send));
   }
   bool gone() const override { return responder_.client_gone(); }
 
  private:
   http::Responder responder_;
   std::string model_;
-  SessionStore& sessions_;
-  std::string session_id_, session_key_, question_;
+  AssistantTurn turn_;
   Clock::time_point start_;
   std::string x_cache_ = "MISS";
 };
@@ -275,20 +288,19 @@ Outcome failure(int status, std::string code, std::string message) {
 }
 
 std::shared_ptr<Sink> make_openai_sink(http::Responder responder, bool chat, bool stream,
-                                       std::string id, std::string model, bool include_usage) {
+                                       std::string id, std::string model, bool include_usage,
+                                       std::string sources_json) {
   if (stream) {
     return std::make_shared<OpenAiStreamSink>(std::move(responder), chat, std::move(id),
-                                              std::move(model), include_usage);
+                                              std::move(model), include_usage, std::move(sources_json));
   }
   return std::make_shared<OpenAiWholeSink>(std::move(responder), chat, std::move(id),
-                                           std::move(model));
+                                           std::move(model), std::move(sources_json));
 }
 
 std::shared_ptr<Sink> make_assistant_sink(http::Responder responder, std::string model,
-                                          SessionStore& sessions, std::string session_id,
-                                          std::string session_key, std::string question) {
-  return std::make_shared<AssistantSink>(std::move(responder), std::move(model), sessions,
-                                         std::move(session_id), std::move(session_key), std::move(question));
+                                          AssistantTurn turn) {
+  return std::make_shared<AssistantSink>(std::move(responder), std::move(model), std::move(turn));
 }
 
 std::shared_ptr<Sink> make_callback_sink(std::function<void(const Outcome&)> on_done) {

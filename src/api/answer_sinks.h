@@ -54,8 +54,11 @@ class Sink {
 };
 
 // A whole OpenAI response (chat.completion or text_completion) or its SSE stream.
+// `sources_json` (a JSON array, or empty for none) is added as "sources": to the
+// response, or to the stream's first chunk.
 std::shared_ptr<Sink> make_openai_sink(http::Responder responder, bool chat, bool stream,
-                                       std::string id, std::string model, bool include_usage);
+                                       std::string id, std::string model, bool include_usage,
+                                       std::string sources_json = {});
 
 // Remembers the last turns of each /api/chat session (bounded, least recently
 // used sessions are forgotten first). Thread-safe.
@@ -104,11 +107,19 @@ class SessionStore {
   int max_turns_;
 };
 
-// The /api/chat answer; appends the turn to `sessions` (which must outlive it) under
-// `session_key` (the session id, qualified by its owner's key name when keys are used).
+// What an /api/chat answer carries besides the answer, and what happens to its turn.
+struct AssistantTurn {
+  std::string session_id;    // echoed in the answer; empty without a session
+  std::string sources_json;  // "sources": a JSON array; empty without retrieval
+  // Records a finished answer (e.g. commits the turn to the session's history) and
+  // then calls `send`, which answers the client: a client never sees an answer that
+  // is not recorded. Empty: the answer is sent at once.
+  std::function<void(const Outcome& answer, std::function<void()> send)> record;
+};
+
+// The /api/chat answer.
 std::shared_ptr<Sink> make_assistant_sink(http::Responder responder, std::string model,
-                                          SessionStore& sessions, std::string session_id,
-                                          std::string session_key, std::string question);
+                                          AssistantTurn turn);
 // No client: reports the outcome to `on_done` (cache warming).
 std::shared_ptr<Sink> make_callback_sink(std::function<void(const Outcome&)> on_done);
 

@@ -7,18 +7,24 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <thread>
 
 #include "api/answer_sinks.h"
 #include "api/json_body.h"
 #include "api/openai_request.h"
 #include "auth/auth.h"
 #include "cache/cache.h"
+#include "core/log.h"
 #include "http/server.h"
+#include "knowledge/knowledge.h"
 #include "models/registry.h"
 #include "sched/scheduler.h"
+#include "store/store.h"
 
 namespace infera::api {
 namespace {
@@ -90,6 +96,129 @@ struct ModelView {
   ChatFormat chat_format = ChatFormat::kPlain;
 };
 
+using Chunks = std::vector<knowledge::RetrievedChunk>;
+
+int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The chunks a retrieval found, as the prompt carries them: numbered for citation, as
+// many as fit `budget` tokens (best first). Sets *used to how many.
+std::string grounding_text(const Chunks& chunks, const models::TextGenerator& generator, int budget,
+                           size_t* used) {
+  std::string out =
+      "Answer using the numbered sources below and cite the ones you use as [1], [2]. If the "
+      "sources do not contain the answer, say that you do not know.\n";
+  int spent = static_cast<int>(generator.tokenize(out).size());
+  *used = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const auto& c = chunks[i];
+    std::string block = fmt::format("\n[{}] {}", i + 1, c.document_name);
+    if (!c.heading.empty()) block += " - " + c.heading;
+    if (c.page > 0) block += fmt::format(", page {}", c.page);
+    block += "\n" + c.text + "\n";
+    const int cost = static_cast<int>(generator.tokenize(block).size());
+    if (spent + cost > budget) break;
+    spent += cost;
+    out += block;
+    *used = i + 1;
+  }
+  return *used == 0 ? std::string() : out;
+}
+
+// The "sources" of an answer: the first `n` chunks.
+std::string sources_json(const Chunks& chunks, size_t n) {
+  json a = json::array();
+  for (size_t i = 0; i < n && i < chunks.size(); ++i) {
+    const auto& c = chunks[i];
+    a.push_back({{"index", i + 1},
+                 {"document", c.document_name},
+                 {"document_id", c.document_id},
+                 {"chunk_id", c.rank.id},
+                 {"heading", c.heading},
+                 {"page", c.page},
+                 {"score", c.rank.score},
+                 {"text", c.text}});
+  }
+  return a.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Commits finished /api/chat turns to the conversation store on its own thread and
+// only then lets each answer go, so that fsync never holds up an engine loop or an I/O
+// thread and a client never sees an answer that a crash could lose. Also deletes
+// sessions past their retention.
+class TurnWriter {
+ public:
+  struct Turn {
+    std::string owner, session_id, question, answer, sources;
+    std::function<void()> send;
+  };
+
+  TurnWriter(store::Store& store, int64_t ttl_s) : store_(store), ttl_ms_(ttl_s * 1000) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~TurnWriter() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void write(Turn turn) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(std::move(turn));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::deque<Turn> batch;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::seconds(60), [&] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) {
+          if (stop_) return;
+          lock.unlock();
+          if (ttl_ms_ > 0) (void)store_.purge_expired(unix_ms_now());
+          continue;
+        }
+        batch.swap(queue_);
+      }
+      for (Turn& t : batch) {
+        if (Status st = commit(t); !st.ok()) {
+          log::error("session.write_failed", "session {}: {}", t.session_id, st.message());
+        }
+        t.send();
+      }
+    }
+  }
+
+  Status commit(const Turn& t) {
+    const int64_t expires = ttl_ms_ > 0 ? unix_ms_now() + ttl_ms_ : 0;
+    std::string title = t.question.substr(0, 80);
+    auto session = store_.ensure_session({t.session_id, t.owner, title, expires});
+    if (!session.ok()) return session.status();
+    auto q = store_.append_message(t.owner, t.session_id, {"user", t.question, "", expires});
+    if (!q.ok()) return q.status();
+    auto a = store_.append_message(t.owner, t.session_id, {"assistant", t.answer, t.sources, expires});
+    return a.ok() ? Status::Ok() : a.status();
+  }
+
+  store::Store& store_;
+  const int64_t ttl_ms_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Turn> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
  public:
   GenerationRoutes(const GenerationConfig& config, models::Registry& models, cache::Cache* cache,
@@ -99,7 +228,11 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
         cache_(cache),
         policy_(policy),
         hooks_(std::move(hooks)),
-        sessions_(config.sessions_max, config.session_turns) {}
+        sessions_(config.sessions_max, config.session_turns) {
+    if (hooks_.conversations != nullptr) {
+      turns_ = std::make_unique<TurnWriter>(*hooks_.conversations, config.session_ttl_s);
+    }
+  }
 
   void openai(const http::Request& req, http::Responder responder, bool chat) {
     http::Response error;
@@ -108,23 +241,36 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     auto parsed = chat ? parse_chat_completion(*body, config_.default_max_tokens)
                        : parse_completion(*body, config_.default_max_tokens);
     if (!parsed.ok()) return responder.send(invalid(parsed.status().message()));
+    if (parsed->knowledge && !chat) {
+      return responder.send(invalid("'knowledge' needs /v1/chat/completions (messages), not a prompt"));
+    }
     const bool client_no_cache = no_cache(req);
     const std::string id = (chat ? "chatcmpl-" : "cmpl-") + req.request_id;
     const auto started = Clock::now();
-    // Copied first: the lambda below takes `parsed` apart.
-    const std::string model = parsed->model;
-    const auto keep_alive = parsed->keep_alive;
-    with_model(model, keep_alive, req.caller.get(), responder,
-               [self = shared_from_this(), g = std::move(parsed).value(), chat, client_no_cache, id, responder,
-                started, caller = req.caller](ModelView view) mutable {
-                 Spec spec = self->openai_spec(g, chat, view, client_no_cache);
-                 spec.priority = effective_priority(spec.priority, caller.get());
-                 spec.meter = TokenMeter::for_caller(caller);
-                 std::shared_ptr<Sink> sink =
-                     make_openai_sink(responder, chat, g.stream, id, view.model_id, g.include_usage);
-                 self->run(std::move(spec), self->observed(std::move(sink), view.model_id, started),
-                           std::move(view));
-               });
+    std::string query;  // the last user message asks what retrieval looks for
+    for (const auto& m : parsed->messages) {
+      if (m.role == "user") query = m.content;
+    }
+    const std::optional<KnowledgeRequest> k = parsed->knowledge;
+    auto go = [self = shared_from_this(), g = std::move(parsed).value(), chat, client_no_cache, id, responder,
+               started, caller = req.caller](Chunks chunks) mutable {
+      const std::string model = g.model;
+      const auto keep_alive = g.keep_alive;
+      self->with_model(model, keep_alive, caller.get(), responder,
+                       [self, g = std::move(g), chat, client_no_cache, id, responder, started, caller,
+                        chunks = std::move(chunks)](ModelView view) mutable {
+                         std::string sources;
+                         Spec spec = self->openai_spec(g, chat, view, client_no_cache, chunks, &sources);
+                         spec.priority = effective_priority(spec.priority, caller.get());
+                         spec.meter = TokenMeter::for_caller(caller);
+                         std::shared_ptr<Sink> sink = make_openai_sink(responder, chat, g.stream, id, view.model_id,
+                                                                       g.include_usage, std::move(sources));
+                         self->run(std::move(spec), self->observed(std::move(sink), view.model_id, started),
+                                   std::move(view));
+                       });
+    };
+    if (!k) return go({});
+    retrieve(*k, std::move(query), responder, std::move(go));
   }
 
   void assistant(const http::Request& req, http::Responder responder) {
@@ -150,19 +296,30 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     }
     const bool client_no_cache = no_cache(req);
     const auto started = Clock::now();
-    const std::string model = parsed->model;
-    const auto keep_alive = parsed->keep_alive;
-    with_model(model, keep_alive, req.caller.get(), responder,
-               [self = shared_from_this(), a = std::move(parsed).value(), client_no_cache, responder,
-                started, caller = req.caller, session_key](ModelView view) mutable {
-                 Spec spec = self->assistant_spec(a, session_key, view, client_no_cache);
-                 spec.priority = effective_priority(0, caller.get());
-                 spec.meter = TokenMeter::for_caller(caller);
-                 auto sink = make_assistant_sink(responder, view.model_id, self->sessions_, a.session_id,
-                                                 session_key, a.question);
-                 self->run(std::move(spec), self->observed(std::move(sink), view.model_id, started),
-                           std::move(view));
-               });
+    const std::optional<KnowledgeRequest> k = parsed->knowledge;
+    const std::string question = parsed->question;
+    std::string owner = req.caller ? req.caller->name : std::string();
+    auto go = [self = shared_from_this(), a = std::move(parsed).value(), client_no_cache, responder, started,
+               caller = req.caller, session_key, owner](Chunks chunks) mutable {
+      const std::string model = a.model;
+      const auto keep_alive = a.keep_alive;
+      self->with_model(model, keep_alive, caller.get(), responder,
+                       [self, a = std::move(a), client_no_cache, responder, started, caller, session_key, owner,
+                        chunks = std::move(chunks)](ModelView view) mutable {
+                         AssistantTurn turn;
+                         Spec spec = self->assistant_spec(a, session_key, owner, view, client_no_cache, chunks,
+                                                          &turn.sources_json);
+                         spec.priority = effective_priority(0, caller.get());
+                         spec.meter = TokenMeter::for_caller(caller);
+                         turn.session_id = a.session_id;
+                         if (!a.session_id.empty()) turn.record = self->recorder(owner, session_key, a, turn.sources_json);
+                         auto sink = make_assistant_sink(responder, view.model_id, std::move(turn));
+                         self->run(std::move(spec), self->observed(std::move(sink), view.model_id, started),
+                                   std::move(view));
+                       });
+    };
+    if (!k) return go({});
+    retrieve(*k, question, responder, std::move(go));
   }
 
   // Runs one warm-up request body; `done` gets whether its answer is now cached.
@@ -180,12 +337,14 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                       std::optional<Spec> spec;
                       if (body.contains("question")) {
                         auto parsed = parse_assistant_chat(body);
-                        if (parsed.ok()) spec = self->assistant_spec(*parsed, parsed->session_id, *view, false);
+                        if (parsed.ok() && !parsed->knowledge) {
+                          spec = self->assistant_spec(*parsed, parsed->session_id, "", *view, false, {}, nullptr);
+                        }
                       } else {
                         const bool chat = body.contains("messages");
                         auto parsed = chat ? parse_chat_completion(body, self->config_.default_max_tokens)
                                            : parse_completion(body, self->config_.default_max_tokens);
-                        if (parsed.ok()) spec = self->openai_spec(*parsed, chat, *view, false);
+                        if (parsed.ok() && !parsed->knowledge) spec = self->openai_spec(*parsed, chat, *view, false);
                       }
                       if (!spec || !spec->cache_key) return done(false);
                       self->run(std::move(*spec), make_callback_sink([done](const Outcome& o) {
@@ -340,15 +499,89 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     return inputs;
   }
 
-  Spec openai_spec(const GenerationRequest& g, bool chat, const ModelView& view, bool client_no_cache) const {
+  Spec openai_spec(const GenerationRequest& g, bool chat, const ModelView& view, bool client_no_cache,
+                   const Chunks& chunks = {}, std::string* sources = nullptr) const {
     Spec spec;
-    spec.prompt = chat ? render_chat(view.chat_format, g.messages) : g.prompt;
+    const std::vector<ChatMessage>* messages = &g.messages;
+    std::vector<ChatMessage> grounded;
+    if (chat && !chunks.empty()) {
+      // The sources go into the system message (after the client's own, if any).
+      const int budget = source_budget(view, render_chat(view.chat_format, g.messages), g.sampling.max_tokens);
+      size_t used = 0;
+      std::string text = grounding_text(chunks, *view.generator, budget, &used);
+      grounded = g.messages;
+      if (!text.empty()) {
+        if (!grounded.empty() && grounded.front().role == "system") {
+          grounded.front().content += "\n\n" + text;
+        } else {
+          grounded.insert(grounded.begin(), ChatMessage{"system", text});
+        }
+      }
+      messages = &grounded;
+      if (sources) *sources = sources_json(chunks, used);
+    } else if (chat && sources && g.knowledge) {
+      *sources = "[]";
+    }
+    spec.prompt = chat ? render_chat(view.chat_format, *messages) : g.prompt;
     spec.sampling = g.sampling;
     spec.priority = g.priority;
     spec.deadline = deadline_for(g.timeout_s);
-    spec.cache_key = chat ? key_for(view, "chat", message_inputs(g.messages), g.sampling, client_no_cache)
+    spec.cache_key = chat ? key_for(view, "chat", message_inputs(*messages), g.sampling, client_no_cache)
                           : key_for(view, "completions", {g.prompt}, g.sampling, client_no_cache);
     return spec;
+  }
+
+  // Tokens the sources may take: the model's context less the prompt without them,
+  // the answer's tokens and a margin.
+  int source_budget(const ModelView& view, const std::string& prompt_without, int max_tokens) const {
+    const int ctx = view.generator->context_length();
+    if (ctx <= 0) return 4096;
+    const int prompt = static_cast<int>(view.generator->tokenize(prompt_without).size());
+    return std::max(0, ctx - prompt - max_tokens - 16);
+  }
+
+  // Finds the chunks for `k`, then calls `then`; answers the error itself (404 unknown
+  // collection, 400 without a knowledge store).
+  void retrieve(const KnowledgeRequest& k, std::string query, http::Responder responder,
+                std::function<void(Chunks)> then) {
+    if (hooks_.knowledge == nullptr) {
+      return responder.send(http::Response::error(400, "this server keeps no documents to retrieve from",
+                                                  "invalid_request_error", "knowledge_unavailable"));
+    }
+    knowledge::RetrievalOptions options;
+    options.k = static_cast<size_t>(k.top_k);
+    hooks_.knowledge->search(k.collection, std::move(query), options,
+                             [responder, then = std::move(then), collection = k.collection](Result<Chunks> hits) mutable {
+                               if (!hits.ok()) {
+                                 if (hits.status().code() == StatusCode::kNotFound) {
+                                   return responder.send(http::Response::error(
+                                       404, fmt::format("collection '{}' not found", collection),
+                                       "invalid_request_error", "collection_not_found"));
+                                 }
+                                 return responder.send(http::Response::error(
+                                     503, "retrieval failed: " + hits.status().message(), "server_error",
+                                     "retrieval_failed"));
+                               }
+                               then(std::move(hits).value());
+                             });
+  }
+
+  // How a finished /api/chat turn is recorded before its answer goes out.
+  std::function<void(const Outcome&, std::function<void()>)> recorder(const std::string& owner,
+                                                                      const std::string& session_key,
+                                                                      const AssistantRequest& a,
+                                                                      const std::string& sources) {
+    if (turns_) {
+      return [writer = turns_.get(), owner, id = a.session_id, question = a.question, sources](
+                 const Outcome& o, std::function<void()> send) {
+        writer->write({owner, id, question, o.text, sources, std::move(send)});
+      };
+    }
+    return [self = shared_from_this(), session_key, question = a.question](const Outcome& o,
+                                                                          std::function<void()> send) {
+      self->sessions_.append(session_key, question, o.text);
+      send();
+    };
   }
 
   std::string system_prompt(const ModelView& view, const std::string& role) const {
@@ -357,16 +590,58 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     return role == "teacher" ? config_.teacher_system_prompt : config_.student_system_prompt;
   }
 
-  Spec assistant_spec(const AssistantRequest& a, const std::string& session_key, const ModelView& view,
-                      bool client_no_cache) {
+  // The session's past turns, newest kept first within --history-tokens.
+  std::vector<ChatMessage> history(const std::string& owner, const std::string& session_id,
+                                   const std::string& session_key, const ModelView& view) {
+    std::vector<ChatMessage> past;
+    if (hooks_.conversations != nullptr) {
+      auto stored = hooks_.conversations->list_messages(owner, session_id,
+                                                        static_cast<size_t>(2 * config_.session_turns));
+      if (stored.ok()) {
+        for (const auto& m : *stored) past.push_back({m.role, m.content});
+      }
+    } else {
+      past = sessions_.history(session_key);
+    }
+    int spent = 0;
+    size_t first = past.size();
+    while (first > 0) {
+      const int cost = static_cast<int>(view.generator->tokenize(past[first - 1].content).size());
+      if (spent + cost > config_.history_tokens) break;
+      spent += cost;
+      --first;
+    }
+    // Whole turns only: never start with an answer whose question was dropped.
+    if (first < past.size() && past[first].role != "user") ++first;
+    return {past.begin() + static_cast<std::ptrdiff_t>(first), past.end()};
+  }
+
+  Spec assistant_spec(const AssistantRequest& a, const std::string& session_key, const std::string& owner,
+                      const ModelView& view, bool client_no_cache, const Chunks& chunks,
+                      std::string* sources) {
     std::vector<ChatMessage> messages;
-    const std::string system = system_prompt(view, a.role);
+    std::string system = system_prompt(view, a.role);
     if (!system.empty()) messages.push_back({"system", system});
     if (!a.session_id.empty()) {
-      auto past = sessions_.history(session_key);
+      auto past = history(owner, a.session_id, session_key, view);
       messages.insert(messages.end(), past.begin(), past.end());
     }
     messages.push_back({"user", a.question});
+    if (!chunks.empty()) {
+      const int budget = source_budget(view, render_chat(view.chat_format, messages), config_.default_max_tokens);
+      size_t used = 0;
+      std::string text = grounding_text(chunks, *view.generator, budget, &used);
+      if (!text.empty()) {
+        if (!messages.empty() && messages.front().role == "system") {
+          messages.front().content += "\n\n" + text;
+        } else {
+          messages.insert(messages.begin(), ChatMessage{"system", text});
+        }
+      }
+      if (sources) *sources = sources_json(chunks, used);
+    } else if (sources && a.knowledge) {
+      *sources = "[]";
+    }
     Spec spec;
     spec.prompt = render_chat(view.chat_format, messages);
     spec.sampling.max_tokens = config_.default_max_tokens;
@@ -478,6 +753,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
   cache::CachePolicy policy_;
   GenerationHooks hooks_;
   SessionStore sessions_;
+  std::unique_ptr<TurnWriter> turns_;  // with a conversation store
 };
 
 json tier_json(const cache::TierStats& t) {

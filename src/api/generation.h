@@ -30,6 +30,12 @@ namespace infera::cache {
 class Cache;
 enum class CachePolicy;
 }
+namespace infera::knowledge {
+class Knowledge;
+}
+namespace infera::store {
+class Store;
+}
 
 namespace infera::api {
 
@@ -44,6 +50,8 @@ struct GenerationConfig {
   std::string teacher_system_prompt;    // --teacher-prompt, /api/chat role "teacher"
   int sessions_max = 10000;             // /api/chat sessions remembered
   int session_turns = 8;                // question/answer pairs kept per session
+  int history_tokens = 1024;            // --history-tokens: most tokens of past turns in a prompt
+  int64_t session_ttl_s = 0;            // --session-ttl: sessions idle this long are deleted (0 = kept)
 };
 
 // What the generation routes ask of, and tell, the rest of the server.
@@ -54,6 +62,12 @@ struct GenerationHooks {
   // Once per finished generation request: its model, end-to-end latency, time to
   // first token (< 0 when none was generated) and whether it succeeded (no 5xx).
   std::function<void(const std::string& model, double latency_ms, double ttft_ms, bool ok)> on_finished;
+  // Retrieval for /api/chat's "collection" and the chat completions' "knowledge"
+  // extension; null: such requests get 400.
+  knowledge::Knowledge* knowledge = nullptr;
+  // Where /api/chat sessions live (each turn committed before its answer is sent);
+  // null: in memory only (bounded, lost on restart).
+  store::Store* conversations = nullptr;
 };
 
 // Registers the generation routes, and with a cache also POST /admin/cache/warm,

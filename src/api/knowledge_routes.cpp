@@ -347,6 +347,67 @@ Result<std::vector<FormPart>> parse_multipart(std::string_view content_type, std
   return parts;
 }
 
+void register_session_routes(http::Server& server, store::Store& store) {
+  auto session_json = [](const store::Session& s) {
+    return json{{"id", s.id},
+                {"object", "session"},
+                {"title", s.title},
+                {"messages", s.message_count},
+                {"created_at", millis_to_seconds(s.created_at_ms)},
+                {"updated_at", millis_to_seconds(s.updated_at_ms)},
+                {"expires_at", s.expires_at_ms > 0 ? json(millis_to_seconds(s.expires_at_ms)) : json(nullptr)}};
+  };
+  server.route("GET", "/api/sessions", http::SyncHandler([&store, session_json](const http::Request& req) {
+    const std::string q = query_value(req.query, "q").value_or("");
+    size_t limit = 50;
+    if (auto l = query_value(req.query, "limit")) {
+      char* end = nullptr;
+      const long long v = std::strtoll(l->c_str(), &end, 10);
+      if (l->empty() || *end != '\0' || v < 1 || v > 1000) return invalid("'limit' must be an integer from 1 to 1000");
+      limit = static_cast<size_t>(v);
+    }
+    auto found = store.list_sessions(owner_of(req), q, limit);
+    if (!found.ok()) return status_response(found.status());
+    json data = json::array();
+    for (const auto& m : *found) {
+      json j = session_json(m.session);
+      if (!q.empty()) j["snippet"] = m.snippet;
+      data.push_back(std::move(j));
+    }
+    return http::Response::json(200, json{{"object", "list"}, {"data", data}}.dump(-1, ' ', false, json::error_handler_t::replace));
+  }));
+  server.route("GET", "/api/sessions/{id}/messages", http::SyncHandler([&store](const http::Request& req) {
+    const std::string id(req.param("id"));
+    auto messages = store.list_messages(owner_of(req), id);
+    if (!messages.ok()) {
+      if (messages.status().code() == StatusCode::kNotFound) {
+        return http::Response::error(404, fmt::format("session '{}' not found", id), "invalid_request_error", "not_found");
+      }
+      return status_response(messages.status());
+    }
+    json data = json::array();
+    for (const auto& m : *messages) {
+      json j = {{"id", m.id}, {"role", m.role}, {"content", m.content}, {"created_at", millis_to_seconds(m.created_at_ms)}};
+      if (!m.sources_json.empty()) {
+        json sources = json::parse(m.sources_json, nullptr, false);
+        if (!sources.is_discarded()) j["sources"] = std::move(sources);
+      }
+      data.push_back(std::move(j));
+    }
+    return http::Response::json(200, json{{"object", "list"}, {"session_id", id}, {"data", data}}.dump(-1, ' ', false, json::error_handler_t::replace));
+  }));
+  server.route("DELETE", "/api/sessions/{id}", http::SyncHandler([&store](const http::Request& req) {
+    const std::string id(req.param("id"));
+    if (Status st = store.delete_session(owner_of(req), id); !st.ok()) {
+      if (st.code() == StatusCode::kNotFound) {
+        return http::Response::error(404, fmt::format("session '{}' not found", id), "invalid_request_error", "not_found");
+      }
+      return status_response(st);
+    }
+    return http::Response::json(200, json{{"id", id}, {"object", "session"}, {"deleted", true}}.dump());
+  }));
+}
+
 void register_knowledge_routes(http::Server& server, knowledge::Knowledge& k, uint64_t max_document_bytes) {
   // Multipart framing and base64 add to the document's own size.
   server.set_body_limit("/api/documents", max_document_bytes + max_document_bytes / 3 + 65536);

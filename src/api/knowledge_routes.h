@@ -35,6 +35,9 @@ namespace infera::knowledge {
 class Embedding;
 class Knowledge;
 }
+namespace infera::store {
+class Store;
+}
 
 namespace infera::api {
 
@@ -49,6 +52,14 @@ std::unique_ptr<knowledge::Embedding> make_knowledge_embedding(Embedder& embedde
 // of the document routes.
 void register_knowledge_routes(http::Server& server, knowledge::Knowledge& knowledge,
                                uint64_t max_document_bytes);
+
+// The conversation routes, each limited to the calling key's own sessions (another
+// key's session is 404, as if it did not exist):
+//   GET    /api/sessions[?q=words&limit=n]   newest first; with q, full-text over messages
+//   GET    /api/sessions/{id}/messages
+//   DELETE /api/sessions/{id}
+// REQUIRES: `store` outlives the server.
+void register_session_routes(http::Server& server, store::Store& store);
 
 // One part of a multipart/form-data body.
 struct FormPart {

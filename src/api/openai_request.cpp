@@ -63,6 +63,10 @@ Status read_bool(const json& body, const char* field, bool& out) {
     if (!_st.ok()) return _st;         \
   } while (0)
 
+Status read_top_k(const json& body, const char* field, KnowledgeRequest& k) {
+  return read_int(body, field, 1, 20, k.top_k);
+}
+
 Status read_keep_alive(const json& body, std::optional<std::chrono::milliseconds>& out) {
   auto it = body.find("keep_alive");
   if (it == body.end() || it->is_null()) return Status::Ok();
@@ -125,6 +129,16 @@ Status parse_common(const json& body, int default_max_tokens, GenerationRequest&
   INFERA_RETURN_IF_ERROR(read_number(body, "timeout", 0.001, 86400, timeout));
   if (timeout > 0) r.timeout_s = timeout;
   INFERA_RETURN_IF_ERROR(read_keep_alive(body, r.keep_alive));
+  if (auto it = body.find("knowledge"); it != body.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      return field_error("knowledge", "must be an object: {\"collection\": \"...\", \"top_k\": 4}");
+    }
+    KnowledgeRequest k;
+    INFERA_RETURN_IF_ERROR(read_string(*it, "collection", k.collection));
+    if (k.collection.empty()) return field_error("knowledge.collection", "is required");
+    INFERA_RETURN_IF_ERROR(read_top_k(*it, "top_k", k));
+    r.knowledge = std::move(k);
+  }
   if (auto it = body.find("n"); it != body.end() && !it->is_null()) {
     if (!it->is_number_integer() || it->get<int64_t>() != 1) {
       return field_error("n", "must be 1 (one choice per request is supported)");
@@ -209,6 +223,15 @@ Result<AssistantRequest> parse_assistant_chat(const json& body) {
   if (r.session_id.size() > 256) return field_error("session_id", "must be at most 256 characters");
   INFERA_RETURN_IF_ERROR(read_string(body, "model", r.model));
   INFERA_RETURN_IF_ERROR(read_keep_alive(body, r.keep_alive));
+  if (body.contains("collection")) {
+    KnowledgeRequest k;
+    INFERA_RETURN_IF_ERROR(read_string(body, "collection", k.collection));
+    if (k.collection.empty()) return field_error("collection", "must not be empty");
+    INFERA_RETURN_IF_ERROR(read_top_k(body, "top_k", k));
+    r.knowledge = std::move(k);
+  } else if (body.contains("top_k")) {
+    return field_error("top_k", "needs a 'collection' to retrieve from");
+  }
   return r;
 }
 

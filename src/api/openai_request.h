@@ -29,6 +29,12 @@ struct SamplingRequest {
   std::vector<std::string> stop;  // up to 4 stop sequences
 };
 
+// infera extension: answer from a document collection (retrieval-augmented).
+struct KnowledgeRequest {
+  std::string collection;
+  int top_k = 4;  // chunks put in the prompt, 1..20
+};
+
 struct GenerationRequest {
   bool chat = true;                    // messages (chat) or prompt (completion)
   std::string model;
@@ -43,6 +49,7 @@ struct GenerationRequest {
   // Ollama's keep_alive: how long the model stays loaded after this request
   // ("5m", seconds, -1 forever, 0 unload when idle).
   std::optional<std::chrono::milliseconds> keep_alive;
+  std::optional<KnowledgeRequest> knowledge;  // infera extension: {"collection", "top_k"}
 };
 
 // `default_max_tokens` applies when the request omits max_tokens.
@@ -55,6 +62,7 @@ struct AssistantRequest {  // /api/chat
   std::string session_id;
   std::string model;             // empty: the server's default model
   std::optional<std::chrono::milliseconds> keep_alive;
+  std::optional<KnowledgeRequest> knowledge;  // "collection" (and "top_k"): answer from it
 };
 Result<AssistantRequest> parse_assistant_chat(const nlohmann::json& body);
 

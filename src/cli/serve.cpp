@@ -232,9 +232,7 @@ int run_serve(const core::FlagValues& flags) {
     response_cache = std::move(opened).value();
     export_cache_metrics(*response_cache, metrics);
   }
-  const api::GenerationConfig gen = generation_config_from(*config);
-  api::register_generation_routes(server, gen, registry, response_cache.get(), cache_config.policy,
-                                  ops->generation_hooks());
+
   api::Embedder embedder(registry, response_cache.get());
   api::register_embedding_routes(server, embedder);
   const std::filesystem::path data_dir = data_dir_from(*config);
@@ -261,6 +259,13 @@ int run_serve(const core::FlagValues& flags) {
   auto knowledge = std::make_unique<knowledge::Knowledge>(**knowledge_store, *knowledge_embedding,
                                                           knowledge_options, metrics);
   api::register_knowledge_routes(server, *knowledge, knowledge_options.max_document_bytes);
+  api::register_session_routes(server, **knowledge_store);
+  const api::GenerationConfig gen = generation_config_from(*config);
+  api::GenerationHooks generation_hooks = ops->generation_hooks();
+  generation_hooks.knowledge = knowledge.get();
+  generation_hooks.conversations = knowledge_store->get();
+  api::register_generation_routes(server, gen, registry, response_cache.get(), cache_config.policy,
+                                  std::move(generation_hooks));
   ops->attach(registry, response_cache.get());
   ops->register_routes(server);
   server.set_observer(ops->observer());

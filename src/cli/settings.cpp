@@ -93,6 +93,9 @@ api::GenerationConfig generation_config_from(const core::Config& c) {
   g.request_timeout_s = c.get_double("request_timeout");
   g.student_system_prompt = c.get_string("student_prompt");
   g.teacher_system_prompt = c.get_string("teacher_prompt");
+  g.session_turns = static_cast<int>(c.get_int("session_turns"));
+  g.history_tokens = static_cast<int>(c.get_int("history_tokens"));
+  g.session_ttl_s = c.get_int("session_ttl");
   return g;
 }
 

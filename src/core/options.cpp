@@ -150,6 +150,12 @@ std::vector<OptionSpec> make_specs() {
       // Knowledge
       {"max_document_bytes", "INFERA_MAX_DOCUMENT_BYTES", "max-document-bytes", T::kSize, "50MiB",
        1024, 1073741824, {}, "largest document accepted by POST /api/documents, bytes"},
+      {"session_turns", "INFERA_SESSION_TURNS", "session-turns", T::kInt, "8", 1, 1000, {},
+       "question/answer pairs of an /api/chat session read back into its prompt (at most)"},
+      {"history_tokens", "INFERA_HISTORY_TOKENS", "history-tokens", T::kInt, "1024", 0, 1000000, {},
+       "most tokens of past turns put in an /api/chat prompt (newest first)"},
+      {"session_ttl", "INFERA_SESSION_TTL", "session-ttl", T::kInt, "0", 0, 315360000, {},
+       "seconds an /api/chat session is kept after its last message (0 = until deleted)"},
       {"chunk_tokens", "INFERA_CHUNK_TOKENS", "chunk-tokens", T::kInt, "512", 16, 1000000, {},
        "most tokens per document chunk (lowered to the embedding model's context)"},
       {"chunk_overlap", "INFERA_CHUNK_OVERLAP", "chunk-overlap", T::kInt, "64", 0, 500000, {},

@@ -110,6 +110,7 @@ class GgufModel final : public LoadedModel, public TextGenerator {
     return model_->tokenizer().encode(text, /*add_bos=*/true, /*parse_special=*/true);
   }
   const std::string& chat_template_text() const override { return model_->info().chat_template; }
+  int context_length() const override { return ctx_; }
 
  private:
   std::unique_ptr<engine::Model> model_;

@@ -57,6 +57,8 @@ class TextGenerator {
   virtual std::vector<int32_t> tokenize(const std::string& text) const = 0;
   // The file's own chat template text (tokenizer.chat_template), may be empty.
   virtual const std::string& chat_template_text() const = 0;
+  // Token positions a sequence may use (prompt and answer); 0 when unknown.
+  virtual int context_length() const { return 0; }
 };
 
 // The capability of models that turn texts into vectors (embedding models).
