@@ -55,7 +55,8 @@ Status validate(const ChunkOptions& options);
 struct Chunk {
   std::string text;        // doc.text[begin, end): no leading or trailing whitespace
   std::string heading;     // "Intro > Setup": the heading path its own text lies under (the
-                           // common part when it spans sub-sections); empty without one
+                           // common part when it spans sub-sections, passing over a
+                           // section that is only its heading line); empty without one
   int page = 0;            // 1-based PDF page where its own text starts; 0 without pages
   size_t token_count = 0;  // counter(text), fixed tokens included; <= max_tokens
   size_t begin = 0;        // byte range in ExtractedText::text

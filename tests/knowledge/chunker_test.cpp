@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -401,6 +402,71 @@ TEST(Chunker, PdfPagesAreCarriedAndLinesJoinSentences) {
   }
   EXPECT_EQ(chunks.front().page, 1);
   EXPECT_EQ(chunks.back().page, 3);
+}
+
+TEST(Chunker, RandomDocumentsKeepEveryInvariant) {
+  // Words, punctuation, line and paragraph breaks, CJK, emoji with joiners, long runs
+  // without spaces, headings at random levels; random limits and counters.
+  const std::vector<std::string> pieces = {
+      "word",         "Longer",       "a",
+      "3.14",         "e.g.",         "Dr.",
+      "end.",         "Why?",         "yes!",
+      "x,",           "y;",           "\n",
+      "\n\n",         "  ",           "\t",
+      "\xE6\xB0\xB4", "\xE3\x80\x82", "\xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91\xA9",
+      "\xCC\x81",     "\"quoted.\"",  "(paren)"};
+  std::mt19937 rng(1234);
+  for (int round = 0; round < 300; ++round) {
+    ExtractedText doc;
+    doc.format = round % 5 == 0 ? DocumentFormat::kPdf : DocumentFormat::kMarkdown;
+    const int sections = 1 + static_cast<int>(rng() % 6);
+    for (int sec = 0; sec < sections; ++sec) {
+      const size_t begin = doc.text.size();
+      Section section;
+      if (doc.format == DocumentFormat::kPdf) {
+        section.page = sec + 1;
+      } else if (sec > 0 || rng() % 2) {
+        section.level = 1 + static_cast<int>(rng() % 3);
+        section.heading_path.assign(static_cast<size_t>(section.level), "H" + std::to_string(sec));
+        doc.text += "H" + std::to_string(sec) + "\n\n";
+      }
+      const size_t n = rng() % 400;
+      for (size_t k = 0; k < n; ++k) {
+        if (rng() % 50 == 0) {
+          doc.text += std::string(1 + rng() % 3000, 'z');  // a word longer than a chunk
+        } else {
+          doc.text += pieces[rng() % pieces.size()];
+        }
+        if (rng() % 3) doc.text += ' ';
+      }
+      doc.text += "\n\n";
+      section.begin = begin;
+      section.end = doc.text.size();
+      doc.sections.push_back(section);
+    }
+    const size_t max_tokens = 16 + rng() % 300;
+    const ChunkOptions o{max_tokens, rng() % (max_tokens / 2 + 1)};
+    const bool specials = rng() % 2;
+    const TokenCounter counter =
+        specials ? TokenCounter(count_with_specials) : TokenCounter(count_words);
+    SCOPED_TRACE("round " + std::to_string(round) + ", " + std::to_string(o.max_tokens) + "/" +
+                 std::to_string(o.overlap_tokens));
+    const auto chunks = chunk_text(doc, counter, o);
+    ASSERT_TRUE(chunks.ok()) << chunks.status().message();
+    bool has_text = false;
+    for (char c : doc.text) has_text = has_text || !is_space(c);
+    if (!has_text) {
+      EXPECT_TRUE(chunks->empty());
+      continue;
+    }
+    expect_well_formed(doc, *chunks, o, counter);
+    for (const Chunk& c : *chunks) {
+      bool repaired = true;
+      repair_utf8(c.text, &repaired);
+      ASSERT_FALSE(repaired);
+    }
+    if (HasFatalFailure()) return;
+  }
 }
 
 // --- scale -------------------------------------------------------------------------------
