@@ -58,9 +58,11 @@ http::Response error_response(const Outcome& o) {
 }
 
 // A 200 JSON answer with its X-Cache header.
-void send_answer(http::Responder& responder, std::string body, const std::string& x_cache) {
+void send_answer(http::Responder& responder, std::string body, const std::string& x_cache,
+                 const http::Headers& extra = {}) {
   http::Response r = http::Response::json(200, std::move(body));
   r.headers.emplace_back("X-Cache", x_cache);
+  for (const auto& h : extra) r.headers.push_back(h);
   responder.send(std::move(r));
 }
 
@@ -100,15 +102,19 @@ class OpenAiWholeSink final : public Sink {
       out += sources_;
     }
     out += '}';
-    send_answer(responder_, std::move(out), x_cache_);
+    send_answer(responder_, std::move(out), x_cache_, headers_);
   }
   bool gone() const override { return responder_.client_gone(); }
+  void add_header(std::string name, std::string value) override {
+    headers_.emplace_back(std::move(name), std::move(value));
+  }
 
  private:
   http::Responder responder_;
   bool chat_;
   std::string id_, model_, sources_;
   std::string x_cache_ = "MISS";
+  http::Headers headers_;
 };
 
 // An OpenAI SSE stream. The stream (status 200) begins with the first text or the
@@ -157,12 +163,17 @@ class OpenAiStreamSink final : public Sink {
   }
   bool gone() const override { return responder_.client_gone(); }
   bool sent_text() const override { return begun_; }
+  void add_header(std::string name, std::string value) override {
+    headers_.emplace_back(std::move(name), std::move(value));
+  }
 
  private:
   void begin() {
     if (begun_) return;
     begun_ = true;
-    responder_.begin_stream(200, "text/event-stream", {{"X-Cache", x_cache_}});
+    http::Headers headers = headers_;
+    headers.emplace_back("X-Cache", x_cache_);
+    responder_.begin_stream(200, "text/event-stream", std::move(headers));
     if (chat_) {
       json sources = sources_.empty() ? json(nullptr) : json::parse(sources_, nullptr, false);
       responder_.write(chunk(json::array({{{"index", 0},
@@ -188,6 +199,7 @@ class OpenAiStreamSink final : public Sink {
   bool include_usage_;
   int64_t created_;
   std::string x_cache_ = "MISS";
+  http::Headers headers_;
   bool begun_ = false;
 };
 
@@ -221,18 +233,21 @@ class AssistantSink final : public Sink {
       out += turn_.sources_json;
     }
     out += '}';
-    auto send = [responder = responder_, body = std::move(out), x_cache = x_cache_]() mutable {
-      send_answer(responder, std::move(body), x_cache);
-    };
+    auto send = [responder = responder_, body = std::move(out), x_cache = x_cache_,
+                 headers = headers_]() mutable { send_answer(responder, std::move(body), x_cache, headers); };
     if (!turn_.record) return send();
     turn_.record(o, std::move(send));
   }
   bool gone() const override { return responder_.client_gone(); }
+  void add_header(std::string name, std::string value) override {
+    headers_.emplace_back(std::move(name), std::move(value));
+  }
 
  private:
   http::Responder responder_;
   std::string model_;
   AssistantTurn turn_;
+  http::Headers headers_;
   Clock::time_point start_;
   std::string x_cache_ = "MISS";
 };

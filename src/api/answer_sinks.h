@@ -51,6 +51,8 @@ class Sink {
   virtual bool gone() const = 0;
   // Whether text has already reached the client (a stream has begun).
   virtual bool sent_text() const { return false; }
+  // A header for the response (before start()), e.g. X-Semantic-Similarity.
+  virtual void add_header(std::string name, std::string value) {}
 };
 
 // A whole OpenAI response (chat.completion or text_completion) or its SSE stream.

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "api/answer_sinks.h"
+#include "api/embeddings.h"
 #include "api/json_body.h"
 #include "api/openai_request.h"
 #include "auth/auth.h"
@@ -22,6 +23,7 @@
 #include "core/log.h"
 #include "http/server.h"
 #include "knowledge/knowledge.h"
+#include "knowledge/semantic_cache.h"
 #include "models/registry.h"
 #include "sched/scheduler.h"
 #include "store/store.h"
@@ -64,6 +66,14 @@ struct Spec {
   Clock::time_point deadline = Clock::time_point::max();
   std::optional<std::string> cache_key;
   std::shared_ptr<TokenMeter> meter;  // null: nobody to charge
+  // Single-turn questions with the semantic cache on: everything but the question
+  // (model, system prompt and sources, settings) as `scope`, and the question.
+  struct Semantic {
+    std::string scope;
+    std::string question;
+    std::string collection;  // its entries leave when this collection changes
+  };
+  std::optional<Semantic> semantic;
 };
 
 // The priority a request runs at: without keys its own; with a key the key's role's,
@@ -232,6 +242,20 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     if (hooks_.conversations != nullptr) {
       turns_ = std::make_unique<TurnWriter>(*hooks_.conversations, config.session_ttl_s);
     }
+    if (config.semantic_cache && hooks_.embedder != nullptr && cache_ != nullptr) {
+      semantic_ = std::make_shared<knowledge::SemanticCache>(knowledge::SemanticCacheOptions{
+          static_cast<float>(config.semantic_threshold), static_cast<size_t>(config.semantic_entries)});
+      if (hooks_.knowledge != nullptr) {
+        hooks_.knowledge->on_change([weak = std::weak_ptr<knowledge::SemanticCache>(semantic_)](std::string_view c) {
+          if (auto cache = weak.lock()) cache->invalidate_collection(c);
+        });
+      }
+    }
+  }
+
+  const knowledge::SemanticCache* semantic_cache() const { return semantic_.get(); }
+  void clear_semantic() {
+    if (semantic_) semantic_->clear();
   }
 
   void openai(const http::Request& req, http::Responder responder, bool chat) {
@@ -444,6 +468,9 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
       }
       bool gone() const override { return inner_->gone(); }
       bool sent_text() const override { return inner_->sent_text(); }
+      void add_header(std::string name, std::string value) override {
+        inner_->add_header(std::move(name), std::move(value));
+      }
 
      private:
       static double ms_since(Clock::time_point t) {
@@ -528,7 +555,28 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     spec.deadline = deadline_for(g.timeout_s);
     spec.cache_key = chat ? key_for(view, "chat", message_inputs(*messages), g.sampling, client_no_cache)
                           : key_for(view, "completions", {g.prompt}, g.sampling, client_no_cache);
+    // Single-turn only: system messages, then one user question.
+    if (chat && !messages->empty() && messages->back().role == "user") {
+      bool single = true;
+      for (size_t i = 0; i + 1 < messages->size(); ++i) single = single && (*messages)[i].role == "system";
+      if (single) {
+        std::vector<ChatMessage> context(messages->begin(), messages->end() - 1);
+        spec.semantic = semantic_for(view, context, messages->back().content, g.sampling, client_no_cache,
+                                     g.knowledge ? g.knowledge->collection : std::string());
+      }
+    }
     return spec;
+  }
+
+  // The semantic cache's scope and question for a request, when the cache is on and the
+  // request is cacheable: the key of everything but the question.
+  std::optional<Spec::Semantic> semantic_for(const ModelView& view, const std::vector<ChatMessage>& context,
+                                             const std::string& question, const SamplingRequest& sampling,
+                                             bool client_no_cache, std::string collection) const {
+    if (!semantic_) return std::nullopt;
+    auto scope = key_for(view, "semantic-chat", message_inputs(context), sampling, client_no_cache);
+    if (!scope) return std::nullopt;
+    return Spec::Semantic{*scope + "|" + config_.semantic_model, question, std::move(collection)};
   }
 
   // Tokens the sources may take: the model's context less the prompt without them,
@@ -648,6 +696,11 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     spec.sampling.temperature = 0;  // deterministic: repeated questions hit the cache
     spec.deadline = deadline_for(std::nullopt);
     spec.cache_key = key_for(view, "chat", message_inputs(messages), spec.sampling, client_no_cache);
+    if (a.session_id.empty()) {
+      std::vector<ChatMessage> context(messages.begin(), messages.end() - 1);  // all but the question
+      spec.semantic = semantic_for(view, context, a.question, spec.sampling, client_no_cache,
+                                   a.knowledge ? a.knowledge->collection : std::string());
+    }
     return spec;
   }
 
@@ -669,6 +722,66 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
         return sink->done(*o);
       }
     }
+    if (spec.semantic && semantic_) return semantic_lookup(std::move(spec), std::move(sink), std::move(model));
+    run_flight(std::move(spec), std::move(sink), std::move(model));
+  }
+
+  // Embeds the question; a compatible cached answer to a question that means the same
+  // answers it (X-Cache: HIT-SEMANTIC), else it runs and its answer is remembered.
+  void semantic_lookup(Spec spec, std::shared_ptr<Sink> sink, std::shared_ptr<ModelView> model) {
+    EmbedRequest request;
+    request.model = config_.semantic_model;
+    request.texts.push_back(spec.semantic->question);
+    request.truncate = true;
+    hooks_.embedder->embed(std::move(request), [self = shared_from_this(), spec = std::move(spec), sink,
+                                                model](Result<EmbedResult> embedded) mutable {
+      if (!embedded.ok()) {
+        log::warn("semantic_cache.embed_failed", "{}", embedded.status().message());
+        return self->run_flight(std::move(spec), std::move(sink), std::move(model));
+      }
+      std::vector<float> vector = std::move(embedded->vectors);
+      if (auto hit = self->semantic_->lookup(spec.semantic->scope, spec.semantic->question, vector)) {
+        if (auto o = decode(hit->value)) {
+          o->from_cache = true;
+          if (spec.meter) spec.meter->settle(o->prompt_tokens + o->completion_tokens);
+          sink->add_header("X-Semantic-Similarity", fmt::format("{:.4f}", hit->similarity));
+          sink->start("HIT-SEMANTIC");
+          if (!o->text.empty()) sink->text(o->text);
+          return sink->done(*o);
+        }
+      }
+      auto fill = std::make_shared<SemanticFill>(std::move(sink), self->semantic_, *spec.semantic, std::move(vector));
+      self->run_flight(std::move(spec), std::move(fill), std::move(model));
+    });
+  }
+
+  // Remembers a finished answer in the semantic cache, passing everything through.
+  class SemanticFill final : public Sink {
+   public:
+    SemanticFill(std::shared_ptr<Sink> inner, std::shared_ptr<knowledge::SemanticCache> cache, Spec::Semantic q,
+                 std::vector<float> vector)
+        : inner_(std::move(inner)), cache_(std::move(cache)), q_(std::move(q)), vector_(std::move(vector)) {}
+    void start(const char* x_cache) override { inner_->start(x_cache); }
+    void text(std::string_view piece) override { inner_->text(piece); }
+    void done(const Outcome& o) override {
+      if (o.error_status == 0 && (o.finish_reason == "stop" || o.finish_reason == "length")) {
+        cache_->insert(q_.scope, q_.question, vector_, encode(o), q_.collection);
+      }
+      inner_->done(o);
+    }
+    bool gone() const override { return inner_->gone(); }
+    bool sent_text() const override { return inner_->sent_text(); }
+    void add_header(std::string name, std::string value) override { inner_->add_header(std::move(name), std::move(value)); }
+
+   private:
+    std::shared_ptr<Sink> inner_;
+    std::shared_ptr<knowledge::SemanticCache> cache_;
+    Spec::Semantic q_;
+    std::vector<float> vector_;
+  };
+
+  // Joins an identical generation in flight, or generates (the exact cache missed).
+  void run_flight(Spec spec, std::shared_ptr<Sink> sink, std::shared_ptr<ModelView> model) {
     auto ticket = std::make_shared<cache::FlightTicket>(cache_->begin(*spec.cache_key));
     sink->start("MISS");
     if (!ticket->leader()) {
@@ -754,6 +867,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
   GenerationHooks hooks_;
   SessionStore sessions_;
   std::unique_ptr<TurnWriter> turns_;  // with a conversation store
+  std::shared_ptr<knowledge::SemanticCache> semantic_;  // with --semantic-cache
 };
 
 json tier_json(const cache::TierStats& t) {
@@ -814,14 +928,29 @@ void register_generation_routes(http::Server& server, const GenerationConfig& co
                }));
   if (cache == nullptr) return;
 
-  server.route("GET", "/api/cache/stats", http::SyncHandler([cache](const http::Request&) {
-                 return http::Response::json(200, cache_stats_json(cache->stats()).dump());
+  server.route("GET", "/api/cache/stats", http::SyncHandler([cache, routes](const http::Request&) {
+                 json stats = cache_stats_json(cache->stats());
+                 if (const knowledge::SemanticCache* semantic = routes->semantic_cache()) {
+                   const knowledge::SemanticCacheStats st = semantic->stats();
+                   const uint64_t lookups = st.hits + st.misses;
+                   stats["semantic"] = {{"enabled", true},
+                                        {"hits", st.hits},
+                                        {"misses", st.misses},
+                                        {"hit_rate", lookups ? static_cast<double>(st.hits) / static_cast<double>(lookups) : 0.0},
+                                        {"guard_refusals", st.guard_refusals},
+                                        {"entries", st.entries},
+                                        {"invalidated", st.invalidated}};
+                 } else {
+                   stats["semantic"] = {{"enabled", false}};
+                 }
+                 return http::Response::json(200, stats.dump());
                }));
   server.route("GET", "/api/v1/performance", http::SyncHandler([cache](const http::Request&) {
                  return http::Response::json(200, json{{"cache", cache_stats_json(cache->stats())}}.dump());
                }));
-  server.route("POST", "/admin/cache/clear", http::SyncHandler([cache](const http::Request&) {
+  server.route("POST", "/admin/cache/clear", http::SyncHandler([cache, routes](const http::Request&) {
                  cache->clear();
+                 routes->clear_semantic();
                  return http::Response::json(200, R"({"cleared":true})");
                }));
   server.route("POST", "/admin/cache/warm", http::Handler([routes](const http::Request& r, http::Responder p) {

@@ -39,6 +39,8 @@ class Store;
 
 namespace infera::api {
 
+class Embedder;
+
 struct GenerationConfig {
   // --chat-template: a format for every model whose declaration says "auto"; with
   // "auto" here too, each model's format is detected from its file.
@@ -52,6 +54,12 @@ struct GenerationConfig {
   int session_turns = 8;                // question/answer pairs kept per session
   int history_tokens = 1024;            // --history-tokens: most tokens of past turns in a prompt
   int64_t session_ttl_s = 0;            // --session-ttl: sessions idle this long are deleted (0 = kept)
+  // --semantic-cache: single-turn questions may be answered by a cached answer to a
+  // question that means the same (knowledge/semantic_cache.h); X-Cache: HIT-SEMANTIC.
+  bool semantic_cache = false;
+  double semantic_threshold = 0.95;     // --semantic-threshold: least cosine similarity
+  std::string semantic_model;           // --semantic-model: the embedder (empty: first embedding model)
+  int semantic_entries = 10000;         // --semantic-cache-size
 };
 
 // What the generation routes ask of, and tell, the rest of the server.
@@ -68,6 +76,8 @@ struct GenerationHooks {
   // Where /api/chat sessions live (each turn committed before its answer is sent);
   // null: in memory only (bounded, lost on restart).
   store::Store* conversations = nullptr;
+  // Embeds questions for the semantic cache; null: no semantic cache.
+  Embedder* embedder = nullptr;
 };
 
 // Registers the generation routes, and with a cache also POST /admin/cache/warm,

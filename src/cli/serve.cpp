@@ -264,6 +264,20 @@ int run_serve(const core::FlagValues& flags) {
   api::GenerationHooks generation_hooks = ops->generation_hooks();
   generation_hooks.knowledge = knowledge.get();
   generation_hooks.conversations = knowledge_store->get();
+  generation_hooks.embedder = &embedder;
+  if (gen.semantic_cache) {
+    std::string why;
+    if (!response_cache) why = "it needs the response cache (--cache-policy is off)";
+    if (gen.semantic_model.empty() && embedder.default_model().empty())
+      why = "no embedding model is declared (--model name=file.gguf with a BERT-family file)";
+    if (!gen.semantic_model.empty() && registry.first_of_kind("embedding").empty())
+      why = "no embedding model is declared";
+    if (!why.empty()) {
+      std::cerr << "infera: --semantic-cache: " << why << "\n";
+      log::shutdown();
+      return 2;
+    }
+  }
   api::register_generation_routes(server, gen, registry, response_cache.get(), cache_config.policy,
                                   std::move(generation_hooks));
   ops->attach(registry, response_cache.get());

@@ -96,6 +96,10 @@ api::GenerationConfig generation_config_from(const core::Config& c) {
   g.session_turns = static_cast<int>(c.get_int("session_turns"));
   g.history_tokens = static_cast<int>(c.get_int("history_tokens"));
   g.session_ttl_s = c.get_int("session_ttl");
+  g.semantic_cache = c.get_bool("semantic_cache");
+  g.semantic_threshold = c.get_double("semantic_threshold");
+  g.semantic_model = c.get_string("semantic_model");
+  g.semantic_entries = static_cast<int>(c.get_int("semantic_cache_size"));
   return g;
 }
 
