@@ -524,9 +524,13 @@ net::awaitable<void> Server::Impl::session(Stream stream) {
       }
       break;
     }
-    auto too_large = [body_limit] {
-      return Response::error(413, fmt::format("request body exceeds the limit ({} bytes)", body_limit),
-                             "invalid_request_error", "body_too_large");
+    auto too_large = [this, body_limit] {
+      return Response::error(
+          413,
+          body_limit == config.max_content_length
+              ? fmt::format("request body exceeds MAX_CONTENT_LENGTH ({} bytes)", body_limit)
+              : fmt::format("request body exceeds this route's limit ({} bytes)", body_limit),
+          "invalid_request_error", "body_too_large");
     };
     if (ec == bhttp::error::body_limit) {
       // Beast rejects a Content-Length over the limit as soon as the headers are in.

@@ -386,5 +386,45 @@ TEST_F(Knowledge, AnsweredTurnsSurviveKillAndStayWithTheirKey) {
   EXPECT_EQ(unknown->status, 404);
 }
 
+// Documents may be larger than MAX_CONTENT_LENGTH, up to --max-document-bytes.
+TEST(KnowledgeUploads, DocumentLimitIsItsOwn) {
+  if (!fs::exists(kTinyBert)) GTEST_SKIP() << kTinyBert << " not found (../shared/models absent)";
+  char tmpl[] = "/tmp/infera-knowledge-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  ServerProcess server({"--model", "bge=" + kTinyBert, "--data-dir", dir, "--max-document-bytes", "2MiB",
+                        "--max-content-length", "1MiB"});
+  ASSERT_NE(server.port(), 0);
+  auto upload = [&](size_t bytes) {
+    std::string text;
+    while (text.size() < bytes) text += "Plants make sugar from light and water. ";
+    text.resize(bytes);
+    return http_request(server.port(), "POST", "/api/documents?collection=big&name=big.txt", text,
+                        {{"Content-Type", "text/plain"}});
+  };
+  auto ok = upload(1536 * 1024);  // past MAX_CONTENT_LENGTH, within the document limit
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 202) << ok->body;
+  auto over = upload(2560 * 1024);  // past the document limit, within the route's body limit
+  ASSERT_TRUE(over);
+  EXPECT_EQ(over->status, 400) << over->body;
+  EXPECT_NE(over->body.find("at most"), std::string::npos) << over->body;
+  // Larger than the route's body limit: refused from the headers alone.
+  auto headers_only = [&](const std::string& path) {
+    Connection c(server.port());
+    EXPECT_TRUE(c.connected());
+    c.send_all("POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: " +
+               std::to_string(4 * 1024 * 1024) + "\r\n\r\n");
+    auto r = c.read_response();
+    return r ? r->status : -1;
+  };
+  EXPECT_EQ(headers_only("/api/documents?collection=big&name=big.txt"), 413);
+  // Other routes keep MAX_CONTENT_LENGTH.
+  auto small = http_request(server.port(), "POST", "/v1/embeddings", std::string(1536 * 1024, 'x'),
+                            {{"Content-Type", "application/json"}});
+  EXPECT_TRUE(!small || small->status == 413);
+  EXPECT_EQ(headers_only("/v1/embeddings"), 413);
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace infera::testing
