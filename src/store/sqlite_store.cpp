@@ -359,6 +359,10 @@ Status SqliteStore::create_schema() {
   }
   Transaction txn(db);
   INFERA_RETURN_IF_ERROR(txn.begin());
+  // Another process may have created the schema while this one waited for the lock.
+  Result<std::int64_t> again = db.query_int64("PRAGMA user_version");
+  if (!again.ok()) return again.status();
+  if (*again == kSchemaVersion) return txn.commit();
   INFERA_RETURN_IF_ERROR(db.exec(kSchema));
   INFERA_RETURN_IF_ERROR(
       db.exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str()));

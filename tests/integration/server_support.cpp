@@ -59,6 +59,9 @@ ServerProcess::ServerProcess(std::vector<std::string> args,
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, STDIN_FILENO);
     dup2(devnull, STDOUT_FILENO);
+    // State (documents, sessions, quotas) of servers without --data-dir goes to a
+    // directory of this test process, not the user's ~/.local/state/infera.
+    setenv("XDG_STATE_HOME", ("/tmp/infera-test-state-" + std::to_string(getppid())).c_str(), 1);
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     std::vector<std::string> argv_s = {INFERA_BINARY, "serve", "--host", "127.0.0.1", "--port", "0"};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
