@@ -28,7 +28,8 @@ namespace infera::knowledge {
 
 // Measured with bench_retrieval --crossover --ef 256 (docs/BENCHMARKS.md, "Retrieval
 // (issue 14)"): on 384 dimensions an exact scan costs less CPU than an HNSW search up to
-// about 16k vectors (0.62 ms against 0.67 ms at 16,000), and it is always exact.
+// about 16k vectors (0.64 ms against 0.78 ms at 16,000; 1.6 against 0.83 at 32,000),
+// and it is always exact.
 inline constexpr std::size_t kDefaultExactThreshold = 16384;
 
 struct VectorIndexOptions {
