@@ -94,6 +94,13 @@ class Model {
   // Allocates nothing once its logits buffer has grown to the most rows asked
   // for (and `logits` has capacity), unless batch exceeds max_batch.
   virtual Status eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) = 0;
+
+  // As eval(), but an entry with want_logits yields its final hidden state instead of
+  // logits: info().dim floats after the output norm, before the output projection
+  // (what a decoder used as an embedding model pools). Same REQUIRES and KV effects;
+  // the rows are valid until the next eval() or eval_hidden().
+  virtual Status eval_hidden(std::span<const BatchEntry> batch,
+                             std::vector<const float*>& hidden) = 0;
 };
 
 // A destroyed model's repacked weights stay mapped as one spare region, which the

@@ -263,8 +263,8 @@ Result<std::unique_ptr<Encoder>> BertEncoder::load(const std::string& path,
   info.arch = std::string(*arch);
   if (info.arch != "bert" && info.arch != "nomic-bert") {
     return Status::Unsupported(str(path, ": architecture '", info.arch,
-                                   "' is not an embedding model this engine runs (bert and "
-                                   "nomic-bert are)"));
+                                   "' is not an encoder this engine runs (bert and nomic-bert "
+                                   "are)"));
   }
   model->nomic_ = info.arch == "nomic-bert";
   auto get_int = [&](const std::string& key) -> Result<int32_t> {
@@ -318,6 +318,7 @@ Result<std::unique_ptr<Encoder>> BertEncoder::load(const std::string& path,
   } else if (*pooling == 3) {
     info.pooling = Pooling::kLast;
   }
+  if (options.pooling) info.pooling = options.pooling;
   if (auto name = f.get_or<std::string_view>("general.name", ""); name.ok())
     info.name = std::string(*name);
   auto tok = Tokenizer::from_gguf(f);
@@ -547,9 +548,29 @@ Status BertEncoder::embed(std::span<const std::vector<int32_t>> inputs, Pooling 
 
 }  // namespace
 
+Result<std::unique_ptr<Encoder>> load_bert_encoder(const std::string& path,
+                                                   const EncoderOptions& options) {
+  return BertEncoder::load(path, options);
+}
+
 Result<std::unique_ptr<Encoder>> Encoder::load(const std::string& path,
                                                const EncoderOptions& options) {
-  return BertEncoder::load(path, options);
+  std::string arch;
+  {
+    auto file = GgufFile::open(path, LoadMode::kMap);
+    if (!file.ok()) return file.status();
+    auto name = (*file)->get<std::string_view>("general.architecture");
+    if (!name.ok()) return name.status();
+    arch = std::string(*name);
+  }
+  if (arch == "bert" || arch == "nomic-bert") return BertEncoder::load(path, options);
+  if (arch == "llama" || arch == "mistral" || arch == "qwen2") {
+    return load_decoder_encoder(path, options);
+  }
+  return Status::Unsupported(str(path, ": architecture '", arch,
+                                 "' is not an embedding model this engine runs (bert and "
+                                 "nomic-bert encoders are; llama, mistral and qwen2 decoders "
+                                 "are with last or mean pooling)"));
 }
 
 }  // namespace infera::engine

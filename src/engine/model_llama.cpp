@@ -126,7 +126,13 @@ class LlamaModel final : public Model {
   const ModelInfo& info() const override { return info_; }
   const Tokenizer& tokenizer() const override { return *tokenizer_; }
   KvCache& kv() override { return *kv_; }
-  Status eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) override;
+  Status eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) override {
+    return forward(batch, logits, /*hidden=*/false);
+  }
+  Status eval_hidden(std::span<const BatchEntry> batch,
+                     std::vector<const float*>& hidden) override {
+    return forward(batch, hidden, /*hidden=*/true);
+  }
 
   static Result<std::unique_ptr<Model>> load(const std::string& path, const ModelOptions& options);
 
@@ -146,6 +152,8 @@ class LlamaModel final : public Model {
     linear_->matmul(jobs, x, n);
   }
   void attention(std::span<const BatchEntry> batch, int layer);
+  // eval() (rows of logits) or eval_hidden() (rows of output-normed hidden states).
+  Status forward(std::span<const BatchEntry> batch, std::vector<const float*>& out, bool hidden);
 
   std::unique_ptr<GgufFile> file_;
   std::unique_ptr<Tokenizer> tokenizer_;
@@ -484,7 +492,8 @@ void LlamaModel::attention(std::span<const BatchEntry> batch, int layer) {
   }
 }
 
-Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) {
+Status LlamaModel::forward(std::span<const BatchEntry> batch, std::vector<const float*>& logits,
+                           bool hidden) {
   logits.clear();
   if (batch.empty()) return Status::Ok();
   if (static_cast<int>(batch.size()) > options_.max_batch) {
@@ -492,12 +501,13 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
     std::vector<const float*> part;
     Scratch<float> kept;
     std::vector<size_t> offsets;
+    const int width = hidden ? info_.dim : info_.n_vocab;
     for (size_t start = 0; start < batch.size(); start += static_cast<size_t>(options_.max_batch)) {
       size_t n = std::min(batch.size() - start, static_cast<size_t>(options_.max_batch));
-      INFERA_TRY(eval(batch.subspan(start, n), part));
+      INFERA_TRY(forward(batch.subspan(start, n), part, hidden));
       for (const float* l : part) {
         offsets.push_back(kept.size());
-        kept.insert(kept.end(), l, l + info_.n_vocab);
+        kept.insert(kept.end(), l, l + width);
       }
     }
     logits_ = std::move(kept);
@@ -578,7 +588,14 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
       kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], L.ffn_norm,
                         &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
     matmul({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, xn_.data(), rows);
-    kernels_->silu_mul(gate_.data(), up_.data(), gate_.data(), rows * info_.ffn_dim);
+    // Row by row: a kernel's vector loop and its scalar tail round exp differently, so
+    // over the whole batch a row whose length is not a multiple of the vector width
+    // (tiny models' FFN) would round by where it sits in the batch.
+    const size_t ffn = static_cast<size_t>(info_.ffn_dim);
+    for (int i = 0; i < rows; ++i) {
+      float* g = gate_.data() + static_cast<size_t>(i) * ffn;
+      kernels_->silu_mul(g, up_.data() + static_cast<size_t>(i) * ffn, g, info_.ffn_dim);
+    }
     matmul({{&L.w_down, xn_.data()}}, gate_.data(), rows);
     kernels_->add(x_.data(), xn_.data(), x_.data(), rows * d);
   }
@@ -588,6 +605,10 @@ Status LlamaModel::eval(std::span<const BatchEntry> batch, std::vector<const flo
   for (int i = 0; i < n_out; ++i) {
     kernels_->rmsnorm(&x_[static_cast<size_t>(i) * d], output_norm_,
                       &xn_[static_cast<size_t>(i) * d], d, rms_eps_);
+  }
+  if (hidden) {
+    for (int i = 0; i < n_out; ++i) logits.push_back(xn_.data() + static_cast<size_t>(i) * d);
+    return Status::Ok();
   }
   logits_.resize(static_cast<size_t>(n_out) * info_.n_vocab);
   if (n_out > 0) matmul({{&output_, logits_.data()}}, xn_.data(), n_out);

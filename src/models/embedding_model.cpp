@@ -46,8 +46,9 @@ class EmbeddingModel final : public LoadedModel, public TextEmbedder {
         pass_seconds_(metrics.histogram("infera_embedding_pass_seconds",
                                         "Encoder forward pass time", {{"model", spec.name}})) {
     const engine::EncoderInfo& info = encoder_->info();
-    bytes_ = file_bytes(info.path) + scratch_bytes(max_batch_tokens_, info.dim, info.ffn_dim,
-                                                   info.n_ctx_train, config.threads);
+    bytes_ =
+        file_bytes(info.path) + info.kv_bytes +
+        scratch_bytes(max_batch_tokens_, info.dim, info.ffn_dim, info.n_ctx_train, config.threads);
     worker_ = std::thread([this] { run(); });
   }
 
@@ -128,7 +129,8 @@ class EmbeddingModel final : public LoadedModel, public TextEmbedder {
     if (!info.pooling) {
       return done(Status::FailedPrecondition(fmt::format(
           "{}: the file declares no pooling type ({}.pooling_type), so it cannot say how "
-          "token states become one vector; set it in the file",
+          "token states become one vector; set it in the file or give the model a "
+          "`pooling` in the models file",
           info.path, info.arch)));
     }
     if (inputs.empty()) return done(Status::InvalidArgument("no input to embed"));
@@ -261,11 +263,15 @@ class EmbeddingKind final : public ModelKind {
             fmt::format("model '{}': dimensions must be positive", spec.name));
       }
     }
+    if (!spec.pooling.empty() && !engine::pooling_from_name(spec.pooling)) {
+      return Status::InvalidArgument(fmt::format(
+          "model '{}': pooling '{}' is not mean, last or cls", spec.name, spec.pooling));
+    }
     return Status::Ok();
   }
 
   uint64_t estimate_bytes(const ModelSpec& spec) const override {
-    int64_t dim = 0, ffn = 0, ctx = 512;
+    int64_t dim = 0, ffn = 0, ctx = 512, kv_bytes = 0;
     if (auto f = engine::GgufFile::open(spec.path); f.ok()) {
       const engine::GgufFile& g = **f;
       auto arch_name = g.get_or<std::string_view>("general.architecture", "bert");
@@ -277,9 +283,20 @@ class EmbeddingKind final : public ModelKind {
       dim = num("embedding_length", 0);
       ffn = num("feed_forward_length", 0);
       ctx = num("context_length", 512);
+      if (arch != "bert" && arch != "nomic-bert") {
+        // A decoder: its own context (engine::EncoderOptions::ctx_tokens) and a KV
+        // cache of that many F16 K and V rows per layer.
+        ctx = spec.ctx_size > 0 ? spec.ctx_size
+                                : std::min<int64_t>(num("context_length", 2048),
+                                                    engine::kDefaultDecoderContextTokens);
+        const int64_t heads = std::max<int64_t>(1, num("attention.head_count", 1));
+        const int64_t kv_dim = num("attention.head_count_kv", heads) * (dim / heads);
+        kv_bytes = num("block_count", 0) * 2 * ctx * kv_dim * 2;
+      }
     }
     const int64_t batch = std::max<int64_t>(config_.max_batch_tokens, ctx);
-    return file_bytes(spec.path) + scratch_bytes(batch, dim, ffn, ctx, config_.threads);
+    return file_bytes(spec.path) + static_cast<uint64_t>(kv_bytes) +
+           scratch_bytes(batch, dim, ffn, ctx, config_.threads);
   }
 
   std::string identity(const ModelSpec& spec) const override {
@@ -293,6 +310,14 @@ class EmbeddingKind final : public ModelKind {
     engine::EncoderOptions options;
     options.threads = config_.threads;
     options.max_batch_tokens = config_.max_batch_tokens;
+    options.ctx_tokens = spec.ctx_size;
+    if (!spec.pooling.empty()) {
+      options.pooling = engine::pooling_from_name(spec.pooling);
+      if (!options.pooling) {
+        return Status::InvalidArgument(fmt::format(
+            "model '{}': pooling '{}' is not mean, last or cls", spec.name, spec.pooling));
+      }
+    }
     auto encoder = engine::Encoder::load(spec.path, options);
     if (!encoder.ok()) return encoder.status();
     if (!spec.dimensions.empty()) {

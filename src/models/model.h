@@ -45,6 +45,9 @@ struct ModelSpec {
   // Embedding models: the shorter lengths the model was trained to be cut to
   // (Matryoshka), which /v1/embeddings' `dimensions` may ask for; empty = full only.
   std::vector<int> dimensions;
+  // Embedding models: how token states become one vector, overriding the file's
+  // {arch}.pooling_type (decoder files rarely have one).
+  std::string pooling;      // "mean" | "last" | "cls"; empty = the file's
   std::string declared_by;  // "models-file <path>", "--model", "--models-dir <dir>", "default"
 };
 

@@ -11,10 +11,9 @@
 namespace infera::models {
 namespace {
 
-const std::set<std::string> kKnownKeys = {"name",     "path",          "kind",
-                                          "pin",      "keep_alive",    "ctx_size",
-                                          "max_seqs", "chat_template", "role_prompts",
-                                          "dimensions"};
+const std::set<std::string> kKnownKeys = {"name",         "path",       "kind",     "pin",
+                                          "keep_alive",   "ctx_size",   "max_seqs", "chat_template",
+                                          "role_prompts", "dimensions", "pooling"};
 
 }  // namespace
 
@@ -131,8 +130,14 @@ Result<std::vector<ModelSpec>> parse_models_file(const std::string& path) {
     };
     for (Status st :
          {string_key("kind", spec.kind), string_key("chat_template", spec.chat_template),
-          int_key("ctx_size", spec.ctx_size, 1 << 20), int_key("max_seqs", spec.max_seqs, 4096)}) {
+          string_key("pooling", spec.pooling), int_key("ctx_size", spec.ctx_size, 1 << 20),
+          int_key("max_seqs", spec.max_seqs, 4096)}) {
       if (!st.ok()) return st;
+    }
+    if (t->contains("pooling") && spec.pooling != "mean" && spec.pooling != "last" &&
+        spec.pooling != "cls") {
+      return Status::InvalidArgument(fmt::format(
+          "{}: 'pooling' must be \"mean\", \"last\" or \"cls\", not \"{}\"", where, spec.pooling));
     }
     if (t->contains("pin")) {
       auto v = (*t)["pin"].value<bool>();
