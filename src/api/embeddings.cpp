@@ -111,7 +111,8 @@ void Embedder::embed(EmbedRequest request, EmbedDone done) {
     if (model->pooling().empty()) {
       return done(Status::FailedPrecondition(fmt::format(
           "model '{}': {} declares no pooling type ({{arch}}.pooling_type), so infera cannot tell "
-          "how its token states become one vector; add the key to the file",
+          "how its token states become one vector; add the key to the file, or set pooling = "
+          "\"mean\" or \"last\" for the model in the models file",
           name, lease->spec().path)));
     }
     auto p = std::make_shared<Pending>();

@@ -1,10 +1,12 @@
-// Kind "embedding": a BERT-family GGUF encoder (bert, nomic-bert) served by the
-// embedded engine. One thread per loaded model runs the encoder; requests queue for
+// Kind "embedding": a BERT-family GGUF encoder (bert, nomic-bert), or a decoder file
+// (llama, mistral, qwen2) declared with this kind and pooled by its last or mean hidden
+// state, served by the embedded engine. One thread per loaded model runs it; requests queue for
 // it, and every request waiting when a forward pass starts joins that pass (up to
 // max_batch_tokens), so concurrent clients share passes instead of taking turns.
 //
 // A `--model name=file.gguf` or `--models-dir` entry whose file is an encoder is
-// declared with this kind automatically (is_encoder_file), so users need not say so.
+// declared with this kind automatically (is_encoder_file), so users need not say so;
+// a decoder file stays a text generator unless the models file says kind = "embedding".
 #pragma once
 
 #include <memory>

@@ -5,13 +5,16 @@
 //   [[models]]
 //   name = "tutor"                 # required, the API's model id
 //   path = "models/tutor.gguf"     # required; relative to the models file
-//   kind = "gguf"                  # default "gguf"
+//   kind = "gguf"                  # default "gguf" ("embedding" for a BERT-family file,
+//                                  # detected; say it for a decoder used as an embedder)
 //   pin = false                    # never unload
 //   keep_alive = "10m"             # "30s", "5m", "1h", seconds as a number, -1 never, 0 at once
 //   ctx_size = 4096                # KV positions (default --ctx-size)
 //   max_seqs = 8                   # sequences decoded together (default --max-seqs)
 //   chat_template = "auto"         # or llama2, llama3, chatml, ... (as --chat-template)
 //   role_prompts = { student = "...", teacher = "..." }
+//   dimensions = [256, 128]        # embedding: shorter lengths /v1/embeddings may cut to
+//   pooling = "last"               # embedding: "mean", "last" or "cls" (default: the file's)
 #pragma once
 
 #include <chrono>

@@ -184,11 +184,15 @@ TEST(Encoder, FileWithoutPoolingTypeSaysSo) {
 
 TEST(Encoder, RefusesNonEncoderAndBrokenFiles) {
   REQUIRE_SHARED();
-  const std::string llama = kModels + "/stories260K-tok512.gguf";
-  auto wrong = Encoder::load(llama, {});
+  // An architecture no encoder runs (llama and qwen2 files are decoder embedders).
+  const std::string gpt2 = rewritten("infera-bert-gpt2.gguf", [](GgufWriter& w) {
+    w.set_string("general.architecture", "gpt2");
+  });
+  auto wrong = Encoder::load(gpt2, {});
   ASSERT_FALSE(wrong.ok());
-  EXPECT_NE(wrong.status().message().find("'llama'"), std::string::npos);
-  EXPECT_NE(wrong.status().message().find(llama), std::string::npos);
+  EXPECT_NE(wrong.status().message().find("'gpt2'"), std::string::npos) << wrong.status().message();
+  EXPECT_NE(wrong.status().message().find(gpt2), std::string::npos) << wrong.status().message();
+  std::filesystem::remove(gpt2);
 
   const std::string causal = rewritten("infera-bert-causal.gguf", [](GgufWriter& w) {
     w.set<bool>("bert.attention.causal", true);
