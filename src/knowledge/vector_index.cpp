@@ -8,7 +8,7 @@
 // function pointers): they may be included by this one file of the program only.
 // Under AddressSanitizer its SSE path is off: 0.6.2 prefetches the entry one past the end
 // of a link list, a read ASan reports (harmless otherwise; the prefetch only warms a
-// cache line). Results are the same; only the sanitizer builds lose the SIMD distances.
+// cache line). Results agree up to float rounding; only sanitizer builds lose SIMD there.
 #if defined(__SANITIZE_ADDRESS__)
 #define NO_MANUAL_VECTORIZATION
 #elif defined(__has_feature)
