@@ -19,12 +19,6 @@
 namespace infera::models {
 namespace {
 
-uint64_t file_bytes(const std::string& path) {
-  std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
-  return ec ? 0 : size;
-}
-
 // Activations of one forward pass of `tokens` rows (F32): hidden state, Q/K/V,
 // attention output, feed-forward (two for SwiGLU), scores per thread.
 uint64_t scratch_bytes(int64_t tokens, int64_t dim, int64_t ffn, int64_t ctx, int threads) {
@@ -47,7 +41,7 @@ class EmbeddingModel final : public LoadedModel, public TextEmbedder {
                                         "Encoder forward pass time", {{"model", spec.name}})) {
     const engine::EncoderInfo& info = encoder_->info();
     bytes_ =
-        file_bytes(info.path) + info.kv_bytes +
+        model_file_bytes(info.path) + info.kv_bytes +
         scratch_bytes(max_batch_tokens_, info.dim, info.ffn_dim, info.n_ctx_train, config.threads);
     worker_ = std::thread([this] { run(); });
   }
@@ -295,16 +289,11 @@ class EmbeddingKind final : public ModelKind {
       }
     }
     const int64_t batch = std::max<int64_t>(config_.max_batch_tokens, ctx);
-    return file_bytes(spec.path) + static_cast<uint64_t>(kv_bytes) +
+    return model_file_bytes(spec.path) + static_cast<uint64_t>(kv_bytes) +
            scratch_bytes(batch, dim, ffn, ctx, config_.threads);
   }
 
-  std::string identity(const ModelSpec& spec) const override {
-    std::error_code ec;
-    auto size = std::filesystem::file_size(spec.path, ec);
-    auto mtime = std::filesystem::last_write_time(spec.path, ec).time_since_epoch().count();
-    return fmt::format("{}:{}:{}", std::filesystem::absolute(spec.path, ec).string(), size, mtime);
-  }
+  std::string identity(const ModelSpec& spec) const override { return model_file_identity(spec.path); }
 
   Result<std::unique_ptr<LoadedModel>> load(const ModelSpec& spec) override {
     engine::EncoderOptions options;

@@ -30,12 +30,6 @@ uint64_t runtime_bytes(const Shape& s, int64_t ctx, int64_t max_batch) {
   return kv + scratch;
 }
 
-uint64_t file_bytes(const std::string& path) {
-  std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
-  return ec ? 0 : size;
-}
-
 class GgufModel final : public LoadedModel, public TextGenerator {
  public:
   GgufModel(std::unique_ptr<engine::Model> model, const GgufKindConfig& config,
@@ -49,7 +43,7 @@ class GgufModel final : public LoadedModel, public TextGenerator {
     sc.model_name = spec.name;
     scheduler_ = std::make_unique<sched::Scheduler>(sc, *runner_, metrics);
     Shape shape{info.n_layers, info.dim, info.n_heads, info.n_kv_heads, info.ffn_dim, info.n_vocab};
-    bytes_ = file_bytes(info.path) + runtime_bytes(shape, ctx, config.engine.max_batch);
+    bytes_ = model_file_bytes(info.path) + runtime_bytes(shape, ctx, config.engine.max_batch);
     ctx_ = ctx;
   }
   ~GgufModel() override {
@@ -172,15 +166,10 @@ class GgufKind final : public ModelKind {
       if (auto tokens = g.find("tokenizer.ggml.tokens"))
         shape.n_vocab = static_cast<int64_t>(tokens->array_count);
     }
-    return file_bytes(spec.path) + runtime_bytes(shape, ctx, config_.engine.max_batch);
+    return model_file_bytes(spec.path) + runtime_bytes(shape, ctx, config_.engine.max_batch);
   }
 
-  std::string identity(const ModelSpec& spec) const override {
-    std::error_code ec;
-    auto size = std::filesystem::file_size(spec.path, ec);
-    auto mtime = std::filesystem::last_write_time(spec.path, ec).time_since_epoch().count();
-    return fmt::format("{}:{}:{}", std::filesystem::absolute(spec.path, ec).string(), size, mtime);
-  }
+  std::string identity(const ModelSpec& spec) const override { return model_file_identity(spec.path); }
 
   uint64_t release_spare_memory() override {
     const uint64_t bytes = engine::spare_weight_memory_bytes();

@@ -112,6 +112,11 @@ class LoadedModel {
   virtual nlohmann::json describe() const = 0;
 };
 
+// For kinds whose model is one file: its size (0 when unreadable), and its identity
+// (absolute path, size and modification time) for ModelKind::identity.
+uint64_t model_file_bytes(const std::string& path);
+std::string model_file_identity(const std::string& path);
+
 // Loads models of one kind.
 class ModelKind {
  public:

@@ -17,6 +17,19 @@
 
 namespace infera::models {
 
+uint64_t model_file_bytes(const std::string& path) {
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  return ec ? 0 : size;
+}
+
+std::string model_file_identity(const std::string& path) {
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  auto mtime = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+  return fmt::format("{}:{}:{}", std::filesystem::absolute(path, ec).string(), size, mtime);
+}
+
 using Clock = std::chrono::steady_clock;
 
 const char* to_string(ModelState state) {
