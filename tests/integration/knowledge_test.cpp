@@ -263,7 +263,8 @@ TEST_F(Knowledge, UploadSearchAnswerUpdateDelete) {
   ASSERT_TRUE(put);
   ASSERT_EQ(put->status, 202) << put->body;
   EXPECT_EQ(wait_ready(text_id)["status"], "ready");
-  for (const auto& h : search("zorblax")["data"]) {  // vectors still rank something; never the old text
+  const json after_update = search("zorblax");
+  for (const auto& h : after_update["data"]) {  // vectors still rank something; never the old text
     EXPECT_EQ(h["text"].get<std::string>().find("zorblax"), std::string::npos) << h.dump();
     EXPECT_TRUE(h["keyword"].is_null()) << h.dump();
   }
@@ -278,7 +279,8 @@ TEST_F(Knowledge, UploadSearchAnswerUpdateDelete) {
   auto del = call("DELETE", "/api/documents/" + std::to_string(text_id));
   ASSERT_TRUE(del);
   EXPECT_EQ(del->status, 200) << del->body;
-  for (const auto& h : search("quillion reactor helium")["data"]) EXPECT_NE(h["document"], "enzymes.txt");
+  const json after_delete = search("quillion reactor helium");
+  for (const auto& h : after_delete["data"]) EXPECT_NE(h["document"], "enzymes.txt");
   auto gone = call("GET", "/api/documents/" + std::to_string(text_id));
   ASSERT_TRUE(gone);
   EXPECT_EQ(gone->status, 404);
