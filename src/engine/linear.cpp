@@ -66,32 +66,44 @@ const void* Linear::prepare_input(GgmlType type, const float* x, int n, int cols
                                       size_t& x_stride) {
   x_stride = static_cast<size_t>(cols) * sizeof(float);
   const k::MatmulInput input = k::matmul_input(type);
-  if (input != k::MatmulInput::kF32) {
-    // Quantized once per input, shared read-only by every thread and matrix.
-    const bool q8k = input == k::MatmulInput::kQ8K;
-    x_stride = q8k ? k::q8k_row_bytes(cols) : k::q8_row_bytes(cols);
-    uint8_t* q8 = xq_.data();
-    for (int i = 0; i < n; ++i) {
-      (q8k ? kernels_->quantize_q8k : kernels_->quantize_q8)(
-          x + static_cast<size_t>(i) * cols, q8 + static_cast<size_t>(i) * x_stride, cols);
-    }
-    return q8;
-  }
-  if (type == GgmlType::kF16 || type == GgmlType::kBF16) {
-    // ggml rounds activations to the weight's 16-bit type before the dot product;
-    // doing the same keeps results close to llama.cpp's.
-    const int total = n * cols;
-    if (type == GgmlType::kF16) {
-      uint16_t* half = reinterpret_cast<uint16_t*>(xq_.data());
-      kernels_->f32_to_f16(x, half, total);
-      kernels_->f16_to_f32(half, xround_.data(), total);
+  const bool rounded = type == GgmlType::kF16 || type == GgmlType::kBF16;
+  if (input == k::MatmulInput::kF32 && !rounded) return x;
+  const bool q8k = input == k::MatmulInput::kQ8K;
+  if (input != k::MatmulInput::kF32) x_stride = q8k ? k::q8k_row_bytes(cols) : k::q8_row_bytes(cols);
+  // Rows [r0, r1) of the encoded input. Quantized rows are shared read-only by every
+  // thread and matrix. F16 / BF16: ggml rounds activations to the weight's 16-bit
+  // type before the dot product; doing the same keeps results close to llama.cpp's.
+  auto encode = [&](int r0, int r1) {
+    const size_t first = static_cast<size_t>(r0) * static_cast<size_t>(cols);
+    if (input != k::MatmulInput::kF32) {
+      for (int i = r0; i < r1; ++i) {
+        (q8k ? kernels_->quantize_q8k : kernels_->quantize_q8)(
+            x + static_cast<size_t>(i) * cols, xq_.data() + static_cast<size_t>(i) * x_stride, cols);
+      }
+    } else if (type == GgmlType::kF16) {
+      uint16_t* half = reinterpret_cast<uint16_t*>(xq_.data()) + first;
+      const int count = (r1 - r0) * cols;
+      kernels_->f32_to_f16(x + first, half, count);
+      kernels_->f16_to_f32(half, xround_.data() + first, count);
     } else {
-      for (int i = 0; i < total; ++i)
-        xround_[static_cast<size_t>(i)] = k::bf16_to_f32(k::f32_to_bf16(x[i]));
+      const size_t end = static_cast<size_t>(r1) * static_cast<size_t>(cols);
+      for (size_t i = first; i < end; ++i) xround_[i] = k::bf16_to_f32(k::f32_to_bf16(x[i]));
     }
-    return xround_.data();
+  };
+  // A prefill's input (hundreds of rows) is worth splitting; a decode step's is not.
+  constexpr int64_t kMinParallelElements = 1 << 15;
+  const int threads = pool_->size();
+  if (threads > 1 && static_cast<int64_t>(n) * cols >= kMinParallelElements) {
+    const int tasks = std::min(n, threads * 2);
+    pool_->parallel_for(tasks, [&](int task, int) {
+      encode(static_cast<int>(static_cast<int64_t>(n) * task / tasks),
+             static_cast<int>(static_cast<int64_t>(n) * (task + 1) / tasks));
+    });
+  } else {
+    encode(0, n);
   }
-  return x;
+  return input != k::MatmulInput::kF32 ? static_cast<const void*>(xq_.data())
+                                       : static_cast<const void*>(xround_.data());
 }
 
 void Linear::matmul(std::initializer_list<Job> jobs, const float* x, int n) {
@@ -134,8 +146,15 @@ void Linear::matmul(std::initializer_list<Job> jobs, const float* x, int n) {
       const int a = std::max(u0, unit_start[j]), b = std::min(u1, unit_start[j + 1]);
       if (a >= b) continue;
       const int r0 = (a - unit_start[j]) * unit;
-      const int r1 = std::min((b - unit_start[j]) * unit, jobs.begin()[j].m->rows);
+      const Job& job = jobs.begin()[j];
+      const int r1 = std::min((b - unit_start[j]) * unit, job.m->rows);
       fns[j](args[j], r0, r1);
+      if (job.bias != nullptr) {
+        for (int i = 0; i < n; ++i) {
+          float* y = job.y + static_cast<size_t>(i) * static_cast<size_t>(job.m->rows) + r0;
+          kernels_->add(y, job.bias + r0, y, r1 - r0);
+        }
+      }
     }
   };
   // Small products (tiny models, single tokens) cost less than waking the pool.

@@ -86,11 +86,13 @@ class Linear {
 
   struct Job {
     const Matrix* m;
-    float* y;  // n rows of m->rows floats
+    float* y;                     // n rows of m->rows floats
+    const float* bias = nullptr;  // m->rows floats added to every row of y, or none
   };
-  // For each job (at most 4, sharing the input x[n][cols]): y[n][m.rows] = x . m^T.
-  // The input is encoded for the weight type once, and all the jobs' rows are split
-  // over the pool in one parallel loop.
+  // For each job (at most 4, sharing the input x[n][cols]): y[n][m.rows] = x . m^T
+  // (+ bias). The input is encoded for the weight type once (split over the pool when
+  // large), and all the jobs' rows are split over the pool in one parallel loop; each
+  // task adds the bias to the outputs it wrote while they are in cache.
   void matmul(std::initializer_list<Job> jobs, const float* x, int n);
 
  private:

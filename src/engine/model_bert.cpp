@@ -75,43 +75,13 @@ const float* gelu_table() {
 
 float round_f16(float x) { return k::fp16_to_f32(k::f32_to_fp16(x)); }
 
-void round_to_f16(float* x, size_t n) {
-  for (size_t i = 0; i < n; ++i) x[i] = round_f16(x[i]);
-}
+// Attention works on blocks of up to this many queries of one input and one head: a
+// block's scores against all the input's keys (at most n_ctx_train) stay in cache.
+constexpr int kQueryBlock = 64;
 
-void gelu(float* x, size_t n) {
-  const float* table = gelu_table();
-  for (size_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    if (v <= -10.0f) {
-      x[i] = 0.0f;
-    } else if (v < 10.0f) {
-      x[i] = table[k::f32_to_fp16(v)];
-    }
-  }
-}
-
-// y = (x - mean) / sqrt(var + eps) * w + b, the sums in double as ggml's norm.
-void layer_norm(const float* x, const float* w, const float* b, float* y, int n, float eps) {
-  double sum = 0.0;
-  for (int i = 0; i < n; ++i) sum += x[i];
-  const auto mean = static_cast<float>(sum / n);
-  double sq = 0.0;
-  for (int i = 0; i < n; ++i) {
-    const float c = x[i] - mean;
-    sq += static_cast<double>(c) * c;
-  }
-  const auto inv = static_cast<float>(1.0 / std::sqrt(sq / n + eps));
-  for (int i = 0; i < n; ++i) y[i] = (x[i] - mean) * inv * w[i] + b[i];
-}
-
-void add_bias(float* y, const float* bias, int rows, int cols) {
-  if (bias == nullptr) return;
-  for (int r = 0; r < rows; ++r) {
-    float* row = y + static_cast<size_t>(r) * cols;
-    for (int c = 0; c < cols; ++c) row[c] += bias[c];
-  }
-}
+// Row-wise steps (bias, residual, LayerNorm, GELU) below this many elements run on the
+// calling thread alone; above it the pool's wake-up costs less than it saves.
+constexpr int64_t kMinParallelElements = 1 << 13;
 
 struct Norm {
   const float* w = nullptr;
@@ -143,6 +113,12 @@ class BertEncoder final : public Encoder {
   // One forward pass over inputs whose tokens fit the scratch.
   void forward(std::span<const std::vector<int32_t>> inputs, Pooling pooling, float* out);
   void attention(std::span<const std::vector<int32_t>> inputs, const std::vector<int>& starts);
+  // llama.cpp's flash-attention rounding (EncoderOptions::ggml_attention_rounding).
+  void attention_ggml(std::span<const std::vector<int32_t>> inputs, const std::vector<int>& starts);
+  // fn(r0, r1, thread) over [0, rows) in ranges split across the pool, or on this
+  // thread alone when rows * row_elements is small.
+  template <typename Fn>
+  void for_rows(int rows, int64_t row_elements, Fn&& fn);
   Status matrix(const std::string& name, int rows, int cols, Matrix& out, bool optional = false) {
     return load_matrix(*file_, info_.path, name, rows, cols, out, optional);
   }
@@ -174,8 +150,13 @@ class BertEncoder final : public Encoder {
   Norm embd_norm_;
   std::vector<EncoderLayer> layers_;
 
-  Scratch<float> x_, h_, q_, k_, v_, att_, up_, gate_, qkv_, row_;
-  Scratch<float> scores_;  // per thread: n_ctx_train
+  Scratch<float> x_, h_, q_, k_, v_, att_, up_, gate_, qkv_;
+  Scratch<float> row_;     // per thread: dim
+  Scratch<float> scores_;  // per thread: (kQueryBlock + head size) x n_ctx_train
+  struct AttentionTask {
+    int input, head, q0, nq;  // queries [q0, q0 + nq) of input, as token indices
+  };
+  std::vector<AttentionTask> attention_tasks_;  // reused by every pass
   Scratch<float> rope_cos_, rope_sin_;
 };
 
@@ -347,27 +328,111 @@ Result<std::unique_ptr<Encoder>> BertEncoder::load(const std::string& path,
     model->rope_cos_.resize(nb * half);
     model->rope_sin_.resize(nb * half);
   }
-  model->row_.resize(d);
-  model->scores_.resize(static_cast<size_t>(model->pool_->size()) *
-                        static_cast<size_t>(info.n_ctx_train));
+  const size_t threads = static_cast<size_t>(model->pool_->size());
+  model->row_.resize(threads * d);
+  const size_t head_dim = d / static_cast<size_t>(info.n_heads);
+  model->scores_.resize(threads * (kQueryBlock + head_dim) * static_cast<size_t>(info.n_ctx_train));
   return std::unique_ptr<Encoder>(std::move(model));
 }
 
+template <typename Fn>
+void BertEncoder::for_rows(int rows, int64_t row_elements, Fn&& fn) {
+  const int threads = pool_->size();
+  if (threads == 1 || rows < 2 || rows * row_elements < kMinParallelElements) {
+    fn(0, rows, 0);
+    return;
+  }
+  const int tasks = std::min(rows, threads * 4);
+  pool_->parallel_for(tasks, [&](int task, int thread) {
+    fn(static_cast<int>(static_cast<int64_t>(rows) * task / tasks),
+       static_cast<int>(static_cast<int64_t>(rows) * (task + 1) / tasks), thread);
+  });
+}
+
+// Per (input, head, block of queries): the block's scores against all the input's
+// keys as one small matrix product (queries x keys, k = head size), a softmax per
+// row, then the weighted sum of the values as another (queries x head size, k = the
+// input's length, against the head's values transposed). The products' kernels sum
+// each (row, column) pair in a fixed order, so an input's vector does not depend on
+// what else is in the batch.
 void BertEncoder::attention(std::span<const std::vector<int32_t>> inputs,
                             const std::vector<int>& starts) {
+  if (ggml_rounding_) return attention_ggml(inputs, starts);
+  const int d = info_.dim, n_heads = info_.n_heads, hd = d / n_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const size_t ctx = static_cast<size_t>(info_.n_ctx_train);
+  const size_t per_thread = (kQueryBlock + static_cast<size_t>(hd)) * ctx;
+  const size_t row_bytes = static_cast<size_t>(d) * sizeof(float);
+  attention_tasks_.clear();
+  int64_t work = 0;
+  for (size_t s = 0; s < inputs.size(); ++s) {
+    const int len = starts[s + 1] - starts[s];
+    work += static_cast<int64_t>(len) * len * d;
+    for (int h = 0; h < n_heads; ++h) {
+      for (int q = 0; q < len; q += kQueryBlock) {
+        attention_tasks_.push_back(
+            {static_cast<int>(s), h, starts[s] + q, std::min(kQueryBlock, len - q)});
+      }
+    }
+  }
+  auto task = [&](int idx, int thread) {
+    const AttentionTask& a = attention_tasks_[static_cast<size_t>(idx)];
+    const int first = starts[static_cast<size_t>(a.input)];
+    const int len = starts[static_cast<size_t>(a.input) + 1] - first;
+    const size_t col = static_cast<size_t>(a.head) * static_cast<size_t>(hd);
+    float* scores = scores_.data() + static_cast<size_t>(thread) * per_thread;
+    float* vt = scores + static_cast<size_t>(kQueryBlock) * ctx;  // hd rows of len
+    const size_t score_bytes = static_cast<size_t>(len) * sizeof(float);
+    // scores[i][j] = q_i . k_j
+    k::MatmulArgs qk{&k_[static_cast<size_t>(first) * d + col],
+                     row_bytes,
+                     &q_[static_cast<size_t>(a.q0) * d + col],
+                     row_bytes,
+                     scores,
+                     score_bytes,
+                     a.nq,
+                     hd};
+    kernels_->matmul_f32(qk, 0, len);
+    for (int i = 0; i < a.nq; ++i) {
+      float* row = scores + static_cast<size_t>(i) * static_cast<size_t>(len);
+      kernels_->scale(row, scale, len);
+      kernels_->softmax(row, len);
+    }
+    for (int j = 0; j < len; ++j) {
+      const float* vr = &v_[static_cast<size_t>(first + j) * d + col];
+      for (int c = 0; c < hd; ++c) vt[static_cast<size_t>(c) * static_cast<size_t>(len) + static_cast<size_t>(j)] = vr[c];
+    }
+    // out_i[c] = sum_j p_ij v_j[c]
+    k::MatmulArgs pv{vt, score_bytes, scores, score_bytes, &att_[static_cast<size_t>(a.q0) * d + col],
+                     row_bytes, a.nq, len};
+    kernels_->matmul_f32(pv, 0, hd);
+  };
+  const int tasks = static_cast<int>(attention_tasks_.size());
+  if (work < kMinParallelWork) {
+    for (int i = 0; i < tasks; ++i) task(i, 0);
+  } else {
+    pool_->parallel_for(tasks, std::move(task));
+  }
+}
+
+void BertEncoder::attention_ggml(std::span<const std::vector<int32_t>> inputs,
+                                 const std::vector<int>& starts) {
   const int d = info_.dim, n_heads = info_.n_heads, hd = d / n_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int total_tokens = starts.back();
-  const size_t per_thread = static_cast<size_t>(info_.n_ctx_train);
+  const size_t per_thread = (kQueryBlock + static_cast<size_t>(hd)) * static_cast<size_t>(info_.n_ctx_train);
+  // llama.cpp's CPU flash attention casts K and V to F16 and Q to K's type.
+  for_rows(total_tokens, 3 * d, [&](int t0, int t1, int) {
+    const size_t first = static_cast<size_t>(t0) * d;
+    const int count = (t1 - t0) * d;
+    for (float* m : {q_.data(), k_.data(), v_.data()}) {
+      for (int i = 0; i < count; ++i) m[first + static_cast<size_t>(i)] = round_f16(m[first + static_cast<size_t>(i)]);
+    }
+  });
   // One task per (token, head): its scores against every token of its input.
   std::vector<int> owner(static_cast<size_t>(total_tokens));
   for (size_t s = 0; s < inputs.size(); ++s) {
     std::fill(owner.begin() + starts[s], owner.begin() + starts[s + 1], static_cast<int>(s));
-  }
-  if (ggml_rounding_) {
-    // llama.cpp's CPU flash attention casts K and V to F16 and Q to K's type.
-    const size_t n = static_cast<size_t>(total_tokens) * static_cast<size_t>(d);
-    for (float* m : {q_.data(), k_.data(), v_.data()}) round_to_f16(m, n);
   }
   auto task = [&](int idx, int thread) {
     const int t = idx / n_heads, h = idx % n_heads;
@@ -380,34 +445,25 @@ void BertEncoder::attention(std::span<const std::vector<int32_t>> inputs,
       const float* kr = &k_[static_cast<size_t>(first + j) * d + static_cast<size_t>(h) * hd];
       scores[j] = kernels_->dot_f32(q, kr, hd) * scale;
     }
+    // ggml's online softmax: the weighted sum of V rows is kept in F16, rounded
+    // after every position; the weights' sum in F32.
     float* o = &att_[static_cast<size_t>(t) * d + static_cast<size_t>(h) * hd];
-    if (ggml_rounding_) {
-      // ggml's online softmax: the weighted sum of V rows is kept in F16, rounded
-      // after every position; the weights' sum in F32.
-      float max = -INFINITY, sum = 0.0f;
-      std::fill(o, o + hd, 0.0f);
-      for (int j = 0; j < len; ++j) {
-        float old_scale = 1.0f, weight = 1.0f;
-        if (scores[j] > max) {
-          old_scale = std::exp(max - scores[j]);
-          max = scores[j];
-          for (int c = 0; c < hd; ++c) o[c] = round_f16(o[c] * old_scale);
-        } else {
-          weight = std::exp(scores[j] - max);
-        }
-        const float* vr = &v_[static_cast<size_t>(first + j) * d + static_cast<size_t>(h) * hd];
-        for (int c = 0; c < hd; ++c) o[c] = round_f16(o[c] + vr[c] * weight);
-        sum = sum * old_scale + weight;
-      }
-      for (int c = 0; c < hd; ++c) o[c] /= sum;
-      return;
-    }
-    kernels_->softmax(scores, len);
+    float max = -INFINITY, sum = 0.0f;
     std::fill(o, o + hd, 0.0f);
     for (int j = 0; j < len; ++j) {
-      kernels_->axpy_f32(scores[j], &v_[static_cast<size_t>(first + j) * d + static_cast<size_t>(h) * hd],
-                         o, hd);
+      float old_scale = 1.0f, weight = 1.0f;
+      if (scores[j] > max) {
+        old_scale = std::exp(max - scores[j]);
+        max = scores[j];
+        for (int c = 0; c < hd; ++c) o[c] = round_f16(o[c] * old_scale);
+      } else {
+        weight = std::exp(scores[j] - max);
+      }
+      const float* vr = &v_[static_cast<size_t>(first + j) * d + static_cast<size_t>(h) * hd];
+      for (int c = 0; c < hd; ++c) o[c] = round_f16(o[c] + vr[c] * weight);
+      sum = sum * old_scale + weight;
     }
+    for (int c = 0; c < hd; ++c) o[c] /= sum;
   };
   int64_t work = 0;
   for (const auto& in : inputs) work += static_cast<int64_t>(in.size()) * in.size() * d;
@@ -426,71 +482,79 @@ void BertEncoder::forward(std::span<const std::vector<int32_t>> inputs, Pooling 
   for (const auto& in : inputs) starts.push_back(starts.back() + static_cast<int>(in.size()));
   const int n = starts.back();
   const size_t rope_stride = static_cast<size_t>(hd / 2 + 1);
-  for (size_t s = 0; s < inputs.size(); ++s) {
-    for (size_t p = 0; p < inputs[s].size(); ++p) {
-      const int t = starts[s] + static_cast<int>(p);
+  // Embeddings and their LayerNorm, token by token.
+  for_rows(n, 4 * static_cast<int64_t>(d), [&](int t0, int t1, int thread) {
+    float* tmp = &row_[static_cast<size_t>(thread) * d];
+    size_t s = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), t0) - starts.begin()) - 1;
+    for (int t = t0; t < t1; ++t) {
+      while (t >= starts[s + 1]) ++s;
+      const int p = t - starts[s];
       float* x = &x_[static_cast<size_t>(t) * d];
       std::fill(x, x + d, 0.0f);
-      add_row(tok_embd_, inputs[s][p], d, x, row_.data());
-      if (type_embd_ != nullptr) add_row(type_embd_, 0, d, x, row_.data());
-      if (pos_embd_ != nullptr) add_row(pos_embd_, static_cast<int>(p), d, x, row_.data());
+      add_row(tok_embd_, inputs[s][static_cast<size_t>(p)], d, x, tmp);
+      if (type_embd_ != nullptr) add_row(type_embd_, 0, d, x, tmp);
+      if (pos_embd_ != nullptr) add_row(pos_embd_, p, d, x, tmp);
       if (nomic_) {
-        k::rope_angles(static_cast<int>(p), hd, rope_base_, 1.0f,
-                       &rope_cos_[static_cast<size_t>(t) * rope_stride],
+        k::rope_angles(p, hd, rope_base_, 1.0f, &rope_cos_[static_cast<size_t>(t) * rope_stride],
                        &rope_sin_[static_cast<size_t>(t) * rope_stride]);
       }
+      kernels_->layer_norm(x, embd_norm_.w, embd_norm_.b, x, d, eps_);
     }
-  }
-  for (int t = 0; t < n; ++t) {
-    float* x = &x_[static_cast<size_t>(t) * d];
-    layer_norm(x, embd_norm_.w, embd_norm_.b, x, d, eps_);
-  }
-  const size_t nd = static_cast<size_t>(n) * d;
+  });
+  // x = LayerNorm(x + h), h already holding its bias.
+  auto residual_norm = [&](const Norm& norm) {
+    for_rows(n, 2 * static_cast<int64_t>(d), [&](int t0, int t1, int) {
+      for (int t = t0; t < t1; ++t) {
+        float* x = &x_[static_cast<size_t>(t) * d];
+        kernels_->add(x, &h_[static_cast<size_t>(t) * d], x, d);
+        kernels_->layer_norm(x, norm.w, norm.b, x, d, eps_);
+      }
+    });
+  };
   for (const EncoderLayer& L : layers_) {
     if (nomic_) {
       linear_->matmul({{&L.wqkv, qkv_.data()}}, x_.data(), n);
-      for (int t = 0; t < n; ++t) {
-        const float* row = &qkv_[static_cast<size_t>(t) * 3 * d];
-        std::copy_n(row, d, &q_[static_cast<size_t>(t) * d]);
-        std::copy_n(row + d, d, &k_[static_cast<size_t>(t) * d]);
-        std::copy_n(row + 2 * d, d, &v_[static_cast<size_t>(t) * d]);
-        const float* cos = &rope_cos_[static_cast<size_t>(t) * rope_stride];
-        const float* sin = &rope_sin_[static_cast<size_t>(t) * rope_stride];
-        kernels_->rope(&q_[static_cast<size_t>(t) * d], info_.n_heads, hd, hd, cos, sin,
-                       k::RopeStyle::kNeox);
-        kernels_->rope(&k_[static_cast<size_t>(t) * d], info_.n_heads, hd, hd, cos, sin,
-                       k::RopeStyle::kNeox);
-      }
+      for_rows(n, 3 * static_cast<int64_t>(d), [&](int t0, int t1, int) {
+        for (int t = t0; t < t1; ++t) {
+          const float* row = &qkv_[static_cast<size_t>(t) * 3 * d];
+          float* q = &q_[static_cast<size_t>(t) * d];
+          float* kk = &k_[static_cast<size_t>(t) * d];
+          float* v = &v_[static_cast<size_t>(t) * d];
+          std::copy_n(row, d, q);
+          std::copy_n(row + d, d, kk);
+          std::copy_n(row + 2 * d, d, v);
+          const float* cos = &rope_cos_[static_cast<size_t>(t) * rope_stride];
+          const float* sin = &rope_sin_[static_cast<size_t>(t) * rope_stride];
+          kernels_->rope(q, info_.n_heads, hd, hd, cos, sin, k::RopeStyle::kNeox);
+          kernels_->rope(kk, info_.n_heads, hd, hd, cos, sin, k::RopeStyle::kNeox);
+          if (L.bq != nullptr) kernels_->add(q, L.bq, q, d);
+          if (L.bk != nullptr) kernels_->add(kk, L.bk, kk, d);
+          if (L.bv != nullptr) kernels_->add(v, L.bv, v, d);
+        }
+      });
     } else {
-      linear_->matmul({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, x_.data(), n);
+      linear_->matmul({{&L.wq, q_.data(), L.bq}, {&L.wk, k_.data(), L.bk}, {&L.wv, v_.data(), L.bv}},
+                      x_.data(), n);
     }
-    add_bias(q_.data(), L.bq, n, d);
-    add_bias(k_.data(), L.bk, n, d);
-    add_bias(v_.data(), L.bv, n, d);
     attention(inputs, starts);
-    linear_->matmul({{&L.wo, h_.data()}}, att_.data(), n);
-    add_bias(h_.data(), L.bo, n, d);
-    kernels_->add(x_.data(), h_.data(), x_.data(), static_cast<int>(nd));
-    for (int t = 0; t < n; ++t) {
-      float* x = &x_[static_cast<size_t>(t) * d];
-      layer_norm(x, L.attn_norm.w, L.attn_norm.b, x, d, eps_);
-    }
-    const size_t nf = static_cast<size_t>(n) * ffn;
+    linear_->matmul({{&L.wo, h_.data(), L.bo}}, att_.data(), n);
+    residual_norm(L.attn_norm);
     if (nomic_) {
       linear_->matmul({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, x_.data(), n);
-      kernels_->silu_mul(gate_.data(), up_.data(), up_.data(), static_cast<int>(nf));
+      for_rows(n, ffn, [&](int t0, int t1, int) {
+        const size_t first = static_cast<size_t>(t0) * ffn;
+        kernels_->silu_mul(&gate_[first], &up_[first], &up_[first], (t1 - t0) * ffn);
+      });
     } else {
-      linear_->matmul({{&L.w_up, up_.data()}}, x_.data(), n);
-      add_bias(up_.data(), L.b_up, n, ffn);
-      gelu(up_.data(), nf);
+      linear_->matmul({{&L.w_up, up_.data(), L.b_up}}, x_.data(), n);
+      const float* table = gelu_table();
+      for_rows(n, ffn, [&](int t0, int t1, int) {
+        const size_t first = static_cast<size_t>(t0) * ffn;
+        kernels_->gelu_f16_table(table, &up_[first], (t1 - t0) * ffn);
+      });
     }
-    linear_->matmul({{&L.w_down, h_.data()}}, up_.data(), n);
-    add_bias(h_.data(), L.b_down, n, d);
-    kernels_->add(x_.data(), h_.data(), x_.data(), static_cast<int>(nd));
-    for (int t = 0; t < n; ++t) {
-      float* x = &x_[static_cast<size_t>(t) * d];
-      layer_norm(x, L.ffn_norm.w, L.ffn_norm.b, x, d, eps_);
-    }
+    linear_->matmul({{&L.w_down, h_.data(), L.b_down}}, up_.data(), n);
+    residual_norm(L.ffn_norm);
   }
   for (size_t s = 0; s < inputs.size(); ++s) {
     float* o = out + s * static_cast<size_t>(d);

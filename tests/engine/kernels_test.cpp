@@ -590,6 +590,16 @@ TEST(Kernels, EverySimdSmallOpMatchesScalar) {
       simd->rmsnorm(a.data(), nullptr, y2.data(), n, 1e-6f);
       expect_close(y2, y1, 1e-5, "rmsnorm no weight " + tag);
 
+      std::vector<float> lb = random_floats(rng, static_cast<size_t>(n));
+      std::vector<float> shifted = a;
+      for (float& v : shifted) v += 3.0f;  // a mean far from 0
+      ref().layer_norm(shifted.data(), w.data(), lb.data(), y1.data(), n, 1e-12f);
+      simd->layer_norm(shifted.data(), w.data(), lb.data(), y2.data(), n, 1e-12f);
+      expect_close(y2, y1, 1e-5, "layer_norm " + tag);
+      y2 = shifted;  // in place
+      simd->layer_norm(y2.data(), w.data(), lb.data(), y2.data(), n, 1e-12f);
+      expect_close(y2, y1, 1e-5, "layer_norm in place " + tag);
+
       y1 = a;
       y2 = a;
       y1[0] = 50.0f;  // a large logit: exp of very negative differences
@@ -641,6 +651,53 @@ TEST(Kernels, EverySimdSmallOpMatchesScalar) {
       expect_close(back2, back1, 0, "f16_to_f32 " + tag);
     }
   }
+}
+
+// The GELU lookup indexes by F16 bits, so SIMD and scalar must agree bit for bit:
+// every F16 value, values around the +-10 clamps and rounding ties, random floats,
+// every tail length.
+TEST(Kernels, EverySimdGeluTableMatchesScalarBitForBit) {
+  std::vector<float> table(65536);
+  for (size_t i = 0; i < table.size(); ++i) table[i] = static_cast<float>(i) * 0.5f - 7.0f;
+  std::vector<float> x;
+  for (uint32_t h = 0; h < 65536; ++h) x.push_back(fp16_to_f32(static_cast<uint16_t>(h)));
+  for (float edge : {-10.0f, 10.0f, 0.0f, 1.0f, 65504.0f}) {
+    uint32_t bits;
+    std::memcpy(&bits, &edge, 4);
+    for (int d = -4096; d <= 4096; ++d) {
+      const uint32_t b = bits + static_cast<uint32_t>(d);
+      float f;
+      std::memcpy(&f, &b, 4);
+      x.push_back(f);
+      x.push_back(-f);
+    }
+  }
+  std::mt19937 rng(21);
+  for (float v : random_floats(rng, 1 << 16, 6.0f)) x.push_back(v);
+  x.push_back(std::nanf(""));
+  for (const Kernels* simd : simd_tables()) {
+    for (int n : {1, 7, 8, 9, 15, 16, 17, static_cast<int>(x.size())}) {
+      std::vector<float> y1(x.begin(), x.begin() + n), y2 = y1;
+      ref().gelu_f16_table(table.data(), y1.data(), n);
+      simd->gelu_f16_table(table.data(), y2.data(), n);
+      for (int i = 0; i < n; ++i) {
+        if (std::isnan(y1[static_cast<size_t>(i)])) {
+          ASSERT_TRUE(std::isnan(y2[static_cast<size_t>(i)])) << simd->name << " at " << i;
+          continue;
+        }
+        ASSERT_EQ(std::memcmp(&y1[static_cast<size_t>(i)], &y2[static_cast<size_t>(i)], 4), 0)
+            << simd->name << " n " << n << " x " << x[static_cast<size_t>(i)];
+      }
+    }
+  }
+  // The reference's clamps.
+  std::vector<float> c = {-10.0f, -11.0f, 10.0f, 12.5f, 1.0f};
+  ref().gelu_f16_table(table.data(), c.data(), static_cast<int>(c.size()));
+  EXPECT_EQ(c[0], 0.0f);
+  EXPECT_EQ(c[1], 0.0f);
+  EXPECT_EQ(c[2], 10.0f);
+  EXPECT_EQ(c[3], 12.5f);
+  EXPECT_EQ(c[4], table[f32_to_fp16(1.0f)]);
 }
 
 TEST(Kernels, EverySimdAttentionHelperMatchesScalar) {

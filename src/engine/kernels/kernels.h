@@ -144,6 +144,14 @@ struct Kernels {
   // rope_angles). rot_dim even, rot_dim <= head_dim.
   void (*rope)(float* x, int n_heads, int head_dim, int rot_dim, const float* cos, const float* sin,
                RopeStyle style);
+  // LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b over n elements, the sums of x
+  // and of (x - mean)^2 accumulated in double as ggml's norm does. y may alias x.
+  void (*layer_norm)(const float* x, const float* w, const float* b, float* y, int n, float eps);
+  // GELU looked up as ggml's F16 table does it, in place: x <= -10 gives 0, x >= 10
+  // (and NaN) stay, anything else becomes table[f32_to_fp16(x)] (the caller's 65,536
+  // floats indexed by F16 bits, round to nearest even). Every table gives
+  // bit-identical results.
+  void (*gelu_f16_table)(const float* table, float* x, int n);
   float (*dot_f32)(const float* a, const float* b, int n);
   void (*axpy_f32)(float alpha, const float* x, float* y, int n);  // y += alpha * x
 

@@ -63,6 +63,31 @@ void rope(float* x, int n_heads, int head_dim, int rot_dim, const float* cos, co
   }
 }
 
+// The sums in double, as ggml's norm.
+void layer_norm(const float* x, const float* w, const float* b, float* y, int n, float eps) {
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) sum += x[i];
+  const auto mean = static_cast<float>(sum / n);
+  double sq = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const float c = x[i] - mean;
+    sq += static_cast<double>(c) * c;
+  }
+  const auto inv = static_cast<float>(1.0 / std::sqrt(sq / n + eps));
+  for (int i = 0; i < n; ++i) y[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+void gelu_f16_table(const float* table, float* x, int n) {
+  for (int i = 0; i < n; ++i) {
+    const float v = x[i];
+    if (v <= -10.0f) {
+      x[i] = 0.0f;
+    } else if (v < 10.0f) {
+      x[i] = table[f32_to_fp16(v)];
+    }
+  }
+}
+
 float dot_f32(const float* a, const float* b, int n) {
   float sum = 0;
   for (int i = 0; i < n; ++i) sum += a[i] * b[i];
@@ -115,6 +140,8 @@ void fill_scalar_ops(Kernels& t) {
   t.add = add;
   t.scale = scale;
   t.rope = rope;
+  t.layer_norm = layer_norm;
+  t.gelu_f16_table = gelu_f16_table;
   t.dot_f32 = dot_f32;
   t.axpy_f32 = axpy_f32;
   t.dot_f16 = dot_f16;

@@ -145,6 +145,73 @@ void f16_to_f32(const uint16_t* x, float* out, int n) {
   for (; i < n; ++i) out[i] = _cvtsh_ss(x[i]);
 }
 
+// Sums in double (as ggml's norm), four lanes of partial sums per accumulator: the
+// order differs from the scalar reference's, which double precision mostly hides.
+void layer_norm(const float* x, const float* w, const float* b, float* y, int n, float eps) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+  }
+  alignas(32) double parts[4];
+  _mm256_store_pd(parts, _mm256_add_pd(s0, s1));
+  double sum = (parts[0] + parts[1]) + (parts[2] + parts[3]);
+  for (; i < n; ++i) sum += x[i];
+  const auto mean = static_cast<float>(sum / n);
+  const __m256 mv = _mm256_set1_ps(mean);
+  s0 = _mm256_setzero_pd();
+  s1 = _mm256_setzero_pd();
+  i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 c = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv);
+    const __m256d c0 = _mm256_cvtps_pd(_mm256_castps256_ps128(c));
+    const __m256d c1 = _mm256_cvtps_pd(_mm256_extractf128_ps(c, 1));
+    s0 = _mm256_fmadd_pd(c0, c0, s0);  // a float's square is exact in double
+    s1 = _mm256_fmadd_pd(c1, c1, s1);
+  }
+  _mm256_store_pd(parts, _mm256_add_pd(s0, s1));
+  double sq = (parts[0] + parts[1]) + (parts[2] + parts[3]);
+  for (; i < n; ++i) {
+    const float c = x[i] - mean;
+    sq += static_cast<double>(c) * c;
+  }
+  const auto inv = static_cast<float>(1.0 / std::sqrt(sq / n + eps));
+  const __m256 iv = _mm256_set1_ps(inv);
+  i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 c = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), iv);
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(c, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+  }
+  for (; i < n; ++i) y[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+// F16C conversion for the index, a gather for the lookup: bit-identical to the scalar
+// reference (both round to nearest even).
+void gelu_f16_table(const float* table, float* x, int n) {
+  const __m256 lo = _mm256_set1_ps(-10.0f), hi = _mm256_set1_ps(10.0f);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256i idx =
+        _mm256_cvtepu16_epi32(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256 g = _mm256_i32gather_ps(table, idx, 4);
+    const __m256 in_range =
+        _mm256_and_ps(_mm256_cmp_ps(v, lo, _CMP_GT_OQ), _mm256_cmp_ps(v, hi, _CMP_LT_OQ));
+    const __m256 zero = _mm256_cmp_ps(v, lo, _CMP_LE_OQ);
+    _mm256_storeu_ps(x + i, _mm256_andnot_ps(zero, _mm256_blendv_ps(v, g, in_range)));
+  }
+  for (; i < n; ++i) {
+    const float v = x[i];
+    if (v <= -10.0f) {
+      x[i] = 0.0f;
+    } else if (v < 10.0f) {
+      x[i] = table[_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT)];
+    }
+  }
+}
+
 // Squares in float, summed in double (as ggml does), see the scalar reference.
 void rmsnorm(const float* x, const float* w, float* y, int n, float eps) {
   __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
@@ -226,6 +293,8 @@ void fill_avx2_ops(Kernels& t) {
   t.rmsnorm = rmsnorm;
   t.softmax = softmax;
   t.silu_mul = silu_mul;
+  t.layer_norm = layer_norm;
+  t.gelu_f16_table = gelu_f16_table;
   t.dot_f32 = dot_f32;
   t.axpy_f32 = axpy_f32;
   t.dot_f16 = dot_f16;
