@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -50,6 +51,39 @@ struct ModelOptions {
   // Slower, and no repacked weights. Off: infera's own (faster) kernels, as exact but
   // rounding in other places.
   bool ggml_kernel_order = false;
+  // Directory of persisted packed-weight images (packed_image.h; --packed-cache-dir,
+  // off with --no-packed-cache; empty = off). A load that repacks writes its image there
+  // in the background; a later load of the same file with the same kernel table maps
+  // the image instead of repacking, serves from it at once, and copies it into huge-page
+  // memory in the background (adopted at the next eval()).
+  std::string packed_cache_dir;
+  // Most bytes of images the directory keeps; least recently used ones are deleted
+  // beyond it (--packed-cache-max-bytes).
+  uint64_t packed_cache_max_bytes = uint64_t{8} << 30;
+  // Copy a mapped image into private huge-page memory in the background. Off: keep
+  // serving from the image's 4 KiB file pages (shared with other processes mapping it;
+  // prompt processing measured up to a quarter slower, docs/BENCHMARKS.md).
+  bool promote_packed_image = true;
+  // Told, from the loading thread or the model's background thread, why an image was
+  // refused (it was then deleted and the weights repacked) or could not be written.
+  // May be empty.
+  std::function<void(const std::string&)> packed_cache_warning;
+};
+
+// Where a loaded model's packed weights are (Model::load_report).
+enum class PackedWeights {
+  kNone,      // nothing repacked: every matrix is read in the file's layout
+  kRepacked,  // repacked from the file at this load into private huge-page memory
+  kImage,     // mapped from a persisted image, not yet promoted
+  kPromoted,  // copied from the image into private huge-page memory (same bytes)
+};
+
+struct LoadReport {
+  PackedWeights weights = PackedWeights::kNone;
+  std::string image_path;      // the image used or written; empty without a cache dir
+  bool image_written = false;  // this model's background writer finished the image
+  double load_ms = 0;          // Model::load, from open to return
+  double pack_ms = 0;          // of it: repacking, or mapping and checking the image
 };
 
 struct ModelInfo {
@@ -101,6 +135,13 @@ class Model {
   // the rows are valid until the next eval() or eval_hidden().
   virtual Status eval_hidden(std::span<const BatchEntry> batch,
                              std::vector<const float*>& hidden) = 0;
+
+  // How this load placed the packed weights. Any thread.
+  virtual LoadReport load_report() const = 0;
+  // Waits until the model's background work (writing its image, or copying the image
+  // into private memory) has finished; the copy is adopted at the next eval(). For tests
+  // and benchmarks; any thread but the one calling eval() is fine too.
+  virtual void wait_for_background_work() = 0;
 };
 
 // A destroyed model's repacked weights stay mapped as one spare region, which the

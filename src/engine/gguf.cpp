@@ -588,6 +588,10 @@ INFERA_GGUF_INSTANTIATE(std::string_view)
 
 #undef INFERA_GGUF_INSTANTIATE
 
+FileIdentity GgufFile::identity() const {
+  return mapping_ != nullptr ? mapping_->identity() : FileIdentity{};
+}
+
 void GgufFile::prefault() const {
 #ifdef MADV_POPULATE_READ
   if (bytes_.empty()) return;

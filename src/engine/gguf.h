@@ -108,6 +108,8 @@ class GgufFile {
   // pass; from disk it reads the file. A no-op where the kernel lacks it.
   void prefault() const;
   uint64_t data_offset() const { return data_offset_; }  // start of tensor data
+  // The opened file's identity (mapped_file.h); all zero for from_memory.
+  FileIdentity identity() const;
 
   // Metadata in file order.
   const std::vector<GgufKv>& metadata() const { return kvs_; }

@@ -69,11 +69,23 @@ Result<std::unique_ptr<MappedFile>> MappedFile::open(const std::string& path, Lo
     return Status::IoError(path + ": cannot stat: " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) return Status::IoError(path + ": not a regular file");
   const size_t size = static_cast<size_t>(st.st_size);
-  if (size == 0) return std::unique_ptr<MappedFile>(new MappedFile(nullptr, 0, 0));
-  if (mode == LoadMode::kReadIntoMemory) return read_copy(fd, path, size);
-  void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  if (data == MAP_FAILED) return Status::IoError(path + ": cannot mmap: " + std::strerror(errno));
-  return std::unique_ptr<MappedFile>(new MappedFile(static_cast<const uint8_t*>(data), size, size));
+  std::unique_ptr<MappedFile> out;
+  if (size == 0) {
+    out.reset(new MappedFile(nullptr, 0, 0));
+  } else if (mode == LoadMode::kReadIntoMemory) {
+    auto copy = read_copy(fd, path, size);
+    if (!copy.ok()) return copy.status();
+    out = std::move(copy).value();
+  } else {
+    void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (data == MAP_FAILED) return Status::IoError(path + ": cannot mmap: " + std::strerror(errno));
+    out.reset(new MappedFile(static_cast<const uint8_t*>(data), size, size));
+  }
+  out->identity_ = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                    static_cast<uint64_t>(st.st_size),
+                    int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec,
+                    int64_t{st.st_ctim.tv_sec} * 1000000000 + st.st_ctim.tv_nsec};
+  return out;
 }
 
 MappedFile::~MappedFile() {

@@ -16,6 +16,17 @@ namespace infera::engine {
 
 enum class LoadMode { kMap, kReadIntoMemory };
 
+// Which file was opened, as fstat saw it on the open descriptor: a file replaced or
+// rewritten since (new inode, size or times) has another identity. Persisted data derived
+// from a file (packed_image.h) is keyed by it.
+struct FileIdentity {
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;  // changes on any write, and cannot be set back by `touch`
+};
+
 class MappedFile {
  public:
   // Maps (or reads) `path`. An empty file maps to an empty span. Errors: kNotFound when
@@ -29,6 +40,7 @@ class MappedFile {
 
   // The file's bytes; the start is page-aligned. Valid while this object lives.
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
+  const FileIdentity& identity() const { return identity_; }
 
  private:
   static Result<std::unique_ptr<MappedFile>> read_copy(int fd, const std::string& path, size_t size);
@@ -38,6 +50,7 @@ class MappedFile {
   const uint8_t* data_;
   size_t size_;
   size_t mapped_;  // bytes to unmap (the anonymous copy is rounded up to huge pages)
+  FileIdentity identity_;
 };
 
 }  // namespace infera::engine

@@ -3,21 +3,29 @@
 // attention over the paged F16 KV cache, SwiGLU FFN, optional QKV bias (qwen2),
 // tied embeddings when output.weight is absent.
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "engine/engine.h"
 #include "engine/gguf.h"
 #include "engine/kernels/block_types.h"
 #include "engine/kernels/kernels.h"
 #include "engine/linear.h"
+#include "engine/packed_image.h"
 #include "engine/thread_pool.h"
 
 namespace infera::engine {
@@ -25,8 +33,15 @@ namespace {
 
 namespace k = kernels;
 
+// The model's background thread (writing or promoting an image) yields to the engine
+// and compute threads: it runs at the lowest nice level.
+void lower_this_thread_priority() {
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);
+}
 
-
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
 
 // The repacked-weight region of the last model destroyed, kept for the next load:
 // swapping between models of one shape (budget eviction, file reloads) then skips
@@ -123,6 +138,7 @@ struct Layer {
 
 class LlamaModel final : public Model {
  public:
+  ~LlamaModel() override;
   const ModelInfo& info() const override { return info_; }
   const Tokenizer& tokenizer() const override { return *tokenizer_; }
   KvCache& kv() override { return *kv_; }
@@ -133,15 +149,46 @@ class LlamaModel final : public Model {
                      std::vector<const float*>& hidden) override {
     return forward(batch, hidden, /*hidden=*/true);
   }
+  LoadReport load_report() const override {
+    std::lock_guard lock(background_mu_);
+    return report_;
+  }
+  void wait_for_background_work() override {
+    std::unique_lock lock(background_mu_);
+    background_cv_.wait(lock, [this] { return !background_running_; });
+  }
 
   static Result<std::unique_ptr<Model>> load(const std::string& path, const ModelOptions& options);
 
  private:
   Status load_weights();
-  // Rewrites the layer and output matrices the kernel table reads faster in its own
-  // layout (options_.repack_weights), in parallel on the pool, and releases the
-  // file pages they came from.
+  // Places the layer and output matrices the kernel table reads faster in its own
+  // layout (options_.repack_weights): maps their persisted image when the cache holds
+  // this file's (and starts promoting it), else prefaults the file and repacks them
+  // (and starts writing the image). Without such matrices, only prefaults the file.
+  void place_packed_weights();
+  // The matrices to pack, their offsets in one region and its size (packed_*_).
+  void plan_packing();
+  PackedImageKey image_key() const;
+  // Maps the image at `path` and points the packed matrices into it; false (with the
+  // weights untouched) when there is none or it does not hold what repacking would.
+  bool use_image(const std::string& path, const PackedImageKey& key);
+  // Rewrites the packed matrices into private memory, in parallel on the pool, and
+  // releases the file pages they came from.
   void repack_weights();
+  // Gives the file's copy of a packed matrix's rows [r0, r1) back (whole pages), unless
+  // it is also the embedding table (a tied output).
+  void release_source_rows(const Matrix& m, int r0, int r1) const;
+  // The background thread: writes the repacked region as an image, or copies the
+  // mapped image into private memory (then sets promoted_ready_).
+  void start_background(std::function<void()> work);
+  void write_image(const std::string& path, const PackedImageKey& key);
+  void promote_image();
+  // On the eval thread: points the packed matrices at the promoted copy, unmaps the image.
+  void adopt_promoted();
+  void warn(const std::string& message) const {
+    if (options_.packed_cache_warning) options_.packed_cache_warning(message);
+  }
   Status matrix(const std::string& name, int rows, int cols, Matrix& out, bool optional = false) {
     return load_matrix(*file_, info_.path, name, rows, cols, out, optional);
   }
@@ -159,8 +206,22 @@ class LlamaModel final : public Model {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<PackedMemory> packed_;
   std::unique_ptr<Linear> linear_;
+  // Packed weights: the matrices, their offsets in one region of packed_bytes_, which is
+  // packed_ (private memory) or image_ (a mapped image, until promoted_ is adopted).
+  std::vector<Matrix*> packed_matrices_;
+  std::vector<size_t> packed_offsets_;
+  size_t packed_bytes_ = 0;
+  std::unique_ptr<PackedMemory> packed_;
+  std::unique_ptr<PackedImage> image_;
+  std::unique_ptr<PackedMemory> promoted_;  // written by the background thread until ready
+  std::atomic<bool> promoted_ready_{false};
+  std::atomic<bool> cancel_background_{false};
+  std::thread background_;
+  mutable std::mutex background_mu_;  // guards report_ and background_running_
+  std::condition_variable background_cv_;
+  bool background_running_ = false;
+  LoadReport report_;
   const k::Kernels* kernels_ = nullptr;
   ModelInfo info_;
   ModelOptions options_;
@@ -224,6 +285,7 @@ Status LlamaModel::load_weights() {
 
 Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
                                                 const ModelOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
   if (options.kv_type != GgmlType::kF16) {
     return Status::Unsupported(str(path, ": KV cache type ", ggml_type_info(options.kv_type).name,
                                    " is not implemented (F16 is)"));
@@ -311,12 +373,11 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
       emb != nullptr && emb->dims[1] != info.n_vocab) {
     info.n_vocab = static_cast<int32_t>(emb->dims[1]);
   }
-  f.prefault();
   INFERA_TRY(model->load_weights());
 
   model->kernels_ = options.ggml_kernel_order ? &k::ggml_order(k::active()) : &k::active();
   model->pool_ = std::make_unique<ThreadPool>(std::max(1, options.threads));
-  model->repack_weights();
+  model->place_packed_weights();
   int64_t blocks = (options.ctx_tokens + options.block_tokens - 1) / options.block_tokens;
   model->kv_ = std::make_unique<KvCache>(info.n_layers, info.n_kv_heads * info.head_dim, blocks,
                                          options.block_tokens);
@@ -347,29 +408,143 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
     model->vacc16_.resize(model->qhalf_.size());
     model->vtmp_.resize(2 * model->qhalf_.size());
   }
+  {
+    std::lock_guard lock(model->background_mu_);
+    model->report_.load_ms = ms_since(start);
+  }
   return std::unique_ptr<Model>(std::move(model));
 }
 
-void LlamaModel::repack_weights() {
+LlamaModel::~LlamaModel() {
+  cancel_background_.store(true);
+  if (background_.joinable()) background_.join();
+}
+
+void LlamaModel::plan_packing() {
   if (!options_.repack_weights || kernels_->packed_tile_bytes == nullptr) return;
   const int unit = k::kMatmulRowMultiple;
-  std::vector<Matrix*> todo;
-  std::vector<size_t> offsets;
-  size_t total = 0;
   auto consider = [&](Matrix& m) {
     if (m.data == nullptr) return;
     const size_t tile = kernels_->packed_tile_bytes(m.type, m.cols);
     if (tile == 0) return;
-    todo.push_back(&m);
-    offsets.push_back(total);
-    total += (tile * static_cast<size_t>((m.rows + unit - 1) / unit) + 63) / 64 * 64;
+    packed_matrices_.push_back(&m);
+    packed_offsets_.push_back(packed_bytes_);
+    packed_bytes_ += (tile * static_cast<size_t>((m.rows + unit - 1) / unit) + 63) / 64 * 64;
   };
   for (Layer& L : layers_) {
     for (Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) consider(*m);
   }
   consider(output_);  // a tied output keeps embeddings_ (read row by row) unpacked
-  if (todo.empty()) return;
-  auto memory = std::make_unique<PackedMemory>(total);
+}
+
+PackedImageKey LlamaModel::image_key() const {
+  PackedImageKey key;
+  key.source = file_->identity();
+  key.kernels = kernels_->name;
+  key.row_multiple = static_cast<uint32_t>(k::kMatmulRowMultiple);
+  key.region_bytes = packed_bytes_;
+  const GgufTensor& first = file_->tensors().front();
+  const uint8_t* data_start = first.data - first.offset;
+  for (size_t i = 0; i < packed_matrices_.size(); ++i) {
+    const Matrix& m = *packed_matrices_[i];
+    key.matrices.push_back({static_cast<uint64_t>(m.data - data_start), packed_offsets_[i],
+                            static_cast<uint32_t>(m.type), m.rows, m.cols,
+                            kernels_->packed_tile_bytes(m.type, m.cols)});
+  }
+  return key;
+}
+
+void LlamaModel::place_packed_weights() {
+  const auto start = std::chrono::steady_clock::now();
+  plan_packing();
+  const bool cached = !packed_matrices_.empty() && !options_.packed_cache_dir.empty();
+  PackedImageKey key;
+  std::string path;
+  if (cached) {
+    key = image_key();
+    path = packed_image_path(options_.packed_cache_dir, info_.path, key);
+    std::lock_guard lock(background_mu_);
+    report_.image_path = path;
+  }
+  if (cached && use_image(path, key)) {
+    std::lock_guard lock(background_mu_);
+    report_.weights = PackedWeights::kImage;
+    report_.pack_ms = ms_since(start);
+  } else {
+    file_->prefault();
+    repack_weights();
+    std::lock_guard lock(background_mu_);
+    report_.weights = packed_ != nullptr ? PackedWeights::kRepacked : PackedWeights::kNone;
+    report_.pack_ms = ms_since(start);
+  }
+  if (!cached) return;
+  if (image_ != nullptr) {
+    if (options_.promote_packed_image) start_background([this] { promote_image(); });
+  } else if (packed_ != nullptr) {
+    start_background([this, path, key] { write_image(path, key); });
+  }
+}
+
+bool LlamaModel::use_image(const std::string& path, const PackedImageKey& key) {
+  auto image = PackedImage::open(path, key);
+  if (!image.ok()) {
+    if (image.status().code() != StatusCode::kNotFound) warn(image.status().message());
+    return false;
+  }
+  const PackedImage& mapped = **image;
+  // The first tile of every matrix, repacked now, must be the image's: this catches a
+  // packing that changed without kPackedImageVersion and a corrupted start of a matrix.
+  size_t widest_tile = 0;
+  for (const Matrix* m : packed_matrices_)
+    widest_tile = std::max(widest_tile, kernels_->packed_tile_bytes(m->type, m->cols));
+  std::vector<uint8_t> tiles(widest_tile * static_cast<size_t>(pool_->size()));
+  std::atomic<bool> same{true};
+  pool_->parallel_for(static_cast<int>(packed_matrices_.size()), [&](int i, int thread) {
+    const Matrix& m = *packed_matrices_[static_cast<size_t>(i)];
+    uint8_t* tile = tiles.data() + widest_tile * static_cast<size_t>(thread);
+    kernels_->pack_tiles(m.type, m.data, m.row_bytes, m.rows, m.cols, 0,
+                         std::min(m.rows, k::kMatmulRowMultiple), tile);
+    if (std::memcmp(tile, mapped.region() + packed_offsets_[static_cast<size_t>(i)],
+                    kernels_->packed_tile_bytes(m.type, m.cols)) != 0) {
+      same.store(false);
+    }
+  });
+  if (!same.load()) {
+    ::unlink(path.c_str());
+    warn(path + ": its tiles differ from this build's repacking; deleted");
+    return false;
+  }
+  // Map every page now, in parallel: the warm-up pass would fault them in one by one.
+  constexpr uint64_t kChunk = uint64_t{32} << 20;
+  const int chunks = static_cast<int>((mapped.region_bytes() + kChunk - 1) / kChunk);
+  pool_->parallel_for(chunks, [&](int c, int) {
+    mapped.populate(static_cast<uint64_t>(c) * kChunk, static_cast<uint64_t>(c + 1) * kChunk);
+  });
+  for (size_t i = 0; i < packed_matrices_.size(); ++i) {
+    Matrix& m = *packed_matrices_[i];
+    // A --no-mmap copy is private memory: its packed rows are no longer read.
+    if (options_.read_into_memory) release_source_rows(m, 0, m.rows);
+    m.data = mapped.region() + packed_offsets_[i];
+    m.tile_bytes = kernels_->packed_tile_bytes(m.type, m.cols);
+  }
+  image_ = std::move(image).value();
+  return true;
+}
+
+void LlamaModel::release_source_rows(const Matrix& m, int r0, int r1) const {
+  if (m.data == embeddings_.data) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(r0);
+  const uintptr_t hi = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(r1);
+  const uintptr_t first = (lo + page - 1) / page * page, last = hi / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+void LlamaModel::repack_weights() {
+  if (packed_matrices_.empty()) return;
+  const int unit = k::kMatmulRowMultiple;
+  const std::vector<Matrix*>& todo = packed_matrices_;
+  auto memory = std::make_unique<PackedMemory>(packed_bytes_);
   if (memory->data() == nullptr) return;  // no memory for a copy: run unpacked
   // Tasks of up to 64 tiles over all matrices, handed out to the pool.
   struct Task {
@@ -381,7 +556,6 @@ void LlamaModel::repack_weights() {
     for (int r = 0; r < todo[i]->rows; r += 64 * unit)
       tasks.push_back({i, r, std::min(todo[i]->rows, r + 64 * unit)});
   }
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   // The file's copy of packed rows is no longer read (unless it is also the embedding
   // table, a tied output): give its whole pages back. A --no-mmap copy is private
   // memory, released per task so that the copy and the packed weights never both stay
@@ -389,33 +563,70 @@ void LlamaModel::repack_weights() {
   // table entries (the page cache keeps the file), released once at the end, which
   // spares the other threads a TLB shootdown per task.
   const bool release_per_task = options_.read_into_memory;
-  auto release = [page](const Matrix& m, int r0, int r1) {
-    const uintptr_t lo = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(r0);
-    const uintptr_t hi = reinterpret_cast<uintptr_t>(m.data) + m.row_bytes * static_cast<size_t>(r1);
-    const uintptr_t first = (lo + page - 1) / page * page, last = hi / page * page;
-    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
-  };
   pool_->parallel_for(static_cast<int>(tasks.size()), [&](int t, int) {
     const Task& task = tasks[static_cast<size_t>(t)];
     const Matrix& m = *todo[task.matrix];
     kernels_->pack_tiles(m.type, m.data, m.row_bytes, m.rows, m.cols, task.r0, task.r1,
-                         memory->data() + offsets[task.matrix]);
-    if (release_per_task && m.data != embeddings_.data) release(m, task.r0, task.r1);
+                         memory->data() + packed_offsets_[task.matrix]);
+    if (release_per_task) release_source_rows(m, task.r0, task.r1);
   });
   if (!release_per_task) {
-    for (const Matrix* m : todo) {
-      if (m->data != embeddings_.data) release(*m, 0, m->rows);
-    }
+    for (const Matrix* m : todo) release_source_rows(*m, 0, m->rows);
   }
   for (size_t i = 0; i < todo.size(); ++i) {
     Matrix& m = *todo[i];
-    m.data = memory->data() + offsets[i];
+    m.data = memory->data() + packed_offsets_[i];
     m.tile_bytes = kernels_->packed_tile_bytes(m.type, m.cols);
   }
   packed_ = std::move(memory);
 }
 
+void LlamaModel::start_background(std::function<void()> work) {
+  {
+    std::lock_guard lock(background_mu_);
+    background_running_ = true;
+  }
+  background_ = std::thread([this, work = std::move(work)] {
+    lower_this_thread_priority();
+    work();
+    std::lock_guard lock(background_mu_);
+    background_running_ = false;
+    background_cv_.notify_all();
+  });
+}
 
+void LlamaModel::write_image(const std::string& path, const PackedImageKey& key) {
+  Status s = write_packed_image(path, key, packed_->data(), options_.packed_cache_max_bytes,
+                                cancel_background_);
+  if (s.ok()) {
+    std::lock_guard lock(background_mu_);
+    report_.image_written = true;
+  } else if (s.code() != StatusCode::kCancelled) {
+    warn(s.message());
+  }
+}
+
+void LlamaModel::promote_image() {
+  auto memory = std::make_unique<PackedMemory>(packed_bytes_);
+  if (memory->data() == nullptr) return;  // no memory for a copy: keep serving the image
+  constexpr size_t kChunk = size_t{4} << 20;  // cancellation is checked between chunks
+  for (size_t off = 0; off < packed_bytes_; off += kChunk) {
+    if (cancel_background_.load(std::memory_order_relaxed)) return;
+    std::memcpy(memory->data() + off, image_->region() + off, std::min(kChunk, packed_bytes_ - off));
+  }
+  promoted_ = std::move(memory);
+  promoted_ready_.store(true, std::memory_order_release);
+}
+
+void LlamaModel::adopt_promoted() {
+  for (size_t i = 0; i < packed_matrices_.size(); ++i)
+    packed_matrices_[i]->data = promoted_->data() + packed_offsets_[i];
+  packed_ = std::move(promoted_);
+  image_.reset();
+  promoted_ready_.store(false, std::memory_order_relaxed);
+  std::lock_guard lock(background_mu_);
+  report_.weights = PackedWeights::kPromoted;
+}
 
 void LlamaModel::attention(std::span<const BatchEntry> batch, int layer) {
   const int hd = info_.head_dim, n_heads = info_.n_heads;
@@ -494,6 +705,7 @@ void LlamaModel::attention(std::span<const BatchEntry> batch, int layer) {
 
 Status LlamaModel::forward(std::span<const BatchEntry> batch, std::vector<const float*>& logits,
                            bool hidden) {
+  if (promoted_ready_.load(std::memory_order_acquire)) adopt_promoted();
   logits.clear();
   if (batch.empty()) return Status::Ok();
   if (static_cast<int>(batch.size()) > options_.max_batch) {

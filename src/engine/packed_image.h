@@ -1,0 +1,102 @@
+// Persisted images of repacked weights. A load that repacks a model's matrices into the
+// kernel table's own layout (one region, each matrix at its offset) can save the region
+// in a cache directory; a later load of the same file with the same table maps the image
+// instead of repacking, which skips a read and a write of every weight byte.
+//
+// An image is named and headed by its key: the source file's identity (device, inode,
+// size, mtime, ctime), the kernel table's name, the tile row multiple, every packed
+// matrix (source offset, type, shape, tile bytes, region offset), the region's size and
+// kPackedImageVersion. open() compares the whole header with the key and the file's
+// size with the header's; an image that does not match is deleted. The contents past
+// the header are not checksummed (reading them all is what the image saves); the model
+// repacks each matrix's first tile and compares it with the image (model_llama.cpp),
+// which catches a changed packing code or a corrupted start.
+//
+// Files in the directory: <stem>-<path hash>-<key hash>.packed, written as a temporary
+// "<name>.tmp.<pid>.<n>" beside it, fsynced and renamed. Writing an image deletes the
+// other images of the same source path (stale versions) and then the least recently
+// used images (by mtime; open() touches the image it maps) until the directory holds at
+// most the byte cap, never the new one.
+//
+// Thread: free functions and PackedImage are safe from any thread; a PackedImage is
+// immutable once open.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/mapped_file.h"
+
+namespace infera::engine {
+
+// Bump when the header or the meaning of the region changes in a way the key misses.
+inline constexpr uint32_t kPackedImageVersion = 1;
+
+struct PackedImageMatrix {
+  uint64_t source_offset = 0;  // of the matrix's rows, from the file's tensor data start
+  uint64_t region_offset = 0;  // of its tiles in the packed region
+  uint32_t type = 0;           // GgmlType
+  int32_t rows = 0;
+  int32_t cols = 0;
+  uint64_t tile_bytes = 0;
+};
+
+struct PackedImageKey {
+  FileIdentity source;
+  std::string kernels;  // the kernel table's name
+  uint32_t row_multiple = 0;
+  std::vector<PackedImageMatrix> matrices;
+  uint64_t region_bytes = 0;
+};
+
+// Where `key`'s image of `source_path` lives in `dir`.
+std::string packed_image_path(const std::string& dir, const std::string& source_path,
+                              const PackedImageKey& key);
+
+// A read-only mapping of a verified image (munmapped on destruction).
+class PackedImage {
+ public:
+  // Maps the image at `path` when its header is `key`'s and its size is the header's.
+  // kNotFound when there is no file; kCorrupt when the file is another key's, short or
+  // long (the file is then deleted); kIoError when it cannot be read or mapped. Marks a
+  // mapped image as used (mtime now) for the directory's eviction order.
+  static Result<std::unique_ptr<PackedImage>> open(const std::string& path,
+                                                   const PackedImageKey& key);
+  ~PackedImage();
+  PackedImage(const PackedImage&) = delete;
+  PackedImage& operator=(const PackedImage&) = delete;
+
+  // The packed region (key.region_bytes bytes, page-aligned).
+  const uint8_t* region() const { return region_; }
+  uint64_t region_bytes() const { return region_bytes_; }
+  // Maps bytes [begin, end) of the region now (MADV_POPULATE_READ; a no-op where the
+  // kernel lacks it). Disjoint ranges may be populated from several threads at once.
+  void populate(uint64_t begin, uint64_t end) const;
+
+ private:
+  PackedImage(uint8_t* map, size_t map_bytes, uint64_t header_bytes, uint64_t region_bytes)
+      : map_(map),
+        map_bytes_(map_bytes),
+        region_(map + header_bytes),
+        region_bytes_(region_bytes) {}
+  uint8_t* map_;
+  size_t map_bytes_;
+  const uint8_t* region_;
+  uint64_t region_bytes_;
+};
+
+// Writes `region` (key.region_bytes bytes) as `key`'s image at `path`, creating the
+// directory, then trims the directory as described above to `max_bytes`. Writes nothing
+// and returns kResourceExhausted when the image alone would exceed `max_bytes`; returns
+// kCancelled, leaving no file behind, once `cancel` is set; kIoError naming the path on a
+// failed write. REQUIRES:
+// `region` stays readable and unchanged until this returns.
+Status write_packed_image(const std::string& path, const PackedImageKey& key,
+                          const uint8_t* region, uint64_t max_bytes,
+                          const std::atomic<bool>& cancel);
+
+}  // namespace infera::engine
