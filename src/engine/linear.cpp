@@ -133,8 +133,9 @@ void Linear::matmul(std::initializer_list<Job> jobs, const float* x, int n) {
     args[n_jobs] = k::MatmulArgs{
         job.m->data, packed ? job.m->tile_bytes : job.m->row_bytes,    xin, x_stride,
         job.y,       static_cast<size_t>(job.m->rows) * sizeof(float), n,   job.m->cols};
-    fns[n_jobs] =
-        packed ? kernels_->packed_matmul(job.m->type) : k::matmul_for(*kernels_, job.m->type);
+    fns[n_jobs] = job.m->tiles_fn != nullptr ? job.m->tiles_fn
+                  : packed                   ? kernels_->packed_matmul(job.m->type)
+                                             : k::matmul_for(*kernels_, job.m->type);
     unit_start[n_jobs + 1] = unit_start[n_jobs] + (job.m->rows + unit - 1) / unit;
     rows_total += job.m->rows;
     ++n_jobs;
@@ -148,10 +149,21 @@ void Linear::matmul(std::initializer_list<Job> jobs, const float* x, int n) {
       const int r0 = (a - unit_start[j]) * unit;
       const Job& job = jobs.begin()[j];
       const int r1 = std::min((b - unit_start[j]) * unit, job.m->rows);
-      fns[j](args[j], r0, r1);
-      if (job.bias != nullptr) {
-        for (int i = 0; i < n; ++i) {
-          float* y = job.y + static_cast<size_t>(i) * static_cast<size_t>(job.m->rows) + r0;
+      if (job.bias == nullptr) {
+        fns[j](args[j], r0, r1);
+        continue;
+      }
+      // Blocks of activation rows, each block's outputs biased while still in cache
+      // (any split of the rows gives the same products).
+      constexpr int kBiasBlockRows = 64;
+      for (int i0 = 0; i0 < n; i0 += kBiasBlockRows) {
+        k::MatmulArgs block = args[j];
+        block.x = static_cast<const uint8_t*>(block.x) + static_cast<size_t>(i0) * block.x_stride;
+        block.y = job.y + static_cast<size_t>(i0) * static_cast<size_t>(job.m->rows);
+        block.n = std::min(kBiasBlockRows, n - i0);
+        fns[j](block, r0, r1);
+        for (int i = 0; i < block.n; ++i) {
+          float* y = block.y + static_cast<size_t>(i) * static_cast<size_t>(job.m->rows) + r0;
           kernels_->add(y, job.bias + r0, y, r1 - r0);
         }
       }

@@ -54,8 +54,8 @@ std::string str(const Args&... args) {
 }
 
 // A weight matrix: rows of `cols` elements in `type`, zero-copy from the file, or
-// repacked at load into the kernel table's own layout (tile_bytes > 0: data holds
-// tiles of kMatmulRowMultiple rows, read by the table's packed_matmul).
+// repacked at load into tiles of kMatmulRowMultiple rows (tile_bytes > 0), read by
+// the table's packed_matmul or by tiles_fn.
 struct Matrix {
   const uint8_t* data = nullptr;
   GgmlType type = GgmlType::kF32;
@@ -63,6 +63,10 @@ struct Matrix {
   int cols = 0;
   size_t row_bytes = 0;
   size_t tile_bytes = 0;
+  // Set when data is in a layout of the model's choosing that only this kernel reads
+  // (tiles tile_bytes apart, e.g. the F16 k-major tiles of Kernels::matmul_f16_kmajor);
+  // otherwise the table's packed_matmul (tile_bytes > 0) or matmul_for reads it.
+  kernels::MatmulFn tiles_fn = nullptr;
 };
 
 // Below this many multiply-adds a step runs on the calling thread alone.

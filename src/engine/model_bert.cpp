@@ -10,6 +10,9 @@
 #include <cmath>
 #include <mutex>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "engine/encoder.h"
 #include "engine/gguf.h"
 #include "engine/kernels/block_types.h"
@@ -110,6 +113,10 @@ class BertEncoder final : public Encoder {
 
  private:
   Status load_weights();
+  // Copies the F16 layer matrices into the k-major tiles of matmul_f16_kmajor when the
+  // kernel table has it (faster for a batch of tokens than the file's rows), and gives
+  // the file mapping's pages of those rows back.
+  void pack_weights();
   // One forward pass over inputs whose tokens fit the scratch.
   void forward(std::span<const std::vector<int32_t>> inputs, Pooling pooling, float* out);
   void attention(std::span<const std::vector<int32_t>> inputs, const std::vector<int>& starts);
@@ -150,6 +157,7 @@ class BertEncoder final : public Encoder {
   Norm embd_norm_;
   std::vector<EncoderLayer> layers_;
 
+  std::vector<uint8_t> packed_;  // pack_weights' tiles (from a 64-byte aligned offset)
   Scratch<float> x_, h_, q_, k_, v_, att_, up_, gate_, qkv_;
   Scratch<float> row_;     // per thread: dim
   Scratch<float> scores_;  // per thread: (kQueryBlock + head size) x n_ctx_train
@@ -316,6 +324,7 @@ Result<std::unique_ptr<Encoder>> BertEncoder::load(const std::string& path,
   const size_t nb = static_cast<size_t>(model->options_.max_batch_tokens);
   const size_t d = static_cast<size_t>(info.dim);
   const size_t ff = static_cast<size_t>(info.ffn_dim);
+  model->pack_weights();
   model->linear_ = std::make_unique<Linear>(*model->kernels_, *model->pool_);
   model->linear_->reserve(nb, std::max(d, ff));
   for (auto* s : {&model->x_, &model->h_, &model->q_, &model->k_, &model->v_, &model->att_})
@@ -333,6 +342,53 @@ Result<std::unique_ptr<Encoder>> BertEncoder::load(const std::string& path,
   const size_t head_dim = d / static_cast<size_t>(info.n_heads);
   model->scores_.resize(threads * (kQueryBlock + head_dim) * static_cast<size_t>(info.n_ctx_train));
   return std::unique_ptr<Encoder>(std::move(model));
+}
+
+void BertEncoder::pack_weights() {
+  if (kernels_->matmul_f16_kmajor == nullptr) return;
+  constexpr int kTile = k::kMatmulRowMultiple;
+  std::vector<Matrix*> todo;
+  std::vector<size_t> offsets;
+  size_t total = 0;
+  for (EncoderLayer& L : layers_) {
+    for (Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wqkv, &L.wo, &L.w_up, &L.w_gate, &L.w_down}) {
+      if (m->data == nullptr || m->type != GgmlType::kF16) continue;
+      todo.push_back(m);
+      offsets.push_back(total);
+      const size_t tiles = static_cast<size_t>((m->rows + kTile - 1) / kTile);
+      total += (k::f16_kmajor_tile_bytes(m->cols) * tiles + 63) / 64 * 64;
+    }
+  }
+  if (todo.empty()) return;
+  packed_.resize(total + 64);
+  uint8_t* base = packed_.data() + (64 - reinterpret_cast<uintptr_t>(packed_.data()) % 64) % 64;
+  struct Task {
+    size_t matrix;
+    int r0, r1;
+  };
+  std::vector<Task> tasks;
+  for (size_t i = 0; i < todo.size(); ++i) {
+    for (int r = 0; r < todo[i]->rows; r += 16 * kTile)
+      tasks.push_back({i, r, std::min(todo[i]->rows, r + 16 * kTile)});
+  }
+  pool_->parallel_for(static_cast<int>(tasks.size()), [&](int t, int) {
+    const Task& task = tasks[static_cast<size_t>(t)];
+    const Matrix& m = *todo[task.matrix];
+    k::pack_f16_kmajor(m.data, m.row_bytes, m.rows, m.cols, task.r0, task.r1, base + offsets[task.matrix]);
+  });
+  // The file's rows are no longer read: drop the mapping's whole pages of them (the
+  // page cache keeps the file).
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  for (size_t i = 0; i < todo.size(); ++i) {
+    Matrix& m = *todo[i];
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(m.data);
+    const uintptr_t hi = lo + m.row_bytes * static_cast<size_t>(m.rows);
+    const uintptr_t first = (lo + page - 1) / page * page, last = hi / page * page;
+    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+    m.data = base + offsets[i];
+    m.tile_bytes = k::f16_kmajor_tile_bytes(m.cols);
+    m.tiles_fn = kernels_->matmul_f16_kmajor;
+  }
 }
 
 template <typename Fn>

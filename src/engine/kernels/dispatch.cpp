@@ -88,11 +88,13 @@ const Tables& tables() {
     fill_avx2(r.avx2);
     fill_avx2_kquants(r.avx2);
     fill_avx2_q4_1_q5(r.avx2);
+    r.avx2.matmul_f16_kmajor = nullptr;  // 8 lanes: no faster than its matmul_f16
     r.avx2.name = "avx2";
     r.avx2.level = Level::kAvx2;
     r.avx512 = r.avx2;
     fill_avx512(r.avx512);
     fill_avx512_kquants(r.avx512);
+    fill_avx512_kmajor(r.avx512);
     r.avx512.matmul_q4_1 = matmul_q4_1_avx512;  // x86/matmul_lanes_avx512.cpp
     r.avx512.matmul_q5_0 = matmul_q5_0_avx512;
     r.avx512.matmul_q5_1 = matmul_q5_1_avx512;
@@ -121,6 +123,7 @@ const Tables& tables() {
     r.has_neon = true;
     r.has_neondot = detect_arm_dotprod();
     r.neon = r.scalar;
+    r.neon.matmul_f16_kmajor = nullptr;
     fill_neon(r.neon);
     r.neon.name = "neon";
     r.neon.level = Level::kNeon;

@@ -128,6 +128,20 @@ struct Kernels {
                      void* out);
   MatmulFn (*packed_matmul)(GgmlType type);
 
+  // ---- F16 weights in k-major tiles (the encoder's batched products) -------------------
+  // W packed by pack_f16_kmajor: tiles of kMatmulRowMultiple rows, MatmulArgs::w_stride
+  // bytes apart (f16_kmajor_tile_bytes(k)), each holding for j = 0, 1, ..., k - 1 the
+  // 16 F16 values W(16t, j) .. W(16t + 15, j). X rows f32 as for matmul_f16. Every
+  // (activation row, weight row) pair is one fused multiply-add chain over j in
+  // increasing order from 0: the same bits in every table and whatever n, the tile
+  // or the row range. Ranges start at multiples of kMatmulRowMultiple. Unlike
+  // matmul_f16 (16 partial sums per pair, reduced at the end) each output is a lane of
+  // a vector accumulator, so a tile of activation rows x weight rows needs no
+  // horizontal sums and reads each X value as one broadcast. Optional: null in tables
+  // where it would not beat matmul_f16 (AVX2, NEON); the scalar table's is the
+  // reference.
+  MatmulFn matmul_f16_kmajor;
+
   // ---- small f32 ops (y may alias x / a where noted) ---------------------------------
   // y = x / sqrt(mean(x^2) + eps) * w; w may be null (no weight). y may alias x.
   void (*rmsnorm)(const float* x, const float* w, float* y, int n, float eps);
@@ -200,6 +214,16 @@ Level detected_level();
 // build's order out one operation at a time, the reference the SIMD versions are
 // tested against. Other tables (ARM, whose ggml orders differ) return `base`.
 const Kernels& ggml_order(const Kernels& base);
+
+// The k-major F16 layout of Kernels::matmul_f16_kmajor: bytes per tile of 16 rows,
+// and the packing of the tiles holding rows [r0, r1) of a rows x k F16 matrix (rows
+// w_stride bytes apart) into `out` (the packed matrix's start; r0 a multiple of 16; a
+// short last tile repeats the matrix's last row). Disjoint ranges may be packed from
+// several threads at once.
+inline constexpr size_t f16_kmajor_tile_bytes(int k) {
+  return static_cast<size_t>(k) * kMatmulRowMultiple * 2;
+}
+void pack_f16_kmajor(const void* w, size_t w_stride, int rows, int k, int r0, int r1, void* out);
 
 // The table's matmul for a weight type, or nullptr if the type is not supported.
 MatmulFn matmul_for(const Kernels& table, GgmlType type);

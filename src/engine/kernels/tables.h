@@ -59,6 +59,7 @@ void fill_avx2_ops(Kernels& table);           // x86/ops_avx2.cpp
 void fill_avx2_kquants(Kernels& table);       // x86/matmul_kquants_avx2.cpp
 void fill_avx2_q4_1_q5(Kernels& table);       // x86/matmul_q4_1_q5_avx2.cpp
 void fill_avx2_ggml_order(Kernels& table);    // x86/ggml_order_avx2.cpp
+void fill_avx512_kmajor(Kernels& table);      // x86/matmul_kmajor_avx512.cpp
 MatmulFn matmul_q2_k_ggml_repacked_avx2();    // its Q2_K in the AVX-512 build's form
 void fill_avx512_ggml_order(Kernels& table);  // x86/ggml_order_avx512.cpp
 void matmul_q4_0_avx2(const MatmulArgs& args, int r0, int r1);  // x86/matmul_lanes_avx2.cpp

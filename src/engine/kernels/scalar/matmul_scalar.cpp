@@ -129,9 +129,45 @@ void quantize_q8(const float* x, void* out, int k) {
   }
 }
 
+// One fused multiply-add chain per pair, j ascending: the order every table's
+// matmul_f16_kmajor keeps.
+void matmul_f16_kmajor(const MatmulArgs& a, int r0, int r1) {
+  constexpr int kTile = kMatmulRowMultiple;
+  for (int i = 0; i < a.n; ++i) {
+    const float* x = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i));
+    float* y = y_at(a, i);
+    for (int r = r0; r < r1; ++r) {
+      const uint8_t* tile = row_at(a.w, a.w_stride, r / kTile);
+      const int lane = r % kTile;
+      float sum = 0;
+      for (int j = 0; j < a.k; ++j) {
+        sum = std::fma(load_f16(tile, j * kTile + lane), x[j], sum);
+      }
+      y[r] = sum;
+    }
+  }
+}
+
 }  // namespace
 
+void pack_f16_kmajor(const void* w, size_t w_stride, int rows, int k, int r0, int r1, void* out) {
+  constexpr int kTile = kMatmulRowMultiple;
+  const size_t tile_bytes = f16_kmajor_tile_bytes(k);
+  for (int t = r0 / kTile; t * kTile < r1; ++t) {
+    auto* dst = reinterpret_cast<uint16_t*>(static_cast<uint8_t*>(out) + static_cast<size_t>(t) * tile_bytes);
+    for (int lane = 0; lane < kTile; ++lane) {
+      const int r = std::min(t * kTile + lane, rows - 1);
+      const uint8_t* src = row_at(w, w_stride, r);
+      for (int j = 0; j < k; ++j) {
+        std::memcpy(&dst[static_cast<size_t>(j) * kTile + static_cast<size_t>(lane)],
+                    src + 2 * static_cast<size_t>(j), 2);
+      }
+    }
+  }
+}
+
 void fill_scalar_matmul(Kernels& t) {
+  t.matmul_f16_kmajor = matmul_f16_kmajor;
   t.matmul_f32 = matmul_float<load_f32>;
   t.matmul_f16 = matmul_float<load_f16>;
   t.matmul_bf16 = matmul_float<load_bf16>;
