@@ -72,7 +72,25 @@ engine::ModelOptions model_options_from(const core::Config& c) {
   m.ctx_tokens = static_cast<int>(c.get_int("ctx_size"));
   m.max_batch = static_cast<int>(c.get_int("max_batch_tokens"));
   m.read_into_memory = !c.get_bool("mmap");
+  m.packed_cache_dir = packed_cache_dir_from(c);
+  m.packed_cache_max_bytes = static_cast<uint64_t>(c.get_int("packed_cache_max_bytes"));
   return m;
+}
+
+std::string packed_cache_dir_from(const core::Config& c) {
+  if (c.get_bool("no_packed_cache")) return {};
+  if (const std::string& dir = c.get_string("packed_cache_dir"); !dir.empty()) return dir;
+  // An operator who chose where infera keeps its files gets the images there too.
+  if (!c.get_string("data_dir").empty() || !c.get_string("cache_dir").empty()) {
+    return (data_dir_from(c) / "packed").string();
+  }
+  if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache != nullptr && *cache != '\0') {
+    return (std::filesystem::path(cache) / "infera" / "packed").string();
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return (std::filesystem::path(home) / ".cache" / "infera" / "packed").string();
+  }
+  return {};
 }
 
 sched::SchedulerConfig scheduler_config_from(const core::Config& c) {

@@ -29,6 +29,10 @@ models::GgufKindConfig gguf_kind_config_from(const core::Config& config);
 models::EmbeddingKindConfig embedding_kind_config_from(const core::Config& config);
 // --data-dir, else infera-data beside --cache-dir, else $XDG_STATE_HOME/infera.
 std::filesystem::path data_dir_from(const core::Config& config);
+// --packed-cache-dir, else packed/ in data_dir_from when --data-dir or --cache-dir is
+// set, else $XDG_CACHE_HOME/infera/packed or ~/.cache/infera/packed; empty (off) with
+// --no-packed-cache or when none of these can be named.
+std::string packed_cache_dir_from(const core::Config& config);
 Result<models::RegistryConfig> registry_config_from(const core::Config& config);
 Result<OperationsConfig> operations_config_from(const core::Config& config);
 

@@ -83,6 +83,15 @@ std::vector<OptionSpec> make_specs() {
        "KV cache size in tokens, shared by all sequences"},
       {"mmap", "INFERA_MMAP", "mmap", T::kBool, "true", 0, 0, {},
        "map the model file (false: read it into huge-page memory; slower load, faster decode)"},
+      {"packed_cache_dir", "INFERA_PACKED_CACHE_DIR", "packed-cache-dir", T::kString, "", 0, 0, {},
+       "directory of repacked-weight images: the first load of a model file writes one, later "
+       "loads map it instead of repacking (empty = packed/ in --data-dir when --data-dir or "
+       "--cache-dir is set, else $XDG_CACHE_HOME/infera/packed, ~/.cache/infera/packed)"},
+      {"packed_cache_max_bytes", "INFERA_PACKED_CACHE_MAX_BYTES", "packed-cache-max-bytes", T::kSize,
+       "8GiB", 0, 1099511627776.0, {},
+       "bytes the repacked-weight images may take; least recently used ones are deleted past it"},
+      {"no_packed_cache", "INFERA_NO_PACKED_CACHE", "no-packed-cache", T::kBool, "false", 0, 0, {},
+       "neither write nor use repacked-weight images (every load repacks)"},
       {"max_queue", "INFERA_MAX_QUEUE", "max-queue", T::kInt, "256", 1, 1000000, {},
        "requests waiting for a sequence slot before new ones get 429"},
       {"max_batch_tokens", "INFERA_MAX_BATCH_TOKENS", "max-batch-tokens", T::kInt, "256", 1, 65536,

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "core/log.h"
 #include "engine/gguf.h"
 #include "sched/engine_runner.h"
 
@@ -180,8 +181,20 @@ class GgufKind final : public ModelKind {
   Result<std::unique_ptr<LoadedModel>> load(const ModelSpec& spec) override {
     engine::ModelOptions options = config_.engine;
     if (spec.ctx_size > 0) options.ctx_tokens = spec.ctx_size;
+    if (!options.packed_cache_warning) {
+      options.packed_cache_warning = [name = spec.name](const std::string& message) {
+        log::warn("model.packed_image", "{}: {}", name, message);
+      };
+    }
     auto model = engine::Model::load(spec.path, options);
     if (!model.ok()) return model.status();
+    const engine::LoadReport report = (*model)->load_report();
+    if (!report.image_path.empty() && report.weights != engine::PackedWeights::kNone) {
+      log::info("model.packed_weights", "{}: {} in {:.1f} ms of a {:.1f} ms load ({})", spec.name,
+                report.weights == engine::PackedWeights::kImage ? "mapped its packed image"
+                                                                : "repacked, writing its image",
+                report.pack_ms, report.load_ms, report.image_path);
+    }
     return std::unique_ptr<LoadedModel>(
         std::make_unique<GgufModel>(std::move(model).value(), config_, spec, metrics_));
   }

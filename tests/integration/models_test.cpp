@@ -317,8 +317,39 @@ TEST(Models, AChangedFileIsReloadedWhenIdle) {
   EXPECT_EQ(post(server.port(), "/v1/completions", completion("a"))->status, 200);
 }
 
+// The first load of a Q4_0 model writes its packed image into --packed-cache-dir; the
+// load after an unload maps it (where the CPU's kernel table repacks at all).
+TEST(Models, ASecondLoadMapsThePackedImageTheFirstWrote) {
+  const std::string vocab = std::string(INFERA_SHARED_MODELS) + "/ggml-vocab-llama-spm.gguf";
+  if (!fs::exists(vocab)) GTEST_SKIP() << "shared models absent: " << vocab;
+  ModelDir dir(std::vector<std::string>{});
+  const std::string packed = dir.dir() + "/packed";
+  const CommandResult synth = run_command(std::string(INFERA_BINARY) + " synth -o " + dir.path("q") +
+                                          " --type q4_0 --dim 256 --layers 2 --heads 4 --kv-heads 2 --ffn 512 --vocab " + vocab);
+  ASSERT_EQ(synth.exit_code, 0) << synth.output;
+  ServerProcess server({"--models-dir", dir.dir(), "--packed-cache-dir", packed});
+  ASSERT_GT(server.port(), 0);
+  ASSERT_EQ(post(server.port(), "/v1/completions", completion("q"))->status, 200);
+  if (server.logs().find("repacked, writing its image") == std::string::npos) {
+    GTEST_SKIP() << "this CPU's kernel table repacks nothing";
+  }
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  auto image_written = [&] {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(packed, ec)) {
+      if (e.path().extension() == ".packed") return true;
+    }
+    return false;
+  };
+  while (!image_written() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(image_written());
+  ASSERT_EQ(http_request(server.port(), "POST", "/api/models/q/unload")->status, 200);
+  ASSERT_EQ(post(server.port(), "/v1/completions", completion("q"))->status, 200);
+  EXPECT_NE(server.logs().find("mapped its packed image"), std::string::npos) << server.logs();
+}
+
 TEST(Models, BadModelsFileStopsStartWithAClearMessage) {
-  ModelDir dir({});
+  ModelDir dir(std::vector<std::string>{});
   const std::string file = dir.dir() + "/models.toml";
   std::ofstream(file) << "[[models]]\nname = \"a\"\npath = \"a.gguf\"\ncolour = \"blue\"\n";
   auto r =
