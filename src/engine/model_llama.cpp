@@ -33,7 +33,7 @@ namespace {
 
 namespace k = kernels;
 
-// The model's background thread (writing or promoting an image) yields to the engine
+// The model's background thread (promoting an image) yields to the engine
 // and compute threads: it runs at the lowest nice level.
 void lower_this_thread_priority() {
   ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);
@@ -150,10 +150,19 @@ class LlamaModel final : public Model {
     return forward(batch, hidden, /*hidden=*/true);
   }
   LoadReport load_report() const override {
-    std::lock_guard lock(background_mu_);
-    return report_;
+    LoadReport report;
+    {
+      std::lock_guard lock(background_mu_);
+      report = report_;
+    }
+    if (write_job_ != nullptr) {
+      std::lock_guard lock(write_job_->mu);
+      report.image_written = write_job_->written;
+    }
+    return report;
   }
   void wait_for_background_work() override {
+    if (write_job_ != nullptr) write_job_->wait();
     std::unique_lock lock(background_mu_);
     background_cv_.wait(lock, [this] { return !background_running_; });
   }
@@ -179,10 +188,11 @@ class LlamaModel final : public Model {
   // Gives the file's copy of a packed matrix's rows [r0, r1) back (whole pages), unless
   // it is also the embedding table (a tied output).
   void release_source_rows(const Matrix& m, int r0, int r1) const;
-  // The background thread: writes the repacked region as an image, or copies the
-  // mapped image into private memory (then sets promoted_ready_).
-  void start_background(std::function<void()> work);
+  // Hands the repacked region to the process's image writer (packed_image.h).
   void write_image(const std::string& path, const PackedImageKey& key);
+  // The model's background thread: copies the mapped image into private memory, then
+  // sets promoted_ready_.
+  void start_promotion();
   void promote_image();
   // On the eval thread: points the packed matrices at the promoted copy, unmaps the image.
   void adopt_promoted();
@@ -208,11 +218,13 @@ class LlamaModel final : public Model {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Linear> linear_;
   // Packed weights: the matrices, their offsets in one region of packed_bytes_, which is
-  // packed_ (private memory) or image_ (a mapped image, until promoted_ is adopted).
+  // packed_ (private memory; shared with the image writer while it writes) or image_ (a
+  // mapped image, until promoted_ is adopted).
   std::vector<Matrix*> packed_matrices_;
   std::vector<size_t> packed_offsets_;
   size_t packed_bytes_ = 0;
-  std::unique_ptr<PackedMemory> packed_;
+  std::shared_ptr<PackedMemory> packed_;
+  std::shared_ptr<ImageWriteJob> write_job_;  // set at load, then read-only
   std::unique_ptr<PackedImage> image_;
   std::unique_ptr<PackedMemory> promoted_;  // written by the background thread until ready
   std::atomic<bool> promoted_ready_{false};
@@ -416,6 +428,8 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
 }
 
 LlamaModel::~LlamaModel() {
+  // An image being written keeps the region alive until it is done; a waiting one goes.
+  if (write_job_ != nullptr) ImageWriter::get().withdraw(write_job_);
   cancel_background_.store(true);
   if (background_.joinable()) background_.join();
 }
@@ -479,9 +493,9 @@ void LlamaModel::place_packed_weights() {
   }
   if (!cached) return;
   if (image_ != nullptr) {
-    if (options_.promote_packed_image) start_background([this] { promote_image(); });
+    if (options_.promote_packed_image) start_promotion();
   } else if (packed_ != nullptr) {
-    start_background([this, path, key] { write_image(path, key); });
+    write_image(path, key);
   }
 }
 
@@ -581,29 +595,30 @@ void LlamaModel::repack_weights() {
   packed_ = std::move(memory);
 }
 
-void LlamaModel::start_background(std::function<void()> work) {
+void LlamaModel::write_image(const std::string& path, const PackedImageKey& key) {
+  auto job = std::make_shared<ImageWriteJob>();
+  job->path = path;
+  job->key = key;
+  job->region = packed_->data();
+  job->region_owner = packed_;
+  job->max_bytes = options_.packed_cache_max_bytes;
+  job->warn = options_.packed_cache_warning;
+  write_job_ = job;
+  ImageWriter::get().submit(std::move(job));
+}
+
+void LlamaModel::start_promotion() {
   {
     std::lock_guard lock(background_mu_);
     background_running_ = true;
   }
-  background_ = std::thread([this, work = std::move(work)] {
+  background_ = std::thread([this] {
     lower_this_thread_priority();
-    work();
+    promote_image();
     std::lock_guard lock(background_mu_);
     background_running_ = false;
     background_cv_.notify_all();
   });
-}
-
-void LlamaModel::write_image(const std::string& path, const PackedImageKey& key) {
-  Status s = write_packed_image(path, key, packed_->data(), options_.packed_cache_max_bytes,
-                                cancel_background_);
-  if (s.ok()) {
-    std::lock_guard lock(background_mu_);
-    report_.image_written = true;
-  } else if (s.code() != StatusCode::kCancelled) {
-    warn(s.message());
-  }
 }
 
 void LlamaModel::promote_image() {

@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -261,6 +263,69 @@ Status write_packed_image(const std::string& path, const PackedImageKey& key,
   }
   trim_directory(path, max_bytes);
   return Status::Ok();
+}
+
+ImageWriter& ImageWriter::get() {
+  static ImageWriter writer;
+  return writer;
+}
+
+ImageWriter::~ImageWriter() {
+  std::unique_lock lock(mu_);
+  stopping_ = true;
+  for (auto& job : queue_) finish(*job, false);
+  queue_.clear();
+  if (running_) running_->cancel.store(true);
+  cv_.notify_all();
+  lock.unlock();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ImageWriter::finish(ImageWriteJob& job, bool written) {
+  std::lock_guard lock(job.mu);
+  job.done = true;
+  job.written = written;
+  job.cv.notify_all();
+}
+
+bool ImageWriter::submit(std::shared_ptr<ImageWriteJob> job) {
+  std::lock_guard lock(mu_);
+  if (stopping_ || !queue_.empty()) {
+    finish(*job, false);
+    return false;
+  }
+  queue_.push_back(std::move(job));
+  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  cv_.notify_all();
+  return true;
+}
+
+void ImageWriter::withdraw(const std::shared_ptr<ImageWriteJob>& job) {
+  std::lock_guard lock(mu_);
+  auto it = std::find(queue_.begin(), queue_.end(), job);
+  if (it == queue_.end()) return;
+  queue_.erase(it);
+  finish(*job, false);
+}
+
+void ImageWriter::run() {
+  // Writing an image must not slow the engine and compute threads down.
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);
+  std::unique_lock lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    running_ = std::move(queue_.front());
+    queue_.pop_front();
+    ImageWriteJob& job = *running_;
+    lock.unlock();
+    const Status s = write_packed_image(job.path, job.key, job.region, job.max_bytes, job.cancel);
+    if (!s.ok() && s.code() != StatusCode::kCancelled && job.warn) job.warn(s.message());
+    job.region_owner.reset();  // the region goes back before the job is seen done
+    finish(job, s.ok());
+    lock.lock();
+    running_.reset();
+  }
 }
 
 }  // namespace infera::engine

@@ -23,9 +23,14 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/status.h"
@@ -98,5 +103,59 @@ class PackedImage {
 Status write_packed_image(const std::string& path, const PackedImageKey& key,
                           const uint8_t* region, uint64_t max_bytes,
                           const std::atomic<bool>& cancel);
+
+// One image to write: what write_packed_image takes, the owner of the region (kept alive
+// until the write ends, so that unloading the model does not lose its image) and the
+// outcome.
+struct ImageWriteJob {
+  std::string path;
+  PackedImageKey key;
+  const uint8_t* region = nullptr;
+  std::shared_ptr<const void> region_owner;
+  uint64_t max_bytes = 0;
+  std::function<void(const std::string&)> warn;  // a failed write's message; may be empty
+
+  // Set by the writer.
+  std::atomic<bool> cancel{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool started = false;
+  bool done = false;
+  bool written = false;
+
+  void wait() {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [this] { return done; });
+  }
+};
+
+// The process's image writer: one thread, at the lowest nice level, writing one image at a
+// time. At most one job waits behind the running one (each holds a model's region, often
+// hundreds of MiB); a job submitted beyond that is dropped and its model's next load tries
+// again. Destruction (at exit) cancels the running job and drops the waiting one.
+// Thread-safe.
+class ImageWriter {
+ public:
+  static ImageWriter& get();
+  ~ImageWriter();
+
+  // Queues `job`; false (the job is marked done, not written) when one already waits.
+  bool submit(std::shared_ptr<ImageWriteJob> job);
+  // Drops `job` if it has not started (it is then done, not written); a started job runs
+  // to its end, keeping its region alive until then.
+  void withdraw(const std::shared_ptr<ImageWriteJob>& job);
+
+ private:
+  ImageWriter() = default;
+  void run();
+  static void finish(ImageWriteJob& job, bool written);
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<ImageWriteJob>> queue_;
+  std::shared_ptr<ImageWriteJob> running_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
 
 }  // namespace infera::engine
