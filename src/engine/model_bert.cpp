@@ -126,6 +126,14 @@ class BertEncoder final : public Encoder {
   // thread alone when rows * row_elements is small.
   template <typename Fn>
   void for_rows(int rows, int64_t row_elements, Fn&& fn);
+  // Floats of attention scratch per thread: a block's scores (kQueryBlock x
+  // n_ctx_train), then its input's keys and values for the head in the product's
+  // layout (each up to (n_ctx_train + 16) x (head size + 16)).
+  size_t attention_scratch_floats() const {
+    const size_t ctx = static_cast<size_t>(info_.n_ctx_train);
+    const size_t hd = static_cast<size_t>(info_.dim / info_.n_heads);
+    return kQueryBlock * ctx + 2 * (ctx + k::kMatmulRowMultiple) * (hd + k::kMatmulRowMultiple);
+  }
   Status matrix(const std::string& name, int rows, int cols, Matrix& out, bool optional = false) {
     return load_matrix(*file_, info_.path, name, rows, cols, out, optional);
   }
@@ -160,7 +168,7 @@ class BertEncoder final : public Encoder {
   std::vector<uint8_t> packed_;  // pack_weights' tiles (from a 64-byte aligned offset)
   Scratch<float> x_, h_, q_, k_, v_, att_, up_, gate_, qkv_;
   Scratch<float> row_;     // per thread: dim
-  Scratch<float> scores_;  // per thread: (kQueryBlock + head size) x n_ctx_train
+  Scratch<float> scores_;  // per thread: attention_scratch_floats()
   struct AttentionTask {
     int input, head, q0, nq;  // queries [q0, q0 + nq) of input, as token indices
   };
@@ -339,8 +347,7 @@ Result<std::unique_ptr<Encoder>> BertEncoder::load(const std::string& path,
   }
   const size_t threads = static_cast<size_t>(model->pool_->size());
   model->row_.resize(threads * d);
-  const size_t head_dim = d / static_cast<size_t>(info.n_heads);
-  model->scores_.resize(threads * (kQueryBlock + head_dim) * static_cast<size_t>(info.n_ctx_train));
+  model->scores_.resize(threads * model->attention_scratch_floats());
   return std::unique_ptr<Encoder>(std::move(model));
 }
 
@@ -408,17 +415,20 @@ void BertEncoder::for_rows(int rows, int64_t row_elements, Fn&& fn) {
 // Per (input, head, block of queries): the block's scores against all the input's
 // keys as one small matrix product (queries x keys, k = head size), a softmax per
 // row, then the weighted sum of the values as another (queries x head size, k = the
-// input's length, against the head's values transposed). The products' kernels sum
-// each (row, column) pair in a fixed order, so an input's vector does not depend on
-// what else is in the batch.
+// input's length). With the table's k-major F32 product the keys and values are first
+// copied into its tiles; without it, the keys are read in place and the values
+// transposed. Either way the kernels sum each (row, column) pair in a fixed order, so
+// an input's vector does not depend on what else is in the batch.
 void BertEncoder::attention(std::span<const std::vector<int32_t>> inputs,
                             const std::vector<int>& starts) {
   if (ggml_rounding_) return attention_ggml(inputs, starts);
   const int d = info_.dim, n_heads = info_.n_heads, hd = d / n_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const size_t ctx = static_cast<size_t>(info_.n_ctx_train);
-  const size_t per_thread = (kQueryBlock + static_cast<size_t>(hd)) * ctx;
+  const size_t per_thread = attention_scratch_floats();
   const size_t row_bytes = static_cast<size_t>(d) * sizeof(float);
+  const k::MatmulFn kmajor = kernels_->matmul_f32_kmajor;
+  constexpr int kTile = k::kMatmulRowMultiple;
   attention_tasks_.clear();
   int64_t work = 0;
   for (size_t s = 0; s < inputs.size(); ++s) {
@@ -437,31 +447,51 @@ void BertEncoder::attention(std::span<const std::vector<int32_t>> inputs,
     const int len = starts[static_cast<size_t>(a.input) + 1] - first;
     const size_t col = static_cast<size_t>(a.head) * static_cast<size_t>(hd);
     float* scores = scores_.data() + static_cast<size_t>(thread) * per_thread;
-    float* vt = scores + static_cast<size_t>(kQueryBlock) * ctx;  // hd rows of len
+    float* keys = scores + static_cast<size_t>(kQueryBlock) * ctx;
+    float* values = keys + (ctx + kTile) * static_cast<size_t>(hd);
     const size_t score_bytes = static_cast<size_t>(len) * sizeof(float);
+    const float* k0 = &k_[static_cast<size_t>(first) * d + col];
+    const float* v0 = &v_[static_cast<size_t>(first) * d + col];
     // scores[i][j] = q_i . k_j
-    k::MatmulArgs qk{&k_[static_cast<size_t>(first) * d + col],
-                     row_bytes,
-                     &q_[static_cast<size_t>(a.q0) * d + col],
-                     row_bytes,
-                     scores,
-                     score_bytes,
-                     a.nq,
-                     hd};
-    kernels_->matmul_f32(qk, 0, len);
+    k::MatmulArgs qk{k0, row_bytes, &q_[static_cast<size_t>(a.q0) * d + col], row_bytes,
+                     scores, score_bytes, a.nq, hd};
+    if (kmajor != nullptr) {
+      k::pack_f32_kmajor(k0, row_bytes, len, hd, 0, len, keys);
+      qk.w = keys;
+      qk.w_stride = k::f32_kmajor_tile_bytes(hd);
+      kmajor(qk, 0, len);
+    } else {
+      kernels_->matmul_f32(qk, 0, len);
+    }
     for (int i = 0; i < a.nq; ++i) {
       float* row = scores + static_cast<size_t>(i) * static_cast<size_t>(len);
       kernels_->scale(row, scale, len);
       kernels_->softmax(row, len);
     }
-    for (int j = 0; j < len; ++j) {
-      const float* vr = &v_[static_cast<size_t>(first + j) * d + col];
-      for (int c = 0; c < hd; ++c) vt[static_cast<size_t>(c) * static_cast<size_t>(len) + static_cast<size_t>(j)] = vr[c];
-    }
-    // out_i[c] = sum_j p_ij v_j[c]
-    k::MatmulArgs pv{vt, score_bytes, scores, score_bytes, &att_[static_cast<size_t>(a.q0) * d + col],
+    // out_i[c] = sum_j p_ij v_j[c]: the "weight rows" are the head's value columns.
+    k::MatmulArgs pv{values, 0, scores, score_bytes, &att_[static_cast<size_t>(a.q0) * d + col],
                      row_bytes, a.nq, len};
-    kernels_->matmul_f32(pv, 0, hd);
+    if (kmajor != nullptr) {
+      // Tile t, column j: value row j's columns 16t .. 16t + 15 (the last repeated).
+      for (int t = 0; t * kTile < hd; ++t) {
+        float* tile = values + static_cast<size_t>(t) * static_cast<size_t>(len) * kTile;
+        for (int j = 0; j < len; ++j) {
+          const float* vr = v0 + static_cast<size_t>(j) * d;
+          for (int l = 0; l < kTile; ++l) {
+            tile[static_cast<size_t>(j) * kTile + static_cast<size_t>(l)] = vr[std::min(t * kTile + l, hd - 1)];
+          }
+        }
+      }
+      pv.w_stride = k::f32_kmajor_tile_bytes(len);
+      kmajor(pv, 0, hd);
+    } else {
+      for (int j = 0; j < len; ++j) {
+        const float* vr = v0 + static_cast<size_t>(j) * d;
+        for (int c = 0; c < hd; ++c) values[static_cast<size_t>(c) * static_cast<size_t>(len) + static_cast<size_t>(j)] = vr[c];
+      }
+      pv.w_stride = score_bytes;
+      kernels_->matmul_f32(pv, 0, hd);
+    }
   };
   const int tasks = static_cast<int>(attention_tasks_.size());
   if (work < kMinParallelWork) {
@@ -476,7 +506,7 @@ void BertEncoder::attention_ggml(std::span<const std::vector<int32_t>> inputs,
   const int d = info_.dim, n_heads = info_.n_heads, hd = d / n_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int total_tokens = starts.back();
-  const size_t per_thread = (kQueryBlock + static_cast<size_t>(hd)) * static_cast<size_t>(info_.n_ctx_train);
+  const size_t per_thread = attention_scratch_floats();
   // llama.cpp's CPU flash attention casts K and V to F16 and Q to K's type.
   for_rows(total_tokens, 3 * d, [&](int t0, int t1, int) {
     const size_t first = static_cast<size_t>(t0) * d;

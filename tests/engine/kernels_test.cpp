@@ -653,62 +653,81 @@ TEST(Kernels, EverySimdSmallOpMatchesScalar) {
   }
 }
 
-// k-major F16 tiles: packed in ranges, every table with the kernel gives the scalar
-// reference's bits whatever the row range and n, leaves rows outside its range alone,
-// and agrees with matmul_f16 on the same weights up to summation order.
-TEST(Kernels, F16KmajorMatchesScalarBitForBit) {
+// k-major F16 and F32 tiles: packed in ranges, every table with the kernel gives the
+// scalar reference's bits whatever the row range and n, leaves rows outside its range
+// alone, and agrees with matmul_f16 / matmul_f32 on the same weights up to summation
+// order.
+TEST(Kernels, KmajorMatchesScalarBitForBit) {
   std::mt19937 rng(23);
   std::vector<const Kernels*> tables = simd_tables();
   tables.push_back(&ref());
-  for (int k : {1, 7, 16, 33, 384}) {
-    for (int rows : {1, 15, 16, 17, 50}) {
-      const size_t stride = static_cast<size_t>(k) * 2 + 6;
-      std::vector<uint8_t> w(stride * static_cast<size_t>(rows));
-      std::vector<float> wf = random_floats(rng, static_cast<size_t>(rows) * k);
-      for (int r = 0; r < rows; ++r) {
-        for (int j = 0; j < k; ++j) {
-          const uint16_t h = f32_to_fp16(wf[static_cast<size_t>(r) * k + j]);
-          std::memcpy(&w[static_cast<size_t>(r) * stride + 2 * static_cast<size_t>(j)], &h, 2);
-        }
-      }
-      const int tiles = (rows + 15) / 16;
-      std::vector<uint8_t> packed(f16_kmajor_tile_bytes(k) * static_cast<size_t>(tiles), 0xAB);
-      pack_f16_kmajor(w.data(), stride, rows, k, 0, std::min(rows, 16), packed.data());
-      if (rows > 16) pack_f16_kmajor(w.data(), stride, rows, k, 16, rows, packed.data());
-      for (int n : {1, 3, 8, 9, 13, 17}) {
-        const std::string tag = "k " + std::to_string(k) + " rows " + std::to_string(rows) +
-                                 " n " + std::to_string(n);
-        std::vector<float> x = random_floats(rng, static_cast<size_t>(n) * k);
-        const size_t y_stride = (static_cast<size_t>(rows) + 3) * sizeof(float);
-        std::vector<float> want(static_cast<size_t>(n) * (rows + 3), -7.0f);
-        MatmulArgs a{packed.data(), f16_kmajor_tile_bytes(k), x.data(), static_cast<size_t>(k) * 4,
-                     want.data(), y_stride, n, k};
-        ref().matmul_f16_kmajor(a, 0, rows);
-        // Against the row-major product, up to summation order.
-        std::vector<float> plain(want.size(), -7.0f);
-        MatmulArgs b{w.data(), stride, x.data(), static_cast<size_t>(k) * 4, plain.data(), y_stride, n, k};
-        ref().matmul_f16(b, 0, rows);
-        for (int i = 0; i < n; ++i) {
-          for (int r = 0; r < rows; ++r) {
-            double mag = 0;
-            for (int j = 0; j < k; ++j) {
-              mag += std::fabs(static_cast<double>(fp16_to_f32(f32_to_fp16(wf[static_cast<size_t>(r) * k + j]))) *
-                               x[static_cast<size_t>(i) * k + j]);
+  for (bool f16 : {true, false}) {
+    for (int k : {1, 7, 16, 33, 384}) {
+      for (int rows : {1, 15, 16, 17, 50}) {
+        const size_t stride = static_cast<size_t>(k) * (f16 ? 2 : 4) + 8;
+        std::vector<uint8_t> w(stride * static_cast<size_t>(rows));
+        std::vector<float> wf = random_floats(rng, static_cast<size_t>(rows) * k);
+        for (int r = 0; r < rows; ++r) {
+          for (int j = 0; j < k; ++j) {
+            float& v = wf[static_cast<size_t>(r) * k + j];
+            uint8_t* dst = &w[static_cast<size_t>(r) * stride];
+            if (f16) {
+              const uint16_t h = f32_to_fp16(v);
+              v = fp16_to_f32(h);
+              std::memcpy(dst + 2 * static_cast<size_t>(j), &h, 2);
+            } else {
+              std::memcpy(dst + 4 * static_cast<size_t>(j), &v, 4);
             }
-            const size_t at = static_cast<size_t>(i) * (rows + 3) + static_cast<size_t>(r);
-            ASSERT_NEAR(want[at], plain[at], 1e-5 * mag + 1e-30) << tag;
           }
         }
-        for (const Kernels* t : tables) {
-          if (t->matmul_f16_kmajor == nullptr) continue;
-          std::vector<float> got(want.size(), -7.0f);
-          a.y = got.data();
-          // Two ranges split at a tile boundary, as the pool splits them.
-          const int mid = rows > 16 ? 16 : rows;
-          t->matmul_f16_kmajor(a, 0, mid);
-          if (mid < rows) t->matmul_f16_kmajor(a, mid, rows);
-          ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
-              << t->name << " " << tag;
+        const int tiles = (rows + 15) / 16;
+        const size_t tile_bytes = f16 ? f16_kmajor_tile_bytes(k) : f32_kmajor_tile_bytes(k);
+        std::vector<float> packed(tile_bytes * static_cast<size_t>(tiles) / 4, -3.0f);
+        for (auto [r0, r1] : {std::pair{0, std::min(rows, 16)}, std::pair{16, rows}}) {
+          if (r0 >= r1) continue;
+          if (f16) {
+            pack_f16_kmajor(w.data(), stride, rows, k, r0, r1, packed.data());
+          } else {
+            pack_f32_kmajor(reinterpret_cast<const float*>(w.data()), stride, rows, k, r0, r1,
+                            packed.data());
+          }
+        }
+        for (int n : {1, 3, 8, 9, 13, 17}) {
+          const std::string tag = std::string(f16 ? "f16" : "f32") + " k " + std::to_string(k) +
+                                  " rows " + std::to_string(rows) + " n " + std::to_string(n);
+          std::vector<float> x = random_floats(rng, static_cast<size_t>(n) * k);
+          const size_t y_stride = (static_cast<size_t>(rows) + 3) * sizeof(float);
+          std::vector<float> want(static_cast<size_t>(n) * (rows + 3), -7.0f);
+          MatmulArgs a{packed.data(), tile_bytes, x.data(), static_cast<size_t>(k) * 4,
+                       want.data(), y_stride, n, k};
+          (f16 ? ref().matmul_f16_kmajor : ref().matmul_f32_kmajor)(a, 0, rows);
+          // Against the row-major product, up to summation order.
+          std::vector<float> plain(want.size(), -7.0f);
+          MatmulArgs b{w.data(), stride, x.data(), static_cast<size_t>(k) * 4, plain.data(), y_stride, n, k};
+          (f16 ? ref().matmul_f16 : ref().matmul_f32)(b, 0, rows);
+          for (int i = 0; i < n; ++i) {
+            for (int r = 0; r < rows; ++r) {
+              double mag = 0;
+              for (int j = 0; j < k; ++j) {
+                mag += std::fabs(static_cast<double>(wf[static_cast<size_t>(r) * k + j]) *
+                                 x[static_cast<size_t>(i) * k + j]);
+              }
+              const size_t at = static_cast<size_t>(i) * (rows + 3) + static_cast<size_t>(r);
+              ASSERT_NEAR(want[at], plain[at], 1e-5 * mag + 1e-30) << tag;
+            }
+          }
+          for (const Kernels* t : tables) {
+            const MatmulFn fn = f16 ? t->matmul_f16_kmajor : t->matmul_f32_kmajor;
+            if (fn == nullptr) continue;
+            std::vector<float> got(want.size(), -7.0f);
+            a.y = got.data();
+            // Two ranges split at a tile boundary, as the pool splits them.
+            const int mid = rows > 16 ? 16 : rows;
+            fn(a, 0, mid);
+            if (mid < rows) fn(a, mid, rows);
+            ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+                << t->name << " " << tag;
+          }
         }
       }
     }
@@ -1040,10 +1059,12 @@ TEST(Kernels, DispatchPicksTheBestSupportedTableAndCanBeForced) {
   EXPECT_EQ(matmul_input(GgmlType::kF16), MatmulInput::kF32);
   for (GgmlType type : kTypes) EXPECT_NE(matmul_for(active(), type), nullptr) << type_name(type);
   // Every entry of every table is filled, except the optional repacking hooks and
-  // matmul_f16_kmajor (the scalar and AVX-512 tables have it).
+  // the k-major products (the scalar and AVX-512 tables have them).
   EXPECT_NE(by_name("scalar")->matmul_f16_kmajor, nullptr);
+  EXPECT_NE(by_name("scalar")->matmul_f32_kmajor, nullptr);
   if (const Kernels* avx512 = by_name("avx512")) {
     EXPECT_NE(avx512->matmul_f16_kmajor, nullptr);
+    EXPECT_NE(avx512->matmul_f32_kmajor, nullptr);
   }
   for (const Kernels* t : {by_name("scalar"), by_name("avx2"), by_name("avx512"), by_name("neon"),
                            by_name("neondot")}) {
@@ -1052,7 +1073,8 @@ TEST(Kernels, DispatchPicksTheBestSupportedTableAndCanBeForced) {
     for (size_t off = offsetof(Kernels, matmul_f32); off < sizeof(Kernels); off += sizeof(void*)) {
       if (off >= offsetof(Kernels, packed_tile_bytes) && off <= offsetof(Kernels, packed_matmul))
         continue;
-      if (off == offsetof(Kernels, matmul_f16_kmajor)) continue;
+      if (off == offsetof(Kernels, matmul_f16_kmajor) || off == offsetof(Kernels, matmul_f32_kmajor))
+        continue;
       void* fn;
       std::memcpy(&fn, p + off, sizeof fn);
       EXPECT_NE(fn, nullptr) << t->name << " entry at byte " << off;

@@ -89,6 +89,7 @@ const Tables& tables() {
     fill_avx2_kquants(r.avx2);
     fill_avx2_q4_1_q5(r.avx2);
     r.avx2.matmul_f16_kmajor = nullptr;  // 8 lanes: no faster than its matmul_f16
+    r.avx2.matmul_f32_kmajor = nullptr;
     r.avx2.name = "avx2";
     r.avx2.level = Level::kAvx2;
     r.avx512 = r.avx2;
@@ -124,6 +125,7 @@ const Tables& tables() {
     r.has_neondot = detect_arm_dotprod();
     r.neon = r.scalar;
     r.neon.matmul_f16_kmajor = nullptr;
+    r.neon.matmul_f32_kmajor = nullptr;
     fill_neon(r.neon);
     r.neon.name = "neon";
     r.neon.level = Level::kNeon;

@@ -141,6 +141,10 @@ struct Kernels {
   // where it would not beat matmul_f16 (AVX2, NEON); the scalar table's is the
   // reference.
   MatmulFn matmul_f16_kmajor;
+  // The same for F32 weights (16 floats per column of a tile, f32_kmajor_tile_bytes(k)
+  // a tile): small products such as attention's, where matmul_f32's horizontal sums
+  // would cost as much as the multiply-adds.
+  MatmulFn matmul_f32_kmajor;
 
   // ---- small f32 ops (y may alias x / a where noted) ---------------------------------
   // y = x / sqrt(mean(x^2) + eps) * w; w may be null (no weight). y may alias x.
@@ -224,6 +228,12 @@ inline constexpr size_t f16_kmajor_tile_bytes(int k) {
   return static_cast<size_t>(k) * kMatmulRowMultiple * 2;
 }
 void pack_f16_kmajor(const void* w, size_t w_stride, int rows, int k, int r0, int r1, void* out);
+// The F32 layout of Kernels::matmul_f32_kmajor: tiles of 16 rows, each k columns of
+// 16 floats; pack_f32_kmajor as pack_f16_kmajor, from f32 rows.
+inline constexpr size_t f32_kmajor_tile_bytes(int k) {
+  return static_cast<size_t>(k) * kMatmulRowMultiple * 4;
+}
+void pack_f32_kmajor(const float* w, size_t w_stride, int rows, int k, int r0, int r1, float* out);
 
 // The table's matmul for a weight type, or nullptr if the type is not supported.
 MatmulFn matmul_for(const Kernels& table, GgmlType type);

@@ -130,8 +130,9 @@ void quantize_q8(const float* x, void* out, int k) {
 }
 
 // One fused multiply-add chain per pair, j ascending: the order every table's
-// matmul_f16_kmajor keeps.
-void matmul_f16_kmajor(const MatmulArgs& a, int r0, int r1) {
+// matmul_f16_kmajor / matmul_f32_kmajor keeps.
+template <float (*kLoad)(const uint8_t*, int)>
+void matmul_kmajor(const MatmulArgs& a, int r0, int r1) {
   constexpr int kTile = kMatmulRowMultiple;
   for (int i = 0; i < a.n; ++i) {
     const float* x = reinterpret_cast<const float*>(row_at(a.x, a.x_stride, i));
@@ -140,9 +141,7 @@ void matmul_f16_kmajor(const MatmulArgs& a, int r0, int r1) {
       const uint8_t* tile = row_at(a.w, a.w_stride, r / kTile);
       const int lane = r % kTile;
       float sum = 0;
-      for (int j = 0; j < a.k; ++j) {
-        sum = std::fma(load_f16(tile, j * kTile + lane), x[j], sum);
-      }
+      for (int j = 0; j < a.k; ++j) sum = std::fma(kLoad(tile, j * kTile + lane), x[j], sum);
       y[r] = sum;
     }
   }
@@ -166,8 +165,20 @@ void pack_f16_kmajor(const void* w, size_t w_stride, int rows, int k, int r0, in
   }
 }
 
+void pack_f32_kmajor(const float* w, size_t w_stride, int rows, int k, int r0, int r1, float* out) {
+  constexpr int kTile = kMatmulRowMultiple;
+  for (int t = r0 / kTile; t * kTile < r1; ++t) {
+    float* dst = out + static_cast<size_t>(t) * static_cast<size_t>(k) * kTile;
+    for (int lane = 0; lane < kTile; ++lane) {
+      const auto* src = reinterpret_cast<const float*>(row_at(w, w_stride, std::min(t * kTile + lane, rows - 1)));
+      for (int j = 0; j < k; ++j) dst[static_cast<size_t>(j) * kTile + static_cast<size_t>(lane)] = src[j];
+    }
+  }
+}
+
 void fill_scalar_matmul(Kernels& t) {
-  t.matmul_f16_kmajor = matmul_f16_kmajor;
+  t.matmul_f16_kmajor = matmul_kmajor<load_f16>;
+  t.matmul_f32_kmajor = matmul_kmajor<load_f32>;
   t.matmul_f32 = matmul_float<load_f32>;
   t.matmul_f16 = matmul_float<load_f16>;
   t.matmul_bf16 = matmul_float<load_bf16>;
