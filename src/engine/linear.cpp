@@ -81,10 +81,7 @@ const void* Linear::prepare_input(GgmlType type, const float* x, int n, int cols
             x + static_cast<size_t>(i) * cols, xq_.data() + static_cast<size_t>(i) * x_stride, cols);
       }
     } else if (type == GgmlType::kF16) {
-      uint16_t* half = reinterpret_cast<uint16_t*>(xq_.data()) + first;
-      const int count = (r1 - r0) * cols;
-      kernels_->f32_to_f16(x + first, half, count);
-      kernels_->f16_to_f32(half, xround_.data() + first, count);
+      kernels_->round_f16(x + first, xround_.data() + first, (r1 - r0) * cols);
     } else {
       const size_t end = static_cast<size_t>(r1) * static_cast<size_t>(cols);
       for (size_t i = first; i < end; ++i) xround_[i] = k::bf16_to_f32(k::f32_to_bf16(x[i]));
@@ -106,7 +103,7 @@ const void* Linear::prepare_input(GgmlType type, const float* x, int n, int cols
                                        : static_cast<const void*>(xround_.data());
 }
 
-void Linear::matmul(std::initializer_list<Job> jobs, const float* x, int n) {
+void Linear::matmul(std::initializer_list<Job> jobs, const float* x, int n, bool x_is_f16) {
   const Matrix& first = *jobs.begin()->m;
   // Types share an input when it is the same quantized encoding (Q4_K beside Q6_K).
   auto same_input = [](GgmlType a, GgmlType b) {
@@ -116,12 +113,15 @@ void Linear::matmul(std::initializer_list<Job> jobs, const float* x, int n) {
   for (const Job& job : jobs) {
     if (!same_input(job.m->type, first.type) || job.m->cols != first.cols) {
       // Mixed input encodings: one product at a time.
-      for (const Job& one : jobs) matmul({one}, x, n);
+      for (const Job& one : jobs) matmul({one}, x, n, x_is_f16);
       return;
     }
   }
   size_t x_stride = 0;
-  const void* xin = prepare_input(first.type, x, n, first.cols, x_stride);
+  const void* xin = x_is_f16 && first.type == GgmlType::kF16
+                        ? x
+                        : prepare_input(first.type, x, n, first.cols, x_stride);
+  if (xin == x) x_stride = static_cast<size_t>(first.cols) * sizeof(float);
   const int unit = k::kMatmulRowMultiple;
   std::array<k::MatmulArgs, 4> args;
   std::array<k::MatmulFn, 4> fns{};

@@ -96,8 +96,10 @@ class Linear {
   // For each job (at most 4, sharing the input x[n][cols]): y[n][m.rows] = x . m^T
   // (+ bias). The input is encoded for the weight type once (split over the pool when
   // large), and all the jobs' rows are split over the pool in one parallel loop; each
-  // task adds the bias to the outputs it wrote while they are in cache.
-  void matmul(std::initializer_list<Job> jobs, const float* x, int n);
+  // task adds the bias to the outputs it wrote while they are in cache. x_is_f16: every
+  // value of x is already an F16 value (e.g. looked up in an F16 table), so F16
+  // weights use x as it is.
+  void matmul(std::initializer_list<Job> jobs, const float* x, int n, bool x_is_f16 = false);
 
  private:
   // Encodes x for matrices of `type`: Q8 rows, values rounded to F16/BF16, or x.

@@ -165,7 +165,7 @@ class BertEncoder final : public Encoder {
   Norm embd_norm_;
   std::vector<EncoderLayer> layers_;
 
-  std::vector<uint8_t> packed_;  // pack_weights' tiles (from a 64-byte aligned offset)
+  Scratch<uint8_t> packed_;  // pack_weights' tiles (from a 64-byte aligned offset)
   Scratch<float> x_, h_, q_, k_, v_, att_, up_, gate_, qkv_;
   Scratch<float> row_;     // per thread: dim
   Scratch<float> scores_;  // per thread: attention_scratch_floats()
@@ -511,9 +511,7 @@ void BertEncoder::attention_ggml(std::span<const std::vector<int32_t>> inputs,
   for_rows(total_tokens, 3 * d, [&](int t0, int t1, int) {
     const size_t first = static_cast<size_t>(t0) * d;
     const int count = (t1 - t0) * d;
-    for (float* m : {q_.data(), k_.data(), v_.data()}) {
-      for (int i = 0; i < count; ++i) m[first + static_cast<size_t>(i)] = round_f16(m[first + static_cast<size_t>(i)]);
-    }
+    for (float* m : {q_.data(), k_.data(), v_.data()}) kernels_->round_f16(m + first, m + first, count);
   });
   // One task per (token, head): its scores against every token of its input.
   std::vector<int> owner(static_cast<size_t>(total_tokens));
@@ -625,6 +623,7 @@ void BertEncoder::forward(std::span<const std::vector<int32_t>> inputs, Pooling 
     attention(inputs, starts);
     linear_->matmul({{&L.wo, h_.data(), L.bo}}, att_.data(), n);
     residual_norm(L.attn_norm);
+    bool down_f16 = false;  // the FFN's output already holds F16 values
     if (nomic_) {
       linear_->matmul({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, x_.data(), n);
       for_rows(n, ffn, [&](int t0, int t1, int) {
@@ -633,13 +632,19 @@ void BertEncoder::forward(std::span<const std::vector<int32_t>> inputs, Pooling 
       });
     } else {
       linear_->matmul({{&L.w_up, up_.data(), L.b_up}}, x_.data(), n);
+      down_f16 = L.w_down.type == GgmlType::kF16;
       const float* table = gelu_table();
       for_rows(n, ffn, [&](int t0, int t1, int) {
-        const size_t first = static_cast<size_t>(t0) * ffn;
-        kernels_->gelu_f16_table(table, &up_[first], (t1 - t0) * ffn);
+        for (int t = t0; t < t1; ++t) {
+          float* row = &up_[static_cast<size_t>(t) * ffn];
+          kernels_->gelu_f16_table(table, row, ffn);
+          // The product rounds its input to F16 for F16 weights: done here while the
+          // row is in cache (only the inputs >= 10 GELU passes through change).
+          if (down_f16) kernels_->round_f16(row, row, ffn);
+        }
       });
     }
-    linear_->matmul({{&L.w_down, h_.data(), L.b_down}}, up_.data(), n);
+    linear_->matmul({{&L.w_down, h_.data(), L.b_down}}, up_.data(), n, /*x_is_f16=*/down_f16);
     residual_norm(L.ffn_norm);
   }
   for (size_t s = 0; s < inputs.size(); ++s) {

@@ -548,6 +548,17 @@ TEST(Kernels, HalfConversionsAreExactAndMatchF16cAndFcvt) {
     if (std::isnan(f[i])) continue;
     ASSERT_EQ(f32_to_fp16(f[i]), h[i]) << f[i];
   }
+  // round_f16 in one pass, against the scalar table's, bit for bit (tails included).
+  for (int n : {1, 7, 9, static_cast<int>(f.size())}) {
+    std::vector<float> r1(static_cast<size_t>(n)), r2(static_cast<size_t>(n));
+    by_level(Level::kScalar)->round_f16(f.data(), r1.data(), n);
+    simd->round_f16(f.data(), r2.data(), n);
+    for (size_t i = 0; i < r1.size(); ++i) {
+      if (std::isnan(f[i])) continue;
+      ASSERT_EQ(std::memcmp(&r1[i], &r2[i], 4), 0) << f[i];
+      ASSERT_EQ(r1[i], fp16_to_f32(f32_to_fp16(f[i]))) << f[i];
+    }
+  }
 }
 
 TEST(Kernels, Bf16RoundsToNearestEven) {

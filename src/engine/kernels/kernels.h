@@ -184,6 +184,9 @@ struct Kernels {
                         float* y);
   void (*f32_to_f16)(const float* x, uint16_t* out, int n);  // round to nearest even
   void (*f16_to_f32)(const uint16_t* x, float* out, int n);
+  // y = x rounded to F16 and back (nearest even) in one pass; y may alias x. Every
+  // table gives the same bits.
+  void (*round_f16)(const float* x, float* y, int n);
 };
 
 // The table in use: the best this CPU supports, unless INFERA_KERNELS names one

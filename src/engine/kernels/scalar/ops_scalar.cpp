@@ -131,6 +131,10 @@ void f16_to_f32(const uint16_t* x, float* out, int n) {
   for (int i = 0; i < n; ++i) out[i] = fp16_to_f32(x[i]);
 }
 
+void round_f16(const float* x, float* y, int n) {
+  for (int i = 0; i < n; ++i) y[i] = fp16_to_f32(f32_to_fp16(x[i]));
+}
+
 }  // namespace
 
 void fill_scalar_ops(Kernels& t) {
@@ -150,6 +154,7 @@ void fill_scalar_ops(Kernels& t) {
   t.axpy_f16_rows = axpy_f16_rows;
   t.f32_to_f16 = f32_to_f16;
   t.f16_to_f32 = f16_to_f32;
+  t.round_f16 = round_f16;
 }
 
 }  // namespace infera::engine::kernels

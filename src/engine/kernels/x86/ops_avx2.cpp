@@ -212,6 +212,15 @@ void gelu_f16_table(const float* table, float* x, int n) {
   }
 }
 
+void round_f16(const float* x, float* y, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; ++i) y[i] = _cvtsh_ss(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT));
+}
+
 // Squares in float, summed in double (as ggml does), see the scalar reference.
 void rmsnorm(const float* x, const float* w, float* y, int n, float eps) {
   __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
@@ -303,6 +312,7 @@ void fill_avx2_ops(Kernels& t) {
   t.axpy_f16_rows = axpy_f16_rows;
   t.f32_to_f16 = f32_to_f16;
   t.f16_to_f32 = f16_to_f32;
+  t.round_f16 = round_f16;
 }
 
 }  // namespace infera::engine::kernels
