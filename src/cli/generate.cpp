@@ -38,6 +38,7 @@ struct GenerateArgs {
   std::string kernels;
   std::vector<std::string> stops;
   bool no_mmap = false;
+  std::string packed_cache_dir;
   bool ggml_attention = false;
   bool ggml_compat = false;
 };
@@ -57,9 +58,22 @@ void run(const GenerateArgs& a) {
   options.ggml_attention_rounding = a.ggml_attention || a.ggml_compat;
   options.ggml_kernel_order = a.ggml_compat;
   options.ctx_tokens = a.bench ? std::max(a.ctx_size, a.bench_prompt + a.bench_gen) : a.ctx_size;
+  options.packed_cache_dir = a.packed_cache_dir;
+  options.packed_cache_warning = [](const std::string& message) {
+    std::cerr << "infera generate: " << message << "\n";
+  };
   auto loaded = engine::Model::load(a.model, options);
   if (!loaded.ok()) fail(loaded.status().message());
   engine::Model& model = **loaded;
+  if (!a.packed_cache_dir.empty()) {
+    const engine::LoadReport r = model.load_report();
+    const bool mapped = r.weights == engine::PackedWeights::kImage;
+    std::fprintf(stderr, "infera generate: loaded in %.1f ms; packed weights %s in %.1f ms (%s)\n",
+                 r.load_ms, mapped ? "mapped from the image" : "repacked", r.pack_ms,
+                 r.image_path.c_str());
+    // A bench measures steady state: the promoted copy (or the image is written first).
+    if (a.bench) model.wait_for_background_work();
+  }
 
   if (a.bench) {
     auto speed = engine::measure_speed(model, a.bench_prompt, a.bench_gen, a.bench_reps);
@@ -189,6 +203,9 @@ void add_generate_command(CLI::App& app) {
                   "force a kernel table: scalar, avx2, avx512, neon or neondot");
   cmd->add_flag("--no-mmap", a->no_mmap,
                 "read the model into huge-page memory instead of mapping the file");
+  cmd->add_option("--packed-cache-dir", a->packed_cache_dir,
+                  "write / map repacked-weight images here (as infera serve); --bench waits for "
+                  "the image to be written or promoted before measuring");
   cmd->add_flag("--ggml-attention", a->ggml_attention,
                 "round attention as llama.cpp's CPU flash attention does (F16 sums of V), to "
                 "compare logits and greedy ids with llama.cpp's");

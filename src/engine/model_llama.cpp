@@ -143,10 +143,12 @@ class LlamaModel final : public Model {
   const Tokenizer& tokenizer() const override { return *tokenizer_; }
   KvCache& kv() override { return *kv_; }
   Status eval(std::span<const BatchEntry> batch, std::vector<const float*>& logits) override {
+    Evaluating mark(*this);
     return forward(batch, logits, /*hidden=*/false);
   }
   Status eval_hidden(std::span<const BatchEntry> batch,
                      std::vector<const float*>& hidden) override {
+    Evaluating mark(*this);
     return forward(batch, hidden, /*hidden=*/true);
   }
   LoadReport load_report() const override {
@@ -196,6 +198,25 @@ class LlamaModel final : public Model {
   void promote_image();
   // On the eval thread: points the packed matrices at the promoted copy, unmaps the image.
   void adopt_promoted();
+  // Marks an eval() for the promotion, which copies while the engine is idle.
+  class Evaluating {
+   public:
+    explicit Evaluating(LlamaModel& m) : m_(m) { m_.evaluating_.store(true, std::memory_order_relaxed); }
+    ~Evaluating() {
+      m_.last_eval_end_ns_.store(now_ns(), std::memory_order_relaxed);
+      m_.evaluating_.store(false, std::memory_order_relaxed);
+    }
+    Evaluating(const Evaluating&) = delete;
+    Evaluating& operator=(const Evaluating&) = delete;
+
+   private:
+    LlamaModel& m_;
+  };
+  static int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
   void warn(const std::string& message) const {
     if (options_.packed_cache_warning) options_.packed_cache_warning(message);
   }
@@ -229,6 +250,8 @@ class LlamaModel final : public Model {
   std::unique_ptr<PackedMemory> promoted_;  // written by the background thread until ready
   std::atomic<bool> promoted_ready_{false};
   std::atomic<bool> cancel_background_{false};
+  std::atomic<bool> evaluating_{false};
+  std::atomic<int64_t> last_eval_end_ns_{0};
   std::thread background_;
   mutable std::mutex background_mu_;  // guards report_ and background_running_
   std::condition_variable background_cv_;
@@ -428,8 +451,7 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
 }
 
 LlamaModel::~LlamaModel() {
-  // An image being written keeps the region alive until it is done; a waiting one goes.
-  if (write_job_ != nullptr) ImageWriter::get().withdraw(write_job_);
+  // An image being written, or waiting to be, keeps the region alive until it is done.
   cancel_background_.store(true);
   if (background_.joinable()) background_.join();
 }
@@ -621,13 +643,27 @@ void LlamaModel::start_promotion() {
   });
 }
 
+// Copies one huge page at a time, and only while the engine is idle (no eval() for 2 ms):
+// the copy and a forward pass would share the memory bandwidth both are bound by, and the
+// first passes after a load are the ones a user waits for. Under steady traffic it copies a
+// page per 10 ms (200 MB/s) anyway, so that promotion ends.
 void LlamaModel::promote_image() {
   auto memory = std::make_unique<PackedMemory>(packed_bytes_);
   if (memory->data() == nullptr) return;  // no memory for a copy: keep serving the image
-  constexpr size_t kChunk = size_t{4} << 20;  // cancellation is checked between chunks
+  constexpr size_t kChunk = size_t{2} << 20;
+  constexpr int64_t kIdleNs = 2'000'000, kPaceNs = 10'000'000;
+  int64_t last_copy_ns = 0;
   for (size_t off = 0; off < packed_bytes_; off += kChunk) {
-    if (cancel_background_.load(std::memory_order_relaxed)) return;
+    while (true) {
+      if (cancel_background_.load(std::memory_order_relaxed)) return;
+      const int64_t now = now_ns();
+      const bool idle = !evaluating_.load(std::memory_order_relaxed) &&
+                        now - last_eval_end_ns_.load(std::memory_order_relaxed) >= kIdleNs;
+      if (idle || now - last_copy_ns >= kPaceNs) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     std::memcpy(memory->data() + off, image_->region() + off, std::min(kChunk, packed_bytes_ - off));
+    last_copy_ns = now_ns();
   }
   promoted_ = std::move(memory);
   promoted_ready_.store(true, std::memory_order_release);

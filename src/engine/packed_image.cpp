@@ -300,14 +300,6 @@ bool ImageWriter::submit(std::shared_ptr<ImageWriteJob> job) {
   return true;
 }
 
-void ImageWriter::withdraw(const std::shared_ptr<ImageWriteJob>& job) {
-  std::lock_guard lock(mu_);
-  auto it = std::find(queue_.begin(), queue_.end(), job);
-  if (it == queue_.end()) return;
-  queue_.erase(it);
-  finish(*job, false);
-}
-
 void ImageWriter::run() {
   // Writing an image must not slow the engine and compute threads down.
   ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);

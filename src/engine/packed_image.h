@@ -131,8 +131,9 @@ struct ImageWriteJob {
 
 // The process's image writer: one thread, at the lowest nice level, writing one image at a
 // time. At most one job waits behind the running one (each holds a model's region, often
-// hundreds of MiB); a job submitted beyond that is dropped and its model's next load tries
-// again. Destruction (at exit) cancels the running job and drops the waiting one.
+// hundreds of MiB, beyond the models' memory budget when the model was unloaded): a job
+// submitted beyond that is dropped and its model's next load tries again. Destruction (at
+// exit) cancels the running job and drops the waiting one.
 // Thread-safe.
 class ImageWriter {
  public:
@@ -140,10 +141,8 @@ class ImageWriter {
   ~ImageWriter();
 
   // Queues `job`; false (the job is marked done, not written) when one already waits.
+  // A queued job runs to its end even if its model is gone, keeping the region alive.
   bool submit(std::shared_ptr<ImageWriteJob> job);
-  // Drops `job` if it has not started (it is then done, not written); a started job runs
-  // to its end, keeping its region alive until then.
-  void withdraw(const std::shared_ptr<ImageWriteJob>& job);
 
  private:
   ImageWriter() = default;

@@ -400,9 +400,11 @@ struct Registry::Impl {
     lock.unlock();
     const auto start = Clock::now();
     Result<std::unique_ptr<LoadedModel>> loaded = e->kind->load(e->spec);
+    const auto loaded_at = Clock::now();
     Status warmed = Status::Ok();
     if (loaded.ok() && config.warm_up) warmed = (*loaded)->warm_up();
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    const double warm_ms = std::chrono::duration<double, std::milli>(Clock::now() - loaded_at).count();
     std::string identity = e->kind->identity(e->spec);
     lock.lock();
     if (!loaded.ok() || !warmed.ok()) {
@@ -438,7 +440,8 @@ struct Registry::Impl {
     metrics.counter("infera_model_loads_total", "Model loads", {{"model", e->spec.name}}).inc();
     publish_gauges();
     log::info("model.loaded", "{}: loaded {} in {:.1f} ms ({}{})", e->spec.name, e->spec.path, ms,
-              mib(e->bytes), config.warm_up ? ", warmed up" : "");
+              mib(e->bytes),
+              config.warm_up ? fmt::format(", warm-up {:.1f} ms of it", warm_ms) : std::string());
     calls = serve_waiters(e);
     const bool more = !load_queue.empty();
     lock.unlock();
