@@ -119,9 +119,13 @@ class BertEncoder final : public Encoder {
   void pack_weights();
   // One forward pass over inputs whose tokens fit the scratch.
   void forward(std::span<const std::vector<int32_t>> inputs, Pooling pooling, float* out);
-  void attention(std::span<const std::vector<int32_t>> inputs, const std::vector<int>& starts);
+  // round_out: round att_ to F16 values as written (the output projection's F16
+  // weights would round it anyway; done while in cache).
+  void attention(std::span<const std::vector<int32_t>> inputs, const std::vector<int>& starts,
+                 bool round_out);
   // llama.cpp's flash-attention rounding (EncoderOptions::ggml_attention_rounding).
-  void attention_ggml(std::span<const std::vector<int32_t>> inputs, const std::vector<int>& starts);
+  void attention_ggml(std::span<const std::vector<int32_t>> inputs, const std::vector<int>& starts,
+                      bool round_out);
   // fn(r0, r1, thread) over [0, rows) in ranges split across the pool, or on this
   // thread alone when rows * row_elements is small.
   template <typename Fn>
@@ -167,6 +171,7 @@ class BertEncoder final : public Encoder {
 
   Scratch<uint8_t> packed_;  // pack_weights' tiles (from a 64-byte aligned offset)
   Scratch<float> x_, h_, q_, k_, v_, att_, up_, gate_, qkv_;
+  Scratch<float> xr_;  // x_ rounded to F16 values, the input of F16 products
   Scratch<float> row_;     // per thread: dim
   Scratch<float> scores_;  // per thread: attention_scratch_floats()
   struct AttentionTask {
@@ -335,7 +340,7 @@ Result<std::unique_ptr<Encoder>> BertEncoder::load(const std::string& path,
   model->pack_weights();
   model->linear_ = std::make_unique<Linear>(*model->kernels_, *model->pool_);
   model->linear_->reserve(nb, std::max(d, ff));
-  for (auto* s : {&model->x_, &model->h_, &model->q_, &model->k_, &model->v_, &model->att_})
+  for (auto* s : {&model->x_, &model->xr_, &model->h_, &model->q_, &model->k_, &model->v_, &model->att_})
     s->resize(nb * d);
   model->up_.resize(nb * ff);
   if (model->nomic_) {
@@ -420,8 +425,8 @@ void BertEncoder::for_rows(int rows, int64_t row_elements, Fn&& fn) {
 // transposed. Either way the kernels sum each (row, column) pair in a fixed order, so
 // an input's vector does not depend on what else is in the batch.
 void BertEncoder::attention(std::span<const std::vector<int32_t>> inputs,
-                            const std::vector<int>& starts) {
-  if (ggml_rounding_) return attention_ggml(inputs, starts);
+                            const std::vector<int>& starts, bool round_out) {
+  if (ggml_rounding_) return attention_ggml(inputs, starts, round_out);
   const int d = info_.dim, n_heads = info_.n_heads, hd = d / n_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const size_t ctx = static_cast<size_t>(info_.n_ctx_train);
@@ -492,6 +497,12 @@ void BertEncoder::attention(std::span<const std::vector<int32_t>> inputs,
       pv.w_stride = score_bytes;
       kernels_->matmul_f32(pv, 0, hd);
     }
+    if (round_out) {
+      for (int i = 0; i < a.nq; ++i) {
+        float* o = &att_[static_cast<size_t>(a.q0 + i) * d + col];
+        kernels_->round_f16(o, o, hd);
+      }
+    }
   };
   const int tasks = static_cast<int>(attention_tasks_.size());
   if (work < kMinParallelWork) {
@@ -502,7 +513,7 @@ void BertEncoder::attention(std::span<const std::vector<int32_t>> inputs,
 }
 
 void BertEncoder::attention_ggml(std::span<const std::vector<int32_t>> inputs,
-                                 const std::vector<int>& starts) {
+                                 const std::vector<int>& starts, bool round_out) {
   const int d = info_.dim, n_heads = info_.n_heads, hd = d / n_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int total_tokens = starts.back();
@@ -548,6 +559,7 @@ void BertEncoder::attention_ggml(std::span<const std::vector<int32_t>> inputs,
       sum = sum * old_scale + weight;
     }
     for (int c = 0; c < hd; ++c) o[c] /= sum;
+    if (round_out) kernels_->round_f16(o, o, hd);
   };
   int64_t work = 0;
   for (const auto& in : inputs) work += static_cast<int64_t>(in.size()) * in.size() * d;
@@ -566,6 +578,17 @@ void BertEncoder::forward(std::span<const std::vector<int32_t>> inputs, Pooling 
   for (const auto& in : inputs) starts.push_back(starts.back() + static_cast<int>(in.size()));
   const int n = starts.back();
   const size_t rope_stride = static_cast<size_t>(hd / 2 + 1);
+  // Products with F16 weights round their input to F16 values first. Where every
+  // matrix reading an input is F16, the step writing the input rounds it while its
+  // rows are in cache (x_ keeps full precision for the residual sum in xr_'s copy).
+  auto all_f16 = [](std::initializer_list<const Matrix*> ms) {
+    for (const Matrix* m : ms) {
+      if (m->data != nullptr && m->type != GgmlType::kF16) return false;
+    }
+    return true;
+  };
+  auto qkv_f16 = [&](const EncoderLayer& L) { return all_f16({&L.wq, &L.wk, &L.wv, &L.wqkv}); };
+  const bool round_embd = qkv_f16(layers_.front());
   // Embeddings and their LayerNorm, token by token.
   for_rows(n, 4 * static_cast<int64_t>(d), [&](int t0, int t1, int thread) {
     float* tmp = &row_[static_cast<size_t>(thread) * d];
@@ -583,21 +606,26 @@ void BertEncoder::forward(std::span<const std::vector<int32_t>> inputs, Pooling 
                        &rope_sin_[static_cast<size_t>(t) * rope_stride]);
       }
       kernels_->layer_norm(x, embd_norm_.w, embd_norm_.b, x, d, eps_);
+      if (round_embd) kernels_->round_f16(x, &xr_[static_cast<size_t>(t) * d], d);
     }
   });
-  // x = LayerNorm(x + h), h already holding its bias.
-  auto residual_norm = [&](const Norm& norm) {
+  // x = LayerNorm(x + h), h already holding its bias; xr_ its F16 copy if round.
+  auto residual_norm = [&](const Norm& norm, bool round) {
     for_rows(n, 2 * static_cast<int64_t>(d), [&](int t0, int t1, int) {
       for (int t = t0; t < t1; ++t) {
         float* x = &x_[static_cast<size_t>(t) * d];
         kernels_->add(x, &h_[static_cast<size_t>(t) * d], x, d);
         kernels_->layer_norm(x, norm.w, norm.b, x, d, eps_);
+        if (round) kernels_->round_f16(x, &xr_[static_cast<size_t>(t) * d], d);
       }
     });
   };
-  for (const EncoderLayer& L : layers_) {
+  bool round_x = round_embd;  // xr_ holds x_ rounded
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const EncoderLayer& L = layers_[l];
+    const float* x_in = round_x ? xr_.data() : x_.data();  // reassigned for the FFN
     if (nomic_) {
-      linear_->matmul({{&L.wqkv, qkv_.data()}}, x_.data(), n);
+      linear_->matmul({{&L.wqkv, qkv_.data()}}, x_in, n, round_x);
       for_rows(n, 3 * static_cast<int64_t>(d), [&](int t0, int t1, int) {
         for (int t = t0; t < t1; ++t) {
           const float* row = &qkv_[static_cast<size_t>(t) * 3 * d];
@@ -618,20 +646,23 @@ void BertEncoder::forward(std::span<const std::vector<int32_t>> inputs, Pooling 
       });
     } else {
       linear_->matmul({{&L.wq, q_.data(), L.bq}, {&L.wk, k_.data(), L.bk}, {&L.wv, v_.data(), L.bv}},
-                      x_.data(), n);
+                      x_in, n, round_x);
     }
-    attention(inputs, starts);
-    linear_->matmul({{&L.wo, h_.data(), L.bo}}, att_.data(), n);
-    residual_norm(L.attn_norm);
+    const bool round_att = all_f16({&L.wo});
+    attention(inputs, starts, round_att);
+    linear_->matmul({{&L.wo, h_.data(), L.bo}}, att_.data(), n, round_att);
+    round_x = all_f16({&L.w_up, &L.w_gate});
+    residual_norm(L.attn_norm, round_x);
+    x_in = round_x ? xr_.data() : x_.data();
     bool down_f16 = false;  // the FFN's output already holds F16 values
     if (nomic_) {
-      linear_->matmul({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, x_.data(), n);
+      linear_->matmul({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, x_in, n, round_x);
       for_rows(n, ffn, [&](int t0, int t1, int) {
         const size_t first = static_cast<size_t>(t0) * ffn;
         kernels_->silu_mul(&gate_[first], &up_[first], &up_[first], (t1 - t0) * ffn);
       });
     } else {
-      linear_->matmul({{&L.w_up, up_.data(), L.b_up}}, x_.data(), n);
+      linear_->matmul({{&L.w_up, up_.data(), L.b_up}}, x_in, n, round_x);
       down_f16 = L.w_down.type == GgmlType::kF16;
       const float* table = gelu_table();
       for_rows(n, ffn, [&](int t0, int t1, int) {
@@ -645,7 +676,8 @@ void BertEncoder::forward(std::span<const std::vector<int32_t>> inputs, Pooling 
       });
     }
     linear_->matmul({{&L.w_down, h_.data(), L.b_down}}, up_.data(), n, /*x_is_f16=*/down_f16);
-    residual_norm(L.ffn_norm);
+    round_x = l + 1 < layers_.size() && qkv_f16(layers_[l + 1]);
+    residual_norm(L.ffn_norm, round_x);
   }
   for (size_t s = 0; s < inputs.size(); ++s) {
     float* o = out + s * static_cast<size_t>(d);

@@ -212,6 +212,14 @@ void gelu_f16_table(const float* table, float* x, int n) {
   }
 }
 
+void add(const float* a, const float* b, float* y, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+  }
+  for (; i < n; ++i) y[i] = a[i] + b[i];
+}
+
 void round_f16(const float* x, float* y, int n) {
   int i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -313,6 +321,7 @@ void fill_avx2_ops(Kernels& t) {
   t.f32_to_f16 = f32_to_f16;
   t.f16_to_f32 = f16_to_f32;
   t.round_f16 = round_f16;
+  t.add = add;
 }
 
 }  // namespace infera::engine::kernels
