@@ -133,7 +133,8 @@ std::vector<OptionSpec> make_specs() {
       {"model_cache_size", "MODEL_CACHE_SIZE", "model-cache-size", T::kInt, "2", 1, 1024, {},
        "most models loaded at once; loading another evicts the least valuable unpinned one"},
       {"model_warmup_enabled", "MODEL_WARMUP_ENABLED", "model-warmup-enabled", T::kBool, "true", 0,
-       0, {}, "run a warm-up pass when a model is loaded"},
+       0, {}, "run a warm-up pass when a model is loaded (not when a request waits for the load: its own "
+       "pass warms the model)"},
       {"memory_cleanup_threshold", "MEMORY_CLEANUP_THRESHOLD", "memory-cleanup-threshold", T::kFloat,
        "0.80", 0.05, 1.0, {},
        "fraction of memory in use (machine, or the cgroup's limit) above which caches shrink and "

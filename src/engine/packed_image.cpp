@@ -202,6 +202,9 @@ Result<std::unique_ptr<PackedImage>> PackedImage::open(const std::string& path,
   if (header != expected) return refuse("its header is not this model's key");
   void* map = ::mmap(nullptr, want_size, PROT_READ, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED) return Status::IoError(path + ": cannot mmap: " + std::strerror(errno));
+  // Page-cache folios of 2 MiB (ext4 and xfs make them for large writes) are then mapped
+  // as huge pages, and pages read back from disk come in such folios.
+  ::madvise(map, want_size, MADV_HUGEPAGE);
   ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // used now: last in eviction order
   return std::unique_ptr<PackedImage>(new PackedImage(static_cast<uint8_t*>(map), want_size,
                                                       expected.size(), key.region_bytes));

@@ -90,6 +90,7 @@ struct Lease::Entry {
   struct Waiter {
     LeaseCallback done;
     Clock::time_point deadline;  // max(): none
+    bool request = true;         // a request that runs on the model once loaded (not load())
   };
   std::vector<Waiter> waiters;
   std::string last_error;
@@ -263,6 +264,10 @@ struct Registry::Impl {
     return calls;
   }
 
+  // Registry::acquire; `request`: the caller runs a request on the model (not load()).
+  void acquire(const std::string& name, std::optional<std::chrono::milliseconds> keep_alive,
+               LeaseCallback done, bool request);
+
   std::vector<std::function<void()>> serve_waiters(const std::shared_ptr<Entry>& e) {
     std::vector<std::function<void()>> calls;
     for (auto& w : e->waiters) {
@@ -397,12 +402,15 @@ struct Registry::Impl {
       lock.lock();
       return;
     }
+    const bool request_waiting = std::any_of(e->waiters.begin(), e->waiters.end(),
+                                             [](const Entry::Waiter& w) { return w.request; });
     lock.unlock();
     const auto start = Clock::now();
     Result<std::unique_ptr<LoadedModel>> loaded = e->kind->load(e->spec);
     const auto loaded_at = Clock::now();
     Status warmed = Status::Ok();
-    if (loaded.ok() && config.warm_up) warmed = (*loaded)->warm_up();
+    const bool warm_up = config.warm_up && !request_waiting;
+    if (loaded.ok() && warm_up) warmed = (*loaded)->warm_up();
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     const double warm_ms = std::chrono::duration<double, std::milli>(Clock::now() - loaded_at).count();
     std::string identity = e->kind->identity(e->spec);
@@ -441,7 +449,9 @@ struct Registry::Impl {
     publish_gauges();
     log::info("model.loaded", "{}: loaded {} in {:.1f} ms ({}{})", e->spec.name, e->spec.path, ms,
               mib(e->bytes),
-              config.warm_up ? fmt::format(", warm-up {:.1f} ms of it", warm_ms) : std::string());
+              warm_up ? fmt::format(", warm-up {:.1f} ms of it", warm_ms)
+              : config.warm_up ? std::string(", no warm-up: a request was waiting")
+                               : std::string());
     calls = serve_waiters(e);
     const bool more = !load_queue.empty();
     lock.unlock();
@@ -679,35 +689,44 @@ std::string Registry::first_of_kind(std::string_view kind) const {
 
 void Registry::acquire(const std::string& name, std::optional<std::chrono::milliseconds> keep_alive,
                        LeaseCallback done) {
-  std::unique_lock lock(impl_->core->mu);
-  auto e = impl_->find(name);
+  impl_->acquire(name, keep_alive, std::move(done), /*request=*/true);
+}
+
+void Registry::Impl::acquire(const std::string& name,
+                             std::optional<std::chrono::milliseconds> keep_alive,
+                             LeaseCallback done, bool request) {
+  std::unique_lock lock(core->mu);
+  auto e = find(name);
   if (!e) {
-    std::string known = impl_->names();
+    std::string known = names();
     lock.unlock();
     return done(Status::NotFound(
         fmt::format("model '{}' does not exist; this server serves: {}", name, known)));
   }
   if (keep_alive) e->keep_alive_override = keep_alive;
-  if (impl_->stopping) {
+  if (stopping) {
     lock.unlock();
     return done(Status::Unavailable("the server is shutting down"));
   }
   if (e->state == ModelState::kReady) {
-    auto lease = impl_->make_lease(e, true);
+    auto lease = make_lease(e, true);
     lock.unlock();
     return done(std::move(lease));
   }
-  const auto deadline = impl_->config.acquire_timeout.count() > 0
-                            ? Clock::now() + impl_->config.acquire_timeout
+  const auto deadline = config.acquire_timeout.count() > 0
+                            ? Clock::now() + config.acquire_timeout
                             : Clock::time_point::max();
-  e->waiters.push_back({std::move(done), deadline});
-  if (e->state == ModelState::kAvailable || e->state == ModelState::kFailed) impl_->enqueue_load(e);
+  e->waiters.push_back({std::move(done), deadline, request});
+  if (e->state == ModelState::kAvailable || e->state == ModelState::kFailed) enqueue_load(e);
 }
 
 void Registry::load(const std::string& name, std::function<void(Status)> done) {
-  acquire(name, std::nullopt, [done = std::move(done)](Result<std::shared_ptr<Lease>> lease) {
-    done(lease.ok() ? Status::Ok() : lease.status());
-  });
+  impl_->acquire(
+      name, std::nullopt,
+      [done = std::move(done)](Result<std::shared_ptr<Lease>> lease) {
+        done(lease.ok() ? Status::Ok() : lease.status());
+      },
+      /*request=*/false);
 }
 
 void Registry::unload(const std::string& name, std::function<void(Status)> done) {

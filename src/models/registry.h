@@ -38,7 +38,9 @@ struct RegistryConfig {
   int max_loaded = 2;  // MODEL_CACHE_SIZE: most models loaded at once
   uint64_t memory_budget_bytes =
       0;                // --models-memory-budget: bytes of all loaded models (0 = none)
-  bool warm_up = true;  // MODEL_WARMUP_ENABLED
+  // MODEL_WARMUP_ENABLED: one pass over the weights right after a load, unless a request
+  // is waiting for the load (its own pass touches them, and it would wait for both).
+  bool warm_up = true;
   // keep_alive of models that do not set one (--keep-alive): -1 never unload.
   std::chrono::milliseconds default_keep_alive{-1};
   // Longest a request waits for its model to become ready (load, or a victim's

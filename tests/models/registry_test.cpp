@@ -24,6 +24,7 @@ struct FakeWorld {
   std::map<std::string, int> alive;        // path -> models alive now
   std::map<std::string, std::string> ids;  // path -> identity
   std::atomic<int> load_ms{0};
+  std::atomic<int> warm_ups{0};
 };
 
 class FakeModel final : public LoadedModel {
@@ -37,7 +38,10 @@ class FakeModel final : public LoadedModel {
     --w_.alive[path_];
   }
   uint64_t bytes() const override { return 100; }
-  Status warm_up() override { return Status::Ok(); }
+  Status warm_up() override {
+    ++w_.warm_ups;
+    return Status::Ok();
+  }
   Progress progress() const override { return {}; }
   uint64_t drop_caches() override { return 7; }
   nlohmann::json describe() const override { return nlohmann::json::object(); }
@@ -134,6 +138,17 @@ TEST_F(RegistryTest, ConcurrentFirstRequestsShareOneLoad) {
   for (auto& g : got) EXPECT_TRUE(g.get());
   EXPECT_EQ(loads("a"), 1);
   EXPECT_EQ(r->list()[0].requests, 10);
+}
+
+// A request waiting for the load makes the first pass itself; an explicit load warms up.
+TEST_F(RegistryTest, WarmsUpOnlyLoadsNoRequestIsWaitingFor) {
+  auto r = make({}, {"a", "b"});
+  ASSERT_TRUE(get(*r, "a").ok());
+  EXPECT_EQ(world_.warm_ups.load(), 0);
+  std::promise<Status> loaded;
+  r->load("b", [&loaded](Status s) { loaded.set_value(s); });
+  EXPECT_TRUE(loaded.get_future().get().ok());
+  EXPECT_EQ(world_.warm_ups.load(), 1);
 }
 
 TEST_F(RegistryTest, UnknownModelIsNotFoundNamingTheKnownOnes) {
