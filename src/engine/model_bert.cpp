@@ -357,7 +357,9 @@ Result<std::unique_ptr<Encoder>> BertEncoder::load(const std::string& path,
 }
 
 void BertEncoder::pack_weights() {
-  if (kernels_->matmul_f16_kmajor == nullptr) return;
+  // The scalar table's k-major product is the reference (std::fma per element), far
+  // slower than its plain one.
+  if (kernels_->matmul_f16_kmajor == nullptr || kernels_->level == k::Level::kScalar) return;
   constexpr int kTile = k::kMatmulRowMultiple;
   std::vector<Matrix*> todo;
   std::vector<size_t> offsets;
@@ -432,7 +434,8 @@ void BertEncoder::attention(std::span<const std::vector<int32_t>> inputs,
   const size_t ctx = static_cast<size_t>(info_.n_ctx_train);
   const size_t per_thread = attention_scratch_floats();
   const size_t row_bytes = static_cast<size_t>(d) * sizeof(float);
-  const k::MatmulFn kmajor = kernels_->matmul_f32_kmajor;
+  const k::MatmulFn kmajor =
+      kernels_->level == k::Level::kScalar ? nullptr : kernels_->matmul_f32_kmajor;  // see pack_weights
   constexpr int kTile = k::kMatmulRowMultiple;
   attention_tasks_.clear();
   int64_t work = 0;

@@ -139,7 +139,7 @@ struct Kernels {
   // a vector accumulator, so a tile of activation rows x weight rows needs no
   // horizontal sums and reads each X value as one broadcast. Optional: null in tables
   // where it would not beat matmul_f16 (AVX2, NEON); the scalar table's is the
-  // reference.
+  // reference (std::fma per element: slow, for tests).
   MatmulFn matmul_f16_kmajor;
   // The same for F32 weights (16 floats per column of a tile, f32_kmajor_tile_bytes(k)
   // a tile): small products such as attention's, where matmul_f32's horizontal sums
