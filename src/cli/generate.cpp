@@ -74,6 +74,14 @@ void run(const GenerateArgs& a) {
     // A bench measures steady state: the promoted copy (or the image is written first).
     if (a.bench) model.wait_for_background_work();
   }
+  // The image being written is finished before the process exits (it would be dropped).
+  struct WaitAtExit {
+    engine::Model& model;
+    bool wait;
+    ~WaitAtExit() {
+      if (wait) model.wait_for_background_work();
+    }
+  } wait_at_exit{model, !a.packed_cache_dir.empty()};
 
   if (a.bench) {
     auto speed = engine::measure_speed(model, a.bench_prompt, a.bench_gen, a.bench_reps);
@@ -204,8 +212,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--no-mmap", a->no_mmap,
                 "read the model into huge-page memory instead of mapping the file");
   cmd->add_option("--packed-cache-dir", a->packed_cache_dir,
-                  "write / map repacked-weight images here (as infera serve); --bench waits for "
-                  "the image to be written or promoted before measuring");
+                  "write / map repacked-weight images here (as infera serve; an image being "
+                  "written is finished before exit); --bench waits for the image to be "
+                  "written or promoted before measuring");
   cmd->add_flag("--ggml-attention", a->ggml_attention,
                 "round attention as llama.cpp's CPU flash attention does (F16 sums of V), to "
                 "compare logits and greedy ids with llama.cpp's");

@@ -21,7 +21,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kMagic[8] = {'I', 'N', 'F', 'P', 'A', 'C', 'K', '\0'};
-constexpr uint64_t kHeaderAlign = 4096;  // the region starts on a page of the file
 constexpr std::string_view kSuffix = ".packed";
 constexpr std::string_view kTempMarker = ".packed.tmp.";
 // A temporary file this old was left by a writer that died.
@@ -39,8 +38,9 @@ void put(std::string& out, T value) {
   out.append(reinterpret_cast<const char*>(&value), sizeof(value));
 }
 
-// The header: magic, version, key fields, matrices, FNV-1a of all that, zero padding to
-// kHeaderAlign. Host byte order: an image is only ever read by the machine's own table.
+// The header: magic, version, key fields, matrices, FNV-1a of all that (the file pads it
+// with zeros to kPackedImageHeaderAlign). Host byte order: an image is only ever read by
+// the machine's own kernel table.
 std::string header_of(const PackedImageKey& key) {
   std::string h(kMagic, sizeof(kMagic));
   put(h, kPackedImageVersion);
@@ -64,8 +64,13 @@ std::string header_of(const PackedImageKey& key) {
     put(h, m.tile_bytes);
   }
   put(h, fnv1a(h.data(), h.size()));
-  h.resize((h.size() + kHeaderAlign - 1) / kHeaderAlign * kHeaderAlign, '\0');
   return h;
+}
+
+// Where the region starts: the header rounded up to kPackedImageHeaderAlign (zeros between).
+uint64_t region_offset_of(const std::string& header) {
+  return (header.size() + kPackedImageHeaderAlign - 1) / kPackedImageHeaderAlign *
+         kPackedImageHeaderAlign;
 }
 
 std::string hex(uint64_t v, int digits) {
@@ -104,7 +109,8 @@ class Fd {
 };
 
 bool write_all(int fd, const uint8_t* data, size_t n, const std::atomic<bool>& cancel) {
-  constexpr size_t kChunk = size_t{8} << 20;  // cancellation is checked between chunks
+  // Cancellation is checked between chunks; whole 2 MiB folios (the region is aligned).
+  constexpr size_t kChunk = size_t{8} << 20;
   while (n > 0) {
     if (cancel.load(std::memory_order_relaxed)) {
       errno = ECANCELED;
@@ -180,7 +186,8 @@ Result<std::unique_ptr<PackedImage>> PackedImage::open(const std::string& path,
   }
   Fd closer(fd);
   const std::string expected = header_of(key);
-  const uint64_t want_size = expected.size() + key.region_bytes;
+  const uint64_t region_offset = region_offset_of(expected);
+  const uint64_t want_size = region_offset + key.region_bytes;
   struct stat st {};
   if (::fstat(fd, &st) != 0) return Status::IoError(path + ": cannot stat: " + std::strerror(errno));
   auto refuse = [&](const std::string& why) {
@@ -207,7 +214,7 @@ Result<std::unique_ptr<PackedImage>> PackedImage::open(const std::string& path,
   ::madvise(map, want_size, MADV_HUGEPAGE);
   ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // used now: last in eviction order
   return std::unique_ptr<PackedImage>(new PackedImage(static_cast<uint8_t*>(map), want_size,
-                                                      expected.size(), key.region_bytes));
+                                                      region_offset, key.region_bytes));
 }
 
 PackedImage::~PackedImage() { ::munmap(map_, map_bytes_); }
@@ -229,7 +236,8 @@ void PackedImage::populate(uint64_t begin, uint64_t end) const {
 Status write_packed_image(const std::string& path, const PackedImageKey& key,
                           const uint8_t* region, uint64_t max_bytes,
                           const std::atomic<bool>& cancel) {
-  const std::string header = header_of(key);
+  std::string header = header_of(key);
+  header.resize(region_offset_of(header), '\0');
   if (header.size() + key.region_bytes > max_bytes) {
     return Status::ResourceExhausted(path + ": not written: the image's " +
                                      std::to_string(header.size() + key.region_bytes) +

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/packed_image.h"
 #include "engine/synth.h"
 #include "logits_testing.h"
 
@@ -135,7 +136,8 @@ TEST_F(PackedImageTest, DamagedImagesAreDeletedAndTheWeightsRepacked) {
   const std::string image = write_image(path);
   SKIP_WITHOUT_REPACKING(image);
   const auto size = fs::file_size(image);
-  // A short file, a changed header byte, a changed first tile (the region starts at 4096).
+  // A short file, a changed header byte, a changed first tile (the region starts after
+  // one header unit).
   const std::vector<std::pair<const char*, std::function<void()>>> damages = {
       {"truncated", [&] { fs::resize_file(image, size - 1); }},
       {"header", [&] {
@@ -145,9 +147,9 @@ TEST_F(PackedImageTest, DamagedImagesAreDeletedAndTheWeightsRepacked) {
        }},
       {"first tile", [&] {
          std::fstream f(image, std::ios::in | std::ios::out | std::ios::binary);
-         f.seekg(4096 + 3);
+         f.seekg(kPackedImageHeaderAlign + 3);
          const char c = static_cast<char>(f.get());
-         f.seekp(4096 + 3);
+         f.seekp(kPackedImageHeaderAlign + 3);
          f.put(static_cast<char>(c ^ 0x10));
        }},
   };
