@@ -19,10 +19,12 @@
 namespace infera::models {
 namespace {
 
-// Activations of one forward pass of `tokens` rows (F32): hidden state, Q/K/V,
-// attention output, feed-forward (two for SwiGLU), scores per thread.
+// Activations of one forward pass of `tokens` rows (F32): hidden state and its F16
+// copy, Q/K/V, attention output, feed-forward (two for SwiGLU); per thread a block of
+// 64 queries' scores and one head's keys and values (bounded here by dim).
 uint64_t scratch_bytes(int64_t tokens, int64_t dim, int64_t ffn, int64_t ctx, int threads) {
-  return static_cast<uint64_t>(tokens * (6 * dim + 2 * ffn) + threads * ctx) * 4;
+  const int64_t per_thread = 64 * ctx + 2 * (ctx + 16) * (dim + 16);
+  return static_cast<uint64_t>(tokens * (7 * dim + 2 * ffn) + threads * per_thread) * 4;
 }
 
 class EmbeddingModel final : public LoadedModel, public TextEmbedder {
