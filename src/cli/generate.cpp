@@ -72,7 +72,17 @@ void run(const GenerateArgs& a) {
                  r.load_ms, mapped ? "mapped from the image" : "repacked", r.pack_ms,
                  r.image_path.c_str());
     // A bench measures steady state: the promoted copy (or the image is written first).
-    if (a.bench) model.wait_for_background_work();
+    if (a.bench) {
+      model.wait_for_background_work();
+      if (mapped) {
+        std::vector<const float*> none;
+        (void)model.eval({}, none);  // adopts a promoted copy
+        std::fprintf(stderr, "infera generate: measuring %s\n",
+                     model.load_report().weights == engine::PackedWeights::kPromoted
+                         ? "the promoted copy of the image"
+                         : "the mapped image (huge pages: not copied)");
+      }
+    }
   }
   // The image being written is finished before the process exits (it would be dropped).
   struct WaitAtExit {

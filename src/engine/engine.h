@@ -60,10 +60,14 @@ struct ModelOptions {
   // Most bytes of images the directory keeps; least recently used ones are deleted
   // beyond it (--packed-cache-max-bytes).
   uint64_t packed_cache_max_bytes = uint64_t{8} << 30;
-  // Copy a mapped image into private huge-page memory in the background. Off: keep
-  // serving from the image's 4 KiB file pages (shared with other processes mapping it;
-  // prompt processing measured up to a quarter slower, docs/BENCHMARKS.md).
-  bool promote_packed_image = true;
+  // When to copy a mapped image into private huge-page memory in the background (while
+  // the engine is idle; adopted at an eval()). The default copies only when the kernel
+  // maps less than 90% of the image with huge pages: 4 KiB file pages made prompt
+  // processing up to a quarter slower, while a huge-page mapping reads as fast as the
+  // copy (docs/BENCHMARKS.md) and is shared with other processes instead of doubling
+  // the memory.
+  enum class Promotion { kNever, kUnlessHugeMapped, kAlways };
+  Promotion promote_packed_image = Promotion::kUnlessHugeMapped;
   // Told, from the loading thread or the model's background thread, why an image was
   // refused (it was then deleted and the weights repacked) or could not be written.
   // May be empty.

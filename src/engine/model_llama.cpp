@@ -515,7 +515,7 @@ void LlamaModel::place_packed_weights() {
   }
   if (!cached) return;
   if (image_ != nullptr) {
-    if (options_.promote_packed_image) start_promotion();
+    if (options_.promote_packed_image != ModelOptions::Promotion::kNever) start_promotion();
   } else if (packed_ != nullptr) {
     write_image(path, key);
   }
@@ -643,11 +643,19 @@ void LlamaModel::start_promotion() {
   });
 }
 
-// Copies one huge page at a time, and only while the engine is idle (no eval() for 2 ms):
+// Unless the image is mapped with huge pages already, copies one huge page at a time, and
+// only while the engine is idle (no eval() for 2 ms):
 // the copy and a forward pass would share the memory bandwidth both are bound by, and the
 // first passes after a load are the ones a user waits for. Under steady traffic it copies a
 // page per 10 ms (200 MB/s) anyway, so that promotion ends.
 void LlamaModel::promote_image() {
+  // Mapped as huge pages (2 MiB page-cache folios, the usual case for an image this
+  // process or another wrote), the image reads as fast as a private copy (measured in
+  // docs/BENCHMARKS.md): the copy would only double the memory.
+  if (options_.promote_packed_image == ModelOptions::Promotion::kUnlessHugeMapped &&
+      image_->huge_mapped_bytes() >= image_->region_bytes() / 10 * 9) {
+    return;
+  }
   auto memory = std::make_unique<PackedMemory>(packed_bytes_);
   if (memory->data() == nullptr) return;  // no memory for a copy: keep serving the image
   constexpr size_t kChunk = size_t{2} << 20;

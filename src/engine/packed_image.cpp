@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <system_error>
 
 namespace infera::engine {
@@ -231,6 +232,27 @@ void PackedImage::populate(uint64_t begin, uint64_t end) const {
   (void)begin;
   (void)end;
 #endif
+}
+
+uint64_t PackedImage::huge_mapped_bytes() const {
+  std::ifstream smaps("/proc/self/smaps");
+  const uintptr_t start = reinterpret_cast<uintptr_t>(map_);
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    // A mapping's block starts with "start-end perms ..."; its fields follow.
+    if (const size_t dash = line.find('-');
+        dash != std::string::npos && dash > 0 && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+        line.find(' ') > dash) {
+      if (inside) return 0;
+      inside = std::strtoull(line.substr(0, dash).c_str(), nullptr, 16) == start;
+      continue;
+    }
+    if (inside && line.starts_with("FilePmdMapped:")) {
+      return std::strtoull(line.c_str() + std::strlen("FilePmdMapped:"), nullptr, 10) * 1024;
+    }
+  }
+  return 0;
 }
 
 Status write_packed_image(const std::string& path, const PackedImageKey& key,

@@ -86,6 +86,9 @@ class PackedImage {
   // Maps bytes [begin, end) of the region now (MADV_POPULATE_READ; a no-op where the
   // kernel lacks it). Disjoint ranges may be populated from several threads at once.
   void populate(uint64_t begin, uint64_t end) const;
+  // Bytes of the mapping the kernel maps with 2 MiB pages now (FilePmdMapped of
+  // /proc/self/smaps); 0 when that cannot be read. Takes a few milliseconds.
+  uint64_t huge_mapped_bytes() const;
 
  private:
   PackedImage(uint8_t* map, size_t map_bytes, uint64_t header_bytes, uint64_t region_bytes)

@@ -34,7 +34,11 @@ class PackedImageTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "models");
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  // REQUIRES: every image a test's loads write has been waited for.
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
 
   std::string cache_dir() const { return (dir_ / "packed").string(); }
 
@@ -49,7 +53,7 @@ class PackedImageTest : public ::testing::Test {
     return path;
   }
 
-  ModelOptions options(bool promote = true) {
+  ModelOptions options(ModelOptions::Promotion promote = ModelOptions::Promotion::kAlways) {
     ModelOptions o{.threads = 2, .ctx_tokens = 256};
     o.packed_cache_dir = cache_dir();
     o.promote_packed_image = promote;
@@ -110,7 +114,7 @@ TEST_F(PackedImageTest, LaterLoadsMapTheImageWithIdenticalLogits) {
     const std::string image = write_image(path);
     SKIP_WITHOUT_REPACKING(image);
 
-    auto mapped = load(path, options(/*promote=*/false));
+    auto mapped = load(path, options(ModelOptions::Promotion::kNever));
     ASSERT_NE(mapped, nullptr);
     EXPECT_EQ(mapped->load_report().weights, PackedWeights::kImage);
     EXPECT_EQ(mapped->load_report().image_path, image);
@@ -124,6 +128,12 @@ TEST_F(PackedImageTest, LaterLoadsMapTheImageWithIdenticalLogits) {
     EXPECT_EQ(test_util::last_logits(*promoted, kPrompt), expected);  // adopts the copy first
     EXPECT_EQ(promoted->load_report().weights, PackedWeights::kPromoted);
     EXPECT_EQ(test_util::last_logits(*promoted, kPrompt), expected);
+
+    // By default the copy is made only if the kernel maps the image with small pages.
+    auto by_default = load(path, options(ModelOptions::Promotion::kUnlessHugeMapped));
+    ASSERT_NE(by_default, nullptr);
+    by_default->wait_for_background_work();
+    EXPECT_EQ(test_util::last_logits(*by_default, kPrompt), expected);
   }
   EXPECT_EQ(warning_count(), 0u);
 }
@@ -192,6 +202,7 @@ TEST_F(PackedImageTest, AChangedSourceFileIsRepackedAndItsStaleImageDeleted) {
   auto touched = load(path, options());
   ASSERT_NE(touched, nullptr);
   EXPECT_EQ(touched->load_report().weights, PackedWeights::kRepacked);
+  touched->wait_for_background_work();  // its image is written before the directory goes
 }
 
 TEST_F(PackedImageTest, TheByteCapEvictsTheLeastRecentlyUsedImage) {
