@@ -323,7 +323,8 @@ void ImageWriter::finish(ImageWriteJob& job, bool written) {
 
 bool ImageWriter::submit(std::shared_ptr<ImageWriteJob> job) {
   std::lock_guard lock(mu_);
-  if (stopping_ || !queue_.empty()) {
+  const bool same_running = running_ != nullptr && running_->path == job->path;
+  if (stopping_ || !queue_.empty() || same_running) {
     finish(*job, false);
     return false;
   }
@@ -344,7 +345,11 @@ void ImageWriter::run() {
     queue_.pop_front();
     ImageWriteJob& job = *running_;
     lock.unlock();
-    const Status s = write_packed_image(job.path, job.key, job.region, job.max_bytes, job.cancel);
+    // Another load of the same file may have queued it too, or another process written it.
+    std::error_code ec;
+    const Status s = fs::exists(job.path, ec)
+                         ? Status::Ok()
+                         : write_packed_image(job.path, job.key, job.region, job.max_bytes, job.cancel);
     if (!s.ok() && s.code() != StatusCode::kCancelled && job.warn) job.warn(s.message());
     job.region_owner.reset();  // the region goes back before the job is seen done
     finish(job, s.ok());

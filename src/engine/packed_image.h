@@ -148,7 +148,9 @@ class ImageWriter {
   static ImageWriter& get();
   ~ImageWriter();
 
-  // Queues `job`; false (the job is marked done, not written) when one already waits.
+  // Queues `job`; false (the job is marked done, not written) when one already waits or
+  // the same image is being written. A job whose image exists when it starts is done at
+  // once (written by another load or process).
   // A queued job runs to its end even if its model is gone, keeping the region alive.
   bool submit(std::shared_ptr<ImageWriteJob> job);
 
