@@ -9,8 +9,8 @@
 // kPackedImageVersion. open() compares the whole header with the key and the file's
 // size with the header's; an image that does not match is deleted. The contents past
 // the header are not checksummed (reading them all is what the image saves); the model
-// repacks each matrix's first tile and compares it with the image (model_llama.cpp),
-// which catches a changed packing code or a corrupted start.
+// repacks the first tile of a few matrices (one per packed layout) and compares them with
+// the image (model_llama.cpp), which catches a changed packing code.
 //
 // Files in the directory: <stem>-<path hash>-<key hash>.packed, written as a temporary
 // "<name>.tmp.<pid>.<n>" beside it, fsynced and renamed. Writing an image deletes the
