@@ -39,6 +39,7 @@ struct GenerateArgs {
   std::vector<std::string> stops;
   bool no_mmap = false;
   std::string packed_cache_dir;
+  std::string packed_promotion = "auto";
   bool ggml_attention = false;
   bool ggml_compat = false;
 };
@@ -59,6 +60,10 @@ void run(const GenerateArgs& a) {
   options.ggml_kernel_order = a.ggml_compat;
   options.ctx_tokens = a.bench ? std::max(a.ctx_size, a.bench_prompt + a.bench_gen) : a.ctx_size;
   options.packed_cache_dir = a.packed_cache_dir;
+  using Promotion = engine::ModelOptions::Promotion;
+  options.promote_packed_image = a.packed_promotion == "always"  ? Promotion::kAlways
+                                 : a.packed_promotion == "never" ? Promotion::kNever
+                                                                 : Promotion::kUnlessHugeMapped;
   options.packed_cache_warning = [](const std::string& message) {
     std::cerr << "infera generate: " << message << "\n";
   };
@@ -225,6 +230,10 @@ void add_generate_command(CLI::App& app) {
                   "write / map repacked-weight images here (as infera serve; an image being "
                   "written is finished before exit); --bench waits for the image to be "
                   "written or promoted before measuring");
+  cmd->add_option("--packed-promotion", a->packed_promotion,
+                  "copy a mapped image into private huge-page memory: auto (only when the "
+                  "kernel maps it with small pages), always or never")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   cmd->add_flag("--ggml-attention", a->ggml_attention,
                 "round attention as llama.cpp's CPU flash attention does (F16 sums of V), to "
                 "compare logits and greedy ids with llama.cpp's");
