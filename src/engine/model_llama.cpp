@@ -40,7 +40,8 @@ void lower_this_thread_priority() {
 }
 
 double ms_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
 }
 
 // The repacked-weight region of the last model destroyed, kept for the next load:
@@ -201,7 +202,9 @@ class LlamaModel final : public Model {
   // Marks an eval() for the promotion, which copies while the engine is idle.
   class Evaluating {
    public:
-    explicit Evaluating(LlamaModel& m) : m_(m) { m_.evaluating_.store(true, std::memory_order_relaxed); }
+    explicit Evaluating(LlamaModel& m) : m_(m) {
+      m_.evaluating_.store(true, std::memory_order_relaxed);
+    }
     ~Evaluating() {
       m_.last_eval_end_ns_.store(now_ns(), std::memory_order_relaxed);
       m_.evaluating_.store(false, std::memory_order_relaxed);
@@ -677,7 +680,8 @@ void LlamaModel::promote_image() {
       if (idle || now - last_copy_ns >= kPaceNs) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    std::memcpy(memory->data() + off, image_->region() + off, std::min(kChunk, packed_bytes_ - off));
+    std::memcpy(memory->data() + off, image_->region() + off,
+                std::min(kChunk, packed_bytes_ - off));
     last_copy_ns = now_ns();
   }
   promoted_ = std::move(memory);

@@ -130,8 +130,8 @@ bool write_all(int fd, const uint8_t* data, size_t n, const std::atomic<bool>& c
 // recently used images until the directory's images take at most `max_bytes`.
 void trim_directory(const std::string& path, uint64_t max_bytes) {
   const fs::path kept(path);
-  const std::string stale_prefix = kept.filename().string().substr(
-      0, kept.filename().string().size() - kSuffix.size() - 16);
+  const std::string stale_prefix =
+      kept.filename().string().substr(0, kept.filename().string().size() - kSuffix.size() - 16);
   struct Image {
     fs::path path;
     fs::file_time_type mtime;
@@ -172,8 +172,8 @@ void trim_directory(const std::string& path, uint64_t max_bytes) {
 std::string packed_image_path(const std::string& dir, const std::string& source_path,
                               const PackedImageKey& key) {
   const std::string header = header_of(key);
-  return (fs::path(dir) / (source_prefix(source_path) + hex(fnv1a(header.data(), header.size()), 16) +
-                           std::string(kSuffix)))
+  return (fs::path(dir) / (source_prefix(source_path) +
+                           hex(fnv1a(header.data(), header.size()), 16) + std::string(kSuffix)))
       .string();
 }
 
@@ -183,14 +183,16 @@ Result<std::unique_ptr<PackedImage>> PackedImage::open(const std::string& path,
   if (fd < 0) {
     const int err = errno;
     std::string message = path + ": cannot open: " + std::strerror(err);
-    return err == ENOENT ? Status::NotFound(std::move(message)) : Status::IoError(std::move(message));
+    return err == ENOENT ? Status::NotFound(std::move(message))
+                         : Status::IoError(std::move(message));
   }
   Fd closer(fd);
   const std::string expected = header_of(key);
   const uint64_t region_offset = region_offset_of(expected);
   const uint64_t want_size = region_offset + key.region_bytes;
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return Status::IoError(path + ": cannot stat: " + std::strerror(errno));
+  if (::fstat(fd, &st) != 0)
+    return Status::IoError(path + ": cannot stat: " + std::strerror(errno));
   auto refuse = [&](const std::string& why) {
     ::unlink(path.c_str());
     return Status::Corrupt(path + ": " + why + "; deleted");
@@ -202,9 +204,11 @@ Result<std::unique_ptr<PackedImage>> PackedImage::open(const std::string& path,
   std::string header(expected.size(), '\0');
   size_t done = 0;
   while (done < header.size()) {
-    const ssize_t got = ::pread(fd, header.data() + done, header.size() - done, static_cast<off_t>(done));
+    const ssize_t got =
+        ::pread(fd, header.data() + done, header.size() - done, static_cast<off_t>(done));
     if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return Status::IoError(path + ": cannot read the header: " + std::strerror(errno));
+    if (got <= 0)
+      return Status::IoError(path + ": cannot read the header: " + std::strerror(errno));
     done += static_cast<size_t>(got);
   }
   if (header != expected) return refuse("its header is not this model's key");
@@ -214,8 +218,8 @@ Result<std::unique_ptr<PackedImage>> PackedImage::open(const std::string& path,
   // as huge pages, and pages read back from disk come in such folios.
   ::madvise(map, want_size, MADV_HUGEPAGE);
   ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // used now: last in eviction order
-  return std::unique_ptr<PackedImage>(new PackedImage(static_cast<uint8_t*>(map), want_size,
-                                                      region_offset, key.region_bytes));
+  return std::unique_ptr<PackedImage>(
+      new PackedImage(static_cast<uint8_t*>(map), want_size, region_offset, key.region_bytes));
 }
 
 PackedImage::~PackedImage() { ::munmap(map_, map_bytes_); }
@@ -241,9 +245,9 @@ uint64_t PackedImage::huge_mapped_bytes() const {
   bool inside = false;
   while (std::getline(smaps, line)) {
     // A mapping's block starts with "start-end perms ..."; its fields follow.
-    if (const size_t dash = line.find('-');
-        dash != std::string::npos && dash > 0 && std::isxdigit(static_cast<unsigned char>(line[0])) &&
-        line.find(' ') > dash) {
+    if (const size_t dash = line.find('-'); dash != std::string::npos && dash > 0 &&
+                                            std::isxdigit(static_cast<unsigned char>(line[0])) &&
+                                            line.find(' ') > dash) {
       if (inside) return 0;
       inside = std::strtoull(line.substr(0, dash).c_str(), nullptr, 16) == start;
       continue;
@@ -255,29 +259,30 @@ uint64_t PackedImage::huge_mapped_bytes() const {
   return 0;
 }
 
-Status write_packed_image(const std::string& path, const PackedImageKey& key,
-                          const uint8_t* region, uint64_t max_bytes,
-                          const std::atomic<bool>& cancel) {
+Status write_packed_image(const std::string& path, const PackedImageKey& key, const uint8_t* region,
+                          uint64_t max_bytes, const std::atomic<bool>& cancel) {
   std::string header = header_of(key);
   header.resize(region_offset_of(header), '\0');
   if (header.size() + key.region_bytes > max_bytes) {
-    return Status::ResourceExhausted(path + ": not written: the image's " +
-                                     std::to_string(header.size() + key.region_bytes) +
-                                     " bytes exceed the cache's cap of " + std::to_string(max_bytes));
+    return Status::ResourceExhausted(
+        path + ": not written: the image's " + std::to_string(header.size() + key.region_bytes) +
+        " bytes exceed the cache's cap of " + std::to_string(max_bytes));
   }
   std::error_code ec;
   const fs::path target(path);
   fs::create_directories(target.parent_path(), ec);
-  if (ec) return Status::IoError(target.parent_path().string() + ": cannot create: " + ec.message());
+  if (ec)
+    return Status::IoError(target.parent_path().string() + ": cannot create: " + ec.message());
   static std::atomic<uint64_t> counter{0};
-  const std::string temp = path + ".tmp." + std::to_string(::getpid()) + "." +
-                           std::to_string(counter.fetch_add(1));
+  const std::string temp =
+      path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IoError(temp + ": cannot create: " + std::strerror(errno));
   {
     Fd closer(fd);
-    const bool ok = write_all(fd, reinterpret_cast<const uint8_t*>(header.data()), header.size(), cancel) &&
-                    write_all(fd, region, key.region_bytes, cancel) && ::fdatasync(fd) == 0;
+    const bool ok =
+        write_all(fd, reinterpret_cast<const uint8_t*>(header.data()), header.size(), cancel) &&
+        write_all(fd, region, key.region_bytes, cancel) && ::fdatasync(fd) == 0;
     if (!ok) {
       const int err = errno;
       ::unlink(temp.c_str());
@@ -290,7 +295,8 @@ Status write_packed_image(const std::string& path, const PackedImageKey& key,
     ::unlink(temp.c_str());
     return Status::IoError(path + ": cannot rename into place: " + std::strerror(err));
   }
-  if (const int dir = ::open(target.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+  if (const int dir = ::open(target.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      dir >= 0) {
     ::fsync(dir);  // the rename survives a crash
     ::close(dir);
   }
@@ -347,9 +353,9 @@ void ImageWriter::run() {
     lock.unlock();
     // Another load of the same file may have queued it too, or another process written it.
     std::error_code ec;
-    const Status s = fs::exists(job.path, ec)
-                         ? Status::Ok()
-                         : write_packed_image(job.path, job.key, job.region, job.max_bytes, job.cancel);
+    const Status s = fs::exists(job.path, ec) ? Status::Ok()
+                                              : write_packed_image(job.path, job.key, job.region,
+                                                                   job.max_bytes, job.cancel);
     if (!s.ok() && s.code() != StatusCode::kCancelled && job.warn) job.warn(s.message());
     job.region_owner.reset();  // the region goes back before the job is seen done
     finish(job, s.ok());

@@ -19,7 +19,8 @@
 // most the byte cap, never the new one.
 //
 // Thread: free functions and PackedImage are safe from any thread; a PackedImage is
-// immutable once open.
+// immutable once open. A mapped image must not be truncated in place (reads past the new
+// end would fault): infera only ever replaces images by rename and deletes them.
 #pragma once
 
 #include <atomic>
@@ -108,9 +109,8 @@ class PackedImage {
 // kCancelled, leaving no file behind, once `cancel` is set; kIoError naming the path on a
 // failed write. REQUIRES:
 // `region` stays readable and unchanged until this returns.
-Status write_packed_image(const std::string& path, const PackedImageKey& key,
-                          const uint8_t* region, uint64_t max_bytes,
-                          const std::atomic<bool>& cancel);
+Status write_packed_image(const std::string& path, const PackedImageKey& key, const uint8_t* region,
+                          uint64_t max_bytes, const std::atomic<bool>& cancel);
 
 // One image to write: what write_packed_image takes, the owner of the region (kept alive
 // until the write ends, so that unloading the model does not lose its image) and the

@@ -412,7 +412,8 @@ struct Registry::Impl {
     const bool warm_up = config.warm_up && !request_waiting;
     if (loaded.ok() && warm_up) warmed = (*loaded)->warm_up();
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    const double warm_ms = std::chrono::duration<double, std::milli>(Clock::now() - loaded_at).count();
+    const double warm_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - loaded_at).count();
     std::string identity = e->kind->identity(e->spec);
     lock.lock();
     if (!loaded.ok() || !warmed.ok()) {
@@ -449,7 +450,7 @@ struct Registry::Impl {
     publish_gauges();
     log::info("model.loaded", "{}: loaded {} in {:.1f} ms ({}{})", e->spec.name, e->spec.path, ms,
               mib(e->bytes),
-              warm_up ? fmt::format(", warm-up {:.1f} ms of it", warm_ms)
+              warm_up          ? fmt::format(", warm-up {:.1f} ms of it", warm_ms)
               : config.warm_up ? std::string(", no warm-up: a request was waiting")
                                : std::string());
     calls = serve_waiters(e);
@@ -713,9 +714,8 @@ void Registry::Impl::acquire(const std::string& name,
     lock.unlock();
     return done(std::move(lease));
   }
-  const auto deadline = config.acquire_timeout.count() > 0
-                            ? Clock::now() + config.acquire_timeout
-                            : Clock::time_point::max();
+  const auto deadline = config.acquire_timeout.count() > 0 ? Clock::now() + config.acquire_timeout
+                                                           : Clock::time_point::max();
   e->waiters.push_back({std::move(done), deadline, request});
   if (e->state == ModelState::kAvailable || e->state == ModelState::kFailed) enqueue_load(e);
 }

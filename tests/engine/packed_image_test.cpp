@@ -1,6 +1,8 @@
 // Persisted packed-weight images (packed_image.h, ModelOptions::packed_cache_dir): the
 // first load writes one, later loads map it instead of repacking and promote it, with
 // logits bit-identical to repacking; a damaged, stale or oversized image is never used.
+#include "engine/packed_image.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -14,7 +16,6 @@
 #include <vector>
 
 #include "engine/engine.h"
-#include "engine/packed_image.h"
 #include "engine/synth.h"
 #include "logits_testing.h"
 
@@ -44,8 +45,13 @@ class PackedImageTest : public ::testing::Test {
 
   // A small model whose matrices the kernel table repacks (where it repacks at all).
   std::string write_model(const std::string& name, uint64_t seed, GgmlType type = GgmlType::kQ4_0) {
-    SynthShape shape{.name = "test", .dim = 256, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
-                     .ffn_dim = 512, .n_vocab = 4000};
+    SynthShape shape{.name = "test",
+                     .dim = 256,
+                     .n_layers = 2,
+                     .n_heads = 4,
+                     .n_kv_heads = 2,
+                     .ffn_dim = 512,
+                     .n_vocab = 4000};
     const std::string path = (dir_ / "models" / (name + ".gguf")).string();
     Status s = write_synthetic_model(
         {.shape = shape, .type = type, .vocab_path = kVocab, .seed = seed}, path);
@@ -100,7 +106,7 @@ class PackedImageTest : public ::testing::Test {
   std::vector<std::string> warnings_;
 };
 
-#define SKIP_WITHOUT_REPACKING(image)                                          \
+#define SKIP_WITHOUT_REPACKING(image) \
   if ((image).empty()) GTEST_SKIP() << "this CPU's kernel table repacks nothing"
 
 TEST_F(PackedImageTest, LaterLoadsMapTheImageWithIdenticalLogits) {
@@ -150,12 +156,14 @@ TEST_F(PackedImageTest, DamagedImagesAreDeletedAndTheWeightsRepacked) {
   // one header unit).
   const std::vector<std::pair<const char*, std::function<void()>>> damages = {
       {"truncated", [&] { fs::resize_file(image, size - 1); }},
-      {"header", [&] {
+      {"header",
+       [&] {
          std::fstream f(image, std::ios::in | std::ios::out | std::ios::binary);
          f.seekp(20);
          f.put('\x5a');
        }},
-      {"first tile", [&] {
+      {"first tile",
+       [&] {
          std::fstream f(image, std::ios::in | std::ios::out | std::ios::binary);
          f.seekg(kPackedImageHeaderAlign + 3);
          const char c = static_cast<char>(f.get());
@@ -212,7 +220,7 @@ TEST_F(PackedImageTest, TheByteCapEvictsTheLeastRecentlyUsedImage) {
   const uint64_t one = fs::file_size(image_a);
   ModelOptions o = options();
   o.packed_cache_max_bytes = 2 * one + one / 2;  // room for two images
-  for (const std::string& path : {b, a, c}) {  // a is used again: b is the oldest
+  for (const std::string& path : {b, a, c}) {    // a is used again: b is the oldest
     auto model = load(path, o);
     ASSERT_NE(model, nullptr);
     model->wait_for_background_work();
@@ -239,7 +247,8 @@ TEST_F(PackedImageTest, AnImageIsWrittenEvenWhenItsModelIsUnloadedAtOnce) {
   auto model = load(path, options());
   ASSERT_NE(model, nullptr);
   const LoadReport report = model->load_report();
-  if (report.weights == PackedWeights::kNone) GTEST_SKIP() << "this CPU's kernel table repacks nothing";
+  if (report.weights == PackedWeights::kNone)
+    GTEST_SKIP() << "this CPU's kernel table repacks nothing";
   model.reset();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (!fs::exists(report.image_path) && std::chrono::steady_clock::now() < deadline) {

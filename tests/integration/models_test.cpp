@@ -324,8 +324,9 @@ TEST(Models, ASecondLoadMapsThePackedImageTheFirstWrote) {
   if (!fs::exists(vocab)) GTEST_SKIP() << "shared models absent: " << vocab;
   ModelDir dir(std::vector<std::string>{});
   const std::string packed = dir.dir() + "/packed";
-  const CommandResult synth = run_command(std::string(INFERA_BINARY) + " synth -o " + dir.path("q") +
-                                          " --type q4_0 --dim 256 --layers 2 --heads 4 --kv-heads 2 --ffn 512 --vocab " + vocab);
+  const CommandResult synth = run_command(
+      std::string(INFERA_BINARY) + " synth -o " + dir.path("q") +
+      " --type q4_0 --dim 256 --layers 2 --heads 4 --kv-heads 2 --ffn 512 --vocab " + vocab);
   ASSERT_EQ(synth.exit_code, 0) << synth.output;
   ServerProcess server({"--models-dir", dir.dir(), "--packed-cache-dir", packed});
   ASSERT_GT(server.port(), 0);
@@ -341,7 +342,8 @@ TEST(Models, ASecondLoadMapsThePackedImageTheFirstWrote) {
     }
     return false;
   };
-  while (!image_written() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  while (!image_written() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
   ASSERT_TRUE(image_written());
   ASSERT_EQ(http_request(server.port(), "POST", "/api/models/q/unload")->status, 200);
   ASSERT_EQ(post(server.port(), "/v1/completions", completion("q"))->status, 200);

@@ -63,7 +63,8 @@ ServerProcess::ServerProcess(std::vector<std::string> args,
     // --data-dir go to directories of this test process, not the user's
     // ~/.local/state/infera and ~/.cache/infera.
     setenv("XDG_STATE_HOME", ("/tmp/infera-test-state-" + std::to_string(getppid())).c_str(), 1);
-    setenv("XDG_CACHE_HOME", ("/tmp/infera-test-state-" + std::to_string(getppid()) + "/cache").c_str(), 1);
+    setenv("XDG_CACHE_HOME",
+           ("/tmp/infera-test-state-" + std::to_string(getppid()) + "/cache").c_str(), 1);
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     std::vector<std::string> argv_s = {INFERA_BINARY, "serve", "--host", "127.0.0.1", "--port", "0"};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
