@@ -10,7 +10,7 @@
 // size with the header's; an image that does not match is deleted. The contents past
 // the header are not checksummed (reading them all is what the image saves); the model
 // repacks the first tile of a few matrices (one per packed layout) and compares them with
-// the image (model_llama.cpp), which catches a changed packing code.
+// the image (packed_matrices.cpp), which catches a changed packing code.
 //
 // Files in the directory: <stem>-<path hash>-<key hash>.packed, written as a temporary
 // "<name>.tmp.<pid>.<n>" beside it, fsynced and renamed. Writing an image deletes the
