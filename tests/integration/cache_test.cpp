@@ -90,11 +90,12 @@ std::vector<std::string> sse_payloads(const std::string& body) {
 }
 
 Answer ask(int port, const std::string& path, const json& body,
-           const std::map<std::string, std::string>& headers = {}) {
+           const std::map<std::string, std::string>& headers = {},
+           std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   std::map<std::string, std::string> h = headers;
   h["Content-Type"] = "application/json";
   const auto start = Clock::now();
-  auto r = http_request(port, "POST", path, body.dump(), h);
+  auto r = http_request(port, "POST", path, body.dump(), h, timeout);
   Answer a;
   a.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
   if (!r) return a;
@@ -633,7 +634,9 @@ TEST(CacheSingleFlight, JoinerGetsTheWholeAnswerWhenTheLeadersOwnDeadlineEndsIt)
       std::async(std::launch::async, [&] { return ask(port, "/v1/chat/completions", hurried); });
   ASSERT_TRUE(
       eventually([&] { return cache_stats(port)["single_flight"]["computations"] == 1; }, 5s, 5ms));
-  Answer joiner = ask(port, "/v1/chat/completions", body);
+  // The whole 3000-token answer: ~1 s in a Release build, well over the default 10 s
+  // receive timeout under ASan on two busy cores.
+  Answer joiner = ask(port, "/v1/chat/completions", body, {}, std::chrono::seconds(120));
   Answer first = leader.get();
   ASSERT_EQ(first.status, 200) << first.body;
   ASSERT_EQ(json::parse(first.body)["choices"][0]["finish_reason"], "timeout")

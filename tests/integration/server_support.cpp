@@ -243,8 +243,9 @@ bool Connection::wait_closed(std::chrono::milliseconds timeout) {
 
 std::optional<HttpResponse> http_request(int port, const std::string& method,
                                          const std::string& path, const std::string& body,
-                                         const std::map<std::string, std::string>& headers) {
-  Connection c(port);
+                                         const std::map<std::string, std::string>& headers,
+                                         std::chrono::milliseconds timeout) {
+  Connection c(port, timeout);
   if (!c.connected()) return std::nullopt;
   std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
   for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";

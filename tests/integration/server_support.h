@@ -71,6 +71,7 @@ class Connection {
 // One request on a fresh connection.
 std::optional<HttpResponse> http_request(int port, const std::string& method,
                                          const std::string& path, const std::string& body = {},
-                                         const std::map<std::string, std::string>& headers = {});
+                                         const std::map<std::string, std::string>& headers = {},
+                                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 }  // namespace infera::testing
