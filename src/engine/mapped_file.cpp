@@ -9,23 +9,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/unique_fd.h"
+
 namespace infera::engine {
-
-namespace {
-
-// Closes the descriptor on every path out of open(); the mapping keeps the file alive.
-class FdCloser {
- public:
-  explicit FdCloser(int fd) : fd_(fd) {}
-  ~FdCloser() { ::close(fd_); }
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
-
- private:
-  int fd_;
-};
-
-}  // namespace
 
 // Reads the file into fresh anonymous memory backed by transparent huge pages where
 // the kernel allows (madvise before the first touch), then makes it read-only.
@@ -63,7 +49,7 @@ Result<std::unique_ptr<MappedFile>> MappedFile::open(const std::string& path, Lo
     return err == ENOENT ? Status::NotFound(std::move(message))
                          : Status::IoError(std::move(message));
   }
-  FdCloser closer(fd);
+  UniqueFd closer(fd);  // the mapping keeps the file alive
   struct stat st {};
   if (::fstat(fd, &st) != 0)
     return Status::IoError(path + ": cannot stat: " + std::strerror(errno));

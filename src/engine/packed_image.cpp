@@ -16,6 +16,8 @@
 #include <fstream>
 #include <system_error>
 
+#include "core/unique_fd.h"
+
 namespace infera::engine {
 namespace {
 
@@ -94,21 +96,6 @@ std::string source_prefix(const std::string& source_path) {
   return stem + "-" + hex(fnv1a(full.data(), full.size()), 8) + "-";
 }
 
-// Closes a descriptor on every path out.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 bool write_all(int fd, const uint8_t* data, size_t n, const std::atomic<bool>& cancel) {
   // Cancellation is checked between chunks; whole 2 MiB folios (the region is aligned).
   constexpr size_t kChunk = size_t{8} << 20;
@@ -186,7 +173,7 @@ Result<std::unique_ptr<PackedImage>> PackedImage::open(const std::string& path,
     return err == ENOENT ? Status::NotFound(std::move(message))
                          : Status::IoError(std::move(message));
   }
-  Fd closer(fd);
+  UniqueFd closer(fd);
   const std::string expected = header_of(key);
   const uint64_t region_offset = region_offset_of(expected);
   const uint64_t want_size = region_offset + key.region_bytes;
@@ -279,7 +266,7 @@ Status write_packed_image(const std::string& path, const PackedImageKey& key, co
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IoError(temp + ": cannot create: " + std::strerror(errno));
   {
-    Fd closer(fd);
+    UniqueFd closer(fd);
     const bool ok =
         write_all(fd, reinterpret_cast<const uint8_t*>(header.data()), header.size(), cancel) &&
         write_all(fd, region, key.region_bytes, cancel) && ::fdatasync(fd) == 0;

@@ -33,6 +33,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/unique_fd.h"
+
 namespace infera::knowledge {
 
 namespace {
@@ -195,22 +197,6 @@ Result<Header> decode_header(const std::vector<std::uint8_t>& in, const std::str
 
 std::string errno_text() { return std::strerror(errno); }
 
-// A file descriptor closed on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
 Status write_all(int fd, const void* data, std::size_t n, const std::string& path) {
   const auto* p = static_cast<const std::uint8_t*>(data);
   while (n > 0) {
@@ -223,20 +209,20 @@ Status write_all(int fd, const void* data, std::size_t n, const std::string& pat
   return Status::Ok();
 }
 
-Status sync_and_close(Fd& fd, const std::string& path) {
+Status sync_and_close(UniqueFd& fd, const std::string& path) {
   if (::fsync(fd.get()) != 0) return Status::IoError(path + ": fsync: " + errno_text());
   if (::close(fd.release()) != 0) return Status::IoError(path + ": close: " + errno_text());
   return Status::Ok();
 }
 
 void sync_directory(const std::filesystem::path& dir) {
-  Fd fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() >= 0) (void)::fsync(fd.get());
 }
 
 // Size and checksum of a whole file, read in 1 MiB blocks.
 Status checksum_file(const std::string& path, std::uint64_t* size, std::uint64_t* checksum) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     return errno == ENOENT ? Status::NotFound(path + ": missing")
                            : Status::IoError(path + ": open: " + errno_text());
@@ -718,7 +704,7 @@ Status VectorIndex::save(const std::filesystem::path& file) const {
       return Status::IoError(graph_tmp + ": " + e.what());
     }
     {
-      Fd fd(::open(graph_tmp.c_str(), O_RDONLY | O_CLOEXEC));
+      UniqueFd fd(::open(graph_tmp.c_str(), O_RDONLY | O_CLOEXEC));
       if (fd.get() < 0 || ::fsync(fd.get()) != 0) {
         return Status::IoError(graph_tmp + ": fsync: " + errno_text());
       }
@@ -735,7 +721,7 @@ Status VectorIndex::save(const std::filesystem::path& file) const {
         m.exact_ids.size() * sizeof(std::int64_t) + m.exact_vectors.size() * sizeof(float);
     h.payload_checksum = c.value();
   }
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) return Status::IoError(tmp + ": open: " + errno_text());
   std::vector<std::uint8_t> header = encode_header(h);
   Status s = write_all(fd.get(), header.data(), header.size(), tmp);
