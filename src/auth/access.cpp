@@ -116,12 +116,14 @@ std::string reset_text(double seconds) {
 
 bool is_admin_route(std::string_view method, std::string_view path, std::string_view route) {
   if (path.starts_with("/admin/")) return true;
-  // Model load/unload.
-  return method == "POST" && route.starts_with("/api/models/{name}/");
+  // Model load/unload (infera's routes and KServe v2's model repository).
+  return method == "POST" &&
+         (route.starts_with("/api/models/{name}/") || route.starts_with("/v2/repository/"));
 }
 
 bool is_public_route(std::string_view path) {
-  return path == "/health" || path == "/ready" || path == "/api/health" || path == "/api/v1/health";
+  return path == "/health" || path == "/ready" || path == "/api/health" || path == "/api/v1/health" ||
+         path == "/v2/health/live" || path == "/v2/health/ready";
 }
 
 bool valid_name(const std::string& s) {

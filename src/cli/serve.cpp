@@ -13,6 +13,7 @@
 #include "api/chat_template.h"
 #include "api/embeddings.h"
 #include "api/knowledge_routes.h"
+#include "api/predictions.h"
 #include "api/generation.h"
 #include "auth/auth.h"
 #include "cache/cache.h"
@@ -27,6 +28,7 @@
 #include "models/models_file.h"
 #include "models/registry.h"
 #include "obs/metrics.h"
+#include "predict/predict.h"
 #include "store/store.h"
 
 namespace infera::cli {
@@ -211,6 +213,7 @@ int run_serve(const core::FlagValues& flags) {
   registry.register_kind(models::make_gguf_kind(gguf_kind_config_from(*config), metrics));
   registry.register_kind(
       models::make_embedding_kind(embedding_kind_config_from(*config), metrics));
+  registry.register_kind(predict::make_xgboost_kind(predict_kind_config_from(*config), metrics));
   if (Status st = declare_models(*config, registry); !st.ok()) {
     log::error("model.declare_failed", "{}", st.message());
     log::shutdown();
@@ -233,6 +236,8 @@ int run_serve(const core::FlagValues& flags) {
     export_cache_metrics(*response_cache, metrics);
   }
 
+  api::register_predict_routes(server, registry, response_cache.get(),
+                               {.request_timeout_s = config->get_double("request_timeout")});
   api::Embedder embedder(registry, response_cache.get());
   api::register_embedding_routes(server, embedder);
   const std::filesystem::path data_dir = data_dir_from(*config);

@@ -150,6 +150,14 @@ models::EmbeddingKindConfig embedding_kind_config_from(const core::Config& c) {
   return k;
 }
 
+predict::PredictKindConfig predict_kind_config_from(const core::Config& c) {
+  predict::PredictKindConfig k;
+  k.threads = static_cast<int>(c.get_int("max_workers"));
+  k.max_queue_delay_us = c.get_int("batch_timeout") * 1000;
+  k.max_queue_size = static_cast<int>(std::max<int64_t>(1, c.get_int("max_queue")));
+  return k;
+}
+
 Result<models::RegistryConfig> registry_config_from(const core::Config& c) {
   models::RegistryConfig r;
   r.max_loaded = static_cast<int>(c.get_int("model_cache_size"));

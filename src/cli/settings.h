@@ -15,6 +15,7 @@
 #include "models/embedding_model.h"
 #include "models/gguf_model.h"
 #include "models/registry.h"
+#include "predict/predict.h"
 
 namespace infera::cli {
 
@@ -27,6 +28,7 @@ api::GenerationConfig generation_config_from(const core::Config& config);
 cache::Config cache_config_from(const core::Config& config);
 models::GgufKindConfig gguf_kind_config_from(const core::Config& config);
 models::EmbeddingKindConfig embedding_kind_config_from(const core::Config& config);
+predict::PredictKindConfig predict_kind_config_from(const core::Config& config);
 // --data-dir, else infera-data beside --cache-dir, else $XDG_STATE_HOME/infera.
 std::filesystem::path data_dir_from(const core::Config& config);
 // --packed-cache-dir, else packed/ in data_dir_from when --data-dir or --cache-dir is

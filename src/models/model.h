@@ -48,6 +48,14 @@ struct ModelSpec {
   // Embedding models: how token states become one vector, overriding the file's
   // {arch}.pooling_type (decoder files rarely have one).
   std::string pooling;      // "mean" | "last" | "cls"; empty = the file's
+  // Predictors (xgboost, onnx, torchscript): the file beside the model that declares
+  // its schema or tensors (empty = the kind's default place, e.g. <model>.schema.json).
+  std::string schema;
+  // Predictors: the dynamic batcher (sched/batcher.h). 0 / -1 = the kind's defaults.
+  int max_batch_size = 0;                 // rows in one batch
+  std::vector<int> preferred_batch_size;  // rows; a batch this size goes at once
+  int64_t max_queue_delay_us = -1;        // from the first waiting request's arrival
+  int max_queue_size = 0;                 // waiting requests; more get 429
   std::string declared_by;  // "models-file <path>", "--model", "--models-dir <dir>", "default"
 };
 
@@ -87,6 +95,55 @@ class TextEmbedder {
   virtual void embed(std::vector<std::vector<int32_t>> inputs, EmbedCallback done) = 0;
 };
 
+// A tensor of FP32 values, row-major; shape[0] is the batch's rows.
+struct Tensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+// An input or output a predictor declares (KServe v2 metadata): shape with -1 for a
+// variable dimension (the first is the batch), datatype as KServe names it.
+struct TensorSpec {
+  std::string name;
+  std::string datatype = "FP32";
+  std::vector<int64_t> shape;
+};
+
+// The capability of models that predict from tensors (tabular and tensor models:
+// xgboost, onnx, torchscript). Requests go through the model's dynamic batcher.
+class Predictor {
+ public:
+  virtual ~Predictor() = default;
+  virtual const std::vector<TensorSpec>& inputs() const = 0;
+  virtual const std::vector<TensorSpec>& outputs() const = 0;
+  // Most rows one predict() call may carry (the batcher's max_batch_size).
+  virtual int max_batch_rows() const = 0;
+  struct Request {
+    std::vector<Tensor> inputs;         // as inputs() declares them, same rows each
+    std::vector<std::string> outputs;   // names wanted; empty = the model's default set
+    int priority = 1;                   // 0 = highest
+    std::optional<std::chrono::steady_clock::time_point> deadline;  // expired in queue: 504
+  };
+  // `done` runs on the model's batcher thread, or on the calling thread when the request
+  // is refused at once (InvalidArgument: bad shapes or names; ResourceExhausted: queue
+  // full; DeadlineExceeded: expired while queued).
+  using Done = std::function<void(Result<std::vector<Tensor>>)>;
+  virtual void predict(Request request, Done done) = 0;
+
+  // Tabular models: named features. feature_names() is empty for tensor models.
+  virtual const std::vector<std::string>& feature_names() const {
+    static const std::vector<std::string> kNone;
+    return kNone;
+  }
+  // One row from {name: value}: InvalidArgument naming a missing, extra, mistyped or
+  // out-of-range feature. Unsupported for tensor models.
+  virtual Status features_to_row(const nlohmann::json& features, float* row) const;
+  // The model's schema for GET /api/v1/models/{m}: features with types, ranges and units,
+  // the task, the classes, the uncertainty method; tensors for tensor models.
+  virtual nlohmann::json schema() const = 0;
+};
+
 // A loaded, servable model. Destroying it frees everything it holds; the registry
 // does so only when no request holds a lease on it.
 class LoadedModel {
@@ -108,6 +165,7 @@ class LoadedModel {
   // Capabilities; null when the kind has none of it.
   virtual TextGenerator* text_generator() { return nullptr; }
   virtual TextEmbedder* text_embedder() { return nullptr; }
+  virtual Predictor* predictor() { return nullptr; }
   // Kind-specific facts for /api/models (architecture, quantization, context, ...).
   virtual nlohmann::json describe() const = 0;
 };

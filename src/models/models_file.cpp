@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -13,7 +14,9 @@ namespace {
 
 const std::set<std::string> kKnownKeys = {"name",         "path",       "kind",     "pin",
                                           "keep_alive",   "ctx_size",   "max_seqs", "chat_template",
-                                          "role_prompts", "dimensions", "pooling"};
+                                          "role_prompts", "dimensions", "pooling",
+                                          "schema",       "max_batch_size", "preferred_batch_size",
+                                          "max_queue_delay_us", "max_queue_size"};
 
 }  // namespace
 
@@ -131,7 +134,9 @@ Result<std::vector<ModelSpec>> parse_models_file(const std::string& path) {
     for (Status st :
          {string_key("kind", spec.kind), string_key("chat_template", spec.chat_template),
           string_key("pooling", spec.pooling), int_key("ctx_size", spec.ctx_size, 1 << 20),
-          int_key("max_seqs", spec.max_seqs, 4096)}) {
+          int_key("max_seqs", spec.max_seqs, 4096),
+          int_key("max_batch_size", spec.max_batch_size, 1 << 16),
+          int_key("max_queue_size", spec.max_queue_size, 1 << 20)}) {
       if (!st.ok()) return st;
     }
     if (t->contains("pooling") && spec.pooling != "mean" && spec.pooling != "last" &&
@@ -172,6 +177,40 @@ Result<std::vector<ModelSpec>> parse_models_file(const std::string& path) {
               fmt::format("{}: role_prompts.{} must be a string", where, role.str()));
         spec.role_prompts[std::string(role.str())] = *v;
       }
+    }
+    if (t->contains("schema")) {
+      auto v = (*t)["schema"].value<std::string>();
+      if (!v || v->empty()) return Status::InvalidArgument(where + ": 'schema' must be a path");
+      std::filesystem::path sp(*v);
+      spec.schema = (sp.is_relative() ? base / sp : sp).lexically_normal().string();
+    }
+    if (t->contains("max_queue_delay_us")) {
+      auto v = (*t)["max_queue_delay_us"].value<int64_t>();
+      if (!v || !(*t)["max_queue_delay_us"].is_integer() || *v < 0 || *v > 60'000'000) {
+        return Status::InvalidArgument(
+            where + ": 'max_queue_delay_us' must be an integer from 0 to 60000000");
+      }
+      spec.max_queue_delay_us = *v;
+    }
+    if (t->contains("preferred_batch_size")) {
+      const toml::node& node = *(*t)["preferred_batch_size"].node();
+      auto add = [&](const toml::node& n) {
+        auto v = n.value<int64_t>();
+        if (!v || !n.is_integer() || *v < 1 || *v > (1 << 16)) return false;
+        spec.preferred_batch_size.push_back(static_cast<int>(*v));
+        return true;
+      };
+      bool ok = true;
+      if (const toml::array* a = node.as_array()) {
+        for (const auto& n : *a) ok = ok && add(n);
+      } else {
+        ok = add(node);
+      }
+      if (!ok) {
+        return Status::InvalidArgument(
+            where + ": 'preferred_batch_size' must be an integer or an array of integers (rows)");
+      }
+      std::sort(spec.preferred_batch_size.begin(), spec.preferred_batch_size.end());
     }
     if (t->contains("dimensions")) {
       const toml::array* dims = (*t)["dimensions"].as_array();

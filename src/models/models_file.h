@@ -15,6 +15,11 @@
 //   role_prompts = { student = "...", teacher = "..." }
 //   dimensions = [256, 128]        # embedding: shorter lengths /v1/embeddings may cut to
 //   pooling = "last"               # embedding: "mean", "last" or "cls" (default: the file's)
+//   schema = "m.schema.json"       # predictors: features / tensors (default beside the file)
+//   max_batch_size = 32            # predictors: rows in one batch
+//   preferred_batch_size = [16, 32]  # predictors: a batch this size goes at once
+//   max_queue_delay_us = 2000      # predictors: longest wait for a batch to fill
+//   max_queue_size = 1024          # predictors: waiting requests before 429
 #pragma once
 
 #include <chrono>

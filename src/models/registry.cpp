@@ -17,6 +17,11 @@
 
 namespace infera::models {
 
+Status Predictor::features_to_row(const nlohmann::json& /*features*/, float* /*row*/) const {
+  return Status::InvalidArgument(
+      "this model takes tensors, not named features; use POST /v2/models/{name}/infer");
+}
+
 uint64_t model_file_bytes(const std::string& path) {
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);
@@ -634,6 +639,11 @@ Status Registry::add(ModelSpec spec) {
   // entry that leaves kind out) is an embedding model.
   if (spec.kind == "gguf" && impl_->kinds.count("embedding") && is_encoder_file(spec.path)) {
     spec.kind = "embedding";
+  }
+  // So is an XGBoost model file (.json, .ubj) declared without a kind an xgboost model.
+  if (spec.kind == "gguf" && impl_->kinds.count("xgboost") &&
+      (spec.path.ends_with(".json") || spec.path.ends_with(".ubj"))) {
+    spec.kind = "xgboost";
   }
   auto kind = impl_->kinds.find(spec.kind);
   if (kind == impl_->kinds.end()) {
