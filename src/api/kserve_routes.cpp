@@ -5,6 +5,7 @@
 // as the protocol says.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -285,18 +286,22 @@ void register_kserve_routes(http::Server& server, models::Registry& models,
                    auto parsed = parse_infer(*request, predictor);
                    if (!parsed.ok()) return r.send(v2_error(parsed.status()));
                    const models::TensorSpec& spec = predictor.inputs().at(0);
-                   const int64_t width = spec.shape.size() > 1 ? spec.shape[1] : 1;
                    const auto& shape = parsed->input.shape;
+                   // [rows, dims...] as the model declares its dims, or [dims...] for one row.
+                   const std::vector<int64_t> dims(spec.shape.begin() + 1, spec.shape.end());
                    int64_t rows = 0;
-                   if (shape.size() == 2 && shape[1] == width) {
+                   if (shape.size() == dims.size() + 1 && std::equal(dims.begin(), dims.end(), shape.begin() + 1)) {
                      rows = shape[0];
-                   } else if (shape.size() == 1 && shape[0] == width) {
+                   } else if (shape == dims) {
                      rows = 1;
                    } else {
-                     std::string s;
-                     for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+                     auto text = [](const std::vector<int64_t>& v) {
+                       std::string s;
+                       for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+                       return s;
+                     };
                      return r.send(v2_error(400, fmt::format("input '{}' has shape [{}]; the model takes [-1,{}]",
-                                                             spec.name, s, width)));
+                                                             spec.name, text(shape), text(dims))));
                    }
                    PredictionService::Rows rows_request;
                    rows_request.lease = std::move(lease).value();

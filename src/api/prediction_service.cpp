@@ -163,7 +163,7 @@ int PredictionService::priority(const auth::Caller* caller, std::optional<int> r
 void PredictionService::run(Rows request, RowsDone done) {
   models::Predictor& predictor = *request.lease->model().predictor();
   const models::TensorSpec& input = predictor.inputs().at(0);
-  const int64_t width = input.shape.size() > 1 ? input.shape[1] : 1;
+  const int64_t width = input.row_width();
   if (request.rows < 1 || static_cast<int64_t>(request.data.size()) != request.rows * width) {
     return done(Status::InvalidArgument(fmt::format("input '{}' needs rows x {} values", input.name, width)));
   }
@@ -224,7 +224,8 @@ void PredictionService::run(Rows request, RowsDone done) {
   f->pending_calls = static_cast<int>(calls.size());
   for (auto& rows : calls) {
     models::Predictor::Request call;
-    models::Tensor in{input.name, {static_cast<int64_t>(rows.size()), width}, {}};
+    models::Tensor in{input.name, input.shape, {}};
+    in.shape[0] = static_cast<int64_t>(rows.size());
     in.data.reserve(rows.size() * static_cast<size_t>(width));
     for (int r : rows) {
       const float* src = f->request.data.data() + r * width;

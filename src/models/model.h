@@ -108,6 +108,12 @@ struct TensorSpec {
   std::string name;
   std::string datatype = "FP32";
   std::vector<int64_t> shape;
+  // Values per row: the product of the dimensions after the batch's (all fixed).
+  int64_t row_width() const {
+    int64_t w = 1;
+    for (size_t i = 1; i < shape.size(); ++i) w *= shape[i];
+    return w;
+  }
 };
 
 // The capability of models that predict from tensors (tabular and tensor models:
@@ -139,6 +145,10 @@ class Predictor {
   // One row from {name: value}: InvalidArgument naming a missing, extra, mistyped or
   // out-of-range feature. Unsupported for tensor models.
   virtual Status features_to_row(const nlohmann::json& features, float* row) const;
+  // Image models: an encoded image (JPEG, PNG, ...) as one row of the model's input,
+  // preprocessed as its config says (size, mean/std, channel order). InvalidArgument for
+  // an undecodable image; Unsupported for models that take no images.
+  virtual Result<std::vector<float>> image_to_row(std::string_view encoded) const;
   // The model's schema for GET /api/v1/models/{m}: features with types, ranges and units,
   // the task, the classes, the uncertainty method; tensors for tensor models.
   virtual nlohmann::json schema() const = 0;

@@ -22,6 +22,10 @@ Status Predictor::features_to_row(const nlohmann::json& /*features*/, float* /*r
       "this model takes tensors, not named features; use POST /v2/models/{name}/infer");
 }
 
+Result<std::vector<float>> Predictor::image_to_row(std::string_view /*encoded*/) const {
+  return Status::Unsupported("this model takes no images");
+}
+
 uint64_t model_file_bytes(const std::string& path) {
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);
