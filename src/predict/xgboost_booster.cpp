@@ -5,6 +5,10 @@
 
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <random>
+
+#include "core/log.h"
+#include "predict/tree_shap.h"
 
 namespace infera::predict {
 namespace {
@@ -35,6 +39,8 @@ std::string Booster::library_version() {
   XGBoostVersion(&major, &minor, &patch);
   return fmt::format("{}.{}.{}", major, minor, patch);
 }
+
+Booster::Booster() = default;
 
 Result<std::unique_ptr<Booster>> Booster::load(const std::string& path, int threads) {
   std::unique_ptr<Booster> b(new Booster());
@@ -78,6 +84,7 @@ Result<std::unique_ptr<Booster>> Booster::load(const std::string& path, int thre
   if (b->objective_.starts_with("rank:")) {
     return Status::Unsupported(fmt::format("{}: ranking models ({}) are not served", path, b->objective_));
   }
+  b->build_shap_tables();
   return b;
 }
 
@@ -105,7 +112,75 @@ Status Booster::predict(const float* data, int rows, std::vector<float>& out) co
   return Status::Ok();
 }
 
+void Booster::build_shap_tables() {
+  auto fallback = [this](const std::string& why) {
+    shap_method_ = "xgboost (" + why + ")";
+    log::info("predict.shap_fallback", "{}: contributions from XGBoost's TreeShap: {}", path_, why);
+  };
+  bst_ulong len = 0;
+  const char* buf = nullptr;
+  if (XGBoosterSaveModelToBuffer(handle_, R"({"format":"json"})", &len, &buf) != 0) {
+    return fallback("cannot read the model as JSON: " + last_error());
+  }
+  json model = json::parse(std::string_view(buf, len), nullptr, false);
+  if (model.is_discarded()) return fallback("the model's JSON does not parse");
+  // The expected values (bias column) do not depend on the row: take XGBoost's.
+  const int width = num_features_ + 1, groups = contribution_groups();
+  std::vector<float> zero_row(static_cast<size_t>(num_features_), 0.0f), reference;
+  if (!xgboost_contributions(zero_row.data(), 1, reference).ok()) return fallback("no reference contributions");
+  std::vector<float> bias;
+  for (int g = 0; g < groups; ++g) bias.push_back(reference[static_cast<size_t>(g * width + num_features_)]);
+  auto shap = TreeShap::from_model_json(model, std::move(bias));
+  if (!shap.ok()) return fallback(shap.status().message());
+  // Checked against XGBoost on rows around its split values (and missing values).
+  std::mt19937 rng(12345);
+  std::vector<float> rows;
+  const auto& trees = model["learner"]["gradient_booster"]["model"]["trees"];
+  std::vector<std::vector<float>> thresholds(static_cast<size_t>(num_features_));
+  for (const auto& t : trees) {
+    const auto& idx = t["split_indices"];
+    const auto& cond = t["split_conditions"];
+    const auto& lc = t["left_children"];
+    for (size_t i = 0; i < idx.size(); ++i) {
+      if (lc[i].get<int>() >= 0) thresholds[idx[i].get<size_t>()].push_back(cond[i].get<float>());
+    }
+  }
+  constexpr int kCheckRows = 64;
+  for (int r = 0; r < kCheckRows; ++r) {
+    for (int f = 0; f < num_features_; ++f) {
+      const auto& th = thresholds[static_cast<size_t>(f)];
+      float v = 0;
+      if (r % 16 == 15) {
+        v = std::nanf("");
+      } else if (!th.empty()) {
+        v = th[rng() % th.size()] + (rng() % 2 ? 1e-3f : -1e-3f) * (1.0f + std::fabs(th[0]));
+      }
+      rows.push_back(v);
+    }
+  }
+  std::vector<float> ours, theirs;
+  if (!xgboost_contributions(rows.data(), kCheckRows, theirs).ok()) return fallback("no reference contributions");
+  (*shap)->explain(rows.data(), kCheckRows, ours);
+  double worst = 0;
+  for (size_t i = 0; i < ours.size(); ++i) {
+    worst = std::max(worst, std::fabs(static_cast<double>(ours[i]) - theirs[i]) / (1e-3 + std::fabs(theirs[i])));
+  }
+  if (ours.size() != theirs.size() || worst > 1e-3) {
+    return fallback(fmt::format("tables disagree with XGBoost (relative error {:.2g})", worst));
+  }
+  shap_ = std::move(shap).value();
+  shap_method_ = "tables";
+}
+
 Status Booster::contributions(const float* data, int rows, std::vector<float>& out) const {
+  if (shap_) {
+    shap_->explain(data, rows, out);
+    return Status::Ok();
+  }
+  return xgboost_contributions(data, rows, out);
+}
+
+Status Booster::xgboost_contributions(const float* data, int rows, std::vector<float>& out) const {
   const std::string values = array_interface(data, rows, num_features_);
   DMatrixHandle dm = nullptr;
   if (XGDMatrixCreateFromDense(values.c_str(), R"({"missing":NaN,"nthread":1})", &dm) != 0) {

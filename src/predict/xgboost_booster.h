@@ -14,11 +14,13 @@
 
 namespace infera::predict {
 
+class TreeShap;
+
 class Booster {
  public:
   // Errors name the file and the library's version, with XGBoost's own message.
   static Result<std::unique_ptr<Booster>> load(const std::string& path, int threads);
-  ~Booster();
+  ~Booster();  // out of line: TreeShap is incomplete here
   Booster(const Booster&) = delete;
   Booster& operator=(const Booster&) = delete;
 
@@ -42,11 +44,18 @@ class Booster {
   // values sum to its margin.
   Status contributions(const float* data, int rows, std::vector<float>& out) const;
 
+  // How contributions are computed: "tables" (predict/tree_shap.h, checked against
+  // XGBoost's own at load) or "xgboost" (its TreeShap, through a DMatrix), and why not
+  // tables when not.
+  const std::string& shap_method() const { return shap_method_; }
+
   // "major.minor.patch" of the library in use.
   static std::string library_version();
 
  private:
-  Booster() = default;
+  Booster();
+  Status xgboost_contributions(const float* data, int rows, std::vector<float>& out) const;
+  void build_shap_tables();
   void* handle_ = nullptr;
   std::string path_;
   int num_features_ = 0;
@@ -55,6 +64,8 @@ class Booster {
   int num_class_ = 0;
   int rounds_ = 0;
   int groups_ = 1;
+  std::unique_ptr<TreeShap> shap_;
+  std::string shap_method_ = "xgboost";
 };
 
 }  // namespace infera::predict

@@ -128,6 +128,7 @@ class XgboostModel final : public LoadedModel, public models::Predictor {
             {"classes", main_->num_class()},
             {"rounds", main_->rounds()},
             {"uncertainty", to_string(schema_.uncertainty.method)},
+            {"shap", main_->shap_method()},
             {"max_batch_size", max_batch_size_},
             {"batches", a.batches + b.batches},
             {"rows", a.rows + b.rows},
