@@ -214,6 +214,10 @@ int run_serve(const core::FlagValues& flags) {
   registry.register_kind(
       models::make_embedding_kind(embedding_kind_config_from(*config), metrics));
   registry.register_kind(predict::make_xgboost_kind(predict_kind_config_from(*config), metrics));
+  registry.register_kind(predict::make_onnx_kind(predict_kind_config_from(*config), metrics));
+#ifdef INFERA_WITH_TORCH
+  registry.register_kind(predict::make_torchscript_kind(predict_kind_config_from(*config), metrics));
+#endif
   if (Status st = declare_models(*config, registry); !st.ok()) {
     log::error("model.declare_failed", "{}", st.message());
     log::shutdown();

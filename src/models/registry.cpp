@@ -649,6 +649,11 @@ Status Registry::add(ModelSpec spec) {
       (spec.path.ends_with(".json") || spec.path.ends_with(".ubj"))) {
     spec.kind = "xgboost";
   }
+  if (spec.kind == "gguf" && impl_->kinds.count("onnx") && spec.path.ends_with(".onnx")) spec.kind = "onnx";
+  if (spec.kind == "gguf" && impl_->kinds.count("torchscript") &&
+      (spec.path.ends_with(".pt") || spec.path.ends_with(".torchscript"))) {
+    spec.kind = "torchscript";
+  }
   auto kind = impl_->kinds.find(spec.kind);
   if (kind == impl_->kinds.end()) {
     std::string known;

@@ -35,8 +35,17 @@ struct PredictKindConfig {
   int max_queue_size = 4096;        // waiting requests per model before 429
 };
 
-// REQUIRES: `metrics` outlives the kind and every model it loads.
+// REQUIRES (all three): `metrics` outlives the kind and every model it loads.
 std::unique_ptr<models::ModelKind> make_xgboost_kind(PredictKindConfig config,
                                                      obs::Registry& metrics);
+// Kind "onnx" (OpenCV 4.6's DNN module) and kind "torchscript" (LibTorch 1.13; only in
+// builds with INFERA_WITH_TORCH): the model file and its config
+// (<model>.config.json: one input, outputs, optional image preprocessing; see
+// src/predict/tensor_model.cpp), run through a dynamic batcher.
+std::unique_ptr<models::ModelKind> make_onnx_kind(PredictKindConfig config, obs::Registry& metrics);
+#ifdef INFERA_WITH_TORCH
+std::unique_ptr<models::ModelKind> make_torchscript_kind(PredictKindConfig config,
+                                                         obs::Registry& metrics);
+#endif
 
 }  // namespace infera::predict

@@ -1,0 +1,71 @@
+// ONNX files through OpenCV 4.6's DNN module.
+#include <fmt/format.h>
+
+#include <opencv2/core/utility.hpp>
+#include <opencv2/dnn.hpp>
+
+#include "predict/tensor_backend.h"
+
+namespace infera::predict {
+namespace {
+
+class OnnxBackend final : public TensorBackend {
+ public:
+  OnnxBackend(cv::dnn::Net net, std::string path) : net_(std::move(net)), path_(std::move(path)) {
+    outputs_ = net_.getUnconnectedOutLayersNames();
+  }
+
+  Result<std::vector<BackendOutput>> run(const std::string& input_name, const float* input,
+                                         const std::vector<int64_t>& shape) override {
+    std::vector<int> dims(shape.begin(), shape.end());
+    cv::Mat blob(static_cast<int>(dims.size()), dims.data(), CV_32F, const_cast<float*>(input));
+    std::vector<cv::Mat> outs;
+    try {
+      net_.setInput(blob, input_name);
+      net_.forward(outs, outputs_);
+    } catch (const cv::Exception& e) {
+      return Status::Internal(fmt::format("{}: OpenCV DNN failed: {}", path_, e.msg));
+    }
+    std::vector<BackendOutput> result;
+    for (size_t i = 0; i < outs.size(); ++i) {
+      cv::Mat m = outs[i].isContinuous() ? outs[i] : outs[i].clone();
+      if (m.type() != CV_32F) m.convertTo(m, CV_32F);
+      BackendOutput o;
+      o.name = i < outputs_.size() ? outputs_[i] : std::string();
+      for (int d = 0; d < m.dims; ++d) o.shape.push_back(m.size[d]);
+      o.data.assign(m.ptr<float>(), m.ptr<float>() + m.total());
+      result.push_back(std::move(o));
+    }
+    return result;
+  }
+
+  std::string library() const override { return std::string("opencv ") + CV_VERSION; }
+
+ private:
+  cv::dnn::Net net_;
+  std::string path_;
+  std::vector<std::string> outputs_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<TensorBackend>> load_onnx(const std::string& path, int threads) {
+  cv::setNumThreads(std::max(1, threads));
+  cv::dnn::Net net;
+  try {
+    net = cv::dnn::readNetFromONNX(path);
+  } catch (const cv::Exception& e) {
+    return Status::InvalidArgument(fmt::format(
+        "{}: OpenCV {} cannot read this ONNX graph ({}); docs/PREDICTORS.md says how to export "
+        "one it reads",
+        path, CV_VERSION, e.msg));
+  }
+  if (net.empty()) {
+    return Status::InvalidArgument(fmt::format("{}: OpenCV {} read no network from this file", path, CV_VERSION));
+  }
+  net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+  net.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+  return std::unique_ptr<TensorBackend>(std::make_unique<OnnxBackend>(std::move(net), path));
+}
+
+}  // namespace infera::predict

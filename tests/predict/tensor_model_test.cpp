@@ -1,0 +1,191 @@
+// Kinds "onnx" (OpenCV DNN) and "torchscript" (LibTorch): a small CNN written by PyTorch
+// (make_tensor_models.py) gives PyTorch's outputs through both, in batches and from
+// concurrent callers; images are preprocessed as OpenCV in Python does; bad files and
+// configs are refused naming them.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "models/model.h"
+#include "obs/metrics.h"
+#include "predict/image_preprocess.h"
+#include "predict/predict.h"
+#include "predict/tensor_test_models.h"
+#include "predict/xgboost_test_models.h"
+
+namespace infera::predict {
+namespace {
+
+using models::Tensor;
+using nlohmann::json;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class TensorModelTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string error;
+    dir_ = testing::tensor_test_models(&error);
+    ASSERT_FALSE(dir_.empty()) << error;
+    reference_ = testing::read_json_file(dir_ + "/reference.json");
+#ifndef INFERA_WITH_TORCH
+    if (GetParam() == "torchscript") GTEST_SKIP() << "built without LibTorch (INFERA_WITH_TORCH=OFF)";
+#endif
+    kind_ = GetParam() == "onnx" ? make_onnx_kind({}, metrics_)
+#ifdef INFERA_WITH_TORCH
+                                 : make_torchscript_kind({}, metrics_);
+#else
+                                 : nullptr;
+#endif
+  }
+  std::string file(const std::string& stem) const {
+    return dir_ + "/" + stem + (GetParam() == "onnx" ? ".onnx" : ".pt");
+  }
+  Result<std::unique_ptr<models::LoadedModel>> load(const std::string& path, const std::string& schema = {}) {
+    models::ModelSpec spec;
+    spec.name = "cnn";
+    spec.kind = GetParam();
+    spec.path = path;
+    spec.schema = schema;
+    return kind_->load(spec);
+  }
+  static Result<std::vector<Tensor>> run(models::LoadedModel& m, Tensor in) {
+    models::Predictor::Request r;
+    r.inputs.push_back(std::move(in));
+    std::promise<Result<std::vector<Tensor>>> p;
+    m.predictor()->predict(std::move(r), [&](Result<std::vector<Tensor>> out) { p.set_value(std::move(out)); });
+    return p.get_future().get();
+  }
+  Tensor rows(size_t first, size_t n) const {
+    Tensor t{"input", {static_cast<int64_t>(n), 3, 32, 32}, {}};
+    for (size_t i = first; i < first + n; ++i) {
+      for (const auto& v : reference_["rows"][i]) t.data.push_back(v.get<float>());
+    }
+    return t;
+  }
+  void expect_embedding(const float* got, const json& want) {
+    for (size_t k = 0; k < 32; ++k) {
+      const float w = want[k].get<float>();
+      EXPECT_NEAR(got[k], w, 1e-5 * (1 + std::fabs(w))) << "value " << k;  // relative above 1
+    }
+  }
+
+  obs::Registry metrics_;
+  std::string dir_;
+  json reference_;
+  std::unique_ptr<models::ModelKind> kind_;
+};
+
+TEST_P(TensorModelTest, GivesPyTorchsOutputsForOneRowAndForBatches) {
+  auto m = load(file("cnn"));
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  ASSERT_TRUE((*m)->warm_up().ok());
+  EXPECT_EQ((*m)->predictor()->inputs()[0].shape, (std::vector<int64_t>{-1, 3, 32, 32}));
+  for (size_t n : {1u, 3u}) {
+    auto out = run(**m, rows(1, n));
+    ASSERT_TRUE(out.ok()) << out.status().message();
+    ASSERT_EQ(out->size(), 1u);
+    EXPECT_EQ((*out)[0].name, "embedding");
+    EXPECT_EQ((*out)[0].shape, (std::vector<int64_t>{static_cast<int64_t>(n), 32}));
+    for (size_t i = 0; i < n; ++i) expect_embedding((*out)[0].data.data() + i * 32, reference_["embedding"][1 + i]);
+  }
+}
+
+TEST_P(TensorModelTest, PreprocessesImagesAsOpenCvInPythonDoes) {
+  auto m = load(file("cnn"));
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  auto row = (*m)->predictor()->image_to_row(read_file(dir_ + "/shapes.png"));
+  ASSERT_TRUE(row.ok()) << row.status().message();
+  ASSERT_EQ(row->size(), 3u * 32 * 32);
+  const json& want = reference_["shapes_row"];
+  for (size_t i = 0; i < row->size(); ++i) ASSERT_NEAR((*row)[i], want[i].get<float>(), 1e-5) << i;
+  auto out = run(**m, Tensor{"input", {1, 3, 32, 32}, std::move(row).value()});
+  ASSERT_TRUE(out.ok());
+  expect_embedding((*out)[0].data.data(), reference_["shapes_embedding"]);
+  auto bad = (*m)->predictor()->image_to_row("GIF89a not really");
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_P(TensorModelTest, RefusesBrokenFilesAndConfigsNamingThem) {
+  const std::string config = dir_ + "/cnn.config.json";
+  auto broken = load(file("broken"), config);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.status().message().find(file("broken") + ": "), std::string::npos) << broken.status().message();
+  EXPECT_NE(broken.status().message().find(GetParam() == "onnx" ? "OpenCV 4.6" : "LibTorch 1.13"),
+            std::string::npos)
+      << broken.status().message();
+  const std::string bad_config = dir_ + "/bad-" + GetParam() + ".config.json";
+  std::ofstream(bad_config) << R"({"inputs": [{"name": "input", "shape": [1, 3, 32, 32]}], "outputs": [{"name": "e", "shape": [-1, 32]}]})";
+  auto c = load(file("cnn"), bad_config);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(), bad_config + ": input 'input': the first dimension is the batch: -1");
+  std::ofstream(bad_config) << R"({"inputs": [{"name": "input", "shape": [-1, 3, 32, 32]}], "outputs": [{"name": "e", "shape": [-1, 31]}]})";
+  auto wrong_width = load(file("cnn"), bad_config);
+  ASSERT_TRUE(wrong_width.ok()) << "shapes are checked when the model runs (warm-up)";
+  Status warm = (*wrong_width)->warm_up();
+  EXPECT_FALSE(warm.ok());
+  EXPECT_NE(warm.message().find("output 'e' has 32 values for 1 rows; its config declares 31 per row"),
+            std::string::npos)
+      << warm.message();
+}
+
+TEST_P(TensorModelTest, ConcurrentCallersGetTheirOwnRows) {
+  auto m = load(file("cnn"));
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  std::atomic<int> wrong{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 32; ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < 5; ++k) {
+        const size_t i = static_cast<size_t>(t + k) % 4;
+        auto out = run(**m, rows(i, 1));
+        if (!out.ok()) {
+          ++failed;
+          continue;
+        }
+        for (size_t v = 0; v < 32; ++v) {
+          const float w = reference_["embedding"][i][v].get<float>();
+          if (std::fabs((*out)[0].data[v] - w) > 1e-5 * (1 + std::fabs(w))) {
+            ++wrong;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, TensorModelTest, ::testing::Values("onnx", "torchscript"),
+                         [](const auto& info) { return info.param; });
+
+TEST(PerceptualHash, SurvivesReencodingAndResizingButNotAnotherImage) {
+  std::string error;
+  const std::string& dir = testing::tensor_test_models(&error);
+  ASSERT_FALSE(dir.empty()) << error;
+  auto original = perceptual_hash(read_file(dir + "/shapes.png"));
+  auto jpeg = perceptual_hash(read_file(dir + "/shapes.jpg"));
+  auto small = perceptual_hash(read_file(dir + "/shapes-small.jpg"));
+  auto other = perceptual_hash(read_file(dir + "/other.png"));
+  ASSERT_TRUE(original.ok() && jpeg.ok() && small.ok() && other.ok());
+  EXPECT_LE(__builtin_popcountll(*original ^ *jpeg), 6);
+  EXPECT_LE(__builtin_popcountll(*original ^ *small), 8);
+  EXPECT_GE(__builtin_popcountll(*original ^ *other), 16);
+  EXPECT_EQ(perceptual_hash("").status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace infera::predict
