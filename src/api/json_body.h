@@ -20,6 +20,9 @@ std::optional<nlohmann::json> parse_json_object(const http::Request& req,
 // (the cache-hit path writes answers with it). Bytes >= 0x80 pass through unchanged.
 void append_json_string(std::string& out, std::string_view text);
 
+// Standard or URL-safe base64 (padding and line breaks ignored); nullopt when malformed.
+std::optional<std::string> decode_base64(std::string_view text);
+
 // The answer to a failed model lookup or load (models::Registry's statuses):
 // NotFound -> 404 model_not_found, ResourceExhausted -> 503 memory_pressure,
 // anything else -> 503 model_unavailable, both 503s with Retry-After.

@@ -31,6 +31,9 @@ class Registry;
 namespace infera::cache {
 class Cache;
 }
+namespace infera::predict {
+class ImageIndex;
+}
 
 namespace infera::api {
 
@@ -43,5 +46,28 @@ struct PredictRoutesConfig {
 // REQUIRES: `models` and `cache` (may be null) outlive the server.
 void register_predict_routes(http::Server& server, models::Registry& models, cache::Cache* cache,
                              PredictRoutesConfig config);
+
+// Image matching against named sets of protected reference images (predict/image_index.h):
+//   POST /api/v1/images/references  {"set", "id", "tags", "image": base64} or the raw image
+//                                    with ?set=&id=&tags=a,b  (admin)
+//   GET /api/v1/images/references[?set=S], DELETE /api/v1/images/references/{id}?set=S (admin)
+//   POST /api/v1/images/match       {"set", "image", "threshold", "top_k"} or the raw image
+//                                    -> {matches: [{id, score, distance, is_match, tags}],
+//                                        threshold, algorithm, set, cached, latency_ms}
+// The image's perceptual hash filters the set first (Hamming distance <= max_hash_distance),
+// then the embedding model (a registry model with image preprocessing; its first output,
+// L2-normalised) scores the survivors by cosine similarity; without a model the hash
+// scores them (1 - distance / 64). Answers are cached by the image's bytes, the set's
+// generation and the parameters in every cache tier. Images are decoded on the routes'
+// own thread ("image decode"), never on an I/O thread.
+struct ImageMatchConfig {
+  std::string model;           // --image-match-model; empty = perceptual hash only
+  double threshold = 0.9;      // --image-match-threshold: score at or above = a match
+  int max_hash_distance = 16;  // --image-hash-distance: the first filter, bits of 64
+};
+
+// REQUIRES: `models`, `index` and `cache` (may be null) outlive the server.
+void register_image_routes(http::Server& server, models::Registry& models, predict::ImageIndex& index,
+                           cache::Cache* cache, ImageMatchConfig config);
 
 }  // namespace infera::api

@@ -117,8 +117,12 @@ std::string reset_text(double seconds) {
 bool is_admin_route(std::string_view method, std::string_view path, std::string_view route) {
   if (path.starts_with("/admin/")) return true;
   // Model load/unload (infera's routes and KServe v2's model repository).
-  return method == "POST" &&
-         (route.starts_with("/api/models/{name}/") || route.starts_with("/v2/repository/"));
+  if (method == "POST" &&
+      (route.starts_with("/api/models/{name}/") || route.starts_with("/v2/repository/"))) {
+    return true;
+  }
+  // The protected image sets: registering and deleting references.
+  return (method == "POST" || method == "DELETE") && route.starts_with("/api/v1/images/references");
 }
 
 bool is_public_route(std::string_view path) {

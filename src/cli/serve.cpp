@@ -28,6 +28,7 @@
 #include "models/models_file.h"
 #include "models/registry.h"
 #include "obs/metrics.h"
+#include "predict/image_index.h"
 #include "predict/predict.h"
 #include "store/store.h"
 
@@ -242,6 +243,16 @@ int run_serve(const core::FlagValues& flags) {
 
   api::register_predict_routes(server, registry, response_cache.get(),
                                {.request_timeout_s = config->get_double("request_timeout")});
+  auto image_index = predict::ImageIndex::open(data_dir_from(*config) / "images");
+  if (!image_index.ok()) {
+    std::cerr << "infera: " << image_index.status().message() << " (choose another --data-dir)\n";
+    log::shutdown();
+    return 1;
+  }
+  api::register_image_routes(server, registry, **image_index, response_cache.get(),
+                             {.model = config->get_string("image_match_model"),
+                              .threshold = config->get_double("image_match_threshold"),
+                              .max_hash_distance = static_cast<int>(config->get_int("image_hash_distance"))});
   api::Embedder embedder(registry, response_cache.get());
   api::register_embedding_routes(server, embedder);
   const std::filesystem::path data_dir = data_dir_from(*config);

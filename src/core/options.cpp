@@ -169,6 +169,13 @@ std::vector<OptionSpec> make_specs() {
       {"semantic_cache", "INFERA_SEMANTIC_CACHE", "semantic-cache", T::kBool, "false", 0, 0, {},
        "answer a single-turn question with the cached answer to one that means the same "
        "(embedding similarity, then a guard on numbers, negations, entities and order)"},
+      {"image_match_model", "INFERA_IMAGE_MATCH_MODEL", "image-match-model", T::kString, "", 0, 0, {},
+       "the model (onnx or torchscript, with image preprocessing in its config) whose first output "
+       "embeds images for /api/v1/images/match; empty = perceptual hashes only"},
+      {"image_match_threshold", "INFERA_IMAGE_MATCH_THRESHOLD", "image-match-threshold", T::kFloat,
+       "0.9", -1, 1, {}, "default least score of an image match (cosine similarity, or 1 - hash distance / 64)"},
+      {"image_hash_distance", "INFERA_IMAGE_HASH_DISTANCE", "image-hash-distance", T::kInt, "16", 0,
+       64, {}, "image matching's first filter: most bits of 64 a reference's perceptual hash may differ"},
       {"semantic_threshold", "INFERA_SEMANTIC_THRESHOLD", "semantic-threshold", T::kFloat, "0.95",
        0.5, 1, {}, "least cosine similarity of two questions for a semantic cache hit"},
       {"semantic_model", "INFERA_SEMANTIC_MODEL", "semantic-model", T::kString, "", 0, 0, {},
