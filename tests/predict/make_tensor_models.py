@@ -3,7 +3,7 @@
 
 Run with Debian's python3-torch, python3-onnx and python3-opencv (scripts/setup
 installs them):
-    /usr/bin/python3 tests/predict/make_tensor_models.py OUTDIR
+    /usr/bin/python3 tests/predict/make_tensor_models.py OUTDIR [--resnet18 SIZE]
 
   cnn.pt / cnn.onnx (+ .config.json)   a small seeded CNN, 3x32x32 image in, a 32-value
                                        embedding out (TorchScript by tracing; ONNX opset 11,
@@ -15,6 +15,9 @@ installs them):
   broken.onnx, broken.pt               not models
   reference.json                       4 input rows and PyTorch's outputs for them; the
                                        preprocessed row of shapes.png (OpenCV in Python)
+With --resnet18 SIZE only resnet18.pt / resnet18.onnx (+ config): the ResNet-18 layout
+(BasicBlocks 2-2-2-2, 64-512 channels, random weights, BatchNorm folded by eval) on
+3 x SIZE x SIZE images, 1000 outputs (bench/batching).
 """
 import json
 import os
@@ -42,6 +45,61 @@ class SmallCnn(nn.Module):
         return self.head(torch.flatten(self.features(x), 1))
 
 
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return torch.relu(y + (x if self.down is None else self.down(x)))
+
+
+class ResNet18(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                                  nn.MaxPool2d(3, 2, 1))
+        layers, cin = [], 64
+        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(512, 1000)
+
+    def forward(self, x):
+        x = self.layers(self.stem(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def strip_identities(path):
+    """Removes Identity nodes (the exporter writes them for weights it folded; OpenCV 4.6's
+    importer refuses an Identity of an initializer) by wiring their consumers to their input."""
+    import onnx
+    graph_model = onnx.load(path)
+    graph = graph_model.graph
+    alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity"}
+    if not alias:
+        return
+    outputs = {o.name for o in graph.output}
+    keep = [n for n in graph.node if n.op_type != "Identity" or n.output[0] in outputs]
+    for n in keep:
+        for i, name in enumerate(n.input):
+            while name in alias and n.op_type != "Identity":
+                name = alias[name]
+            n.input[i] = name
+    del graph.node[:]
+    graph.node.extend(keep)
+    onnx.save(graph_model, path)
+
+
 def export(model, shape, out, name, outputs, image=None):
     model.eval()
     example = torch.randn(*shape)
@@ -50,6 +108,7 @@ def export(model, shape, out, name, outputs, image=None):
                       input_names=["input"], output_names=[o[0] for o in outputs],
                       dynamic_axes={"input": {0: "batch"}, **{o[0]: {0: "batch"} for o in outputs}},
                       do_constant_folding=True)
+    strip_identities(os.path.join(out, f"{name}.onnx"))
     config = {"inputs": [{"name": "input", "shape": [-1] + list(shape[1:]), "datatype": "FP32"}],
               "outputs": [{"name": o[0], "shape": [-1] + o[1]} for o in outputs]}
     if image:
@@ -70,6 +129,10 @@ def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(20261205)
+    if "--resnet18" in sys.argv:
+        size = int(sys.argv[sys.argv.index("--resnet18") + 1])
+        export(ResNet18(), (1, 3, size, size), out, "resnet18", [("logits", [1000])])
+        return
     cnn = SmallCnn()
     image = {"size": [32, 32], "channel_order": "RGB", "scale": 1 / 255.0, "mean": MEAN, "std": STD}
     export(cnn, (1, 3, 32, 32), out, "cnn", [("embedding", [32])], image)
