@@ -11,9 +11,8 @@ namespace {
 
 class OnnxBackend final : public TensorBackend {
  public:
-  OnnxBackend(cv::dnn::Net net, std::string path) : net_(std::move(net)), path_(std::move(path)) {
-    outputs_ = net_.getUnconnectedOutLayersNames();
-  }
+  OnnxBackend(cv::dnn::Net net, std::string path, std::vector<std::string> outputs)
+      : net_(std::move(net)), path_(std::move(path)), outputs_(std::move(outputs)) {}
 
   Result<std::vector<BackendOutput>> run(const std::string& input_name, const float* input,
                                          const std::vector<int64_t>& shape) override {
@@ -31,7 +30,7 @@ class OnnxBackend final : public TensorBackend {
       cv::Mat m = outs[i].isContinuous() ? outs[i] : outs[i].clone();
       if (m.type() != CV_32F) m.convertTo(m, CV_32F);
       BackendOutput o;
-      o.name = i < outputs_.size() ? outputs_[i] : std::string();
+      o.name = outputs_[i];
       for (int d = 0; d < m.dims; ++d) o.shape.push_back(m.size[d]);
       o.data.assign(m.ptr<float>(), m.ptr<float>() + m.total());
       result.push_back(std::move(o));
@@ -49,7 +48,8 @@ class OnnxBackend final : public TensorBackend {
 
 }  // namespace
 
-Result<std::unique_ptr<TensorBackend>> load_onnx(const std::string& path, int threads) {
+Result<std::unique_ptr<TensorBackend>> load_onnx(const std::string& path, int threads,
+                                                 const std::vector<std::string>& outputs) {
   cv::setNumThreads(std::max(1, threads));
   cv::dnn::Net net;
   try {
@@ -63,9 +63,17 @@ Result<std::unique_ptr<TensorBackend>> load_onnx(const std::string& path, int th
   if (net.empty()) {
     return Status::InvalidArgument(fmt::format("{}: OpenCV {} read no network from this file", path, CV_VERSION));
   }
+  for (const std::string& name : outputs) {
+    if (net.getLayerId(name) < 0) {
+      std::vector<std::string> graph_outputs = net.getUnconnectedOutLayersNames();
+      return Status::InvalidArgument(fmt::format(
+          "{}: the graph has no output '{}', which the config's 'outputs' names (its outputs: {})", path,
+          name, fmt::join(graph_outputs, ", ")));
+    }
+  }
   net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
   net.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
-  return std::unique_ptr<TensorBackend>(std::make_unique<OnnxBackend>(std::move(net), path));
+  return std::unique_ptr<TensorBackend>(std::make_unique<OnnxBackend>(std::move(net), path, outputs));
 }
 
 }  // namespace infera::predict

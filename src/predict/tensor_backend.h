@@ -27,9 +27,15 @@ class TensorBackend {
   virtual std::string library() const = 0;
 };
 
-Result<std::unique_ptr<TensorBackend>> load_onnx(const std::string& path, int threads);
+// `outputs` are the config's output names. The ONNX backend returns the graph's tensors of
+// those names, in that order (OpenCV lists a graph's outputs by name, not in the graph's
+// order), and refuses at load a name the graph lacks; the TorchScript backend returns what
+// forward() returns (a tensor, or a tuple or list of them) in its order.
+Result<std::unique_ptr<TensorBackend>> load_onnx(const std::string& path, int threads,
+                                                 const std::vector<std::string>& outputs);
 #ifdef INFERA_WITH_TORCH
-Result<std::unique_ptr<TensorBackend>> load_torchscript(const std::string& path, int threads);
+Result<std::unique_ptr<TensorBackend>> load_torchscript(const std::string& path, int threads,
+                                                        const std::vector<std::string>& outputs);
 #endif
 
 }  // namespace infera::predict

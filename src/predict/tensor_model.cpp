@@ -112,11 +112,49 @@ Result<TensorConfig> read_config(const std::string& path) {
   return c;
 }
 
+json tensors_json(const std::vector<models::TensorSpec>& tensors) {
+  json a = json::array();
+  for (const auto& t : tensors) a.push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
+  return a;
+}
+
+// One row of zeros through the model before it is served, so that a config that does not
+// fit the model (the input's name or shape, the outputs' count or sizes) is refused at
+// load, naming the config's file and key, rather than failing every request (warm-up
+// may be off). Loader thread, before the batcher exists.
+Status probe(TensorBackend& backend, const TensorConfig& c, const std::string& model_path) {
+  const models::TensorSpec& in = c.inputs[0];
+  std::vector<float> zeros(static_cast<size_t>(in.row_width()));
+  std::vector<int64_t> shape = in.shape;
+  shape[0] = 1;
+  auto outs = backend.run(in.name, zeros.data(), shape);
+  if (!outs.ok()) {
+    return Status::InvalidArgument(fmt::format("{}: input '{}' of shape [{}] does not run through {}: {}",
+                                               c.source, in.name, fmt::join(shape, ", "), model_path,
+                                               outs.status().message()));
+  }
+  if (outs->size() < c.outputs.size()) {
+    return Status::InvalidArgument(fmt::format("{}: 'outputs' declares {} tensors; {} returns {}", c.source,
+                                               c.outputs.size(), model_path, outs->size()));
+  }
+  for (size_t i = 0; i < c.outputs.size(); ++i) {
+    const BackendOutput& got = (*outs)[i];
+    if (static_cast<int64_t>(got.data.size()) != c.outputs[i].row_width()) {
+      return Status::InvalidArgument(fmt::format(
+          "{}: output '{}' declares {} values per row (shape [{}]); {} gives {} (shape [{}])", c.source,
+          c.outputs[i].name, c.outputs[i].row_width(), fmt::join(c.outputs[i].shape, ", "), model_path,
+          got.data.size(), fmt::join(got.shape, ", ")));
+    }
+  }
+  return Status::Ok();
+}
+
 class TensorModel final : public LoadedModel, public models::Predictor {
  public:
   TensorModel(std::unique_ptr<TensorBackend> backend, TensorConfig config, const ModelSpec& spec,
-              sched::BatcherConfig bc, obs::Registry& metrics)
-      : backend_(std::move(backend)), config_(std::move(config)), kind_(spec.kind) {
+              int threads, sched::BatcherConfig bc, obs::Registry& metrics)
+      : backend_(std::move(backend)), config_(std::move(config)), kind_(spec.kind), threads_(threads),
+        batching_(bc) {
     max_batch_size_ = bc.max_batch_size;
     bytes_ = 2 * models::model_file_bytes(spec.path);
     batcher_ = std::make_unique<sched::DynamicBatcher>(
@@ -134,10 +172,23 @@ class TensorModel final : public LoadedModel, public models::Predictor {
   Predictor* predictor() override { return this; }
   json describe() const override {
     auto s = batcher_->stats();
-    return {{"library", backend_->library()}, {"max_batch_size", max_batch_size_},
-            {"batches", s.batches},           {"rows", s.rows},
-            {"queued", s.queued},             {"expired", s.expired},
-            {"rejected", s.rejected}};
+    json d = {{"kind", kind_},
+              {"library", backend_->library()},
+              {"config", config_.source},
+              {"inputs", tensors_json(config_.inputs)},
+              {"outputs", tensors_json(config_.outputs)},
+              {"threads", threads_},
+              {"max_batch_size", max_batch_size_},
+              {"preferred_batch_size", batching_.preferred_batch_sizes},
+              {"max_queue_delay_us", batching_.max_queue_delay.count()},
+              {"max_queue_size", batching_.max_queue_size},
+              {"batches", s.batches},
+              {"rows", s.rows},
+              {"queued", s.queued},
+              {"expired", s.expired},
+              {"rejected", s.rejected}};
+    if (config_.image) d["image"] = config_.image->to_json();
+    return d;
   }
 
   const std::vector<models::TensorSpec>& inputs() const override { return config_.inputs; }
@@ -148,10 +199,8 @@ class TensorModel final : public LoadedModel, public models::Predictor {
     return predict::image_to_row(encoded, *config_.image);
   }
   json schema() const override {
-    json j = {{"inputs", json::array()}, {"outputs", json::array()}, {"config_source", config_.source},
-              {"task", "tensor"}};
-    for (const auto& t : config_.inputs) j["inputs"].push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
-    for (const auto& t : config_.outputs) j["outputs"].push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
+    json j = {{"inputs", tensors_json(config_.inputs)}, {"outputs", tensors_json(config_.outputs)},
+              {"config_source", config_.source}, {"task", "tensor"}};
     if (config_.image) j["inputs"][0]["image"] = config_.image->to_json();
     return j;
   }
@@ -226,12 +275,15 @@ class TensorModel final : public LoadedModel, public models::Predictor {
   std::unique_ptr<TensorBackend> backend_;
   TensorConfig config_;
   std::string kind_;
+  int threads_ = 1;
+  sched::BatcherConfig batching_;  // as the batcher was given it (describe())
   int max_batch_size_ = 0;
   uint64_t bytes_ = 0;
   std::unique_ptr<sched::DynamicBatcher> batcher_;  // last: stopped before the rest goes
 };
 
-using Loader = Result<std::unique_ptr<TensorBackend>> (*)(const std::string&, int);
+using Loader = Result<std::unique_ptr<TensorBackend>> (*)(const std::string&, int,
+                                                          const std::vector<std::string>&);
 
 class TensorKind final : public models::ModelKind {
  public:
@@ -257,8 +309,11 @@ class TensorKind final : public models::ModelKind {
   Result<std::unique_ptr<LoadedModel>> load(const ModelSpec& spec) override {
     auto config = read_config(config_path_of(spec));
     if (!config.ok()) return config.status();
-    auto backend = loader_(spec.path, config_.threads);
+    std::vector<std::string> output_names;
+    for (const auto& t : config->outputs) output_names.push_back(t.name);
+    auto backend = loader_(spec.path, config_.threads, output_names);
     if (!backend.ok()) return backend.status();
+    if (Status st = probe(**backend, *config, spec.path); !st.ok()) return st;
     sched::BatcherConfig bc;
     bc.model = spec.name;
     bc.max_batch_size = spec.max_batch_size > 0 ? spec.max_batch_size : config_.max_batch_size;
@@ -269,7 +324,8 @@ class TensorKind final : public models::ModelKind {
     Status checked = sched::DynamicBatcher::check(bc, {{config->inputs[0].name, config->inputs[0].row_width()}});
     if (!checked.ok()) return Status::InvalidArgument(fmt::format("model '{}': {}", spec.name, checked.message()));
     return std::unique_ptr<LoadedModel>(
-        std::make_unique<TensorModel>(std::move(backend).value(), std::move(config).value(), spec, bc, metrics_));
+        std::make_unique<TensorModel>(std::move(backend).value(), std::move(config).value(), spec,
+                                      config_.threads, bc, metrics_));
   }
 
  private:

@@ -43,6 +43,10 @@ class TorchBackend final : public TensorBackend {
       return result;
     } catch (const c10::Error& e) {
       return Status::Internal(fmt::format("{}: LibTorch failed: {}", path_, e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      // The interpreter's own errors (torch::jit::JITException: a shape the graph refuses, a
+      // failed assert in forward()) are not c10::Errors; none may leave the batcher thread.
+      return Status::Internal(fmt::format("{}: LibTorch failed: {}", path_, e.what()));
     }
   }
 
@@ -55,7 +59,8 @@ class TorchBackend final : public TensorBackend {
 
 }  // namespace
 
-Result<std::unique_ptr<TensorBackend>> load_torchscript(const std::string& path, int threads) {
+Result<std::unique_ptr<TensorBackend>> load_torchscript(const std::string& path, int threads,
+                                                        const std::vector<std::string>& /*outputs*/) {
   try {
     at::set_num_threads(std::max(1, threads));
     torch::jit::Module module = torch::jit::load(path);

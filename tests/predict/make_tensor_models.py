@@ -12,9 +12,14 @@ installs them):
   shapes.png, shapes.jpg, shapes-small.jpg, other.png
                                        a drawn image, re-encoded as JPEG and resized, and an
                                        unrelated one (image matching)
+  pair.pt / pair.onnx (+ .config.json) two outputs, "zeta" [4] then "alpha" [3]: the graph's
+                                       order is not the names' (OpenCV lists outputs by name)
   broken.onnx, broken.pt               not models
+  unsupported.onnx                     a valid graph with an operator (NonZero) OpenCV 4.6
+                                       cannot read
   reference.json                       4 input rows and PyTorch's outputs for them; the
-                                       preprocessed row of shapes.png (OpenCV in Python)
+                                       preprocessed row of shapes.png (OpenCV in Python);
+                                       3 rows of pair's input and its outputs
 With --resnet18 SIZE only resnet18.pt / resnet18.onnx (+ config): the ResNet-18 layout
 (BasicBlocks 2-2-2-2, 64-512 channels, random weights, BatchNorm folded by eval) on
 3 x SIZE x SIZE images, 1000 outputs (bench/batching).
@@ -43,6 +48,21 @@ class SmallCnn(nn.Module):
 
     def forward(self, x):
         return self.head(torch.flatten(self.features(x), 1))
+
+
+class Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.zeta = nn.Linear(8, 4)
+        self.alpha = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.zeta(x), self.alpha(torch.relu(x))
+
+
+class CountsNonZero(nn.Module):
+    def forward(self, x):
+        return torch.nonzero(x).float().sum(0, keepdim=True)
 
 
 class BasicBlock(nn.Module):
@@ -160,9 +180,17 @@ def main():
     shapes_row = preprocess(os.path.join(out, "shapes.png"), 32)
     with torch.no_grad():
         shapes_out = cnn(torch.from_numpy(shapes_row)[None])[0]
+    pair = Pair()
+    export(pair, (1, 8), out, "pair", [("zeta", [4]), ("alpha", [3])])
+    pair_rows = torch.randn(3, 8)
+    with torch.no_grad():
+        zeta, alpha = pair.eval()(pair_rows)
+    torch.onnx.export(CountsNonZero(), torch.randn(1, 8), os.path.join(out, "unsupported.onnx"),
+                      opset_version=11, input_names=["input"], output_names=["count"])
     reference = {"rows": rows.reshape(4, -1).tolist(), "embedding": outputs.tolist(),
                  "shapes_row": shapes_row.reshape(-1).tolist(),
-                 "shapes_embedding": shapes_out.tolist(), "torch_version": torch.__version__}
+                 "shapes_embedding": shapes_out.tolist(), "torch_version": torch.__version__,
+                 "pair": {"rows": pair_rows.tolist(), "zeta": zeta.tolist(), "alpha": alpha.tolist()}}
     with open(os.path.join(out, "reference.json"), "w") as f:
         json.dump(reference, f)
 

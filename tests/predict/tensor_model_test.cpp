@@ -130,14 +130,32 @@ TEST_P(TensorModelTest, RefusesBrokenFilesAndConfigsNamingThem) {
   auto c = load(file("cnn"), bad_config);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().message(), bad_config + ": input 'input': the first dimension is the batch: -1");
-  std::ofstream(bad_config) << R"({"inputs": [{"name": "input", "shape": [-1, 3, 32, 32]}], "outputs": [{"name": "e", "shape": [-1, 31]}]})";
+  std::ofstream(bad_config) << R"({"inputs": [{"name": "input", "shape": [-1, 3, 32, 32]}], "outputs": [{"name": "embedding", "shape": [-1, 31]}]})";
+  // The config is checked against the model at load (one row of zeros), warm-up or not.
   auto wrong_width = load(file("cnn"), bad_config);
-  ASSERT_TRUE(wrong_width.ok()) << "shapes are checked when the model runs (warm-up)";
-  Status warm = (*wrong_width)->warm_up();
-  EXPECT_FALSE(warm.ok());
-  EXPECT_NE(warm.message().find("output 'e' has 32 values for 1 rows; its config declares 31 per row"),
+  ASSERT_FALSE(wrong_width.ok());
+  EXPECT_EQ(wrong_width.status().message(),
+            bad_config + ": output 'embedding' declares 31 values per row (shape [-1, 31]); " + file("cnn") +
+                " gives 32 (shape [1, 32])");
+  std::ofstream(bad_config) << R"({"inputs": [{"name": "input", "shape": [-1, 3, 32, 32]}], "outputs": [{"name": "embedding", "shape": [-1, 32]}, {"name": "logits", "shape": [-1, 10]}]})";
+  auto extra = load(file("cnn"), bad_config);
+  ASSERT_FALSE(extra.ok());
+  EXPECT_NE(extra.status().message().find(GetParam() == "onnx" ? "the graph has no output 'logits', which the config's 'outputs' names"
+                                                               : "'outputs' declares 2 tensors"),
             std::string::npos)
-      << warm.message();
+      << extra.status().message();
+  std::ofstream(bad_config) << R"({"inputs": [{"name": "input", "shape": [-1, 3, 16, 16]}], "outputs": [{"name": "embedding", "shape": [-1, 32]}]})";
+  auto small = load(file("cnn"), bad_config);
+  // The CNN pools globally, so a smaller image runs through it; a wrong channel count does not.
+  EXPECT_TRUE(small.ok()) << small.status().message();
+  std::ofstream(bad_config) << R"({"inputs": [{"name": "input", "shape": [-1, 4, 32, 32]}], "outputs": [{"name": "embedding", "shape": [-1, 32]}]})";
+  auto channels = load(file("cnn"), bad_config);
+  ASSERT_FALSE(channels.ok());
+  EXPECT_EQ(channels.status().message().rfind(
+                bad_config + ": input 'input' of shape [1, 4, 32, 32] does not run through " + file("cnn") + ": ",
+                0),
+            0u)
+      << channels.status().message();
 }
 
 TEST_P(TensorModelTest, ConcurrentCallersGetTheirOwnRows) {
@@ -167,6 +185,77 @@ TEST_P(TensorModelTest, ConcurrentCallersGetTheirOwnRows) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_P(TensorModelTest, ReturnsEachOutputUnderItsNameInTheConfigsOrder) {
+  // pair's graph returns zeta [4] then alpha [3]; OpenCV lists them by name (alpha first).
+  auto m = load(file("pair"));
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  const json& ref = reference_["pair"];
+  Tensor in{"input", {3, 8}, {}};
+  for (const auto& row : ref["rows"]) {
+    for (const auto& v : row) in.data.push_back(v.get<float>());
+  }
+  auto out = run(**m, in);
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  ASSERT_EQ(out->size(), 2u);
+  const std::pair<const char*, int64_t> want[] = {{"zeta", 4}, {"alpha", 3}};
+  for (size_t k = 0; k < 2; ++k) {
+    const auto& [name, width] = want[k];
+    const Tensor& t = (*out)[k];
+    EXPECT_EQ(t.name, name);
+    ASSERT_EQ(t.shape, (std::vector<int64_t>{3, width}));
+    for (size_t i = 0; i < t.data.size(); ++i) {
+      const float w = ref[name][i / width][i % width].get<float>();
+      EXPECT_NEAR(t.data[i], w, 1e-5 * (1 + std::fabs(w))) << name << " value " << i;
+    }
+  }
+  models::Predictor::Request only_alpha;
+  only_alpha.inputs.push_back(in);
+  only_alpha.outputs = {"alpha"};
+  std::promise<Result<std::vector<Tensor>>> p;
+  (*m)->predictor()->predict(std::move(only_alpha), [&](Result<std::vector<Tensor>> r) { p.set_value(std::move(r)); });
+  auto alpha = p.get_future().get();
+  ASSERT_TRUE(alpha.ok()) << alpha.status().message();
+  ASSERT_EQ(alpha->size(), 1u);
+  EXPECT_EQ((*alpha)[0].name, "alpha");
+  EXPECT_EQ((*alpha)[0].data, (*out)[1].data);
+}
+
+TEST_P(TensorModelTest, DescribesItsTensorsPreprocessingAndBatching) {
+  auto m = load(file("cnn"));
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  const json d = (*m)->describe();
+  EXPECT_EQ(d["kind"], GetParam());
+  EXPECT_TRUE(d["library"].get<std::string>().starts_with(GetParam() == "onnx" ? "opencv 4.6" : "libtorch 1.13"))
+      << d.dump();
+  EXPECT_EQ(d["inputs"][0]["shape"], json({-1, 3, 32, 32}));
+  EXPECT_EQ(d["outputs"][0]["name"], "embedding");
+  EXPECT_EQ(d["image"]["size"], json({32, 32}));
+  EXPECT_EQ(d["image"]["channel_order"], "RGB");
+  EXPECT_EQ(d["max_batch_size"], PredictKindConfig{}.max_batch_size);
+  EXPECT_EQ(d["threads"], PredictKindConfig{}.threads);
+  EXPECT_EQ((*m)->predictor()->schema()["inputs"][0]["image"], d["image"]);
+}
+
+TEST(OnnxKind, RefusesAGraphOpenCvCannotReadNamingTheFileAndTheDocs) {
+  std::string error;
+  const std::string& dir = testing::tensor_test_models(&error);
+  ASSERT_FALSE(dir.empty()) << error;
+  std::ofstream(dir + "/unsupported.config.json")
+      << R"({"inputs": [{"name": "input", "shape": [-1, 8]}], "outputs": [{"name": "count", "shape": [-1, 2]}]})";
+  obs::Registry metrics;
+  auto kind = make_onnx_kind({}, metrics);
+  models::ModelSpec spec;
+  spec.name = "unsupported";
+  spec.kind = "onnx";
+  spec.path = dir + "/unsupported.onnx";
+  auto m = kind->load(spec);
+  ASSERT_FALSE(m.ok());
+  const std::string& msg = m.status().message();
+  EXPECT_EQ(msg.rfind(spec.path + ": OpenCV 4.6.0 cannot read this ONNX graph", 0), 0u) << msg;
+  EXPECT_NE(msg.find("NonZero"), std::string::npos) << "names the operator: " << msg;
+  EXPECT_NE(msg.find("docs/PREDICTORS.md"), std::string::npos) << msg;
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, TensorModelTest, ::testing::Values("onnx", "torchscript"),
