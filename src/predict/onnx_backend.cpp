@@ -24,6 +24,8 @@ class OnnxBackend final : public TensorBackend {
       net_.forward(outs, outputs_);
     } catch (const cv::Exception& e) {
       return Status::Internal(fmt::format("{}: OpenCV DNN failed: {}", path_, e.msg));
+    } catch (const std::exception& e) {  // e.g. bad_alloc: nothing may leave the batcher thread
+      return Status::Internal(fmt::format("{}: OpenCV DNN failed: {}", path_, e.what()));
     }
     std::vector<BackendOutput> result;
     for (size_t i = 0; i < outs.size(); ++i) {
@@ -59,6 +61,9 @@ Result<std::unique_ptr<TensorBackend>> load_onnx(const std::string& path, int th
         "{}: OpenCV {} cannot read this ONNX graph ({}); docs/PREDICTORS.md says how to export "
         "one it reads",
         path, CV_VERSION, e.msg));
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(fmt::format("{}: OpenCV {} cannot read this ONNX graph ({})", path,
+                                               CV_VERSION, e.what()));
   }
   if (net.empty()) {
     return Status::InvalidArgument(fmt::format("{}: OpenCV {} read no network from this file", path, CV_VERSION));
