@@ -39,15 +39,6 @@ bool decode_entry(const std::string& entry, int dims, uint32_t* tokens, float* v
   return true;
 }
 
-int tier_rank(cache::Tier t) {
-  switch (t) {
-    case cache::Tier::kL1: return 1;
-    case cache::Tier::kL2: return 2;
-    case cache::Tier::kL3: return 3;
-    default: return 4;
-  }
-}
-
 std::string base64(const uint8_t* data, size_t n) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -137,7 +128,7 @@ void Embedder::embed(EmbedRequest request, EmbedDone done) {
                                       p->result.vectors.data() + i * static_cast<size_t>(dims))) {
           p->result.prompt_tokens += tokens;
           ++p->result.cached;
-          if (tier_rank(hit.tier) > tier_rank(p->worst)) p->worst = hit.tier;
+          p->worst = cache::slower_tier(p->worst, hit.tier);
           continue;
         }
         p->keys.push_back(std::move(key));

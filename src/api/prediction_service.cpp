@@ -68,15 +68,6 @@ bool decode_row(const std::string& entry, std::vector<models::Tensor>& outputs, 
   return true;
 }
 
-int tier_rank(cache::Tier t) {
-  switch (t) {
-    case cache::Tier::kL1: return 1;
-    case cache::Tier::kL2: return 2;
-    case cache::Tier::kL3: return 3;
-    default: return 4;
-  }
-}
-
 // One request's rows on their way: cached rows are filled in at once, the others as
 // their predict() calls return.
 struct Flight {
@@ -205,7 +196,7 @@ void PredictionService::run(Rows request, RowsDone done) {
       if (hit.value && decode_row(*hit.value, slot, true)) {
         for (auto& t : slot) t.shape[0] = 1;
         ++f->cached;
-        if (tier_rank(hit.tier) > tier_rank(f->worst)) f->worst = hit.tier;
+        f->worst = cache::slower_tier(f->worst, hit.tier);
         continue;
       }
       slot.clear();

@@ -85,6 +85,12 @@ bool is_cacheable(CachePolicy policy, const Sampling& sampling);
 
 enum class Tier { kMiss, kL1, kL2, kL3 };
 const char* x_cache_header(Tier tier);  // "HIT-L1" | "HIT-L2" | "HIT-L3" | "MISS"
+// The farther of two tiers (L1 < L2 < L3 < miss): what an answer assembled from several
+// lookups reports.
+inline Tier slower_tier(Tier a, Tier b) {
+  auto rank = [](Tier t) { return t == Tier::kMiss ? 4 : static_cast<int>(t); };
+  return rank(a) >= rank(b) ? a : b;
+}
 
 struct Lookup {
   Tier tier = Tier::kMiss;

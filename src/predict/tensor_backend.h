@@ -1,4 +1,4 @@
-// Inside predict/: what a tensor model kind needs from its runtime (OpenCV DNN for
+// Inside predict/: what the predictor kinds share, and what a tensor model kind needs from its runtime (OpenCV DNN for
 // ONNX, LibTorch for TorchScript). Not a public interface (predict/predict.h is).
 #pragma once
 
@@ -7,8 +7,14 @@
 #include <vector>
 
 #include "core/status.h"
+#include "models/model.h"
+#include "predict/predict.h"
+#include "sched/batcher.h"
 
 namespace infera::predict {
+
+// A model's batcher settings: its own (models file), else the kind's defaults.
+sched::BatcherConfig batcher_config(const models::ModelSpec& spec, const PredictKindConfig& config);
 
 // One run's output: its name (the graph's, may be empty), shape and values.
 struct BackendOutput {

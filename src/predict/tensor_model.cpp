@@ -314,13 +314,7 @@ class TensorKind final : public models::ModelKind {
     auto backend = loader_(spec.path, config_.threads, output_names);
     if (!backend.ok()) return backend.status();
     if (Status st = probe(**backend, *config, spec.path); !st.ok()) return st;
-    sched::BatcherConfig bc;
-    bc.model = spec.name;
-    bc.max_batch_size = spec.max_batch_size > 0 ? spec.max_batch_size : config_.max_batch_size;
-    bc.preferred_batch_sizes = spec.preferred_batch_size;
-    bc.max_queue_delay = std::chrono::microseconds(
-        spec.max_queue_delay_us >= 0 ? spec.max_queue_delay_us : config_.max_queue_delay_us);
-    bc.max_queue_size = static_cast<size_t>(spec.max_queue_size > 0 ? spec.max_queue_size : config_.max_queue_size);
+    sched::BatcherConfig bc = batcher_config(spec, config_);
     Status checked = sched::DynamicBatcher::check(bc, {{config->inputs[0].name, config->inputs[0].row_width()}});
     if (!checked.ok()) return Status::InvalidArgument(fmt::format("model '{}': {}", spec.name, checked.message()));
     return std::unique_ptr<LoadedModel>(

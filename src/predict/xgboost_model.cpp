@@ -12,6 +12,7 @@
 #include "models/model.h"
 #include "predict/feature_schema.h"
 #include "predict/predict.h"
+#include "predict/tensor_backend.h"
 #include "predict/xgboost_booster.h"
 #include "sched/batcher.h"
 
@@ -62,17 +63,6 @@ std::string schema_path_of(const ModelSpec& spec) {
   return spec.schema.empty() ? default_schema_path(spec.path) : spec.schema;
 }
 
-sched::BatcherConfig batcher_config(const ModelSpec& spec, const PredictKindConfig& config) {
-  sched::BatcherConfig bc;
-  bc.model = spec.name;
-  bc.max_batch_size = spec.max_batch_size > 0 ? spec.max_batch_size : config.max_batch_size;
-  bc.preferred_batch_sizes = spec.preferred_batch_size;
-  bc.max_queue_delay = std::chrono::microseconds(
-      spec.max_queue_delay_us >= 0 ? spec.max_queue_delay_us : config.max_queue_delay_us);
-  bc.max_queue_size =
-      static_cast<size_t>(spec.max_queue_size > 0 ? spec.max_queue_size : config.max_queue_size);
-  return bc;
-}
 
 class XgboostModel final : public LoadedModel, public models::Predictor {
  public:
@@ -422,6 +412,18 @@ class XgboostKind final : public models::ModelKind {
 };
 
 }  // namespace
+
+sched::BatcherConfig batcher_config(const models::ModelSpec& spec, const PredictKindConfig& config) {
+  sched::BatcherConfig bc;
+  bc.model = spec.name;
+  bc.max_batch_size = spec.max_batch_size > 0 ? spec.max_batch_size : config.max_batch_size;
+  bc.preferred_batch_sizes = spec.preferred_batch_size;
+  bc.max_queue_delay = std::chrono::microseconds(
+      spec.max_queue_delay_us >= 0 ? spec.max_queue_delay_us : config.max_queue_delay_us);
+  bc.max_queue_size =
+      static_cast<size_t>(spec.max_queue_size > 0 ? spec.max_queue_size : config.max_queue_size);
+  return bc;
+}
 
 std::unique_ptr<models::ModelKind> make_xgboost_kind(PredictKindConfig config, obs::Registry& metrics) {
   return std::make_unique<XgboostKind>(config, metrics);

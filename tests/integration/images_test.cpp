@@ -12,7 +12,7 @@
 
 #include "integration/server_support.h"
 #include "predict/tensor_test_models.h"
-#include "predict/xgboost_test_models.h"
+#include "predict/generated_models.h"
 
 namespace infera::testing {
 namespace {

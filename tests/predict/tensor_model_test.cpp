@@ -17,7 +17,7 @@
 #include "predict/image_preprocess.h"
 #include "predict/predict.h"
 #include "predict/tensor_test_models.h"
-#include "predict/xgboost_test_models.h"
+#include "predict/generated_models.h"
 
 namespace infera::predict {
 namespace {
