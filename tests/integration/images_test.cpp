@@ -122,7 +122,8 @@ TEST_F(ImagesServer, FindsARegisteredImageAfterReencodingButNotAnUnrelatedOne) {
 
   auto other = post("/api/v1/images/match", image_body("other.png", {{"set", "protected"}}).dump());
   ASSERT_EQ(other.status, 200);
-  for (const auto& m : json::parse(other.body)["matches"]) EXPECT_EQ(m["is_match"], false) << m.dump();
+  const json other_body = json::parse(other.body);  // named: a range-for over a temporary's member dangles
+  for (const auto& m : other_body["matches"]) EXPECT_EQ(m["is_match"], false) << m.dump();
 
   // The raw image as the body, then the same question from the cache.
   auto raw = post("/api/v1/images/match?set=protected", read_file(dir_ + "/shapes.jpg"),
