@@ -42,6 +42,13 @@ inline std::string run_model_script(const std::string& script, const std::string
   return d;
 }
 
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
 inline nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path);
   std::stringstream s;

@@ -22,15 +22,10 @@
 namespace infera::predict {
 namespace {
 
+using testing::read_file;
+
 using models::Tensor;
 using nlohmann::json;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 class TensorModelTest : public ::testing::TestWithParam<std::string> {
  protected:
