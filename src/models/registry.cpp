@@ -125,15 +125,25 @@ Lease::Lease(std::shared_ptr<Entry> entry, LoadedModel* model, const ModelSpec* 
       counts_as_use_(counts_as_use) {}
 
 Lease::~Lease() {
+  // The loader waits on the lease count only for a draining model (an unload or an
+  // eviction) or one kept alive for 0 ms; any other release is seen by its periodic
+  // upkeep. Waking it on every
+  // release cost a futex wake and a context switch per request (~10% of a cached
+  // answer's CPU at 30k req/s).
+  bool drained = false;
   {
     std::lock_guard lock(entry_->core->mu);
     --entry_->in_flight;
+    const auto zero = std::chrono::milliseconds(0);
+    const bool unload_when_idle = entry_->keep_alive_override ? *entry_->keep_alive_override == zero
+                                                              : entry_->spec.keep_alive == zero;
+    drained = entry_->in_flight == 0 && (entry_->state == ModelState::kDraining || unload_when_idle);
     if (counts_as_use_) {
       entry_->last_used = Clock::now();
       entry_->last_used_wall = std::chrono::system_clock::now();
     }
   }
-  entry_->core->cv.notify_all();
+  if (drained) entry_->core->cv.notify_all();
 }
 
 struct Registry::Impl {
