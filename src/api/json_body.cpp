@@ -1,6 +1,8 @@
 #include "api/json_body.h"
 
 #include <array>
+#include <charconv>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -70,6 +72,22 @@ void append_json_string(std::string& out, std::string_view text) {
   }
   out.append(text.data() + run, text.size() - run);
   out.push_back('"');
+}
+
+void append_json_floats(std::string& out, std::span<const float> values) {
+  out.reserve(out.size() + values.size() * 12 + 2);
+  out.push_back('[');
+  char buf[32];
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    if (!std::isfinite(values[i])) {
+      out += "null";
+      continue;
+    }
+    const auto r = std::to_chars(buf, buf + sizeof buf, values[i]);
+    out.append(buf, r.ptr);
+  }
+  out.push_back(']');
 }
 
 http::Response model_error_response(const Status& status) {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <span>
 #include <string_view>
 
 #include "http/server.h"
@@ -19,6 +20,10 @@ std::optional<nlohmann::json> parse_json_object(const http::Request& req,
 // nlohmann::json(text).dump() writes for valid UTF-8, without building a json value
 // (the cache-hit path writes answers with it). Bytes >= 0x80 pass through unchanged.
 void append_json_string(std::string& out, std::string_view text);
+
+// Appends `values` as a JSON array, each in the shortest form that reads back as the
+// same float; NaN and infinities as null (JSON has neither).
+void append_json_floats(std::string& out, std::span<const float> values);
 
 // Standard or URL-safe base64 (padding and line breaks ignored); nullopt when malformed.
 std::optional<std::string> decode_base64(std::string_view text);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "api/json_body.h"
 #include "api/prediction_service.h"
 #include "auth/auth.h"
 #include "http/server.h"
@@ -314,28 +315,46 @@ void register_kserve_routes(http::Server& server, models::Registry& models,
                    service->run(std::move(rows_request), [name, id = parsed->id, binary = parsed->binary_output,
                                                           r](Result<RowsResult> result) mutable {
                      if (!result.ok()) return r.send(v2_error(result.status()));
-                     json outputs = json::array();
+                     // Written directly: a classifier's 1,000 logits per row as nlohmann
+                     // values cost a node each and held up the batcher thread that runs this.
+                     std::string body = "{\"model_name\":";
+                     append_json_string(body, name);
+                     body += ",\"model_version\":\"1\"";
+                     if (!id.empty()) {
+                       body += ",\"id\":";
+                       append_json_string(body, id);
+                     }
+                     body += ",\"outputs\":[";
                      std::string raw;
-                     for (const models::Tensor& t : result->outputs) {
-                       json o = {{"name", t.name}, {"datatype", "FP32"}, {"shape", t.shape}};
+                     for (size_t k = 0; k < result->outputs.size(); ++k) {
+                       const models::Tensor& t = result->outputs[k];
+                       if (k > 0) body += ',';
+                       body += "{\"name\":";
+                       append_json_string(body, t.name);
+                       body += ",\"datatype\":\"FP32\",\"shape\":[";
+                       for (size_t d = 0; d < t.shape.size(); ++d) {
+                         if (d > 0) body += ',';
+                         body += std::to_string(t.shape[d]);
+                       }
+                       body += ']';
                        if (binary) {
-                         o["parameters"] = {{"binary_data_size", t.data.size() * 4}};
+                         body += fmt::format(",\"parameters\":{{\"binary_data_size\":{}}}}}", t.data.size() * 4);
                          raw.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * 4);
                        } else {
-                         o["data"] = t.data;
+                         body += ",\"data\":";
+                         append_json_floats(body, t.data);
+                         body += '}';
                        }
-                       outputs.push_back(std::move(o));
                      }
-                     json body = {{"model_name", name}, {"model_version", "1"}, {"outputs", outputs}};
-                     if (!id.empty()) body["id"] = id;
+                     body += "]}";
                      http::Response resp;
                      if (binary) {
-                       std::string header = body.dump();
-                       resp = http::Response::json(200, header + raw);
+                       const size_t header_size = body.size();
+                       resp = http::Response::json(200, body + raw);
                        resp.content_type = "application/octet-stream";
-                       resp.headers.emplace_back("Inference-Header-Content-Length", std::to_string(header.size()));
+                       resp.headers.emplace_back("Inference-Header-Content-Length", std::to_string(header_size));
                      } else {
-                       resp = http::Response::json(200, body.dump());
+                       resp = http::Response::json(200, std::move(body));
                      }
                      resp.headers.emplace_back("X-Cache", result->cache_tier);
                      r.send(std::move(resp));

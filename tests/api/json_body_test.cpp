@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <cmath>
+#include <limits>
 #include <string>
+#include <vector>
 
 namespace infera::api {
 namespace {
@@ -47,6 +50,30 @@ http::Request body(std::string text) {
 
 // Found by fuzz/api_request_fuzz: nlohmann reports a number too large for a double
 // as out_of_range, which escaped the parse_error handler and made the request a 500.
+TEST(AppendJsonFloats, ReadsBackAsTheSameFloats) {
+  const std::vector<float> values = {0.0f, -0.0f, 0.1f, -1.5e-38f, 3.4028235e38f, 1.0f / 3.0f, 123456.789f,
+                                     std::numeric_limits<float>::denorm_min()};
+  std::string out = "x";
+  infera::api::append_json_floats(out, values);
+  ASSERT_EQ(out.front(), 'x');
+  const nlohmann::json parsed = nlohmann::json::parse(out.substr(1));
+  ASSERT_TRUE(parsed.is_array());
+  ASSERT_EQ(parsed.size(), values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    EXPECT_EQ(static_cast<float>(parsed[i].get<double>()), values[i]) << i;
+  }
+  EXPECT_EQ(out.find("0.1,"), out.find("0.1")) << out;  // shortest form, not 0.10000000149011612
+}
+
+TEST(AppendJsonFloats, NonFiniteValuesAreNullAndEmptyIsAnEmptyArray) {
+  std::string out;
+  infera::api::append_json_floats(out, std::vector<float>{1.0f, std::nanf(""), INFINITY, -INFINITY});
+  EXPECT_EQ(out, "[1,null,null,null]");
+  out.clear();
+  infera::api::append_json_floats(out, std::vector<float>{});
+  EXPECT_EQ(out, "[]");
+}
+
 TEST(ParseJsonObject, NumberOutOfRangeIsA400) {
   for (const char* text : {"1e400", "{\"max_tokens\":1e400}", "[-1e99999]"}) {
     http::Response error;
