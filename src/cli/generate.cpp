@@ -1,5 +1,6 @@
 // `infera generate`: one prompt through the embedded engine, streamed to stdout,
 // with prompt and generation speed; `--bench` measures like llama-bench instead.
+#include "core/cpu_topology.h"
 #include "engine/generate.h"
 
 #include <CLI/CLI.hpp>
@@ -27,7 +28,8 @@ struct GenerateArgs {
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
   uint64_t seed = 0;
-  int threads = 2;
+  int threads = 0;  // 0: the placement's default (big cores, or every CPU)
+  std::string cpu_affinity = "auto";
   int ctx_size = 4096;
   bool json = false;
   bool no_bos = false;
@@ -53,8 +55,11 @@ void run(const GenerateArgs& a) {
   if (!a.kernels.empty() && !engine::kernels::force(a.kernels)) {
     fail("kernels '" + a.kernels + "' are unknown or not supported by this CPU");
   }
+  auto placement = core::plan_cpu_placement(core::read_cpus(), a.cpu_affinity, a.threads);
+  if (!placement.ok()) fail(placement.status().message());
   engine::ModelOptions options;
-  options.threads = a.threads;
+  options.threads = placement->threads;
+  options.cpus = placement->cpus;
   options.read_into_memory = a.no_mmap;
   options.ggml_attention_rounding = a.ggml_attention || a.ggml_compat;
   options.ggml_kernel_order = a.ggml_compat;
@@ -105,7 +110,9 @@ void run(const GenerateArgs& a) {
     if (a.json) {
       nlohmann::json out = {{"model", a.model},
                             {"type", std::string(engine::ggml_type_info(info.weight_type).name)},
-                            {"threads", a.threads},
+                            {"threads", placement->threads},
+                            {"cores", placement->cpus},
+                            {"placement", placement->describe},
                             {"kernels", engine::kernels::active().name},
                             {"weight_bytes_per_token", info.weight_bytes},
                             {"n_prompt", a.bench_prompt},
@@ -115,9 +122,9 @@ void run(const GenerateArgs& a) {
       std::cout << out.dump() << "\n";
     } else {
       std::printf(
-          "%s (%s, %s kernels, %d threads): pp%d %.1f tok/s, tg%d %.1f tok/s\n", a.model.c_str(),
+          "%s (%s, %s kernels, %s): pp%d %.1f tok/s, tg%d %.1f tok/s\n", a.model.c_str(),
           std::string(engine::ggml_type_info(info.weight_type).name).c_str(),
-          engine::kernels::active().name, a.threads, a.bench_prompt,
+          engine::kernels::active().name, placement->describe.c_str(), a.bench_prompt,
           speed->prompt_tokens_per_second, a.bench_gen, speed->generation_tokens_per_second);
     }
     return;
@@ -200,8 +207,11 @@ void add_generate_command(CLI::App& app) {
       ->check(CLI::Range(-2.0, 2.0));
   cmd->add_option("-s,--seed", a->seed, "sampling seed (same seed, same output)")
       ->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "compute threads")
-      ->check(CLI::Range(1, 1024))
+  cmd->add_option("-t,--threads", a->threads,
+                  "compute threads (default: one per big core on a big.LITTLE CPU, else per CPU)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--cpu-affinity", a->cpu_affinity,
+                  "auto (big cores, pinned, on a big.LITTLE CPU), none, or a CPU list such as 0-3,6")
       ->capture_default_str();
   cmd->add_option("-c,--ctx-size", a->ctx_size, "KV cache positions")
       ->check(CLI::Range(16, 1 << 24))

@@ -211,7 +211,13 @@ struct Operations::Impl {
             {"memory", std::move(memory_brief)},
             {"sla", std::move(overall)},
             {"alerts", alerts.to_json()["firing"]},
-            {"self_healing", healing.to_json()}};
+            {"self_healing", healing.to_json()},
+            {"cpu", {{"threads", config.cpu.threads},
+                     {"pinned", !config.cpu.cpus.empty()},
+                     {"cores", config.cpu.cpus},
+                     {"heterogeneous", config.cpu.heterogeneous},
+                     {"big_cores", config.cpu.big},
+                     {"placement", config.cpu.describe}}}};
   }
 };
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "api/generation.h"
+#include "core/cpu_topology.h"
 #include "core/status.h"
 #include "http/server.h"
 #include "obs/sla.h"
@@ -43,6 +44,7 @@ struct OperationsConfig {
   bool test_hooks = false;                          // --test-hooks
   int base_max_seqs = 8;                            // --max-seqs, for models that do not set theirs
   int base_max_batch_tokens = 256;                  // --max-batch-tokens
+  core::CpuPlacement cpu;                           // --max-workers, --cpu-affinity
 };
 
 class Operations {

@@ -186,6 +186,7 @@ int run_serve(const core::FlagValues& flags) {
     std::cerr << "infera: " << ops_config.status().message() << "\n";
     return 2;
   }
+  log::info("engine.cpus", "compute: {}", ops_config->cpu.describe);
   auto ops_made = Operations::create(std::move(ops_config).value(), metrics);
   if (!ops_made.ok()) {
     std::cerr << "infera: " << ops_made.status().message() << "\n";

@@ -66,9 +66,28 @@ log::LogConfig log_config_from(const core::Config& c) {
   return l;
 }
 
+Result<core::CpuPlacement> cpu_placement_from(const core::Config& c) {
+  const int threads =
+      c.source("max_workers") == core::ConfigSource::kDefault ? 0 : static_cast<int>(c.get_int("max_workers"));
+  return core::plan_cpu_placement(core::read_cpus(), c.get_string("cpu_affinity"), threads);
+}
+
+namespace {
+// The placement serve checked at start; unpinned at --max-workers if it cannot be made.
+core::CpuPlacement placement_or_unpinned(const core::Config& c) {
+  auto p = cpu_placement_from(c);
+  if (p.ok()) return *p;
+  core::CpuPlacement fallback;
+  fallback.threads = static_cast<int>(c.get_int("max_workers"));
+  return fallback;
+}
+}  // namespace
+
 engine::ModelOptions model_options_from(const core::Config& c) {
   engine::ModelOptions m;
-  m.threads = static_cast<int>(c.get_int("max_workers"));
+  const core::CpuPlacement placement = placement_or_unpinned(c);
+  m.threads = placement.threads;
+  m.cpus = placement.cpus;
   m.ctx_tokens = static_cast<int>(c.get_int("ctx_size"));
   m.max_batch = static_cast<int>(c.get_int("max_batch_tokens"));
   m.read_into_memory = !c.get_bool("mmap");
@@ -145,14 +164,16 @@ std::filesystem::path data_dir_from(const core::Config& c) {
 
 models::EmbeddingKindConfig embedding_kind_config_from(const core::Config& c) {
   models::EmbeddingKindConfig k;
-  k.threads = static_cast<int>(c.get_int("max_workers"));
+  const core::CpuPlacement placement = placement_or_unpinned(c);
+  k.threads = placement.threads;
+  k.cpus = placement.cpus;
   k.max_batch_tokens = static_cast<int>(c.get_int("max_batch_tokens"));
   return k;
 }
 
 predict::PredictKindConfig predict_kind_config_from(const core::Config& c) {
   predict::PredictKindConfig k;
-  k.threads = static_cast<int>(c.get_int("max_workers"));
+  k.threads = placement_or_unpinned(c).threads;
   k.max_queue_delay_us = c.get_int("batch_timeout") * 1000;
   k.max_queue_size = static_cast<int>(std::max<int64_t>(1, c.get_int("max_queue")));
   return k;
@@ -173,6 +194,9 @@ Result<models::RegistryConfig> registry_config_from(const core::Config& c) {
 
 Result<OperationsConfig> operations_config_from(const core::Config& c) {
   OperationsConfig o;
+  auto placement = cpu_placement_from(c);
+  if (!placement.ok()) return placement.status();
+  o.cpu = std::move(placement).value();
   o.cleanup_threshold = c.get_double("memory_cleanup_threshold");
   o.critical_threshold = c.get_double("critical_memory_threshold");
   if (o.critical_threshold < o.cleanup_threshold) {

@@ -8,6 +8,7 @@
 #include "cli/operations.h"
 #include "cache/cache.h"
 #include "core/config.h"
+#include "core/cpu_topology.h"
 #include "engine/engine.h"
 #include "sched/scheduler.h"
 #include "core/log.h"
@@ -22,6 +23,9 @@ namespace infera::cli {
 http::ServerConfig server_config_from(const core::Config& config);
 auth::AccessOptions access_options_from(const core::Config& config);
 log::LogConfig log_config_from(const core::Config& config);
+// --max-workers (alias --threads) and --cpu-affinity on this machine's CPUs; fails for
+// a CPU list naming CPUs the process may not use.
+Result<core::CpuPlacement> cpu_placement_from(const core::Config& config);
 engine::ModelOptions model_options_from(const core::Config& config);
 sched::SchedulerConfig scheduler_config_from(const core::Config& config);
 api::GenerationConfig generation_config_from(const core::Config& config);

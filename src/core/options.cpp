@@ -3,11 +3,15 @@
 #include <thread>
 
 #include "core/config.h"
+#include "core/cpu_topology.h"
 
 namespace infera::core {
 namespace {
 
+// One per CPU this process may use, or per big core of a big.LITTLE CPU.
 std::string default_workers() {
+  auto placement = plan_cpu_placement(read_cpus(), "auto", 0);
+  if (placement.ok()) return std::to_string(placement->threads);
   unsigned n = std::thread::hardware_concurrency();
   return std::to_string(n == 0 ? 1 : n);
 }
@@ -59,7 +63,11 @@ std::vector<OptionSpec> make_specs() {
        "--cache-dir, else $XDG_STATE_HOME/infera (~/.local/state/infera)"},
       // Compute and batching
       {"max_workers", "MAX_WORKERS", "max-workers", T::kInt, default_workers(), 1, 1024, {},
-       "compute threads of the inference engine"},
+       "compute threads of the inference engine (default: one per big core on a big.LITTLE "
+       "CPU, else one per CPU; a --cpu-affinity list: its size)", "threads"},
+      {"cpu_affinity", "INFERA_CPU_AFFINITY", "cpu-affinity", T::kString, "auto", 0, 0, {},
+       "where the compute threads run: auto (big cores, pinned, on a big.LITTLE CPU), none "
+       "(not pinned), or a CPU list such as 0-3,6 (pinned there)"},
       {"batch_size", "BATCH_SIZE", "batch-size", T::kInt, "8", 1, 4096, {},
        "most sequences decoded together in one engine step (continuous batching)", "max-seqs"},
       {"batch_timeout", "BATCH_TIMEOUT", "batch-timeout", T::kInt, "2", 0, 60000, {},

@@ -34,6 +34,7 @@ constexpr int kDefaultDecoderContextTokens = 4096;
 
 struct EncoderOptions {
   int threads = 1;
+  std::vector<int> cpus;  // pin compute thread i to cpus[i % size]; empty: not pinned
   // Most tokens in one forward pass (a batch is split at input boundaries beyond it);
   // raised to the model's context length when smaller. A decoder's pass holds at most
   // its context; longer inputs run in chunks, with the same result.

@@ -26,6 +26,9 @@ namespace infera::engine {
 
 struct ModelOptions {
   int threads = 1;        // MAX_WORKERS / --max-workers
+  // Pin compute thread i to cpus[i % size] (core/cpu_topology.h, --cpu-affinity);
+  // empty: not pinned.
+  std::vector<int> cpus;
   int ctx_tokens = 4096;  // --ctx-size: KV cache positions shared by all sequences
   int block_tokens = 16;  // positions per KV block
   int max_batch = 512;    // most entries in one eval() (scratch is sized for it)

@@ -331,7 +331,7 @@ Result<std::unique_ptr<Encoder>> BertEncoder::load(const std::string& path,
   INFERA_TRY(model->load_weights());
 
   model->kernels_ = &k::active();
-  model->pool_ = std::make_unique<ThreadPool>(options.threads);
+  model->pool_ = std::make_unique<ThreadPool>(options.threads, 50, options.cpus);
   model->options_.max_batch_tokens = std::max(options.max_batch_tokens, info.n_ctx_train);
   model->ggml_rounding_ = options.ggml_attention_rounding;
   const size_t nb = static_cast<size_t>(model->options_.max_batch_tokens);

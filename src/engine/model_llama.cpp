@@ -251,7 +251,7 @@ Result<std::unique_ptr<Model>> LlamaModel::load(const std::string& path,
   INFERA_TRY(model->load_weights());
 
   model->kernels_ = options.ggml_kernel_order ? &k::ggml_order(k::active()) : &k::active();
-  model->pool_ = std::make_unique<ThreadPool>(std::max(1, options.threads));
+  model->pool_ = std::make_unique<ThreadPool>(std::max(1, options.threads), 50, options.cpus);
   model->packed_ = std::make_unique<PackedMatrices>(f, path, *model->kernels_, *model->pool_,
                                                     options, model->embeddings_.data);
   {

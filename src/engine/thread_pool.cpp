@@ -3,9 +3,11 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <utility>
 
 #if defined(__linux__)
 #include <pthread.h>
+#include <sched.h>
 #endif
 
 namespace infera::engine {
@@ -40,9 +42,22 @@ bool spin_until(Pred pred, int spin_us) {
   }
 }
 
+void pin_to(int cpu) {
+#if defined(__linux__)
+  if (cpu < 0 || cpu >= CPU_SETSIZE) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  (void)sched_setaffinity(0, sizeof set, &set);  // refused (e.g. a cpuset): runs unpinned
+#else
+  (void)cpu;
+#endif
+}
+
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads, int spin_us) : spin_us_(spin_us) {
+ThreadPool::ThreadPool(int n_threads, int spin_us, std::vector<int> cpus)
+    : spin_us_(spin_us), cpus_(std::move(cpus)) {
   const int n_workers = n_threads > 1 ? n_threads - 1 : 0;
   workers_.reserve(static_cast<size_t>(n_workers));
   for (int t = 1; t <= n_workers; ++t) {
@@ -73,6 +88,10 @@ void ThreadPool::do_tasks(int thread) {
 
 void ThreadPool::run(int n_tasks, TaskFn fn, void* context) {
   if (n_tasks <= 0) return;
+  if (!cpus_.empty() && pinned_caller_ != std::this_thread::get_id()) {
+    pin_to(cpus_.front());
+    pinned_caller_ = std::this_thread::get_id();
+  }
   if (workers_.empty() || n_tasks == 1) {
     for (int task = 0; task < n_tasks; ++task) fn(context, task, 0);
     return;
@@ -97,6 +116,7 @@ void ThreadPool::run(int n_tasks, TaskFn fn, void* context) {
 }
 
 void ThreadPool::worker_main(int thread) {
+  if (!cpus_.empty()) pin_to(cpus_[static_cast<size_t>(thread) % cpus_.size()]);
   uint32_t seen = 0;
   for (;;) {
     auto changed = [&] { return generation_.load(std::memory_order_acquire) != seen; };

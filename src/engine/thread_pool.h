@@ -9,6 +9,10 @@
 // then sleep on a futex (std::atomic::wait) until the next loop. A call allocates
 // nothing.
 //
+// Pinning: with `cpus` (core/cpu_topology.h: the big cores of a big.LITTLE CPU, or
+// --cpu-affinity), worker t runs on cpus[t % size] and the calling thread, thread 0,
+// on cpus[0] (pinned at its first loop: the pool is made on another thread).
+//
 // Thread: one caller at a time (the engine loop thread); parallel_for is not
 // reentrant (fn must not call it). fn must not throw.
 #pragma once
@@ -24,7 +28,7 @@ class ThreadPool {
  public:
   // n_threads >= 1 counts the caller. spin_us: how long idle threads (and the caller
   // waiting for stragglers) spin before sleeping; 0 sleeps at once.
-  explicit ThreadPool(int n_threads, int spin_us = 50);
+  explicit ThreadPool(int n_threads, int spin_us = 50, std::vector<int> cpus = {});
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -53,6 +57,8 @@ class ThreadPool {
   int n_tasks_ = 0;
   bool stop_ = false;
   const int spin_us_;
+  const std::vector<int> cpus_;
+  std::thread::id pinned_caller_{};
 
   alignas(64) std::atomic<uint32_t> generation_{0};  // bumped once per loop
   alignas(64) std::atomic<int> next_task_{0};

@@ -300,6 +300,7 @@ class EmbeddingKind final : public ModelKind {
   Result<std::unique_ptr<LoadedModel>> load(const ModelSpec& spec) override {
     engine::EncoderOptions options;
     options.threads = config_.threads;
+    options.cpus = config_.cpus;
     options.max_batch_tokens = config_.max_batch_tokens;
     options.ctx_tokens = spec.ctx_size;
     if (!spec.pooling.empty()) {

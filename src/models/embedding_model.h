@@ -22,6 +22,7 @@ namespace infera::models {
 
 struct EmbeddingKindConfig {
   int threads = 1;               // --threads: the encoder's compute threads
+  std::vector<int> cpus;         // where they run (--cpu-affinity); empty: not pinned
   int max_batch_tokens = 2048;   // most tokens in one forward pass
 };
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sched.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -10,6 +12,27 @@
 
 namespace infera::engine {
 namespace {
+
+TEST(ThreadPool, PinnedPoolRunsEveryTaskOnItsCpu) {
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  ASSERT_EQ(sched_getaffinity(0, sizeof mask, &mask), 0);
+  int cpu = -1;
+  for (int i = 0; i < CPU_SETSIZE; ++i) {
+    if (CPU_ISSET(i, &mask)) cpu = i;  // the last CPU this process may use
+  }
+  ASSERT_GE(cpu, 0);
+  // The caller is pinned too: run it on a thread of its own, so this one is left alone.
+  std::thread caller([&] {
+    ThreadPool pool(3, 50, {cpu});
+    std::vector<std::atomic<int>> where(64);
+    for (int round = 0; round < 3; ++round) {
+      pool.parallel_for(64, [&](int task, int) { where[static_cast<size_t>(task)] = sched_getcpu(); });
+      for (size_t i = 0; i < where.size(); ++i) ASSERT_EQ(where[i].load(), cpu) << "task " << i;
+    }
+  });
+  caller.join();
+}
 
 TEST(ThreadPool, RunsEveryTaskExactlyOnceOnEveryPoolSize) {
   for (int threads : {1, 2, 3, 5}) {

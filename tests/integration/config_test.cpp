@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "integration/server_support.h"
 
 namespace infera::testing {
@@ -84,6 +86,30 @@ TEST(ConfigCommand, ServeUsesEnvironmentSettings) {
   auto r = http_request(server.port(), "PUT", "/admin/log-level", std::string(100, ' '));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 413);
+}
+
+TEST(CpuAffinity, StatusSaysWhichCoresRunAndThreadsAliasMaxWorkers) {
+  ServerProcess server({"--cpu-affinity", "0", "--threads", "2"});
+  ASSERT_GT(server.port(), 0);
+  auto r = http_request(server.port(), "GET", "/api/v1/status");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const nlohmann::json status = nlohmann::json::parse(r->body);
+  const nlohmann::json& cpu = status.at("cpu");
+  EXPECT_EQ(cpu.at("threads"), 2);
+  EXPECT_EQ(cpu.at("pinned"), true);
+  EXPECT_EQ(cpu.at("cores"), nlohmann::json::array({0}));
+  EXPECT_NE(cpu.at("placement").get<std::string>().find("pinned to CPUs 0"), std::string::npos) << cpu;
+}
+
+TEST(CpuAffinity, UnavailableCpusAreRefusedAtStart) {
+  auto r = run_command(std::string(INFERA_BINARY) + " serve --port 0 --cpu-affinity 900-901");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--cpu-affinity 900-901: CPU 900-901 not available"), std::string::npos)
+      << r.output;
+  auto bad = run_command(std::string(INFERA_BINARY) + " generate --model x --cpu-affinity little");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("'little' is not a CPU number"), std::string::npos) << bad.output;
 }
 
 }  // namespace
