@@ -51,6 +51,15 @@ struct Running {
   int32_t generated = 0;
   int32_t next_token = -1;   // sampled, not yet evaluated
   bool prefill_done = false;
+  // Every token generated so far; after a preemption the sequence's KV is rebuilt
+  // from the prompt and these (`context`), then decoding goes on where it stopped.
+  std::vector<int32_t> output;
+  std::vector<int32_t> context;  // empty: the prompt
+  int preemptions = 0;
+  bool holds_kv = false;     // between begin_sequence and end_sequence
+  bool parked = false;       // preempted this step: moves to `preempted` after build_batch
+  bool in_batch = false;     // has an entry in this step's batch
+  uint64_t arrival = 0;
   double ttft_ms = 0;
   std::unique_ptr<TokenSampler> sampler;
   std::unique_ptr<TextStream> text;
@@ -77,6 +86,8 @@ struct Scheduler::Impl {
         prefix_hits(m.counter("infera_prefix_cache_hits_total", "Sequences that reused cached prompt KV blocks", l)),
         prefix_tokens(m.counter("infera_prefix_cache_tokens_total", "Prompt tokens reused from the prefix cache", l)),
         rejected(m.counter("infera_requests_rejected_total", "Requests refused because the queue was full", l)),
+        preempted_total(m.counter("infera_sequences_preempted_total",
+                                  "Sequences whose KV blocks were freed for others, to resume later", l)),
         running_gauge(m.gauge("infera_sequences_running", "Sequences being prefilled or decoded", l)),
         waiting_gauge(m.gauge("infera_sequences_waiting", "Requests waiting for admission", l)),
         kv_used(m.gauge("infera_kv_blocks_used", "KV cache blocks in use", l)),
@@ -101,6 +112,7 @@ struct Scheduler::Impl {
   obs::Counter& prefix_hits;
   obs::Counter& prefix_tokens;
   obs::Counter& rejected;
+  obs::Counter& preempted_total;
   obs::Gauge& running_gauge;
   obs::Gauge& waiting_gauge;
   obs::Gauge& kv_used;
@@ -111,6 +123,7 @@ struct Scheduler::Impl {
   std::deque<Waiting> incoming;  // guarded by mu
   std::atomic<int64_t> queued{0};  // submitted, not yet admitted or ended
   std::atomic<int64_t> steps{0};   // steps that evaluated a batch
+  std::atomic<int64_t> n_preempted{0};  // preempted sequences waiting to resume
   std::atomic<int> max_seqs{0};    // limits in force (set_limits)
   std::atomic<int> max_batch_tokens{0};
   // Requests to the loop (guarded by mu): drop unused prefix blocks, then answer.
@@ -124,6 +137,8 @@ struct Scheduler::Impl {
   // Engine-loop state.
   std::vector<Waiting> waiting;
   std::vector<std::unique_ptr<Running>> running;
+  // Preempted sequences (no KV blocks), oldest first; admitted again before `waiting`.
+  std::deque<std::unique_ptr<Running>> preempted;
   uint64_t next_arrival = 0;
   int32_t next_seq_id = 0;
   std::vector<BatchEntry> batch;
@@ -144,7 +159,8 @@ struct Scheduler::Impl {
       tail += r.stops->flush();
       if (!tail.empty() && r.job->on_text) r.job->on_text(tail);
     }
-    runner.end_sequence(r.seq_id);
+    if (r.holds_kv) runner.end_sequence(r.seq_id);
+    r.holds_kv = false;
     publish_kv();  // before on_done: whoever learns the request ended sees its blocks freed
     Completion c;
     c.reason = reason;
@@ -183,6 +199,14 @@ struct Scheduler::Impl {
       }
     }
     std::erase_if(running, [](const auto& r) { return !r->job; });
+    for (auto& r : preempted) {
+      if (cancelled(*r->job)) {
+        finish(*r, FinishReason::kCancelled);
+      } else if (now >= r->job->deadline) {
+        finish(*r, FinishReason::kTimeout);
+      }
+    }
+    std::erase_if(preempted, [](const auto& r) { return !r->job; });
     for (auto& w : waiting) {
       if (cancelled(*w.job)) {
         finish_waiting(w, FinishReason::kCancelled);
@@ -199,8 +223,28 @@ struct Scheduler::Impl {
       if (a.job->priority != b.job->priority) return a.job->priority > b.job->priority;
       return a.arrival < b.arrival;
     });
-    size_t taken = 0;
     const int limit = max_seqs.load(std::memory_order_relaxed);
+    // Preempted sequences resume first: each was admitted before anything waiting.
+    while (!preempted.empty() && static_cast<int>(running.size()) < limit) {
+      Running& r = *preempted.front();
+      const int32_t seq_id = next_seq_id++;
+      const int32_t reused = runner.begin_sequence(seq_id, r.context);
+      if (reused < 0 && running.empty()) {
+        // It ran before, with others: alone, the cache cannot hold it any more.
+        finish(r, FinishReason::kLength, "the KV cache cannot hold this sequence's context");
+        preempted.pop_front();
+        continue;
+      }
+      if (reused < 0) return;  // no room yet: nothing younger may overtake it
+      r.seq_id = seq_id;
+      r.holds_kv = true;
+      r.n_past = reused;
+      r.prefill_done = false;
+      running.push_back(std::move(preempted.front()));
+      preempted.pop_front();
+    }
+    if (!preempted.empty()) return;
+    size_t taken = 0;
     while (taken < waiting.size() && static_cast<int>(running.size()) < limit) {
       Waiting& w = waiting[taken];
       int32_t seq_id = next_seq_id++;
@@ -215,6 +259,7 @@ struct Scheduler::Impl {
       queued.fetch_sub(1);
       auto r = std::make_unique<Running>();
       r->seq_id = seq_id;
+      r->holds_kv = true;
       r->submitted = w.submitted;
       r->admitted = now;
       r->n_past = reused;
@@ -222,6 +267,7 @@ struct Scheduler::Impl {
       r->sampler = runner.make_sampler(w.job->sampling, w.job->prompt);
       r->text = runner.make_text_stream();
       r->stops = std::make_unique<StopMatcher>(w.job->stop);
+      r->arrival = w.arrival;
       r->job = std::move(w.job);
       queue_time.observe(ms_between(r->submitted, now) / 1000.0);
       if (reused > 0) {
@@ -238,20 +284,24 @@ struct Scheduler::Impl {
   void build_batch() {
     batch.clear();
     batch_owner.clear();
+    // Highest priority, then oldest, first: who gets KV room when it runs out.
+    std::sort(running.begin(), running.end(), [](const auto& a, const auto& b) {
+      if (a->job->priority != b->job->priority) return a->job->priority > b->job->priority;
+      return a->arrival < b->arrival;
+    });
+    for (auto& r : running) r->in_batch = false;
     int budget = max_batch_tokens.load(std::memory_order_relaxed);
     for (auto& r : running) {
-      if (!r->prefill_done || budget <= 0) continue;
-      if (!runner.reserve(r->seq_id, r->n_past + 1)) {
-        finish(*r, FinishReason::kLength, "KV cache full");
-        continue;
-      }
+      if (!r->job || r->parked || !r->prefill_done || budget <= 0) continue;
+      if (!make_room(*r, r->n_past + 1)) continue;  // r itself was preempted (or ended)
       batch.push_back({r->seq_id, r->next_token, r->n_past, true});
       batch_owner.push_back(r.get());
+      r->in_batch = true;
       --budget;
     }
     for (auto& r : running) {
-      if (!r->job || r->prefill_done || budget <= 0) continue;
-      const auto& prompt = r->job->prompt;
+      if (!r->job || r->parked || r->prefill_done || budget <= 0) continue;
+      const auto& prompt = r->context.empty() ? r->job->prompt : r->context;
       int32_t remaining = static_cast<int32_t>(prompt.size()) - r->n_past;
       int32_t n = std::min(remaining, budget);
       if (!runner.reserve(r->seq_id, r->n_past + n)) continue;  // retry next step
@@ -261,9 +311,67 @@ struct Scheduler::Impl {
         batch.push_back({r->seq_id, prompt[static_cast<size_t>(pos)], pos, last});
         if (last) batch_owner.push_back(r.get());
       }
+      r->in_batch = true;
       budget -= n;
     }
-    std::erase_if(running, [](const auto& r) { return !r->job; });
+    for (auto& r : running) {
+      if (!r->job || !r->parked) continue;
+      r->parked = false;
+      // Oldest first: a younger preempted sequence never resumes before an older one.
+      auto at = std::find_if(preempted.begin(), preempted.end(),
+                             [&](const auto& p) { return p->arrival > r->arrival; });
+      preempted.insert(at, std::move(r));
+    }
+    std::erase_if(running, [](const auto& r) { return !r || !r->job; });
+  }
+
+  // Reserves `n_tokens` positions for decoding `r`. When the KV cache is full, frees
+  // the blocks of the lowest-priority, youngest sequence (possibly `r`) and requeues it
+  // to be recomputed later, instead of cutting anyone's answer short; returns false
+  // when `r` was the one preempted. A lone sequence the cache cannot hold has reached
+  // the cache's capacity, its context: it ends with kLength.
+  bool make_room(Running& r, int32_t n_tokens) {
+    while (!runner.reserve(r.seq_id, n_tokens)) {
+      Running* victim = nullptr;
+      for (auto& o : running) {
+        // Not one that ended, holds nothing yet, or already has entries in this batch.
+        if (!o->job || o->parked || !o->holds_kv || o->in_batch) continue;
+        if (victim == nullptr || o->job->priority < victim->job->priority ||
+            (o->job->priority == victim->job->priority && o->arrival > victim->arrival)) {
+          victim = o.get();
+        }
+      }
+      if (victim == nullptr || (victim == &r && running_with_kv() == 1)) {
+        finish(r, FinishReason::kLength, "the KV cache cannot hold this sequence's context");
+        return false;
+      }
+      preempt(*victim);
+      if (victim == &r) return false;
+    }
+    return true;
+  }
+
+  int running_with_kv() const {
+    int n = 0;
+    for (const auto& o : running) n += o->job && !o->parked && o->holds_kv ? 1 : 0;
+    return n;
+  }
+
+  // Frees `r`'s blocks and queues it to resume: its prompt and every token generated
+  // so far are evaluated again (prefix blocks that survive are reused), then decoding
+  // continues with its sampler, text and stop state untouched.
+  void preempt(Running& r) {
+    runner.end_sequence(r.seq_id);
+    r.holds_kv = false;
+    preempted_total.inc();
+    ++r.preemptions;
+    r.context = r.job->prompt;
+    if (r.prefill_done) r.context.insert(r.context.end(), r.output.begin(), r.output.end());
+    r.n_past = 0;
+    r.parked = true;
+    log::info("sched.preempted", "sequence of {} tokens preempted (KV cache full; {} so far), resumes later",
+              r.context.size(), r.preemptions);
+    publish_kv();
   }
 
   void advance_positions() {
@@ -281,7 +389,14 @@ struct Scheduler::Impl {
     if (!r.prefill_done) {
       r.prefill_done = true;
       runner.publish_prefix(r.seq_id, r.job->prompt);
+      if (!r.context.empty()) {
+        // Resumed: the recomputed context ended with the token that was to be fed
+        // next, so these logits are the ones plain decoding would have sampled.
+        r.context.clear();
+        r.context.shrink_to_fit();
+      }
     }
+    r.output.push_back(token);
     ++r.generated;
     generated_tokens.inc();
     if (r.generated == 1) {
@@ -357,13 +472,13 @@ struct Scheduler::Impl {
         std::unique_lock lock(mu);
         cv.wait(lock, [this] {
           return stopping || !incoming.empty() || !running.empty() || !waiting.empty() ||
-                 !drop_requests.empty();
+                 !preempted.empty() || !drop_requests.empty();
         });
         if (stopping) break;
         serve_drop_requests(lock);
         injected_delay(lock);
         if (stopping) break;
-        if (running.empty() && waiting.empty() && config.batch_timeout_ms > 0) {
+        if (running.empty() && waiting.empty() && preempted.empty() && config.batch_timeout_ms > 0) {
           // Idle engine: let a burst of requests arrive so they prefill together.
           auto until = Clock::now() + std::chrono::milliseconds(config.batch_timeout_ms);
           while (!stopping && static_cast<int>(incoming.size()) < max_seqs.load() &&
@@ -380,6 +495,8 @@ struct Scheduler::Impl {
     }
     for (auto& r : running) finish(*r, FinishReason::kCancelled);
     running.clear();
+    for (auto& r : preempted) finish(*r, FinishReason::kCancelled);
+    preempted.clear();
     {
       std::lock_guard lock(mu);
       for (auto& w : incoming) waiting.push_back(std::move(w));
@@ -399,7 +516,8 @@ struct Scheduler::Impl {
     publish_kv();
     running_gauge.set(static_cast<double>(running.size()));
     std::lock_guard lock(mu);
-    waiting_gauge.set(static_cast<double>(waiting.size() + incoming.size()));
+    n_preempted.store(static_cast<int64_t>(preempted.size()));
+    waiting_gauge.set(static_cast<double>(waiting.size() + incoming.size() + preempted.size()));
     shared_stats.running = static_cast<int64_t>(running.size());
     shared_stats.waiting = static_cast<int64_t>(waiting.size() + incoming.size());
     shared_stats.kv = runner.kv_usage();
@@ -446,7 +564,7 @@ Status Scheduler::submit(std::unique_ptr<Job> job) {
 SchedulerStats Scheduler::stats() const {
   std::lock_guard lock(impl_->mu);
   SchedulerStats s = impl_->shared_stats;
-  s.waiting = impl_->queued.load();
+  s.waiting = impl_->queued.load() + impl_->n_preempted.load();
   s.steps_completed = impl_->steps.load();
   s.max_seqs = impl_->max_seqs.load();
   s.max_batch_tokens = impl_->max_batch_tokens.load();

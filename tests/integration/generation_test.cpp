@@ -289,6 +289,43 @@ TEST_F(Generation, LoadGeneratorReportsLatencyAndThroughput) {
 
 class GenerationLimits : public ::testing::Test {};
 
+TEST_F(GenerationLimits, FullKvCachePreemptsInsteadOfTruncating) {
+  REQUIRE_MODEL();
+  // 256 KV positions for all sequences; each answer needs ~130, eight run at once.
+  ServerProcess server({"--model", kModel, "--max-seqs", "8", "--ctx-size", "256", "--batch-timeout", "100"});
+  ASSERT_GT(server.port(), 0);
+  // Every answer computed (not served from the answer cache).
+  auto ask = [&server](const std::string& p) {
+    return http_request(server.port(), "POST", "/v1/chat/completions", chat_body(p, 110).dump(),
+                        {{"Content-Type", "application/json"}, {"Cache-Control", "no-cache"}});
+  };
+  std::vector<std::string> prompts;
+  for (int i = 0; i < 8; ++i) prompts.push_back("Tale " + std::to_string(i) + ": Tom had a");
+  std::vector<json> alone;
+  for (const auto& p : prompts) {
+    auto r = ask(p);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    alone.push_back(json::parse(r->body));
+  }
+  ASSERT_EQ(metric_value(server.port(), "infera_sequences_preempted_total{model=\"stories260K\"}"), 0);
+  std::vector<std::future<std::optional<HttpResponse>>> futures;
+  for (const auto& p : prompts) {
+    futures.push_back(std::async(std::launch::async, [&ask, p] { return ask(p); }));
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto r = futures[i].get();
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const json doc = json::parse(r->body);
+    // The same answer as alone: same text, same finish reason, same token count.
+    EXPECT_EQ(doc["choices"][0]["message"]["content"], alone[i]["choices"][0]["message"]["content"]) << prompts[i];
+    EXPECT_EQ(doc["choices"][0]["finish_reason"], alone[i]["choices"][0]["finish_reason"]) << prompts[i];
+    EXPECT_EQ(doc["usage"]["completion_tokens"], alone[i]["usage"]["completion_tokens"]) << prompts[i];
+  }
+  EXPECT_GT(metric_value(server.port(), "infera_sequences_preempted_total{model=\"stories260K\"}"), 0);
+}
+
 TEST_F(GenerationLimits, FullQueueAnswers429WithRetryAfter) {
   REQUIRE_MODEL();
   ServerProcess server({"--model", kModel, "--max-seqs", "1", "--max-queue", "1", "--batch-timeout", "0"});

@@ -243,6 +243,81 @@ TEST(Scheduler, RunsSequencesTogetherWithSameResultsAsAlone) {
   EXPECT_GE(model.max_seqs_in_batch(), 2);
 }
 
+std::string counting_text(int from, int n) {
+  std::string text;
+  for (int t = from; t < from + n; ++t) text += std::to_string(t) + " ";
+  return text;
+}
+
+uint64_t preemptions(obs::Registry& metrics) {
+  return metrics.counter("infera_sequences_preempted_total", "").value();
+}
+
+TEST(Scheduler, FullKvCachePreemptsAndResumesInsteadOfTruncating) {
+  obs::Registry metrics;
+  // 6 blocks of 4 = 24 positions; each sequence needs 3 + 12 = 15 (4 blocks): both fit
+  // at admission, not both to the end.
+  CountingModel model(6, 1ms);
+  Scheduler s({.max_seqs = 4, .batch_timeout_ms = 200, .max_queue = 16, .max_batch_tokens = 16}, model,
+              metrics);
+  auto a = submit(s, {1, 2, 3}, 12);
+  auto b = submit(s, {11, 12, 13}, 12);
+  const Outcome oa = a.get(), ob = b.get();
+  EXPECT_EQ(oa.text, counting_text(4, 12));
+  EXPECT_EQ(ob.text, counting_text(14, 12));
+  for (const Outcome* o : {&oa, &ob}) {
+    EXPECT_EQ(o->completion.reason, FinishReason::kLength);  // max_tokens, nothing else
+    EXPECT_EQ(o->completion.completion_tokens, 12);
+    EXPECT_TRUE(o->completion.error.empty()) << o->completion.error;
+  }
+  EXPECT_GE(preemptions(metrics), 1u);
+  EXPECT_EQ(s.stats().kv.blocks_used, 0);
+}
+
+TEST(Scheduler, TheLowestPriorityYoungestSequenceIsPreempted) {
+  obs::Registry metrics;
+  CountingModel model(8, 1ms);  // 32 positions; three sequences of 3 + 10 need 12 blocks
+  Scheduler s({.max_seqs = 4, .batch_timeout_ms = 200, .max_queue = 16, .max_batch_tokens = 16}, model,
+              metrics);
+  std::mutex mu;
+  std::vector<std::string> order;
+  auto named = [&](std::string name, int priority) {
+    return [&, name, priority](Job& j) {
+      j.priority = priority;
+      auto done = j.on_done;
+      j.on_done = [&, name, done](const Completion& c) {
+        {
+          std::lock_guard lock(mu);
+          order.push_back(name);
+        }
+        done(c);
+      };
+    };
+  };
+  auto low = submit(s, {1, 2, 3}, 10, nullptr, named("low", 0));
+  auto high_old = submit(s, {21, 22, 23}, 10, nullptr, named("high-old", 5));
+  auto high_young = submit(s, {41, 42, 43}, 10, nullptr, named("high-young", 5));
+  EXPECT_EQ(low.get().text, counting_text(4, 10));
+  EXPECT_EQ(high_old.get().text, counting_text(24, 10));
+  EXPECT_EQ(high_young.get().text, counting_text(44, 10));
+  ASSERT_EQ(order.size(), 3u);
+  EXPECT_EQ(order.back(), "low");  // it gave its blocks up and finished last
+  EXPECT_GE(preemptions(metrics), 1u);
+}
+
+TEST(Scheduler, ASequenceTheWholeCacheCannotHoldEndsAtItsCapacity) {
+  obs::Registry metrics;
+  // 12 positions: the prompt's 3 and 9 generated tokens are evaluated; the 10th is
+  // sampled from the last position's logits.
+  CountingModel model(3);
+  Scheduler s({}, model, metrics);
+  auto out = submit(s, {1, 2, 3}, 20).get();
+  EXPECT_EQ(out.completion.reason, FinishReason::kLength);
+  EXPECT_EQ(out.completion.completion_tokens, 10);
+  EXPECT_EQ(out.text, counting_text(4, 10));
+  EXPECT_EQ(preemptions(metrics), 0u);
+}
+
 TEST(Scheduler, HigherPriorityIsAdmittedFirst) {
   obs::Registry metrics;
   CountingModel model(256, 200us);
