@@ -63,6 +63,7 @@ struct Spec {
   std::string prompt;  // rendered text; tokenized only when the engine must run
   SamplingRequest sampling;
   int priority = 0;
+  std::string tenant;  // sched::Job::tenant
   Clock::time_point deadline = Clock::time_point::max();
   std::optional<std::string> cache_key;
   std::shared_ptr<TokenMeter> meter;  // null: nobody to charge
@@ -75,6 +76,14 @@ struct Spec {
   };
   std::optional<Semantic> semantic;
 };
+
+// Whom the scheduler's fair share counts a request against: its API key, else its
+// client address (a session id is the client's to invent, so it does not count).
+std::string tenant_of(const auth::Caller* caller) {
+  if (caller == nullptr) return {};
+  if (caller->authenticated) return "key:" + caller->name;
+  return caller->client_address.empty() ? std::string() : "ip:" + caller->client_address;
+}
 
 // The priority a request runs at: without keys its own; with a key the key's role's,
 // which the request may lower but not raise.
@@ -286,6 +295,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                          std::string sources;
                          Spec spec = self->openai_spec(g, chat, view, client_no_cache, chunks, &sources);
                          spec.priority = effective_priority(spec.priority, caller.get());
+                         spec.tenant = tenant_of(caller.get());
                          spec.meter = TokenMeter::for_caller(caller);
                          std::shared_ptr<Sink> sink = make_openai_sink(responder, chat, g.stream, id, view.model_id,
                                                                        g.include_usage, std::move(sources));
@@ -334,6 +344,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                          Spec spec = self->assistant_spec(a, session_key, owner, view, client_no_cache, chunks,
                                                           &turn.sources_json);
                          spec.priority = effective_priority(0, caller.get());
+                         spec.tenant = tenant_of(caller.get());
                          spec.meter = TokenMeter::for_caller(caller);
                          turn.session_id = a.session_id;
                          if (!a.session_id.empty()) turn.record = self->recorder(owner, session_key, a, turn.sources_json);
@@ -816,6 +827,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     job->sampling = to_sampling(spec.sampling);
     job->stop = spec.sampling.stop;
     job->priority = spec.priority;
+    job->tenant = std::move(spec.tenant);
     job->deadline = spec.deadline;
     job->is_cancelled = [sink] { return sink->gone(); };
     auto meter = spec.meter;

@@ -116,6 +116,7 @@ sched::SchedulerConfig scheduler_config_from(const core::Config& c) {
   sched::SchedulerConfig s;
   s.max_seqs = static_cast<int>(c.get_int("batch_size"));
   s.max_queue = static_cast<int>(c.get_int("max_queue"));
+  s.tenant_max_queue = static_cast<int>(c.get_int("tenant_max_queue"));
   s.max_batch_tokens = static_cast<int>(c.get_int("max_batch_tokens"));
   s.batch_timeout_ms = static_cast<int>(c.get_int("batch_timeout"));
   return s;

@@ -102,6 +102,9 @@ std::vector<OptionSpec> make_specs() {
        "neither write nor use repacked-weight images (every load repacks)"},
       {"max_queue", "INFERA_MAX_QUEUE", "max-queue", T::kInt, "256", 1, 1000000, {},
        "requests waiting for a sequence slot before new ones get 429"},
+      {"tenant_max_queue", "INFERA_TENANT_MAX_QUEUE", "tenant-max-queue", T::kInt, "0", 0, 1000000, {},
+       "most requests one tenant (API key, else client address) may have waiting per model before "
+       "429; 0 = only --max-queue"},
       {"max_batch_tokens", "INFERA_MAX_BATCH_TOKENS", "max-batch-tokens", T::kInt, "256", 1, 65536,
        {}, "tokens evaluated per engine step (prompt prefill is chunked to fit)"},
       {"prefix_cache", "INFERA_PREFIX_CACHE", "prefix-cache", T::kBool, "true", 0, 0, {},

@@ -8,7 +8,9 @@
 #include <deque>
 #include <future>
 #include <mutex>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 
 #include "core/log.h"
 #include "obs/metrics.h"
@@ -36,6 +38,8 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 struct Waiting {
   std::unique_ptr<Job> job;
   uint64_t arrival = 0;
+  int64_t turn = 0;          // its tenant's place in line (order_waiting)
+  uint64_t last_served = 0;  // when its tenant was last admitted (0: never)
   Clock::time_point submitted;
 };
 
@@ -88,6 +92,8 @@ struct Scheduler::Impl {
         rejected(m.counter("infera_requests_rejected_total", "Requests refused because the queue was full", l)),
         preempted_total(m.counter("infera_sequences_preempted_total",
                                   "Sequences whose KV blocks were freed for others, to resume later", l)),
+        tenant_refused(m.counter("infera_tenant_queue_refusals_total",
+                                 "Requests refused because their tenant had --tenant-max-queue waiting", l)),
         running_gauge(m.gauge("infera_sequences_running", "Sequences being prefilled or decoded", l)),
         waiting_gauge(m.gauge("infera_sequences_waiting", "Requests waiting for admission", l)),
         kv_used(m.gauge("infera_kv_blocks_used", "KV cache blocks in use", l)),
@@ -113,6 +119,7 @@ struct Scheduler::Impl {
   obs::Counter& prefix_tokens;
   obs::Counter& rejected;
   obs::Counter& preempted_total;
+  obs::Counter& tenant_refused;
   obs::Gauge& running_gauge;
   obs::Gauge& waiting_gauge;
   obs::Gauge& kv_used;
@@ -122,6 +129,7 @@ struct Scheduler::Impl {
   std::condition_variable cv;
   std::deque<Waiting> incoming;  // guarded by mu
   std::atomic<int64_t> queued{0};  // submitted, not yet admitted or ended
+  std::unordered_map<std::string, int64_t> tenant_queued;  // guarded by mu; by Job::tenant
   std::atomic<int64_t> steps{0};   // steps that evaluated a batch
   std::atomic<int64_t> n_preempted{0};  // preempted sequences waiting to resume
   std::atomic<int> max_seqs{0};    // limits in force (set_limits)
@@ -139,6 +147,9 @@ struct Scheduler::Impl {
   std::vector<std::unique_ptr<Running>> running;
   // Preempted sequences (no KV blocks), oldest first; admitted again before `waiting`.
   std::deque<std::unique_ptr<Running>> preempted;
+  // Each tenant's most recent admission (a count of admissions), for round-robin.
+  std::unordered_map<std::string, uint64_t> last_served;
+  uint64_t admissions = 0;
   uint64_t next_arrival = 0;
   int32_t next_seq_id = 0;
   std::vector<BatchEntry> batch;
@@ -176,8 +187,17 @@ struct Scheduler::Impl {
     r.job.reset();
   }
 
-  void finish_waiting(Waiting& w, FinishReason reason, std::string error = {}) {
+  // A waiting request leaves the queue (admitted or ended).
+  void dequeued(const Job& job) {
     queued.fetch_sub(1);
+    if (config.tenant_max_queue <= 0) return;
+    std::lock_guard lock(mu);
+    auto it = tenant_queued.find(job.tenant);
+    if (it != tenant_queued.end() && --it->second <= 0) tenant_queued.erase(it);
+  }
+
+  void finish_waiting(Waiting& w, FinishReason reason, std::string error = {}) {
+    dequeued(*w.job);
     Completion c;
     c.reason = reason;
     c.error = std::move(error);
@@ -217,12 +237,36 @@ struct Scheduler::Impl {
     std::erase_if(waiting, [](const Waiting& w) { return !w.job; });
   }
 
-  void admit(Clock::time_point now) {
-    // Highest priority first, then arrival order.
-    std::sort(waiting.begin(), waiting.end(), [](const Waiting& a, const Waiting& b) {
+  // Highest priority first; within a priority, tenants take turns (round-robin): a
+  // request's place is its tenant's sequences already running plus that tenant's
+  // requests ahead of it, so the n-th request of a flood queues behind everyone else's
+  // first; equal places go to the tenant served longest ago, then by arrival.
+  void order_waiting() {
+    std::sort(waiting.begin(), waiting.end(), [](const Waiting& a, const Waiting& b) { return a.arrival < b.arrival; });
+    std::unordered_map<std::string_view, int64_t> turns;
+    for (const auto& r : running) {
+      if (r->job) ++turns[r->job->tenant];
+    }
+    for (const auto& r : preempted) ++turns[r->job->tenant];
+    for (Waiting& w : waiting) {
+      w.turn = turns[w.job->tenant]++;
+      auto served = last_served.find(w.job->tenant);
+      w.last_served = served == last_served.end() ? 0 : served->second;
+    }
+    std::stable_sort(waiting.begin(), waiting.end(), [](const Waiting& a, const Waiting& b) {
       if (a.job->priority != b.job->priority) return a.job->priority > b.job->priority;
-      return a.arrival < b.arrival;
+      if (a.turn != b.turn) return a.turn < b.turn;
+      return a.last_served < b.last_served;
     });
+  }
+
+  void served(const std::string& tenant) {
+    if (last_served.size() >= 65536) last_served.clear();  // forget, rather than grow without bound
+    last_served[tenant] = ++admissions;
+  }
+
+  void admit(Clock::time_point now) {
+    order_waiting();
     const int limit = max_seqs.load(std::memory_order_relaxed);
     // Preempted sequences resume first: each was admitted before anything waiting.
     while (!preempted.empty() && static_cast<int>(running.size()) < limit) {
@@ -256,7 +300,8 @@ struct Scheduler::Impl {
         continue;
       }
       if (reused < 0) break;  // no KV room: wait for running sequences to finish
-      queued.fetch_sub(1);
+      dequeued(*w.job);
+      served(w.job->tenant);
       auto r = std::make_unique<Running>();
       r->seq_id = seq_id;
       r->holds_kv = true;
@@ -554,8 +599,18 @@ Status Scheduler::submit(std::unique_ptr<Job> job) {
       return Status::ResourceExhausted(fmt::format(
           "the request queue is full ({} waiting); retry later", impl_->config.max_queue));
     }
+    if (impl_->config.tenant_max_queue > 0) {
+      int64_t& mine = impl_->tenant_queued[job->tenant];
+      if (mine >= impl_->config.tenant_max_queue) {
+        impl_->tenant_refused.inc();
+        return Status::ResourceExhausted(fmt::format(
+            "{} already has {} requests waiting (the most one client may queue); retry when they are answered",
+            job->tenant.empty() ? std::string("this client") : job->tenant, mine));
+      }
+      ++mine;
+    }
     impl_->queued.fetch_add(1);
-    impl_->incoming.push_back(Waiting{std::move(job), impl_->next_arrival++, Clock::now()});
+    impl_->incoming.push_back(Waiting{std::move(job), impl_->next_arrival++, 0, 0, Clock::now()});
   }
   impl_->cv.notify_one();
   return Status::Ok();

@@ -34,6 +34,8 @@ struct SchedulerConfig {
                                 // more requests so their prompts prefill together
   int max_queue = 256;          // --max-queue: waiting requests before 429
   int max_batch_tokens = 256;   // tokens evaluated per step (prefill chunking)
+  int tenant_max_queue = 0;     // --tenant-max-queue: one tenant's waiting requests
+                                // before 429 (0 = only max_queue)
   std::string model_name;       // value of the "model" label on this scheduler's metrics
                                 // (empty: unlabelled)
 };
@@ -58,6 +60,9 @@ struct Job {
   SamplingParams sampling;
   std::vector<std::string> stop;
   int priority = 0;                            // higher first
+  // Who asked (API key, else client address): within a priority level, admission
+  // interleaves tenants, so one flooding another's requests cannot starve them.
+  std::string tenant;
   Clock::time_point deadline = Clock::time_point::max();
   std::function<bool()> is_cancelled;          // polled every step; may be empty
   std::function<void(std::string_view text)> on_text;  // streamed UTF-8 text

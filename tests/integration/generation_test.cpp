@@ -326,6 +326,36 @@ TEST_F(GenerationLimits, FullKvCachePreemptsInsteadOfTruncating) {
   EXPECT_GT(metric_value(server.port(), "infera_sequences_preempted_total{model=\"stories260K\"}"), 0);
 }
 
+TEST_F(GenerationLimits, OneClientsQueueIsCappedByTenantMaxQueue) {
+  REQUIRE_MODEL();
+  // A queue of 64 for everyone, but at most 2 waiting for any one client address.
+  ServerProcess server({"--model", kModel, "--max-seqs", "1", "--max-queue", "64", "--tenant-max-queue", "2",
+                        "--batch-timeout", "0"});
+  ASSERT_GT(server.port(), 0);
+  std::vector<std::future<std::optional<HttpResponse>>> futures;
+  for (int i = 0; i < 12; ++i) {
+    futures.push_back(std::async(std::launch::async, [&server, i] {
+      return post(server.port(), "/v1/chat/completions", chat_body("Once upon a time " + std::to_string(i), 200));
+    }));
+  }
+  int ok = 0, limited = 0;
+  for (auto& f : futures) {
+    auto r = f.get();
+    ASSERT_TRUE(r);
+    if (r->status == 200) ++ok;
+    if (r->status == 429) {
+      ++limited;
+      const json body = json::parse(r->body);
+      EXPECT_NE(body["error"]["message"].get<std::string>().find("ip:127.0.0.1 already has 2 requests waiting"),
+                std::string::npos)
+          << r->body;
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(limited, 1);  // refused long before --max-queue
+  EXPECT_GE(metric_value(server.port(), "infera_tenant_queue_refusals_total{model=\"stories260K\"}"), limited);
+}
+
 TEST_F(GenerationLimits, FullQueueAnswers429WithRetryAfter) {
   REQUIRE_MODEL();
   ServerProcess server({"--model", kModel, "--max-seqs", "1", "--max-queue", "1", "--batch-timeout", "0"});

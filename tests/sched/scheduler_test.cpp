@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <map>
@@ -271,6 +272,8 @@ TEST(Scheduler, FullKvCachePreemptsAndResumesInsteadOfTruncating) {
     EXPECT_TRUE(o->completion.error.empty()) << o->completion.error;
   }
   EXPECT_GE(preemptions(metrics), 1u);
+  // Every block given back (the stats are published after the step that ended them).
+  for (int i = 0; i < 200 && s.stats().kv.blocks_used != 0; ++i) std::this_thread::sleep_for(5ms);
   EXPECT_EQ(s.stats().kv.blocks_used, 0);
 }
 
@@ -316,6 +319,71 @@ TEST(Scheduler, ASequenceTheWholeCacheCannotHoldEndsAtItsCapacity) {
   EXPECT_EQ(out.completion.completion_tokens, 10);
   EXPECT_EQ(out.text, counting_text(4, 10));
   EXPECT_EQ(preemptions(metrics), 0u);
+}
+
+TEST(Scheduler, TenantsTakeTurnsWithinAPriority) {
+  obs::Registry metrics;
+  CountingModel model(256, 1ms);
+  Scheduler s({.max_seqs = 1, .batch_timeout_ms = 100, .max_queue = 64, .max_batch_tokens = 64}, model, metrics);
+  std::mutex mu;
+  std::vector<std::string> order;
+  auto as = [&](std::string tenant, std::string name) {
+    return [&, tenant, name](Job& j) {
+      j.tenant = tenant;
+      auto done = j.on_done;
+      j.on_done = [&, name, done](const Completion& c) {
+        {
+          std::lock_guard lock(mu);
+          order.push_back(name);
+        }
+        done(c);
+      };
+    };
+  };
+  std::vector<std::future<Outcome>> outs;
+  // A long answer holds the one sequence slot while everything else queues behind it.
+  outs.push_back(submit(s, {9}, 40, nullptr, as("key:first", "first")));
+  for (int i = 0; i < 200 && s.stats().running == 0; ++i) std::this_thread::sleep_for(1ms);
+  for (int i = 0; i < 6; ++i) outs.push_back(submit(s, {1, 2, 3}, 3, nullptr, as("key:flood", "f" + std::to_string(i))));
+  outs.push_back(submit(s, {5, 6}, 3, nullptr, as("key:alice", "alice")));
+  outs.push_back(submit(s, {7, 8}, 3, nullptr, as("key:bob", "bob")));
+  for (auto& o : outs) o.get();
+  ASSERT_EQ(order.size(), 9u);
+  // One sequence at a time: each tenant's first request before anyone's second.
+  const auto at = [&](const std::string& name) { return std::find(order.begin(), order.end(), name) - order.begin(); };
+  EXPECT_LT(at("alice"), at("f1")) << ::testing::PrintToString(order);
+  EXPECT_LT(at("bob"), at("f1")) << ::testing::PrintToString(order);
+  EXPECT_LT(at("f0"), at("alice"));  // arrival order among first requests
+  EXPECT_LT(at("f1"), at("f2"));     // a tenant's own requests stay in arrival order
+}
+
+TEST(Scheduler, TenantQueueCapRefusesOnlyThatTenant) {
+  obs::Registry metrics;
+  CountingModel model(256, 2ms);
+  Scheduler s({.max_seqs = 1, .max_queue = 64, .max_batch_tokens = 64, .tenant_max_queue = 2}, model, metrics);
+  std::vector<std::future<Outcome>> outs;
+  Status st;
+  int refused = 0;
+  for (int i = 0; i < 6; ++i) {
+    auto f = submit(s, {1, 2, 3}, 20, &st, [](Job& j) { j.tenant = "ip:10.0.0.9"; });
+    if (st.ok()) {
+      outs.push_back(std::move(f));
+    } else {
+      ++refused;
+      EXPECT_EQ(st.code(), StatusCode::kResourceExhausted);
+      EXPECT_NE(st.message().find("ip:10.0.0.9 already has 2 requests waiting"), std::string::npos) << st.message();
+    }
+  }
+  EXPECT_GE(refused, 3);  // at most one admitted and two waiting when the rest arrive
+  auto other = submit(s, {4, 5}, 2, &st, [](Job& j) { j.tenant = "ip:10.0.0.10"; });
+  EXPECT_TRUE(st.ok()) << st.message();
+  for (auto& o : outs) o.get();
+  other.get();
+  EXPECT_EQ(metrics.counter("infera_tenant_queue_refusals_total", "").value(), static_cast<uint64_t>(refused));
+  // Answered requests leave the tenant's count: it may queue again.
+  auto again = submit(s, {1}, 1, &st, [](Job& j) { j.tenant = "ip:10.0.0.9"; });
+  EXPECT_TRUE(st.ok()) << st.message();
+  again.get();
 }
 
 TEST(Scheduler, HigherPriorityIsAdmittedFirst) {
