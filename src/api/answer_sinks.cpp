@@ -1,5 +1,9 @@
 #include "api/answer_sinks.h"
 
+#include <algorithm>
+
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -53,7 +57,10 @@ http::Response error_response(const Outcome& o) {
                      : o.error_status >= 500 ? "server_error"
                                              : "invalid_request_error";
   http::Response r = http::Response::error(o.error_status, o.error, type, o.error_code);
-  if (o.error_status == 429) r.headers.emplace_back("Retry-After", "1");
+  if (o.error_status == 429 || o.retry_after_s > 0) {
+    r.headers.emplace_back("Retry-After",
+                           std::to_string(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(o.retry_after_s)))));
+  }
   return r;
 }
 

@@ -32,6 +32,7 @@ struct Outcome {
   std::string error_code;
   std::string error;
   double ttft_ms = -1;  // computed answers: submit to first token
+  double retry_after_s = 0;  // refusals: when to try again (Retry-After, at least 1 s)
 };
 
 Outcome failure(int status, std::string code, std::string message);

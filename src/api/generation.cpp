@@ -861,11 +861,18 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
       }
       sink->done(o);
     };
-    Status st = model->generator->scheduler().submit(std::move(job));
+    double retry_after_s = 0;
+    Status st = model->generator->scheduler().submit(std::move(job), &retry_after_s);
     if (st.ok()) return;
     if (ticket) ticket->complete(Status::Unavailable(st.message()));
+    const auto refused = [&](int status, const char* code) {
+      Outcome o = failure(status, code, st.message());
+      o.retry_after_s = retry_after_s;
+      return o;
+    };
     switch (st.code()) {
-      case StatusCode::kResourceExhausted: return sink->done(failure(429, "queue_full", st.message()));
+      case StatusCode::kResourceExhausted: return sink->done(refused(429, "queue_full"));
+      case StatusCode::kDeadlineExceeded: return sink->done(refused(503, "deadline_unreachable"));
       case StatusCode::kInvalidArgument:
         return sink->done(failure(400, "context_length_exceeded", st.message()));
       default: return sink->done(failure(503, "unavailable", st.message()));

@@ -8,6 +8,7 @@
 #include <deque>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -31,6 +32,21 @@ const char* to_string(FinishReason reason) {
 
 namespace {
 
+obs::Labels with_reason(obs::Labels labels, std::string reason) {
+  labels.emplace_back("reason", std::move(reason));
+  return labels;
+}
+
+// Exponentially weighted mean; the first sample sets it.
+void ewma(std::atomic<double>& mean, double sample, double weight = 0.2) {
+  const double old = mean.load(std::memory_order_relaxed);
+  mean.store(old == 0 ? sample : old + weight * (sample - old), std::memory_order_relaxed);
+}
+
+// Waiting longer than this raises a request's priority by one level, so a stream of
+// higher-priority work delays lower priorities but cannot starve them.
+constexpr double kAgingSeconds = 5.0;
+
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
@@ -40,6 +56,7 @@ struct Waiting {
   uint64_t arrival = 0;
   int64_t turn = 0;          // its tenant's place in line (order_waiting)
   uint64_t last_served = 0;  // when its tenant was last admitted (0: never)
+  int64_t level = 0;         // priority raised by the time waited (order_waiting)
   Clock::time_point submitted;
 };
 
@@ -94,6 +111,9 @@ struct Scheduler::Impl {
                                   "Sequences whose KV blocks were freed for others, to resume later", l)),
         tenant_refused(m.counter("infera_tenant_queue_refusals_total",
                                  "Requests refused because their tenant had --tenant-max-queue waiting", l)),
+        deadline_refused(m.counter("infera_admission_refusals_total",
+                                   "Requests refused at admission because they could not finish in time",
+                                   with_reason(l, "deadline"))),
         running_gauge(m.gauge("infera_sequences_running", "Sequences being prefilled or decoded", l)),
         waiting_gauge(m.gauge("infera_sequences_waiting", "Requests waiting for admission", l)),
         kv_used(m.gauge("infera_kv_blocks_used", "KV cache blocks in use", l)),
@@ -120,6 +140,7 @@ struct Scheduler::Impl {
   obs::Counter& rejected;
   obs::Counter& preempted_total;
   obs::Counter& tenant_refused;
+  obs::Counter& deadline_refused;
   obs::Gauge& running_gauge;
   obs::Gauge& waiting_gauge;
   obs::Gauge& kv_used;
@@ -132,6 +153,12 @@ struct Scheduler::Impl {
   std::unordered_map<std::string, int64_t> tenant_queued;  // guarded by mu; by Job::tenant
   std::atomic<int64_t> steps{0};   // steps that evaluated a batch
   std::atomic<int64_t> n_preempted{0};  // preempted sequences waiting to resume
+  // Measured costs (engine loop writes, submit reads; 0 = not measured yet), EWMAs:
+  std::atomic<double> decode_step_s{0};    // one decode step at the recent batch sizes
+  std::atomic<double> prefill_token_s{0};  // one prompt token
+  std::atomic<double> service_s{0};        // admission to end of a finished request
+  std::atomic<double> generated_mean{0};   // tokens a finished request generated
+  std::atomic<int64_t> n_running{0};
   std::atomic<int> max_seqs{0};    // limits in force (set_limits)
   std::atomic<int> max_batch_tokens{0};
   // Requests to the loop (guarded by mu): drop unused prefix blocks, then answer.
@@ -154,6 +181,7 @@ struct Scheduler::Impl {
   int32_t next_seq_id = 0;
   std::vector<BatchEntry> batch;
   std::vector<Running*> batch_owner;  // per entry with logits
+  size_t decode_entries = 0;          // batch entries that decode (the rest are prompt)
   std::vector<const float*> logits;
   std::thread thread;
 
@@ -181,6 +209,10 @@ struct Scheduler::Impl {
     c.queue_ms = ms_between(r.submitted, r.admitted);
     c.ttft_ms = r.ttft_ms;
     c.total_ms = ms_between(r.submitted, now);
+    if (reason == FinishReason::kStop || reason == FinishReason::kLength) {
+      ewma(service_s, std::chrono::duration<double>(now - r.admitted).count());
+      ewma(generated_mean, static_cast<double>(r.generated));
+    }
     c.error = std::move(error);
     e2e.observe(c.total_ms / 1000.0);
     if (r.job->on_done) r.job->on_done(c);
@@ -237,25 +269,34 @@ struct Scheduler::Impl {
     std::erase_if(waiting, [](const Waiting& w) { return !w.job; });
   }
 
-  // Highest priority first; within a priority, tenants take turns (round-robin): a
+  // Highest priority first (raised one level per kAgingSeconds waited); within a
+  // priority, tenants take turns (round-robin): a
   // request's place is its tenant's sequences already running plus that tenant's
   // requests ahead of it, so the n-th request of a flood queues behind everyone else's
   // first; equal places go to the tenant served longest ago, then by arrival.
   void order_waiting() {
-    std::sort(waiting.begin(), waiting.end(), [](const Waiting& a, const Waiting& b) { return a.arrival < b.arrival; });
+    // A tenant's own requests take their turns earliest deadline first, then in arrival order.
+    std::sort(waiting.begin(), waiting.end(), [](const Waiting& a, const Waiting& b) {
+      if (a.job->deadline != b.job->deadline) return a.job->deadline < b.job->deadline;
+      return a.arrival < b.arrival;
+    });
     std::unordered_map<std::string_view, int64_t> turns;
     for (const auto& r : running) {
       if (r->job) ++turns[r->job->tenant];
     }
     for (const auto& r : preempted) ++turns[r->job->tenant];
+    const Clock::time_point now = Clock::now();
     for (Waiting& w : waiting) {
       w.turn = turns[w.job->tenant]++;
       auto served = last_served.find(w.job->tenant);
       w.last_served = served == last_served.end() ? 0 : served->second;
+      w.level = w.job->priority +
+                static_cast<int64_t>(std::chrono::duration<double>(now - w.submitted).count() / kAgingSeconds);
     }
     std::stable_sort(waiting.begin(), waiting.end(), [](const Waiting& a, const Waiting& b) {
-      if (a.job->priority != b.job->priority) return a.job->priority > b.job->priority;
+      if (a.level != b.level) return a.level > b.level;
       if (a.turn != b.turn) return a.turn < b.turn;
+      if (a.job->deadline != b.job->deadline) return a.job->deadline < b.job->deadline;  // EDF
       return a.last_served < b.last_served;
     });
   }
@@ -329,6 +370,7 @@ struct Scheduler::Impl {
   void build_batch() {
     batch.clear();
     batch_owner.clear();
+    decode_entries = 0;
     // Highest priority, then oldest, first: who gets KV room when it runs out.
     std::sort(running.begin(), running.end(), [](const auto& a, const auto& b) {
       if (a->job->priority != b->job->priority) return a->job->priority > b->job->priority;
@@ -342,6 +384,7 @@ struct Scheduler::Impl {
       batch.push_back({r->seq_id, r->next_token, r->n_past, true});
       batch_owner.push_back(r.get());
       r->in_batch = true;
+      ++decode_entries;
       --budget;
     }
     for (auto& r : running) {
@@ -419,6 +462,18 @@ struct Scheduler::Impl {
     publish_kv();
   }
 
+  // Splits a step's time between its decode and prompt tokens (engine loop).
+  void learn_costs(double seconds) {
+    const size_t decode = decode_entries;
+    const size_t prompt = batch.size() - decode;
+    if (prompt == 0) {
+      ewma(decode_step_s, seconds);
+      return;
+    }
+    const double decode_part = decode > 0 ? decode_step_s.load(std::memory_order_relaxed) : 0.0;
+    ewma(prefill_token_s, std::max(0.0, seconds - decode_part) / static_cast<double>(prompt));
+  }
+
   void advance_positions() {
     for (const auto& e : batch) {
       for (auto& r : running) {
@@ -489,7 +544,9 @@ struct Scheduler::Impl {
     std::erase_if(running, [](const auto& r) { return !r->job; });
     batch_tokens.observe(static_cast<double>(batch.size()));
     batch_seqs.observe(static_cast<double>(batch_owner.size()));
-    step_time.observe(std::chrono::duration<double>(Clock::now() - start).count());
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    step_time.observe(seconds);
+    learn_costs(seconds);
   }
 
   // Sleeps while a fault is injected; returns with `lock` held. Engine-loop thread.
@@ -557,6 +614,38 @@ struct Scheduler::Impl {
     waiting.clear();
   }
 
+  // How long the work already queued should take to leave a sequence slot free:
+  // the requests ahead beyond the free slots, each taking the measured service time,
+  // max_seqs at a time. 0 before anything was measured. REQUIRES: mu held.
+  double queue_seconds() const {
+    const double service = service_s.load(std::memory_order_relaxed);
+    const int slots = std::max(1, max_seqs.load(std::memory_order_relaxed));
+    const int64_t ahead = queued.load() + n_preempted.load() + n_running.load() - slots + 1;
+    if (service <= 0 || ahead <= 0) return 0;
+    return static_cast<double>(ahead) / slots * service;
+  }
+
+  struct Lateness {
+    double queue_s, own_s, left_s;
+  };
+  // Set when `job` would end after its deadline by the measured costs: its prompt at
+  // the prefill rate, then the tokens a request usually generates (at most its
+  // max_tokens) at the decode rate, after the queue ahead. Unmeasured: never late.
+  // REQUIRES: mu held.
+  std::optional<Lateness> late_by(const Job& job) const {
+    const double decode = decode_step_s.load(std::memory_order_relaxed);
+    const double prefill = prefill_token_s.load(std::memory_order_relaxed);
+    const double typical = generated_mean.load(std::memory_order_relaxed);
+    if (decode <= 0 || prefill <= 0 || typical <= 0) return std::nullopt;
+    const double tokens = std::min<double>(job.max_tokens, std::max(1.0, typical));
+    Lateness l;
+    l.queue_s = queue_seconds();
+    l.own_s = static_cast<double>(job.prompt.size()) * prefill + tokens * decode;
+    l.left_s = std::chrono::duration<double>(job.deadline - Clock::now()).count();
+    if (l.queue_s + l.own_s <= l.left_s) return std::nullopt;
+    return l;
+  }
+
   void publish() {
     publish_kv();
     running_gauge.set(static_cast<double>(running.size()));
@@ -564,6 +653,7 @@ struct Scheduler::Impl {
     n_preempted.store(static_cast<int64_t>(preempted.size()));
     waiting_gauge.set(static_cast<double>(waiting.size() + incoming.size() + preempted.size()));
     shared_stats.running = static_cast<int64_t>(running.size());
+    n_running.store(static_cast<int64_t>(running.size()));
     shared_stats.waiting = static_cast<int64_t>(waiting.size() + incoming.size());
     shared_stats.kv = runner.kv_usage();
     shared_stats.prefix_hits = static_cast<int64_t>(prefix_hits.value());
@@ -583,7 +673,7 @@ Scheduler::~Scheduler() {
   impl_->thread.join();
 }
 
-Status Scheduler::submit(std::unique_ptr<Job> job) {
+Status Scheduler::submit(std::unique_ptr<Job> job, double* retry_after_s) {
   if (job->prompt.empty()) return Status::InvalidArgument("the prompt is empty");
   int64_t need = static_cast<int64_t>(job->prompt.size()) + 1;
   if (need > impl_->runner.n_ctx()) {
@@ -596,6 +686,7 @@ Status Scheduler::submit(std::unique_ptr<Job> job) {
     if (impl_->stopping) return Status::Unavailable("the server is shutting down");
     if (impl_->queued.load() >= impl_->config.max_queue) {
       impl_->rejected.inc();
+      if (retry_after_s != nullptr) *retry_after_s = impl_->queue_seconds();
       return Status::ResourceExhausted(fmt::format(
           "the request queue is full ({} waiting); retry later", impl_->config.max_queue));
     }
@@ -603,14 +694,25 @@ Status Scheduler::submit(std::unique_ptr<Job> job) {
       int64_t& mine = impl_->tenant_queued[job->tenant];
       if (mine >= impl_->config.tenant_max_queue) {
         impl_->tenant_refused.inc();
+        if (retry_after_s != nullptr) *retry_after_s = impl_->queue_seconds();
         return Status::ResourceExhausted(fmt::format(
             "{} already has {} requests waiting (the most one client may queue); retry when they are answered",
             job->tenant.empty() ? std::string("this client") : job->tenant, mine));
       }
       ++mine;
     }
+    if (job->deadline != Clock::time_point::max()) {
+      if (auto late = impl_->late_by(*job); late) {
+        impl_->deadline_refused.inc();
+        if (retry_after_s != nullptr) *retry_after_s = late->queue_s;
+        return Status::DeadlineExceeded(fmt::format(
+            "cannot finish in time: about {:.1f} s of queued work ahead and {:.1f} s for this request, "
+            "{:.1f} s left before its deadline; retry later or allow more time",
+            late->queue_s, late->own_s, late->left_s));
+      }
+    }
     impl_->queued.fetch_add(1);
-    impl_->incoming.push_back(Waiting{std::move(job), impl_->next_arrival++, 0, 0, Clock::now()});
+    impl_->incoming.push_back(Waiting{std::move(job), impl_->next_arrival++, 0, 0, 0, Clock::now()});
   }
   impl_->cv.notify_one();
   return Status::Ok();

@@ -88,9 +88,13 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Queues a job. ResourceExhausted when the queue is full (answer 429);
-  // InvalidArgument when the prompt cannot fit the model's context.
-  Status submit(std::unique_ptr<Job> job);
+  // Queues a job. ResourceExhausted when the queue (or the tenant's share of it) is
+  // full (answer 429); InvalidArgument when the prompt cannot fit the model's context;
+  // DeadlineExceeded when, by the measured prefill and decode costs and the work queued
+  // ahead of it, the job cannot finish before its deadline (answer 503): refused now
+  // rather than timed out later. `retry_after_s`, when given, receives how long the
+  // work ahead should take (for Retry-After) on refusals.
+  Status submit(std::unique_ptr<Job> job, double* retry_after_s = nullptr);
 
   SchedulerStats stats() const;
 

@@ -375,7 +375,8 @@ TEST_F(GenerationLimits, FullQueueAnswers429WithRetryAfter) {
     if (r->status == 200) ++ok;
     if (r->status == 429) {
       ++limited;
-      EXPECT_EQ(r->header("retry-after"), "1");
+      // Whole seconds until the queue ahead should have drained, at least 1.
+      EXPECT_GE(std::stoi(r->header("retry-after")), 1) << r->header("retry-after");
       EXPECT_EQ(json::parse(r->body)["error"]["code"], "queue_full");
     }
   }

@@ -17,6 +17,7 @@ namespace infera::sched {
 namespace {
 
 using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
 
 class CountingModel : public ModelRunner {
  public:
@@ -384,6 +385,70 @@ TEST(Scheduler, TenantQueueCapRefusesOnlyThatTenant) {
   auto again = submit(s, {1}, 1, &st, [](Job& j) { j.tenant = "ip:10.0.0.9"; });
   EXPECT_TRUE(st.ok()) << st.message();
   again.get();
+}
+
+TEST(Scheduler, ARequestThatCannotFinishInTimeIsRefusedAtOnce) {
+  obs::Registry metrics;
+  CountingModel model(256, 3ms);
+  Scheduler s({.max_seqs = 1, .max_queue = 64, .max_batch_tokens = 64}, model, metrics);
+  // Unmeasured: nothing is refused for its deadline.
+  auto warm = submit(s, {1, 2, 3}, 30, nullptr, [](Job& j) { j.deadline = Clock::now() + 1ms; });
+  warm.get();
+  for (int i = 0; i < 3; ++i) submit(s, {1, 2, 3, 4, 5, 6}, 30).get();  // ~100 ms each: measured
+  // A long answer occupies the one slot; another waits behind it.
+  auto busy = submit(s, {1}, 60);
+  auto queued = submit(s, {2}, 30);
+  Status st;
+  double retry_after = 0;
+  auto job = std::make_unique<Job>();
+  job->prompt = {3, 4};
+  job->max_tokens = 30;
+  job->deadline = Clock::now() + 50ms;  // the queue ahead alone takes longer
+  bool done = false;
+  job->on_done = [&done](const Completion&) { done = true; };
+  const auto before = Clock::now();
+  st = s.submit(std::move(job), &retry_after);
+  EXPECT_EQ(st.code(), StatusCode::kDeadlineExceeded) << st.message();
+  EXPECT_NE(st.message().find("cannot finish in time"), std::string::npos) << st.message();
+  EXPECT_LT(Clock::now() - before, 20ms);  // decided at once, not after the deadline
+  EXPECT_GT(retry_after, 0.05);            // the queued work, measured
+  EXPECT_FALSE(done);                      // refused: no callback
+  EXPECT_EQ(metrics.counter("infera_admission_refusals_total", "", {{"reason", "deadline"}}).value(), 1u);
+  // The same request with time enough is taken.
+  auto patient = submit(s, {3, 4}, 30, &st, [](Job& j) { j.deadline = Clock::now() + 30s; });
+  EXPECT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(patient.get().completion.reason, FinishReason::kLength);
+  busy.get();
+  queued.get();
+}
+
+TEST(Scheduler, WaitingRaisesPriorityAndEarlierDeadlinesGoFirst) {
+  obs::Registry metrics;
+  CountingModel model(256, 1ms);
+  Scheduler s({.max_seqs = 1, .batch_timeout_ms = 100, .max_queue = 64, .max_batch_tokens = 64}, model, metrics);
+  std::mutex mu;
+  std::vector<std::string> order;
+  auto named = [&](std::string name, Clock::time_point deadline) {
+    return [&, name, deadline](Job& j) {
+      j.deadline = deadline;
+      auto done = j.on_done;
+      j.on_done = [&, name, done](const Completion& c) {
+        {
+          std::lock_guard lock(mu);
+          order.push_back(name);
+        }
+        done(c);
+      };
+    };
+  };
+  std::vector<std::future<Outcome>> outs;
+  outs.push_back(submit(s, {9}, 30, nullptr, named("first", Clock::time_point::max())));
+  for (int i = 0; i < 200 && s.stats().running == 0; ++i) std::this_thread::sleep_for(1ms);
+  outs.push_back(submit(s, {1}, 2, nullptr, named("late", Clock::now() + 20s)));
+  outs.push_back(submit(s, {2}, 2, nullptr, named("soon", Clock::now() + 10s)));
+  outs.push_back(submit(s, {3}, 2, nullptr, named("none", Clock::time_point::max())));
+  for (auto& o : outs) o.get();
+  EXPECT_EQ(order, (std::vector<std::string>{"first", "soon", "late", "none"}));
 }
 
 TEST(Scheduler, HigherPriorityIsAdmittedFirst) {
