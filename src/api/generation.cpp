@@ -278,6 +278,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
       return responder.send(invalid("'knowledge' needs /v1/chat/completions (messages), not a prompt"));
     }
     const bool client_no_cache = no_cache(req);
+    const bool chose_max_tokens = body->contains("max_tokens") || body->contains("max_completion_tokens");
     const std::string id = (chat ? "chatcmpl-" : "cmpl-") + req.request_id;
     const auto started = Clock::now();
     std::string query;  // the last user message asks what retrieval looks for
@@ -285,16 +286,18 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
       if (m.role == "user") query = m.content;
     }
     const std::optional<KnowledgeRequest> k = parsed->knowledge;
-    auto go = [self = shared_from_this(), g = std::move(parsed).value(), chat, client_no_cache, id, responder,
-               started, caller = req.caller](Chunks chunks) mutable {
+    auto go = [self = shared_from_this(), g = std::move(parsed).value(), chat, client_no_cache, chose_max_tokens, id,
+               responder, started, caller = req.caller](Chunks chunks) mutable {
       const std::string model = g.model;
       const auto keep_alive = g.keep_alive;
       self->with_model(model, keep_alive, caller.get(), responder,
-                       [self, g = std::move(g), chat, client_no_cache, id, responder, started, caller,
-                        chunks = std::move(chunks)](ModelView view) mutable {
+                       [self, g = std::move(g), chat, client_no_cache, chose_max_tokens, id, responder, started,
+                        caller, chunks = std::move(chunks)](ModelView view) mutable {
                          std::string sources;
+                         const int priority = effective_priority(g.priority, caller.get());
+                         g.sampling.max_tokens = self->max_tokens_for(g.sampling.max_tokens, priority, chose_max_tokens);
                          Spec spec = self->openai_spec(g, chat, view, client_no_cache, chunks, &sources);
-                         spec.priority = effective_priority(spec.priority, caller.get());
+                         spec.priority = priority;
                          spec.tenant = tenant_of(caller.get());
                          spec.meter = TokenMeter::for_caller(caller);
                          std::shared_ptr<Sink> sink = make_openai_sink(responder, chat, g.stream, id, view.model_id,
@@ -341,9 +344,10 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                        [self, a = std::move(a), client_no_cache, responder, started, caller, session_key, owner,
                         chunks = std::move(chunks)](ModelView view) mutable {
                          AssistantTurn turn;
+                         const int priority = effective_priority(0, caller.get());
                          Spec spec = self->assistant_spec(a, session_key, owner, view, client_no_cache, chunks,
-                                                          &turn.sources_json);
-                         spec.priority = effective_priority(0, caller.get());
+                                                          &turn.sources_json, priority);
+                         spec.priority = priority;
                          spec.tenant = tenant_of(caller.get());
                          spec.meter = TokenMeter::for_caller(caller);
                          turn.session_id = a.session_id;
@@ -675,9 +679,19 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     return {past.begin() + static_cast<std::ptrdiff_t>(first), past.end()};
   }
 
+  int degradation_level() const { return hooks_.degradation_level ? hooks_.degradation_level() : 0; }
+
+  // max_tokens under overload (level 1+): a low-priority request that did not choose
+  // its own gets the shortened limit (its cache key says so: it is never served as the
+  // full answer later).
+  int max_tokens_for(int max_tokens, int priority, bool chosen) const {
+    if (chosen || priority > 0 || degradation_level() < 1) return max_tokens;
+    return std::min(max_tokens, hooks_.shortened_max_tokens);
+  }
+
   Spec assistant_spec(const AssistantRequest& a, const std::string& session_key, const std::string& owner,
                       const ModelView& view, bool client_no_cache, const Chunks& chunks,
-                      std::string* sources) {
+                      std::string* sources, int priority = 1) {
     std::vector<ChatMessage> messages;
     std::string system = system_prompt(view, a.role);
     if (!system.empty()) messages.push_back({"system", system});
@@ -703,7 +717,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     }
     Spec spec;
     spec.prompt = render_chat(view.chat_format, messages);
-    spec.sampling.max_tokens = config_.default_max_tokens;
+    spec.sampling.max_tokens = max_tokens_for(config_.default_max_tokens, priority, false);
     spec.sampling.temperature = 0;  // deterministic: repeated questions hit the cache
     spec.deadline = deadline_for(std::nullopt);
     spec.cache_key = key_for(view, "chat", message_inputs(messages), spec.sampling, client_no_cache);
@@ -821,6 +835,16 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
 
   void submit(Spec spec, std::shared_ptr<Sink> sink, std::shared_ptr<cache::FlightTicket> ticket,
               std::shared_ptr<ModelView> model) {
+    if (spec.priority <= 0 && degradation_level() >= 2) {
+      // Overloaded: what the cache could answer was answered; low priority waits.
+      const double retry = std::max(1.0, model->generator->scheduler().stats().queue_delay_s);
+      if (ticket) ticket->complete(Status::Unavailable("overloaded"));
+      Outcome o = failure(429, "overloaded",
+                          fmt::format("the server is overloaded (about {:.0f} s of queued work); questions it has "
+                                      "answered before are still served, others: retry later", retry));
+      o.retry_after_s = retry;
+      return sink->done(o);
+    }
     auto job = std::make_unique<sched::Job>();
     job->prompt = model->generator->tokenize(spec.prompt);
     job->max_tokens = spec.sampling.max_tokens;

@@ -67,6 +67,12 @@ struct GenerationHooks {
   // Seconds for Retry-After while new generations must be refused (memory
   // pressure: 503 memory_pressure), nullopt while they are admitted. May be empty.
   std::function<std::optional<double>()> memory_pressure;
+  // The overload level (guard::DegradationLadder: 0 normal, 1 shorten, 2 refuse-low);
+  // may be empty (always 0). At 1+, low-priority requests (priority <= 0) that did not
+  // set max_tokens get at most `shortened_max_tokens`; at 2, those the cache cannot
+  // answer get 429 overloaded.
+  std::function<int()> degradation_level;
+  int shortened_max_tokens = 64;
   // Once per finished generation request: its model, end-to-end latency, time to
   // first token (< 0 when none was generated) and whether it succeeded (no 5xx).
   std::function<void(const std::string& model, double latency_ms, double ttft_ms, bool ok)> on_finished;

@@ -77,6 +77,7 @@ struct Operations::Impl {
         anomalies(obs::AnomalyConfig{config.anomaly_window, 30, 5, 2.0}, alerts),
         healing(m),
         watchdog(config.stall_timeout, healing, m),
+        ladder(config.degradation, healing, m),
         started(Clock::now()) {}
 
   OperationsConfig config;
@@ -87,6 +88,7 @@ struct Operations::Impl {
   obs::AnomalyDetector anomalies;
   guard::SelfHealingLog healing;
   guard::Watchdog watchdog;
+  guard::DegradationLadder ladder;
   OverridableSource memory_source;
   std::unique_ptr<guard::MemoryGuard> memory;
   models::Registry* models = nullptr;
@@ -135,6 +137,11 @@ struct Operations::Impl {
       const auto now = Clock::now();
       watchdog.tick(now);
       anomalies.tick(now);
+      double queue_delay = 0;
+      models->for_each_loaded([&](const std::string&, models::LoadedModel& m) {
+        if (auto* g = m.text_generator()) queue_delay = std::max(queue_delay, g->scheduler().stats().queue_delay_s);
+      });
+      ladder.observe(queue_delay, now);
       if (now >= next_window) {
         next_window = now + config.anomaly_window;
         for (auto& [name, g] : governed) {
@@ -212,6 +219,7 @@ struct Operations::Impl {
             {"sla", std::move(overall)},
             {"alerts", alerts.to_json()["firing"]},
             {"self_healing", healing.to_json()},
+            {"degradation", ladder.to_json()},
             {"cpu", {{"threads", config.cpu.threads},
                      {"pinned", !config.cpu.cpus.empty()},
                      {"cores", config.cpu.cpus},
@@ -325,6 +333,8 @@ api::GenerationHooks Operations::generation_hooks() {
     if (o->memory && o->memory->critical()) return o->memory->retry_after_seconds();
     return std::nullopt;
   };
+  hooks.degradation_level = [o] { return o->ladder.level(); };
+  hooks.shortened_max_tokens = o->config.degradation.shortened_max_tokens;
   hooks.on_finished = [o](const std::string&, double latency_ms, double ttft_ms, bool ok) {
     const auto now = Clock::now();
     o->anomalies.record_request(latency_ms, !ok, now);

@@ -18,6 +18,7 @@
 #include "api/generation.h"
 #include "core/cpu_topology.h"
 #include "core/status.h"
+#include "guard/guard.h"
 #include "http/server.h"
 #include "obs/sla.h"
 
@@ -45,6 +46,7 @@ struct OperationsConfig {
   int base_max_seqs = 8;                            // --max-seqs, for models that do not set theirs
   int base_max_batch_tokens = 256;                  // --max-batch-tokens
   core::CpuPlacement cpu;                           // --max-workers, --cpu-affinity
+  guard::DegradationConfig degradation;             // --degrade-*, --degraded-max-tokens
 };
 
 class Operations {

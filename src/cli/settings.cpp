@@ -198,6 +198,9 @@ Result<OperationsConfig> operations_config_from(const core::Config& c) {
   auto placement = cpu_placement_from(c);
   if (!placement.ok()) return placement.status();
   o.cpu = std::move(placement).value();
+  o.degradation.shorten_queue_s = c.get_double("degrade_shorten_after");
+  o.degradation.refuse_queue_s = c.get_double("degrade_refuse_after");
+  o.degradation.shortened_max_tokens = static_cast<int>(c.get_int("degraded_max_tokens"));
   o.cleanup_threshold = c.get_double("memory_cleanup_threshold");
   o.critical_threshold = c.get_double("critical_memory_threshold");
   if (o.critical_threshold < o.cleanup_threshold) {

@@ -160,6 +160,14 @@ std::vector<OptionSpec> make_specs() {
        3600000, {},
        "P95 time to first token, ms; a window above it lowers admitted sequences and prefill chunk "
        "until healthy (0 = off)"},
+      {"degrade_shorten_after", "INFERA_DEGRADE_SHORTEN_AFTER", "degrade-shorten-after", T::kFloat, "10", 0,
+       86400, {}, "overload level 1 at this estimated queue delay, seconds: low-priority requests without "
+       "max_tokens get --degraded-max-tokens (0 = never)"},
+      {"degrade_refuse_after", "INFERA_DEGRADE_REFUSE_AFTER", "degrade-refuse-after", T::kFloat, "30", 0,
+       86400, {}, "overload level 2 at this estimated queue delay, seconds: low-priority requests the cache "
+       "cannot answer get 429 (0 = never)"},
+      {"degraded_max_tokens", "INFERA_DEGRADED_MAX_TOKENS", "degraded-max-tokens", T::kInt, "64", 1, 1000000,
+       {}, "max_tokens of low-priority requests that did not set it, while overloaded (level 1+)"},
       {"sla_objectives", "INFERA_SLA_OBJECTIVES", "sla-objectives", T::kString,
        "*=p95:2000ms,availability:99.9", 0, 0, {},
        "latency and availability objectives per scope, e.g. "

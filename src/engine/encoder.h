@@ -34,7 +34,6 @@ constexpr int kDefaultDecoderContextTokens = 4096;
 
 struct EncoderOptions {
   int threads = 1;
-  std::vector<int> cpus;  // pin compute thread i to cpus[i % size]; empty: not pinned
   // Most tokens in one forward pass (a batch is split at input boundaries beyond it);
   // raised to the model's context length when smaller. A decoder's pass holds at most
   // its context; longer inputs run in chunks, with the same result.
@@ -51,6 +50,8 @@ struct EncoderOptions {
   // cache (models file `ctx_size`); 0 = the file's context_length up to
   // kDefaultDecoderContextTokens. Encoders take their file's context_length.
   int ctx_tokens = 0;
+  // Pin compute thread i to cpus[i % size]; empty: not pinned. (Last: positional inits.)
+  std::vector<int> cpus;
 };
 
 struct EncoderInfo {

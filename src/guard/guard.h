@@ -209,4 +209,42 @@ class TtftGovernor {
   std::unique_ptr<Impl> impl_;
 };
 
+// Graceful degradation under overload, by levels with hysteresis:
+//   0 normal;
+//   1 shorten: low-priority requests that did not set max_tokens get at most
+//     `shortened_max_tokens` (their answers are cached under that limit);
+//   2 refuse-low: low-priority requests the cache cannot answer are refused (429 with
+//     Retry-After); cached answers and higher priorities are still served.
+// The signal is the longest estimated queue delay of any model (SchedulerStats::
+// queue_delay_s). A level is entered as soon as the signal reaches its threshold, and
+// left one level at a time once the signal has stayed below half the threshold for
+// `hold`. Transitions are recorded ("degrade" / "recover"); gauge infera_degradation_level.
+// Threads: observe() from one timer thread; level() from any thread.
+struct DegradationConfig {
+  double shorten_queue_s = 10;     // --degrade-shorten-after (0: never)
+  double refuse_queue_s = 30;      // --degrade-refuse-after (0: never)
+  std::chrono::milliseconds hold{10000};
+  int shortened_max_tokens = 64;   // --degraded-max-tokens
+};
+
+class DegradationLadder {
+ public:
+  // REQUIRES: `log` and `metrics` outlive the ladder.
+  DegradationLadder(DegradationConfig config, SelfHealingLog& log, obs::Registry& metrics);
+  ~DegradationLadder();
+  DegradationLadder(const DegradationLadder&) = delete;
+  DegradationLadder& operator=(const DegradationLadder&) = delete;
+
+  void observe(double queue_delay_s, std::chrono::steady_clock::time_point now);
+  int level() const;
+  static const char* name(int level);
+  const DegradationConfig& config() const;
+  // {"level", "name", "queue_delay_s", "since_s"}
+  nlohmann::json to_json() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace infera::guard

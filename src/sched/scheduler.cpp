@@ -210,8 +210,10 @@ struct Scheduler::Impl {
     c.ttft_ms = r.ttft_ms;
     c.total_ms = ms_between(r.submitted, now);
     if (reason == FinishReason::kStop || reason == FinishReason::kLength) {
-      ewma(service_s, std::chrono::duration<double>(now - r.admitted).count());
-      ewma(generated_mean, static_cast<double>(r.generated));
+      // Requests are few next to steps: a heavier weight follows a change of load in
+      // a handful of answers (and forgets the load-time warm-up's one-token answer).
+      ewma(service_s, std::chrono::duration<double>(now - r.admitted).count(), 0.5);
+      ewma(generated_mean, static_cast<double>(r.generated), 0.5);
     }
     c.error = std::move(error);
     e2e.observe(c.total_ms / 1000.0);
@@ -722,6 +724,7 @@ SchedulerStats Scheduler::stats() const {
   std::lock_guard lock(impl_->mu);
   SchedulerStats s = impl_->shared_stats;
   s.waiting = impl_->queued.load() + impl_->n_preempted.load();
+  s.queue_delay_s = impl_->queue_seconds();
   s.steps_completed = impl_->steps.load();
   s.max_seqs = impl_->max_seqs.load();
   s.max_batch_tokens = impl_->max_batch_tokens.load();

@@ -78,6 +78,10 @@ struct SchedulerStats {
   int64_t steps_completed = 0;     // engine steps that evaluated a batch (watchdog progress)
   int max_seqs = 0;                // limits in force (set_limits may lower them)
   int max_batch_tokens = 0;
+  // Estimated time until the work queued now leaves a sequence slot free (the
+  // measured service time of a request, times the requests ahead per slot); 0 before
+  // anything was measured or when a slot is free.
+  double queue_delay_s = 0;
 };
 
 class Scheduler {

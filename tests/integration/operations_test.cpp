@@ -301,6 +301,71 @@ TEST(Operations, ABrokenTtftObjectiveLowersTheModelsLimits) {
   EXPECT_TRUE(listed);
 }
 
+TEST(Operations, OverloadShortensThenRefusesLowPriorityAnswersAndSaysSo) {
+  // One sequence at a time, every engine step slowed to 25 ms: each queued 30-token
+  // answer is ~0.75 s of work. Level 1 past 0.5 s of estimated queue, level 2 past 4.5 s.
+  ServerProcess server({"--max-seqs", "1", "--batch-timeout", "0", "--ttft-objective-ms", "0", "--test-hooks",
+                        "true", "--degrade-shorten-after", "0.5", "--degrade-refuse-after", "4.5",
+                        "--degraded-max-tokens", "5"});
+  ASSERT_GT(server.port(), 0);
+  const int port = server.port();
+  ASSERT_EQ(http_request(port, "POST", "/api/models/stories260K/load")->status, 200);
+  ASSERT_EQ(post(port, "/admin/test/fault", {{"model", "stories260K"}, {"per_step_ms", 25}, {"duration_ms", 120000}})
+                ->status,
+            200);
+  const std::map<std::string, std::string> no_cache = {{"Cache-Control", "no-cache"}};
+  auto ask = [&](const std::string& prompt, std::optional<int> max_tokens) {
+    json body = {{"prompt", prompt}, {"temperature", 0}};
+    if (max_tokens) body["max_tokens"] = *max_tokens;
+    return post(port, "/v1/completions", body, no_cache);
+  };
+  auto level = [&] { return get_json(port, "/api/v1/status")["degradation"].value("level", -1); };
+  // The service time is measured; the first answer is also cached (no Cache-Control).
+  ASSERT_EQ(post(port, "/v1/completions", {{"prompt", "Once upon a time"}, {"temperature", 0}, {"max_tokens", 30}})
+                ->status,
+            200);
+  ASSERT_EQ(ask("The end", 30)->status, 200);
+  EXPECT_EQ(level(), 0);
+  std::vector<std::future<std::optional<HttpResponse>>> queued;
+  // One running and two waiting: ~2 s ahead of a new request.
+  for (int i = 0; i < 3; ++i) {
+    queued.push_back(std::async(std::launch::async, [&, i] { return ask("Tale " + std::to_string(i), 30); }));
+  }
+  ASSERT_TRUE(eventually([&] { return level() >= 1; }, 5s)) << get_json(port, "/api/v1/status").dump();
+  // No max_tokens of its own, low priority: shortened (and cached as such).
+  auto shortened = std::async(std::launch::async, [&] { return ask("The little dog", std::nullopt); });
+  // Six more waiting: ~6 s ahead.
+  for (int i = 3; i < 9; ++i) {
+    queued.push_back(std::async(std::launch::async, [&, i] { return ask("Tale " + std::to_string(i), 30); }));
+  }
+  ASSERT_TRUE(eventually([&] { return level() == 2; }, 5s)) << get_json(port, "/api/v1/status").dump();
+  auto refused = ask("A new question", 10);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429) << refused->body;
+  EXPECT_EQ(json::parse(refused->body)["error"]["code"], "overloaded");
+  EXPECT_GE(std::stoi(refused->header("retry-after")), 1);
+  // An answer the cache holds is still served at level 2.
+  auto cached = post(port, "/v1/completions", {{"prompt", "Once upon a time"}, {"temperature", 0}, {"max_tokens", 30}});
+  ASSERT_TRUE(cached);
+  EXPECT_EQ(cached->status, 200) << cached->body;
+  EXPECT_EQ(cached->header("x-cache"), "HIT-L1");
+  auto s = shortened.get();
+  ASSERT_TRUE(s);
+  ASSERT_EQ(s->status, 200) << s->body;
+  EXPECT_LE(json::parse(s->body)["usage"]["completion_tokens"].get<int>(), 5) << s->body;
+  for (auto& q : queued) {
+    auto r = q.get();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << r->body;  // admitted before level 2: answered in full
+  }
+  auto metrics = http_request(port, "GET", "/metrics");
+  EXPECT_NE(metrics->body.find("infera_degradation_level "), std::string::npos);
+  const json status = get_json(port, "/api/v1/status");
+  bool degraded = false;
+  for (const auto& a : status["self_healing"]["recent"]) degraded = degraded || a["action"] == "degrade";
+  EXPECT_TRUE(degraded);
+}
+
 TEST(Operations, SlaReportsComplianceAndBudgetPerRouteAndModel) {
   ServerProcess server(
       {"--sla-objectives", "*=p95:2000ms,availability:99.9;model:stories260K=p95:1ms"});
