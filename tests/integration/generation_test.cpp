@@ -289,6 +289,20 @@ TEST_F(Generation, LoadGeneratorReportsLatencyAndThroughput) {
 
 class GenerationLimits : public ::testing::Test {};
 
+// `n` chat questions of up to 200 tokens at once, each different (identical ones would
+// share one generation through the cache); their answers, in order.
+std::vector<std::optional<HttpResponse>> ask_at_once(int port, int n) {
+  std::vector<std::future<std::optional<HttpResponse>>> futures;
+  for (int i = 0; i < n; ++i) {
+    futures.push_back(std::async(std::launch::async, [port, i] {
+      return post(port, "/v1/chat/completions", chat_body("Once upon a time " + std::to_string(i), 200));
+    }));
+  }
+  std::vector<std::optional<HttpResponse>> out;
+  for (auto& f : futures) out.push_back(f.get());
+  return out;
+}
+
 TEST_F(GenerationLimits, FullKvCachePreemptsInsteadOfTruncating) {
   REQUIRE_MODEL();
   // 256 KV positions for all sequences; each answer needs ~130, eight run at once.
@@ -332,15 +346,8 @@ TEST_F(GenerationLimits, OneClientsQueueIsCappedByTenantMaxQueue) {
   ServerProcess server({"--model", kModel, "--max-seqs", "1", "--max-queue", "64", "--tenant-max-queue", "2",
                         "--batch-timeout", "0"});
   ASSERT_GT(server.port(), 0);
-  std::vector<std::future<std::optional<HttpResponse>>> futures;
-  for (int i = 0; i < 12; ++i) {
-    futures.push_back(std::async(std::launch::async, [&server, i] {
-      return post(server.port(), "/v1/chat/completions", chat_body("Once upon a time " + std::to_string(i), 200));
-    }));
-  }
   int ok = 0, limited = 0;
-  for (auto& f : futures) {
-    auto r = f.get();
+  for (const auto& r : ask_at_once(server.port(), 12)) {
     ASSERT_TRUE(r);
     if (r->status == 200) ++ok;
     if (r->status == 429) {
@@ -360,17 +367,8 @@ TEST_F(GenerationLimits, FullQueueAnswers429WithRetryAfter) {
   REQUIRE_MODEL();
   ServerProcess server({"--model", kModel, "--max-seqs", "1", "--max-queue", "1", "--batch-timeout", "0"});
   ASSERT_GT(server.port(), 0);
-  std::vector<std::future<std::optional<HttpResponse>>> futures;
-  for (int i = 0; i < 12; ++i) {
-    // Distinct prompts: identical ones would share one generation through the cache.
-    futures.push_back(std::async(std::launch::async, [&server, i] {
-      return post(server.port(), "/v1/chat/completions",
-                  chat_body("Once upon a time " + std::to_string(i), 200));
-    }));
-  }
   int ok = 0, limited = 0;
-  for (auto& f : futures) {
-    auto r = f.get();
+  for (const auto& r : ask_at_once(server.port(), 12)) {
     ASSERT_TRUE(r);
     if (r->status == 200) ++ok;
     if (r->status == 429) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -245,6 +246,26 @@ TEST(Scheduler, RunsSequencesTogetherWithSameResultsAsAlone) {
   EXPECT_GE(model.max_seqs_in_batch(), 2);
 }
 
+// Records the order in which jobs end: record(name, setup) customizes a job (setup may
+// set its tenant, priority, deadline) and appends `name` when it is done.
+struct CompletionOrder {
+  std::mutex mu;
+  std::vector<std::string> names;
+  std::function<void(Job&)> record(std::string name, std::function<void(Job&)> setup) {
+    return [this, name, setup](Job& j) {
+      setup(j);
+      auto done = j.on_done;
+      j.on_done = [this, name, done](const Completion& c) {
+        {
+          std::lock_guard lock(mu);
+          names.push_back(name);
+        }
+        done(c);
+      };
+    };
+  }
+};
+
 std::string counting_text(int from, int n) {
   std::string text;
   for (int t = from; t < from + n; ++t) text += std::to_string(t) + " ";
@@ -283,20 +304,9 @@ TEST(Scheduler, TheLowestPriorityYoungestSequenceIsPreempted) {
   CountingModel model(8, 1ms);  // 32 positions; three sequences of 3 + 10 need 12 blocks
   Scheduler s({.max_seqs = 4, .batch_timeout_ms = 200, .max_queue = 16, .max_batch_tokens = 16}, model,
               metrics);
-  std::mutex mu;
-  std::vector<std::string> order;
+  CompletionOrder order;
   auto named = [&](std::string name, int priority) {
-    return [&, name, priority](Job& j) {
-      j.priority = priority;
-      auto done = j.on_done;
-      j.on_done = [&, name, done](const Completion& c) {
-        {
-          std::lock_guard lock(mu);
-          order.push_back(name);
-        }
-        done(c);
-      };
-    };
+    return order.record(std::move(name), [priority](Job& j) { j.priority = priority; });
   };
   auto low = submit(s, {1, 2, 3}, 10, nullptr, named("low", 0));
   auto high_old = submit(s, {21, 22, 23}, 10, nullptr, named("high-old", 5));
@@ -304,8 +314,8 @@ TEST(Scheduler, TheLowestPriorityYoungestSequenceIsPreempted) {
   EXPECT_EQ(low.get().text, counting_text(4, 10));
   EXPECT_EQ(high_old.get().text, counting_text(24, 10));
   EXPECT_EQ(high_young.get().text, counting_text(44, 10));
-  ASSERT_EQ(order.size(), 3u);
-  EXPECT_EQ(order.back(), "low");  // it gave its blocks up and finished last
+  ASSERT_EQ(order.names.size(), 3u);
+  EXPECT_EQ(order.names.back(), "low");  // it gave its blocks up and finished last
   EXPECT_GE(preemptions(metrics), 1u);
 }
 
@@ -326,20 +336,9 @@ TEST(Scheduler, TenantsTakeTurnsWithinAPriority) {
   obs::Registry metrics;
   CountingModel model(256, 1ms);
   Scheduler s({.max_seqs = 1, .batch_timeout_ms = 100, .max_queue = 64, .max_batch_tokens = 64}, model, metrics);
-  std::mutex mu;
-  std::vector<std::string> order;
+  CompletionOrder order;
   auto as = [&](std::string tenant, std::string name) {
-    return [&, tenant, name](Job& j) {
-      j.tenant = tenant;
-      auto done = j.on_done;
-      j.on_done = [&, name, done](const Completion& c) {
-        {
-          std::lock_guard lock(mu);
-          order.push_back(name);
-        }
-        done(c);
-      };
-    };
+    return order.record(std::move(name), [tenant](Job& j) { j.tenant = tenant; });
   };
   std::vector<std::future<Outcome>> outs;
   // A long answer holds the one sequence slot while everything else queues behind it.
@@ -349,11 +348,12 @@ TEST(Scheduler, TenantsTakeTurnsWithinAPriority) {
   outs.push_back(submit(s, {5, 6}, 3, nullptr, as("key:alice", "alice")));
   outs.push_back(submit(s, {7, 8}, 3, nullptr, as("key:bob", "bob")));
   for (auto& o : outs) o.get();
-  ASSERT_EQ(order.size(), 9u);
+  ASSERT_EQ(order.names.size(), 9u);
   // One sequence at a time: each tenant's first request before anyone's second.
-  const auto at = [&](const std::string& name) { return std::find(order.begin(), order.end(), name) - order.begin(); };
-  EXPECT_LT(at("alice"), at("f1")) << ::testing::PrintToString(order);
-  EXPECT_LT(at("bob"), at("f1")) << ::testing::PrintToString(order);
+  const auto& names = order.names;
+  const auto at = [&](const std::string& name) { return std::find(names.begin(), names.end(), name) - names.begin(); };
+  EXPECT_LT(at("alice"), at("f1")) << ::testing::PrintToString(names);
+  EXPECT_LT(at("bob"), at("f1")) << ::testing::PrintToString(names);
   EXPECT_LT(at("f0"), at("alice"));  // arrival order among first requests
   EXPECT_LT(at("f1"), at("f2"));     // a tenant's own requests stay in arrival order
 }
@@ -426,20 +426,9 @@ TEST(Scheduler, WaitingRaisesPriorityAndEarlierDeadlinesGoFirst) {
   obs::Registry metrics;
   CountingModel model(256, 1ms);
   Scheduler s({.max_seqs = 1, .batch_timeout_ms = 100, .max_queue = 64, .max_batch_tokens = 64}, model, metrics);
-  std::mutex mu;
-  std::vector<std::string> order;
+  CompletionOrder order;
   auto named = [&](std::string name, Clock::time_point deadline) {
-    return [&, name, deadline](Job& j) {
-      j.deadline = deadline;
-      auto done = j.on_done;
-      j.on_done = [&, name, done](const Completion& c) {
-        {
-          std::lock_guard lock(mu);
-          order.push_back(name);
-        }
-        done(c);
-      };
-    };
+    return order.record(std::move(name), [deadline](Job& j) { j.deadline = deadline; });
   };
   std::vector<std::future<Outcome>> outs;
   outs.push_back(submit(s, {9}, 30, nullptr, named("first", Clock::time_point::max())));
@@ -448,39 +437,29 @@ TEST(Scheduler, WaitingRaisesPriorityAndEarlierDeadlinesGoFirst) {
   outs.push_back(submit(s, {2}, 2, nullptr, named("soon", Clock::now() + 10s)));
   outs.push_back(submit(s, {3}, 2, nullptr, named("none", Clock::time_point::max())));
   for (auto& o : outs) o.get();
-  EXPECT_EQ(order, (std::vector<std::string>{"first", "soon", "late", "none"}));
+  EXPECT_EQ(order.names, (std::vector<std::string>{"first", "soon", "late", "none"}));
 }
 
 TEST(Scheduler, HigherPriorityIsAdmittedFirst) {
   obs::Registry metrics;
   CountingModel model(256, 200us);
   Scheduler s({.max_seqs = 1, .max_queue = 64, .max_batch_tokens = 64}, model, metrics);
-  std::vector<std::string> order;
-  std::mutex mu;
-  auto record = [&](std::string name) {
-    return [&, name](Job& j) {
-      auto done = j.on_done;
-      j.on_done = [&, name, done](const Completion& c) {
-        {
-          std::lock_guard lock(mu);
-          order.push_back(name);
-        }
-        done(c);
-      };
-    };
+  CompletionOrder order;
+  auto record = [&](std::string name, int priority = 0) {
+    return order.record(std::move(name), [priority](Job& j) { j.priority = priority; });
   };
   auto busy = submit(s, {1}, 200, nullptr, record("busy"));
   auto deadline = Clock::now() + 5s;
   while (s.stats().running == 0 && Clock::now() < deadline) std::this_thread::sleep_for(100us);
   ASSERT_EQ(s.stats().running, 1);
-  auto low = submit(s, {1}, 2, nullptr, [&](Job& j) { record("low")(j); j.priority = 0; });
-  auto high = submit(s, {1}, 2, nullptr, [&](Job& j) { record("high")(j); j.priority = 5; });
+  auto low = submit(s, {1}, 2, nullptr, record("low", 0));
+  auto high = submit(s, {1}, 2, nullptr, record("high", 5));
   busy.get();
   low.get();
   high.get();
-  ASSERT_EQ(order.size(), 3u) << order[0] << order[1] << order[2];
-  EXPECT_EQ(order[1], "high");
-  EXPECT_EQ(order[2], "low");
+  ASSERT_EQ(order.names.size(), 3u) << ::testing::PrintToString(order.names);
+  EXPECT_EQ(order.names[1], "high");
+  EXPECT_EQ(order.names[2], "low");
 }
 
 TEST(Scheduler, DeadlineEndsWithTimeout) {
