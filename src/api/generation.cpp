@@ -11,6 +11,7 @@
 #include <deque>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -18,6 +19,7 @@
 #include "api/embeddings.h"
 #include "api/json_body.h"
 #include "api/openai_request.h"
+#include "api/popularity.h"
 #include "auth/auth.h"
 #include "cache/cache.h"
 #include "core/log.h"
@@ -279,6 +281,14 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     }
     const bool client_no_cache = no_cache(req);
     const bool chose_max_tokens = body->contains("max_tokens") || body->contains("max_completion_tokens");
+    // What a restarted server would ask again to re-warm this answer (not streamed).
+    std::string rewarm_body;
+    if (hooks_.popularity != nullptr && !client_no_cache && !parsed->knowledge) {
+      json b = *body;
+      b.erase("stream");
+      b.erase("stream_options");
+      rewarm_body = b.dump();
+    }
     const std::string id = (chat ? "chatcmpl-" : "cmpl-") + req.request_id;
     const auto started = Clock::now();
     std::string query;  // the last user message asks what retrieval looks for
@@ -287,17 +297,18 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
     }
     const std::optional<KnowledgeRequest> k = parsed->knowledge;
     auto go = [self = shared_from_this(), g = std::move(parsed).value(), chat, client_no_cache, chose_max_tokens, id,
-               responder, started, caller = req.caller](Chunks chunks) mutable {
+               responder, started, caller = req.caller, rewarm_body = std::move(rewarm_body)](Chunks chunks) mutable {
       const std::string model = g.model;
       const auto keep_alive = g.keep_alive;
       self->with_model(model, keep_alive, caller.get(), responder,
                        [self, g = std::move(g), chat, client_no_cache, chose_max_tokens, id, responder, started,
-                        caller, chunks = std::move(chunks)](ModelView view) mutable {
+                        caller, rewarm_body = std::move(rewarm_body), chunks = std::move(chunks)](ModelView view) mutable {
                          std::string sources;
                          const int priority = effective_priority(g.priority, caller.get());
                          g.sampling.max_tokens = self->max_tokens_for(g.sampling.max_tokens, priority, chose_max_tokens);
                          Spec spec = self->openai_spec(g, chat, view, client_no_cache, chunks, &sources);
                          spec.priority = priority;
+                         self->count_question(spec, rewarm_body);
                          spec.tenant = tenant_of(caller.get());
                          spec.meter = TokenMeter::for_caller(caller);
                          std::shared_ptr<Sink> sink = make_openai_sink(responder, chat, g.stream, id, view.model_id,
@@ -348,6 +359,10 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                          Spec spec = self->assistant_spec(a, session_key, owner, view, client_no_cache, chunks,
                                                           &turn.sources_json, priority);
                          spec.priority = priority;
+                         if (a.session_id.empty() && !a.knowledge) {
+                           self->count_question(spec, json{{"question", a.question}, {"role", a.role},
+                                                           {"model", a.model}}.dump());
+                         }
                          spec.tenant = tenant_of(caller.get());
                          spec.meter = TokenMeter::for_caller(caller);
                          turn.session_id = a.session_id;
@@ -362,14 +377,20 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
   }
 
   // Runs one warm-up request body; `done` gets whether its answer is now cached.
-  void warm(const json& body, std::function<void(bool)> done) {
+  // Counts a cacheable question for the next start's re-warming.
+  void count_question(const Spec& spec, const std::string& rewarm_body) const {
+    if (hooks_.popularity == nullptr || !spec.cache_key || rewarm_body.empty()) return;
+    hooks_.popularity->record(*spec.cache_key, rewarm_body);
+  }
+
+  void warm(const json& body, std::function<void(bool)> done, int priority = 0) {
     std::string model;
     if (body.is_object() && body.contains("model") && body["model"].is_string()) {
       model = body["model"].get<std::string>();
     }
     if (model.empty()) model = models_.default_model();
     models_.acquire(model, std::nullopt,
-                    [self = shared_from_this(), body, done](Result<std::shared_ptr<models::Lease>> lease) {
+                    [self = shared_from_this(), body, done, priority](Result<std::shared_ptr<models::Lease>> lease) {
                       if (!lease.ok()) return done(false);
                       auto view = self->view_of(std::move(lease).value());
                       if (!view) return done(false);
@@ -386,6 +407,7 @@ class GenerationRoutes : public std::enable_shared_from_this<GenerationRoutes> {
                         if (parsed.ok() && !parsed->knowledge) spec = self->openai_spec(*parsed, chat, *view, false);
                       }
                       if (!spec || !spec->cache_key) return done(false);
+                      spec->priority = priority;
                       self->run(std::move(*spec), make_callback_sink([done](const Outcome& o) {
                                   done(o.error_status == 0 &&
                                        (o.finish_reason == "stop" || o.finish_reason == "length"));
@@ -1040,6 +1062,38 @@ int warm_cache_from_file(const std::string& path, const GenerationConfig& config
   }
   int cached = 0;
   for (auto& r : results) cached += r.get() ? 1 : 0;
+  return cached;
+}
+
+int rewarm_popular(const std::vector<std::string>& bodies, const GenerationConfig& config,
+                   models::Registry& models, cache::Cache& cache, cache::CachePolicy policy,
+                   const std::function<bool()>& stop) {
+  auto routes = std::make_shared<GenerationRoutes>(config, models, &cache, policy, GenerationHooks{});
+  const auto idle = [&models] {
+    bool busy = false;
+    models.for_each_loaded([&](const std::string&, models::LoadedModel& m) {
+      if (auto* g = m.text_generator()) {
+        const sched::SchedulerStats s = g->scheduler().stats();
+        busy = busy || s.running > 0 || s.waiting > 0;
+      }
+    });
+    return !busy;
+  };
+  int cached = 0;
+  for (const std::string& text : bodies) {
+    json body = json::parse(text, nullptr, false);
+    if (!body.is_object()) continue;
+    while (!stop() && !idle()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (stop()) break;
+    auto promise = std::make_shared<std::promise<bool>>();
+    auto answer = promise->get_future();
+    routes->warm(body, [promise](bool ok) { promise->set_value(ok); }, std::numeric_limits<int>::min() / 2);
+    // At shutdown nobody waits for the answer (the callback outlives this loop).
+    while (answer.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+      if (stop()) return cached;
+    }
+    cached += answer.get() ? 1 : 0;
+  }
   return cached;
 }
 

@@ -40,6 +40,7 @@ class Store;
 namespace infera::api {
 
 class Embedder;
+class PopularityLog;
 
 struct GenerationConfig {
   // --chat-template: a format for every model whose declaration says "auto"; with
@@ -84,6 +85,9 @@ struct GenerationHooks {
   store::Store* conversations = nullptr;
   // Embeds questions for the semantic cache; null: no semantic cache.
   Embedder* embedder = nullptr;
+  // Counts the cacheable questions asked (without a session or retrieval), for
+  // rewarm_popular after a restart; null: not counted.
+  PopularityLog* popularity = nullptr;
 };
 
 // Registers the generation routes, and with a cache also POST /admin/cache/warm,
@@ -101,5 +105,13 @@ void register_generation_routes(http::Server& server, const GenerationConfig& co
 int warm_cache_from_file(const std::string& path, const GenerationConfig& config,
                          models::Registry& models, cache::Cache& cache, cache::CachePolicy policy,
                          std::string* error);
+
+// Runs the request bodies (PopularityLog::top of an earlier run) through the cache one at
+// a time at the lowest priority, each only once no model has requests running or
+// waiting, so live requests never queue behind them; returns how many answers are now
+// cached. Returns early when `stop()` turns true. REQUIRES: a cache.
+int rewarm_popular(const std::vector<std::string>& bodies, const GenerationConfig& config,
+                   models::Registry& models, cache::Cache& cache, cache::CachePolicy policy,
+                   const std::function<bool()>& stop);
 
 }  // namespace infera::api

@@ -13,6 +13,7 @@
 #include "api/chat_template.h"
 #include "api/embeddings.h"
 #include "api/knowledge_routes.h"
+#include "api/popularity.h"
 #include "api/predictions.h"
 #include "api/generation.h"
 #include "auth/auth.h"
@@ -55,6 +56,44 @@ class Maintenance {
       log::flush();
     }
   }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// The questions asked most, learned across restarts (--cache-rewarm): first re-asks
+// the previous run's most asked (api::rewarm_popular, lowest priority, while idle),
+// then saves the counts every 10 s and at shutdown.
+class Rewarmer {
+ public:
+  Rewarmer(api::PopularityLog& log, std::function<int(const std::function<bool()>&)> rewarm)
+      : log_(log), thread_([this, rewarm = std::move(rewarm)] { loop(rewarm); }) {}
+  ~Rewarmer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    if (Status st = log_.save(); !st.ok()) log::warn("cache.popularity_save_failed", "{}", st.message());
+  }
+
+ private:
+  void loop(const std::function<int(const std::function<bool()>&)>& rewarm) {
+    const int cached = rewarm([this] {
+      std::lock_guard lock(mu_);
+      return stop_;
+    });
+    if (cached > 0) log::info("cache.rewarmed", "{} of the questions asked most before the restart answered", cached);
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::seconds(10), [this] { return stop_; })) {
+      lock.unlock();
+      if (Status st = log_.save(); !st.ok()) log::warn("cache.popularity_save_failed", "{}", st.message());
+      lock.lock();
+    }
+  }
+  api::PopularityLog& log_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
@@ -286,6 +325,12 @@ int run_serve(const core::FlagValues& flags) {
   generation_hooks.knowledge = knowledge.get();
   generation_hooks.conversations = knowledge_store->get();
   generation_hooks.embedder = &embedder;
+  const int rewarm_count = static_cast<int>(config->get_int("cache_rewarm"));
+  std::unique_ptr<api::PopularityLog> popularity;
+  if (response_cache && rewarm_count > 0) {
+    popularity = std::make_unique<api::PopularityLog>((data_dir / "popular.jsonl").string());
+    generation_hooks.popularity = popularity.get();
+  }
   if (gen.semantic_cache) {
     std::string why;
     if (!response_cache) why = "it needs the response cache (--cache-policy is off)";
@@ -325,10 +370,19 @@ int run_serve(const core::FlagValues& flags) {
              fmt::format("\"port\":{}", server.port()));
   Maintenance maintenance;
   preload_pinned(registry);
+  std::optional<Rewarmer> rewarmer;
+  if (popularity) {
+    rewarmer.emplace(*popularity, [&, bodies = popularity->top(static_cast<size_t>(rewarm_count))](
+                                      const std::function<bool()>& stop) {
+      return bodies.empty() ? 0
+                            : api::rewarm_popular(bodies, gen, registry, *response_cache, cache_config.policy, stop);
+    });
+  }
   ops->start();
   access->start();
   server.set_ready(true);
   server.run();
+  rewarmer.reset();  // before the registry ends the jobs a re-warm may wait for
   access->stop();
   // Shutdown order: the operations threads read the registry; the registry's models
   // end their remaining jobs, whose callbacks reach the cache and the operations hooks.

@@ -140,6 +140,9 @@ std::vector<OptionSpec> make_specs() {
        "which answers are cached: greedy or seeded requests, all, or none"},
       {"cache_warm", "INFERA_CACHE_WARM", "cache-warm", T::kString, "", 0, 0, {},
        "JSON lines of requests answered at start so their repeats hit the cache"},
+      {"cache_rewarm", "INFERA_CACHE_REWARM", "cache-rewarm", T::kInt, "100", 0, 100000, {},
+       "after a start, answer this many of the questions asked most in earlier runs (counted in "
+       "<data-dir>/popular.jsonl) at the lowest priority while idle, so they hit the cache (0 = off)"},
       // Models and memory
       {"model_cache_size", "MODEL_CACHE_SIZE", "model-cache-size", T::kInt, "2", 1, 1024, {},
        "most models loaded at once; loading another evicts the least valuable unpinned one"},

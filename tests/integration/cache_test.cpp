@@ -288,7 +288,8 @@ TEST(CacheTiers, RestartedServerHitsL2ThenL1) {
     text = a.text;
     stop(*first);
   }
-  auto second = serve({"--cache-dir", l2});
+  // Not re-warmed at start (--cache-rewarm): this test is about what a request finds.
+  auto second = serve({"--cache-dir", l2, "--cache-rewarm", "0"});
   ASSERT_GT(second->port(), 0);
   Answer from_disk = ask_chat(second->port(), "The little dog");
   ASSERT_EQ(from_disk.status, 200) << from_disk.body;
@@ -300,6 +301,50 @@ TEST(CacheTiers, RestartedServerHitsL2ThenL1) {
   json stats = cache_stats(second->port());
   EXPECT_EQ(stats["l2"]["hits"], 1) << stats.dump();
   EXPECT_EQ(metric(second->port(), "infera_cache_hits{tier=\"l2\"}"), 1);
+}
+
+TEST(CacheRewarm, TheQuestionsAskedMostAreAnsweredAgainAfterARestart) {
+  REQUIRE_MODEL();
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  std::string asked_most;
+  {
+    auto first = serve({"--data-dir", data});  // no --cache-dir: answers live in memory only
+    ASSERT_GT(first->port(), 0);
+    for (int i = 0; i < 3; ++i) {
+      Answer a = ask(first->port(), "/api/chat", {{"question", "What is a cat?"}});
+      ASSERT_EQ(a.status, 200) << a.body;
+      asked_most = a.text;
+    }
+    ASSERT_EQ(ask_chat(first->port(), "The little dog").status, 200);
+    ASSERT_EQ(ask(first->port(), "/api/chat", {{"question", "Private"}, {"session_id", "s1"}}).status, 200);
+    stop(*first);
+  }
+  // Counted: the two cacheable questions (not the one inside a session), most asked first.
+  std::ifstream in(data + "/popular.jsonl");
+  std::vector<json> rows;
+  for (std::string line; std::getline(in, line);) rows.push_back(json::parse(line));
+  ASSERT_EQ(rows.size(), 2u);
+  const json& cat = rows[0]["count"] == 3 ? rows[0] : rows[1];
+  EXPECT_EQ(cat["count"], 3);
+  EXPECT_EQ(cat["body"]["question"], "What is a cat?");
+
+  auto second = serve({"--data-dir", data});
+  ASSERT_GT(second->port(), 0);
+  const auto deadline = Clock::now() + 20s;
+  while (cache_stats(second->port())["l1"].value("entries", 0) < 2 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  Answer again = ask(second->port(), "/api/chat", {{"question", "What is a cat?"}});
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(again.x_cache, "HIT-L1");  // answered before anyone asked
+  EXPECT_EQ(again.text, asked_most);
+  EXPECT_EQ(ask_chat(second->port(), "The little dog").x_cache, "HIT-L1");
+
+  auto off = serve({"--data-dir", data, "--cache-rewarm", "0"});
+  ASSERT_GT(off->port(), 0);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(ask(off->port(), "/api/chat", {{"question", "What is a cat?"}}).x_cache, "MISS");
 }
 
 // Two infera processes, each with its own empty L1 and L2, sharing one Redis.
@@ -491,7 +536,7 @@ TEST(CacheCorruption, EntryFailingItsChecksumIsAMissNeverAWrongAnswer) {
   }
   ASSERT_EQ(error, "");
 
-  auto second = serve({"--cache-dir", l2});
+  auto second = serve({"--cache-dir", l2, "--cache-rewarm", "0"});  // see RestartedServerHitsL2ThenL1
   ASSERT_GT(second->port(), 0);
   Answer after = ask_chat(second->port(), "Lily found a ball");
   ASSERT_EQ(after.status, 200) << after.body;
@@ -528,7 +573,7 @@ TEST(CacheCorruption, DamagedTableFileIsAMissNeverAWrongAnswer) {
   bytes[at] = static_cast<char>(bytes[at] ^ 0x20);
   write_bytes(tables[0], bytes);
 
-  auto second = serve({"--cache-dir", l2});
+  auto second = serve({"--cache-dir", l2, "--cache-rewarm", "0"});  // see RestartedServerHitsL2ThenL1
   ASSERT_GT(second->port(), 0);
   Answer after = ask_chat(second->port(), "Tom had a red car");
   ASSERT_EQ(after.status, 200) << after.body;
